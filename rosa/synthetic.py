@@ -38,8 +38,9 @@ class WorldConfig:
     mean_library:float = 3000.  # mean UMIs per cell
     dispersion:float = 0.2    # negative-binomial over-dispersion phi (var = mu + phi mu^2)
     frac_lncrna:float = 0.1   # fraction of genes without a protein
-    frac_family:float = 0.6   # fraction of coding genes in paralog families
+    frac_family:float = 0.8   # fraction of coding genes in paralog families
     gene_noise:float = 0.25   # sd of the sequence-independent part of each gene's level
+    orphans_per_gene:int = 2  # extra promoters without a gene between genes (bulk CAGE only), as genomes have
 
     def check(self):
         "Raise a clear error for impossible parameters."
@@ -52,6 +53,7 @@ class WorldConfig:
         if self.n_tissues > self.n_cell_types: raise ValueError(f"n_tissues={self.n_tissues} exceeds n_cell_types={self.n_cell_types}")
         for k in 'mean_library dispersion'.split():
             if getattr(self, k) <= 0: raise ValueError(f"{k} must be positive, got {getattr(self, k)!r}")
+        if self.orphans_per_gene < 0: raise ValueError(f"orphans_per_gene must be >= 0, got {self.orphans_per_gene}")
         for k in 'frac_lncrna frac_family'.split():
             if not 0 <= getattr(self, k) < 1: raise ValueError(f"{k} must be in [0, 1), got {getattr(self, k)!r}")
         if self.chrom_length is not None:
@@ -95,15 +97,15 @@ for _c, _a in GENETIC_CODE.items(): _CODONS.setdefault(_a, []).append(_c)
 _AA = np.array(list('ACDEFGHIKLMNPQRSTVWY'))
 
 def _protein(rng, family_domains, fam):
-    "A protein: M + random N-term + (family domain, mutated 15%) + random C-term."
-    n_term = ''.join(rng.choice(_AA, rng.integers(10, 60)))
+    "A protein: M + random N-term + (family domain, mutated 10%) + random C-term."
+    n_term = ''.join(rng.choice(_AA, rng.integers(5, 30)))
     if fam >= 0:
         dom = np.array(list(family_domains[fam]))
-        mut = rng.random(len(dom)) < 0.15
+        mut = rng.random(len(dom)) < 0.10
         dom[mut] = rng.choice(_AA, mut.sum())
         mid = ''.join(dom)
-    else: mid = ''.join(rng.choice(_AA, 60))
-    c_term = ''.join(rng.choice(_AA, rng.integers(20, 120)))
+    else: mid = ''.join(rng.choice(_AA, rng.integers(80, 140)))
+    c_term = ''.join(rng.choice(_AA, rng.integers(10, 60)))
     return 'M' + n_term + mid + c_term
 
 def _cds(rng, protein):
@@ -131,7 +133,7 @@ def _put(seq, occ, pos, site):
     return True
 
 # %% ../nbs/01_synthetic.ipynb #0013
-def _make_gene(rng, i, cfg, pwms, fam, fam_tfs, family_domains, coding):
+def _make_gene(rng, i, cfg, pwms, fam, template, family_domains, coding):
     "Lay out one gene in transcription orientation with its planted grammar."
     n_tx = int(rng.integers(2, 5))
     up = int(rng.integers(3500, 5000))
@@ -163,14 +165,21 @@ def _make_gene(rng, i, cfg, pwms, fam, fam_tfs, family_domains, coding):
     for s, e in body: occ[s:e] = True
     active, canonical = int(rng.integers(n_tx)), int(rng.integers(n_tx))
     for t in tss: _put(seq, occ, t - 31, TATA)
-    n_core = int(rng.integers(1, 4)); scores = np.zeros(len(pwms)); sites = []
+    # paralogs inherit most of their family's promoter: its basal strength and its motifs (each kept with p=0.75)
+    if template is not None and rng.random() < 0.75: n_core = template['n_core']
+    else: n_core = int(rng.integers(1, 4))
+    if template is not None:
+        prom = [k for k in template['tfs'] if rng.random() < 0.75] + list(rng.integers(0, len(pwms), int(rng.integers(0, 3))))
+    else: prom = list(rng.integers(0, len(pwms), int(rng.integers(1, 6))))
+    if not prom: prom = [int(rng.integers(len(pwms)))]
+    scores = np.zeros(len(pwms)); sites = []
     a = tss[active]
     for _ in range(n_core):
         for _try in range(50):
             if _put(seq, occ, a - int(rng.integers(45, 130)), GC_BOX): break
-    def pick_tf(): return int(rng.choice(fam_tfs)) if fam_tfs is not None and rng.random() < 0.6 else int(rng.integers(len(pwms)))
-    for _ in range(int(rng.integers(1, 6))):          # promoter motifs
-        k = pick_tf()
+    def pick_tf(): return int(rng.choice(template['tfs'])) if template is not None and rng.random() < 0.5 else int(rng.integers(len(pwms)))
+    for k in prom:                                    # promoter motifs
+        k = int(k)
         for _try in range(50):
             p = a - int(rng.integers(40, 350)) - 10
             if _put(seq, occ, p, _sample_site(rng, pwms[k])): scores[k] += 1; sites.append((k, p, 'promoter')); break
@@ -193,6 +202,23 @@ def _make_gene(rng, i, cfg, pwms, fam, fam_tfs, family_domains, coding):
                  '+' if rng.random() < 0.5 else '-', seq, tss, exons, cds, active, canonical, n_core, scores, sites)
 
 # %% ../nbs/01_synthetic.ipynb #0015
+def _orphan(rng, pwms):
+    "An orphan promoter in a short stretch of DNA: (codes on + strand, TSS offset, strand, n_core, motif scores)."
+    L = int(rng.integers(900, 1600)); seq = rng.integers(0, 4, L).astype(np.uint8); occ = np.zeros(L, bool)
+    t = L // 2 + int(rng.integers(-100, 100))
+    _put(seq, occ, t - 31, TATA)
+    n_core = int(rng.integers(1, 4)); scores = np.zeros(len(pwms))
+    for _ in range(n_core):
+        for _try in range(50):
+            if _put(seq, occ, t - int(rng.integers(45, 130)), GC_BOX): break
+    for _ in range(int(rng.integers(1, 6))):
+        k = int(rng.integers(len(pwms)))
+        for _try in range(50):
+            if _put(seq, occ, t - int(rng.integers(40, 350)) - 10, _sample_site(rng, pwms[k])): scores[k] += 1; break
+    if rng.random() < 0.5: return seq, t, '+', n_core, scores
+    return 3 - seq[::-1], L - 1 - t, '-', n_core, scores
+
+# %% ../nbs/01_synthetic.ipynb #0017
 @dataclass
 class World:
     "Paths of a synthetic world's files, and its parameters."
@@ -212,7 +238,7 @@ class World:
     def files(self): return [self.fasta, self.gtf, self.counts, self.tracks, self.truth, self.dir/'world.json']
     def __repr__(self): return f"World({self.dir}, n_genes={self.cfg['n_genes']}, n_cells={self.cfg['n_cells']}, seed={self.cfg['seed']})"
 
-# %% ../nbs/01_synthetic.ipynb #0016
+# %% ../nbs/01_synthetic.ipynb #0018
 def _gtf_attrs(**kw): return ' '.join(f'{k} "{v}";' for k, v in kw.items() if v is not None)
 
 def _gtf_rows(g:_Gene):
@@ -241,7 +267,7 @@ def _gtf_rows(g:_Gene):
             rows.append(('stop_codon', *gpos(last[1] - 3, last[1]), '0', _gtf_attrs(**ta) + tag))
     return [(g.chrom, 'rosa', f, s, e, '.', g.strand, fr, a) for f, s, e, fr, a in rows]
 
-# %% ../nbs/01_synthetic.ipynb #0017
+# %% ../nbs/01_synthetic.ipynb #0019
 def _write_text(path, text:str, gz=False):
     "Write text atomically; gzip without timestamp or name so the bytes depend on the content only."
     with atomic_path(path) as tmp:
@@ -249,7 +275,7 @@ def _write_text(path, text:str, gz=False):
             with open(tmp, 'wb') as f, gzip.GzipFile(filename='', mode='wb', fileobj=f, mtime=0) as z: z.write(text.encode())
         else: Path(tmp).write_text(text)
 
-# %% ../nbs/01_synthetic.ipynb #0018
+# %% ../nbs/01_synthetic.ipynb #0020
 def make_world(out_dir:str|Path,  # folder to write the world into (created)
                cfg:WorldConfig|None=None, # parameters; keyword arguments override its fields
                **kwargs) -> World:
@@ -267,21 +293,25 @@ def make_world(out_dir:str|Path,  # folder to write the world into (created)
     f, j = 0, 0
     while j < len(idx):
         s = int(rng.integers(2, 9)); fam[idx[j:j+s]] = f; f += 1; j += s
-    domains = [''.join(rng.choice(_AA, int(rng.integers(50, 90)))) for _ in range(f)]
-    fam_tfs = [rng.choice(cfg.n_tfs, min(2, cfg.n_tfs), replace=False) for _ in range(f)]
-    genes = [_make_gene(rng, i, cfg, pwms, fam[i], fam_tfs[fam[i]] if fam[i] >= 0 else None, domains, coding[i])
+    domains = [''.join(rng.choice(_AA, int(rng.integers(80, 140)))) for _ in range(f)]
+    templates = [dict(n_core=int(rng.integers(1, 4)), tfs=list(rng.integers(0, cfg.n_tfs, int(rng.integers(2, 6))))) for _ in range(f)]
+    genes = [_make_gene(rng, i, cfg, pwms, fam[i], templates[fam[i]] if fam[i] >= 0 else None, domains, coding[i])
              for i in range(cfg.n_genes)]
     # chromosomes: genes in order, chr1 the largest
     w = 1 / np.sqrt(np.arange(1, cfg.n_chroms + 1)); w /= w.sum()
     chrom_of = np.sort(rng.choice(cfg.n_chroms, cfg.n_genes, p=w)); chrom_of[:cfg.n_chroms] = np.arange(cfg.n_chroms)
     chrom_of = np.sort(chrom_of)
-    chroms = {}
+    chroms, orphans = {}, []
     for c in range(cfg.n_chroms):
         name = f'chr{c+1}'; parts = [rng.integers(0, 4, 2000).astype(np.uint8)]; off = 2000
         for i in np.flatnonzero(chrom_of == c):
             g = genes[i]; g.chrom, g.offset = name, off
             parts.append(g.seq if g.strand == '+' else (3 - g.seq[::-1]))   # A<->T, C<->G under codes 0..3
             off += len(g.seq)
+            for _ in range(cfg.orphans_per_gene):
+                oseq, t, ostrand, oc, osc = _orphan(rng, pwms)
+                orphans.append((name, off + t, 0.7 * oc + rng.normal(0, cfg.gene_noise), osc))
+                parts.append(oseq); off += len(oseq)
         parts.append(rng.integers(0, 4, 2000).astype(np.uint8))
         s = np.concatenate(parts)
         if cfg.chrom_length is not None:
@@ -319,6 +349,11 @@ def make_world(out_dir:str|Path,  # folder to write the world into (created)
             tracks[g.chrom][b] += lam
             for nb, frac in ((b - 1, .1), (b + 1, .1)):                  # a little spill into neighbouring bins
                 if 0 <= nb < n_bins[g.chrom]: tracks[g.chrom][nb] += frac * lam
+    for c, pos, ob, osc in orphans:
+        lam = 20 * np.exp(ob + B @ osc); b = pos // cfg.bin_size
+        tracks[c][b] += lam
+        for nb, frac in ((b - 1, .1), (b + 1, .1)):
+            if 0 <= nb < n_bins[c]: tracks[c][nb] += frac * lam
     lines = ['chrom\tstart\tend\t' + '\t'.join(f'CAGE:bulk_{u}' for u in range(cfg.n_bulk))]
     for c, tr in tracks.items():
         obs = rng.poisson(tr + 0.05)
@@ -361,7 +396,7 @@ def make_world(out_dir:str|Path,  # folder to write the world into (created)
     write_json(asdict(cfg), out/'world.json')
     return World(out, asdict(cfg))
 
-# %% ../nbs/01_synthetic.ipynb #0019
+# %% ../nbs/01_synthetic.ipynb #0021
 def load_world(path:str|Path) -> World:
     "The `World` written earlier in `path` (checks its files are there)."
     path = Path(path)
@@ -371,12 +406,12 @@ def load_world(path:str|Path) -> World:
     if missing: raise FileNotFoundError(f"synthetic world in {path} is incomplete, missing: {missing}")
     return w
 
-# %% ../nbs/01_synthetic.ipynb #0029
+# %% ../nbs/01_synthetic.ipynb #0031
 def count_sites(seq:str, motifs) -> int:
     "Number of exact matches of any motif (either strand) in `seq`."
     return sum(seq.count(m) + seq.count(reverse_complement(m)) for m in motifs)
 
-# %% ../nbs/01_synthetic.ipynb #0034
+# %% ../nbs/01_synthetic.ipynb #0036
 def plot_grammar(truth, ax=None):
     "Heatmaps of TF (motif) activity per cell type and per bulk track; returns the axes."
     import matplotlib.pyplot as plt, seaborn as sns
