@@ -4,14 +4,15 @@
 
 # %% ../nbs/09_cli.ipynb #0003
 from __future__ import annotations
-import sys, time
+import json, sys, time
 from pathlib import Path
 from fastcore.script import call_parse, anno_parser
 
-from .synthetic import make_world, WorldConfig
+from .core import read_json
+from .synthetic import WorldConfig
 
 # %% auto #0
-__all__ = ['COMMANDS', 'world', 'demo', 'main']
+__all__ = ['COMMANDS', 'world', 'demo', 'run', 'main']
 
 # %% ../nbs/09_cli.ipynb #0005
 @call_parse
@@ -22,6 +23,7 @@ def world(out:str='rosa_world', # folder to write the synthetic world into
           window:int=WorldConfig.window, # sequence-model window (bp)
          ):
     "Write rosa's synthetic world (genome.fa, genes.gtf, cells.h5ad, bulk_cage.tsv.gz, truth.h5ad)."
+    from rosa.synthetic import make_world
     t0 = time.time()
     w = make_world(out, seed=seed, n_genes=n_genes, n_cells=n_cells, window=window)
     for p in w.files: print(f'{p}  ({p.stat().st_size/1e6:.1f} MB)')
@@ -29,17 +31,67 @@ def world(out:str='rosa_world', # folder to write the synthetic world into
     return w
 
 # %% ../nbs/09_cli.ipynb #0006
+def _print_table(r):
+    from rosa.evaluation import to_markdown
+    print('\n' + to_markdown(r.table, columns=[c for c in r.table.columns if c.startswith('test genes')]))
+    print(f'\nrun folder: {r.out} (report.md, table.csv, rosa.h5ad)')
+
 @call_parse
 def demo(out:str='rosa_demo', # run folder (the world is written in <out>/world)
          seed:int=0, # seed of the world and of every model
          n_genes:int=WorldConfig.n_genes, # number of genes in the world
          n_cells:int=WorldConfig.n_cells, # number of cells in the world
+         window:int=WorldConfig.window, # sequence-model window of the world (bp)
+         enformer_steps:int=None, # pretraining steps of the small Enformer (default: rosa.pipeline.DEMO)
+         esm_steps:int=None, # pretraining steps of the small ESM-2 (default: rosa.pipeline.DEMO)
+         transformer_steps:int=None, # training steps of each transformer (default: rosa.pipeline.DEMO)
+         device:str=None, # 'cuda' or 'cpu' (default: CUDA when available)
         ):
-    "rosa on its embedded default: build the synthetic world, then run the pipeline on it."
-    return world.__wrapped__(str(Path(out)/'world'), seed=seed, n_genes=n_genes, n_cells=n_cells)
+    "rosa on its embedded default: build the synthetic world, run the whole pipeline on it, print the table."
+    from rosa.pipeline import demo as run_demo, DEMO
+    kw = dict(enformer_steps=enformer_steps, esm_steps=esm_steps, device=device)
+    kw = {k: v for k, v in kw.items() if v is not None}
+    if transformer_steps: kw['transformer_kw'] = dict(DEMO.get('transformer_kw', {}), steps=transformer_steps)
+    r = run_demo(out, seed=seed, world=dict(n_genes=n_genes, n_cells=n_cells, window=window), **kw)
+    _print_table(r)
+    return r
 
 # %% ../nbs/09_cli.ipynb #0007
-COMMANDS = dict(demo=demo, world=world)
+@call_parse
+def run(counts:str=None, # h5ad of raw counts (CELLxGENE schema: var index = Ensembl gene ids)
+        fasta:str=None, # genome FASTA (indexed on the fly by pyfaidx)
+        gtf:str=None, # GENCODE/Ensembl GTF
+        out:str='rosa_run', # run folder
+        config:str=None, # JSON file with any RunConfig fields (flags given here win)
+        tracks:str=None, # bulk CAGE tracks to pretrain a small Enformer (when --enformer is not given)
+        enformer:str=None, # Enformer weights: checkpoint path or hub name (local files only)
+        esm:str=None, # ESM-2 weights: .pt path or model name (local files only)
+        truth:str=None, # oracle truth.h5ad (synthetic worlds) for the noise-ceiling row
+        seed:int=None, # seed of splits and models (default 0)
+        window:int=None, # sequence-model window when pretraining (default 16384)
+        test_chroms:str=None, # hold out these chromosomes' genes (comma-separated) instead of a random gene split
+        enformer_steps:int=None, # pretraining steps of the small Enformer
+        esm_steps:int=None, # pretraining steps of the small ESM-2
+        transformer_steps:int=None, # training steps of each transformer
+        device:str=None, # 'cuda' or 'cpu' (default: CUDA when available)
+       ):
+    "Run rosa on your own files: counts + genome + annotation -> embeddings, predictions, per-quadrant table."
+    cfg = read_json(config) if config else {}
+    flags = dict(counts=counts, fasta=fasta, gtf=gtf, tracks=tracks, enformer=enformer, esm=esm, truth=truth, seed=seed,
+                 window=window, enformer_steps=enformer_steps, esm_steps=esm_steps, device=device)
+    cfg.update({k: v for k, v in flags.items() if v is not None})
+    if out != 'rosa_run' or 'out' not in cfg: cfg['out'] = out
+    if test_chroms: cfg['gene_split'] = dict(by='chrom', test_chroms=test_chroms.split(','))
+    if transformer_steps: cfg['transformer_kw'] = dict(cfg.get('transformer_kw', {}), steps=transformer_steps)
+    missing = [k for k in ('counts', 'fasta', 'gtf') if not cfg.get(k)]
+    if missing: sys.exit(f"rosa run: missing {', '.join('--' + k for k in missing)} (or give them in --config)")
+    from rosa.pipeline import run as run_pipeline
+    r = run_pipeline(**cfg)
+    _print_table(r)
+    return r
+
+# %% ../nbs/09_cli.ipynb #0008
+COMMANDS = dict(demo=demo, run=run, world=world)
 
 def main():
     "Entry point of the `rosa` command."

@@ -5,7 +5,6 @@
 # %% ../nbs/05_esm.ipynb #0003
 from __future__ import annotations
 import hashlib, math, re, warnings
-from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +19,11 @@ from gtfparse import read_gtf
 from pyfaidx import Fasta
 from tqdm.auto import tqdm
 
-from .core import default_device, seed_everything, torch_save
+from .core import default_device, seed_everything, torch_save, translate, reverse_complement
 
 # %% auto #0
-__all__ = ['CODON_TABLE', 'gene_key', 'read_cds', 'reverse_complement', 'translate', 'read_proteins', 'small_esm', 'save_esm',
-           'pretrain_esm', 'load_esm', 'embed_proteins', 'add_esm', 'add_onehot', 'add_random', 'family_similarity',
-           'plot_similarity']
+__all__ = ['gene_key', 'read_cds', 'translate_cds', 'read_proteins', 'small_esm', 'save_esm', 'pretrain_esm', 'load_esm',
+           'embed_proteins', 'add_esm', 'add_onehot', 'add_random', 'family_similarity', 'plot_similarity']
 
 # %% ../nbs/05_esm.ipynb #0006
 def gene_key(gene_id:str # a versioned Ensembl id, e.g. 'ENSG00000141510.18'
@@ -54,21 +52,13 @@ def read_cds(gtf:str|Path, # GENCODE/Ensembl GTF
     return cds[cols].reset_index(drop=True), genes
 
 # %% ../nbs/05_esm.ipynb #0010
-CODON_TABLE = {''.join(c): aa for c, aa in zip(product('TCAG', repeat=3),
-               'FFLLSSSSYY**CC*WLLLLPPPPHHQQRRRRIIIMTTTTNNKKSSRRVVVVAAAADDEEGGGG')}
-_COMPLEMENT = str.maketrans('ACGTNacgtn', 'TGCANtgcan')
-
-def reverse_complement(seq:str) -> str:
-    "The reverse complement of a DNA string."
-    return seq.translate(_COMPLEMENT)[::-1]
-
-def translate(cds:str, # coding sequence, 5'->3', starting with the start codon
-              name:str='CDS', # what to call it in errors (e.g. the transcript id)
-             ) -> str:
+def translate_cds(cds:str, # coding sequence, 5'->3', starting with the start codon
+                  name:str='CDS', # what to call it in errors (e.g. the transcript id)
+                 ) -> str:
     "Translate a complete CDS with the standard code; the terminal stop codon, if present, is dropped."
     cds = cds.upper()
     if len(cds) % 3: raise ValueError(f"{name}: CDS length {len(cds)} is not a multiple of 3")
-    prot = ''.join(CODON_TABLE.get(cds[i:i+3], 'X') for i in range(0, len(cds), 3))
+    prot = translate(cds)
     if prot.endswith('*'): prot = prot[:-1]  # GENCODE's CDS rows exclude the stop codon; others include it
     if not prot.startswith('M'): raise ValueError(f"{name}: CDS does not start with ATG (first codon {cds[:3]!r})")
     if '*' in prot: raise ValueError(f"{name}: internal stop codon at amino acid {prot.index('*') + 1}")
@@ -81,7 +71,7 @@ def _protein_of(tx:pd.DataFrame, genome:Fasta) -> str:
     if chrom not in genome: raise KeyError(f"{tid}: chromosome {chrom!r} is not in the FASTA {genome.filename}")
     seq = ''.join(str(genome[chrom][s:e]) for s, e in zip(tx.start, tx.end))  # genomic order
     if strand == '-': seq = reverse_complement(seq)  # = the pieces in transcript order, each reverse-complemented
-    return translate(seq, tid)
+    return translate_cds(seq, tid)
 
 def read_proteins(gtf:str|Path, # GENCODE/Ensembl GTF with CDS rows
                   fasta:str|Path, # the genome (indexable by pyfaidx)

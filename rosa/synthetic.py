@@ -31,7 +31,10 @@ class WorldConfig:
     n_tissues:int = 3         # tissues the cell types belong to
     n_donors:int = 4          # donors (a small library-size effect each)
     n_tfs:int = 8             # transcription factors / motifs
+    motif_consensus:float = 0.9  # probability of the consensus base at each motif position of a planted site
     n_bulk:int = 8            # bulk CAGE-like tracks for sequence-model pretraining
+    bulk_sd:float = 0.7       # spread of the bulk tracks' TF activities
+    bulk_boost:float = 0.8    # activity of each bulk track's master TF (every TF is the master of some track)
     window:int = 16_384       # sequence-model input length (Enformer: 196_608); enhancers lie inside it
     bin_size:int = 128        # output bin of the sequence model and of the bulk tracks
     chrom_length:int|None = None  # fix every chromosome's length (None: as long as its genes need)
@@ -76,6 +79,7 @@ def _pwms(rng, n_tfs, length=10, consensus_p=0.9):
         # distinct motifs that are not the core elements and not too GC-rich
         if s in cons or 'TATA' in s or 'GGGGC' in s or np.isin(c, [1, 2]).mean() > 0.7: continue
         p = np.full((length, 4), (1 - consensus_p) / 3); p[np.arange(length), c] = consensus_p
+        p /= p.sum(1, keepdims=True)
         pwms.append(p); cons.append(s)
     return np.stack(pwms), cons
 
@@ -85,10 +89,13 @@ def _sample_site(rng, pwm):
     return s if rng.random() < 0.5 else reverse_complement(s)
 
 # %% ../nbs/01_synthetic.ipynb #0009
-def _activities(rng, n, n_tfs, n_master=2, sd=0.5, boost=1.2):
-    "TF activity profiles: Gaussian background plus a few 'master' TFs per profile."
+def _activities(rng, n, n_tfs, n_master=2, sd=0.5, boost=1.2, cover=False):
+    "TF activity profiles: Gaussian background plus a few 'master' TFs per profile (`cover`: every TF is someone's master)."
     a = rng.normal(0, sd, (n, n_tfs))
-    for i in range(n): a[i, rng.choice(n_tfs, min(n_master, n_tfs), replace=False)] += boost
+    order = rng.permutation(n_tfs)
+    for i in range(n):
+        m = order[[(i * n_master + j) % n_tfs for j in range(n_master)]] if cover else rng.choice(n_tfs, min(n_master, n_tfs), replace=False)
+        a[i, m] += boost
     return a
 
 # %% ../nbs/01_synthetic.ipynb #0011
@@ -283,9 +290,9 @@ def make_world(out_dir:str|Path,  # folder to write the world into (created)
     cfg = WorldConfig(**{**asdict(cfg or WorldConfig()), **kwargs}).check()
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
-    pwms, consensus = _pwms(rng, cfg.n_tfs)
+    pwms, consensus = _pwms(rng, cfg.n_tfs, consensus_p=cfg.motif_consensus)
     A = _activities(rng, cfg.n_cell_types, cfg.n_tfs)             # cell types x TFs
-    B = _activities(rng, cfg.n_bulk, cfg.n_tfs, n_master=1, sd=0.7, boost=0.8)  # bulk tissues x TFs
+    B = _activities(rng, cfg.n_bulk, cfg.n_tfs, n_master=1, sd=cfg.bulk_sd, boost=cfg.bulk_boost, cover=True)  # bulk tissues x TFs
     # families: sizes 2-8 over a fraction of coding genes, each with a domain and a TF vocabulary
     n_coding = cfg.n_genes - int(round(cfg.frac_lncrna * cfg.n_genes))
     coding = np.zeros(cfg.n_genes, bool); coding[rng.choice(cfg.n_genes, n_coding, replace=False)] = True
