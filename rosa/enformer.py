@@ -19,8 +19,9 @@ from .core import default_device, seed_everything, torch_save, atomic_path, fing
 from .tss import Genome, gene_tss, one_hot, tss_bin
 
 # %% auto #0
-__all__ = ['PUBLISHED', 'HUMAN_CAGE', 'read_tracks', 'track_arrays', 'small_enformer', 'model_window', 'predict_region',
-           'track_correlation', 'pretrain_enformer', 'load_enformer', 'cage_track_indices', 'embed_genes', 'plot_cage']
+__all__ = ['PUBLISHED', 'HUMAN_CAGE', 'read_tracks', 'track_arrays', 'small_enformer', 'model_window', 'peak_bins',
+           'predict_region', 'track_correlation', 'pretrain_enformer', 'load_enformer', 'cage_track_indices',
+           'embed_genes', 'plot_cage']
 
 # %% ../nbs/04_enformer.ipynb #0005
 def read_tracks(path:str|Path # bedGraph-like table: header `chrom start end <track>...`, fixed-size bins
@@ -80,13 +81,21 @@ def model_window(model:Enformer) -> int:
     return int(getattr(model.config, 'window', 196_608))
 
 # %% ../nbs/04_enformer.ipynb #0013
-def _batch(genome, arrays, chroms, window, n_out, bin_size, rng, n, rc=True):
-    "n random (one-hot window, target bins) pairs from `chroms`, half of them reverse-complemented when `rc`."
+def peak_bins(arrays:dict, chroms:list, top:float=0.02) -> list:
+    "(chromosome, bin) of the strongest `top` fraction of bins (by summed signal): where promoters are."
+    s = np.concatenate([arrays[c].sum(1) for c in chroms]); thr = np.quantile(s, 1 - top)
+    return [(i, b) for i, c in enumerate(chroms) for b in np.flatnonzero(arrays[c].sum(1) >= thr)]
+
+def _batch(genome, arrays, chroms, window, n_out, bin_size, rng, n, rc=True, peaks=None, peak_fraction=0.):
+    "n (one-hot window, target bins) pairs from `chroms`: random, or (with `peak_fraction`) holding a peak; half reverse-complemented."
     crop = (window // bin_size - n_out) // 2
     lens = np.array([len(arrays[c]) for c in chroms], float)
     xs, ys = [], []
     for c in rng.choice(len(chroms), size=n, p=lens / lens.sum()):
         a = arrays[chroms[c]]; b0 = int(rng.integers(0, max(len(a) - n_out, 0) + 1))  # first target bin
+        if peaks and rng.random() < peak_fraction:   # a peak at a random place among the target bins
+            c, b = peaks[rng.integers(len(peaks))]; a = arrays[chroms[c]]
+            b0 = int(np.clip(b - rng.integers(0, n_out), 0, max(len(a) - n_out, 0)))
         center = (b0 - crop) * bin_size + window // 2
         y = np.zeros((n_out, a.shape[1]), np.float32); y[:min(n_out, len(a) - b0)] = a[b0:b0 + n_out]
         x = one_hot(genome.window(chroms[c], center, window))
@@ -127,6 +136,8 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
                       val_chrom:str|None=None, # chromosome held out to report track correlation
                       target_transform:str|None='log1p', # 'log1p': fit log1p(counts) (None: raw counts, as Enformer)
                       rc_aug:bool=True, # reverse-complement half the windows (as Enformer): both strands teach every motif
+                      peak_fraction:float=0., # share of windows drawn to hold a CAGE peak (promoters are rare in random windows)
+                      loss:str='poisson', # 'poisson' (Enformer) or 'mse' (on the transformed targets)
                       ckpt_every:int=50, # steps between checkpoints
                       device:str|None=None, # None: CUDA if available
                       progress:bool=True, # tqdm bar
@@ -143,7 +154,10 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
     if target_transform not in (None, 'log1p'): raise ValueError(f"target_transform must be None or 'log1p', got {target_transform!r}")
     if target_transform == 'log1p': arrays = {c: np.log1p(a) for c, a in arrays.items()}
     key = fingerprint(fasta=Path(fasta), tracks=Path(tracks), batch_size=batch_size, lr=lr, seed=seed, window=window,
-                      val_chrom=val_chrom, steps=steps, target_transform=target_transform, rc_aug=rc_aug, model_kw=model_kw)
+                      val_chrom=val_chrom, steps=steps, target_transform=target_transform, rc_aug=rc_aug, model_kw=model_kw,
+                      **({} if (peak_fraction, loss) == (0., 'poisson') else dict(peak_fraction=peak_fraction, loss=loss)))
+    if loss not in ('poisson', 'mse'): raise ValueError(f"loss must be 'poisson' or 'mse', got {loss!r}")
+    peaks = peak_bins(arrays, chroms) if peak_fraction > 0 else None
     seed_everything(seed)
     model = small_enformer(len(names), window=window, target_transform=target_transform, **model_kw).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -161,17 +175,20 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
     def save(final=False):
         torch_save(dict(key=key, config=model.config.to_dict(), model=model.state_dict(), step=step, history=history, val=val,
                         track_names=names, params=dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, window=window,
-                                                       val_chrom=val_chrom, target_transform=target_transform, rc_aug=rc_aug, **model_kw),
+                                                       val_chrom=val_chrom, target_transform=target_transform, rc_aug=rc_aug,
+                                                       peak_fraction=peak_fraction, loss=loss, **model_kw),
                         **({} if final else dict(opt=opt.state_dict(), sched=sched.state_dict()))), ckpt)
     bar = tqdm(total=steps, initial=step, desc='pretrain enformer', disable=not progress)
     trained = step < steps or (val_chrom is not None and val is None)
     while step < steps:
         model.train()
-        x, y = _batch(genome, arrays, chroms, window, n_out, bin_size, np.random.default_rng([seed, step]), batch_size, rc_aug)
+        x, y = _batch(genome, arrays, chroms, window, n_out, bin_size, np.random.default_rng([seed, step]), batch_size, rc_aug,
+                      peaks, peak_fraction)
         torch.manual_seed(seed * 1_000_003 + step)  # dropout of this step, the same after a resume
-        loss = model(x.to(dev), head='human', target=y.to(dev))
-        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
-        step += 1; history.append(loss.item()); bar.update(); bar.set_postfix(loss=f'{history[-1]:.3f}')
+        if loss == 'poisson': l = model(x.to(dev), head='human', target=y.to(dev))
+        else: l = ((model(x.to(dev), head='human') - y.to(dev)) ** 2).mean()
+        opt.zero_grad(); l.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
+        step += 1; history.append(l.item()); bar.update(); bar.set_postfix(loss=f'{history[-1]:.3f}')
         if step % ckpt_every == 0 and step < steps: save()
     bar.close()
     model.eval()

@@ -43,9 +43,9 @@ class RunConfig:
     cell_split:dict = field(default_factory=lambda: dict(fractions=(0.7, 0.1, 0.2)))  # `split_cells` arguments
     min_cells_per_gene:int = 3      # genes seen in fewer cells are dropped
     min_genes_per_cell:int = 10     # cells with fewer detected train genes are dropped
-    enformer_steps:int = 300        # pretraining steps of the small Enformer
+    enformer_steps:int = 600        # pretraining steps of the small Enformer
     enformer_kw:dict = field(default_factory=dict)  # `small_enformer` / `pretrain_enformer` extras
-    esm_steps:int = 300             # pretraining steps of the small ESM-2
+    esm_steps:int = 400             # pretraining steps of the small ESM-2
     esm_kw:dict = field(default_factory=dict)       # `small_esm` / `pretrain_esm` extras
     embeddings:tuple = ('enformer', 'esm', 'onehot', 'random')  # gene embeddings to compare
     models:tuple = ('ridge_celltype', 'ridge_cell', 'transformer')  # models to fit on each embedding
@@ -244,7 +244,7 @@ def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig):
     with atomic_path(run_dir/'report.md') as tmp: Path(tmp).write_text('\n'.join(md))
 
 # %% ../nbs/08_pipeline.ipynb #0019
-DEMO = dict(enformer_steps=300, esm_steps=300, transformer_kw=dict(steps=600))
+DEMO = dict(enformer_steps=600, esm_steps=400, transformer_kw=dict(steps=500))
 
 def demo(out:str|Path='rosa_demo', # run folder; the world goes to <out>/world
          seed:int=0, # seed of the world and of the run
