@@ -23,7 +23,7 @@ from .evaluation import noise_ceiling, compare, to_markdown, plot_comparison
 
 # %% auto #0
 __all__ = ['HEADLINE', 'DEMO', 'RunConfig', 'step_transcripts', 'step_data', 'step_enformer', 'step_esm', 'add_embeddings',
-           'step_models', 'RunResult', 'run', 'write_report', 'demo']
+           'step_models', 'RunResult', 'run', 'tss_accuracy', 'write_report', 'demo']
 
 # %% ../nbs/08_pipeline.ipynb #0005
 @dataclass
@@ -217,6 +217,10 @@ def run(cfg:RunConfig|None=None, **kwargs) -> RunResult:
     for k, v in layers.items(): adata.layers[k] = v
     ceiling = noise_ceiling(adata, cfg.truth) if cfg.truth else None
     table = compare(adata, {k[5:]: k for k in layers}, ceiling=ceiling)
+    if cfg.truth and 'tss' in adata.var:
+        adata.uns['tss_accuracy'] = tss_accuracy(adata, tx, cfg.truth)
+        _log(f"  chosen TSS = true active TSS for {adata.uns['tss_accuracy']['enformer']:.1%} of genes "
+             f"(canonical TSS: {adata.uns['tss_accuracy']['canonical']:.1%})")
     _log('', t0)
     _log('[6/6] report'); t0 = time.time()
     write_report(run_dir, adata, table, cfg)
@@ -226,6 +230,15 @@ def run(cfg:RunConfig|None=None, **kwargs) -> RunResult:
     return RunResult(adata, table, run_dir)
 
 # %% ../nbs/08_pipeline.ipynb #0017
+def tss_accuracy(adata, tx:pd.DataFrame, truth:str|Path) -> dict:
+    "Share of genes whose chosen TSS (var['tss']) and whose canonical TSS are the truth's active TSS."
+    t = ad.read_h5ad(truth, backed='r').var
+    active = t.active_tss.reindex(adata.var_names)
+    canon = tx[tx.canonical].groupby('gene_key').tss.first().reindex(adata.var_names)
+    return dict(enformer=float((adata.var['tss'].astype(int).values == active.values).mean()),
+                canonical=float((canon.values == active.values).mean()))
+
+# %% ../nbs/08_pipeline.ipynb #0019
 def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig):
     "Write `table.csv`, `report.md` and the plots of a run."
     import matplotlib; import matplotlib.pyplot as plt
@@ -236,6 +249,10 @@ def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig):
           'Pearson/Spearman across cells per gene and across genes per cell (means), on log1p-normalised expression, per quadrant '
           '(gene split x cell split; `test` = held out). `agnostic` cannot know a gene (each cell\'s mean over its train genes); '
           '`ceiling` is the oracle (true per-cell-type means) where the world knows it.', '', to_markdown(table), '']
+    if 'tss_accuracy' in adata.uns:
+        a = adata.uns['tss_accuracy']
+        md += [f"TSS choice: the candidate with the strongest predicted CAGE is the true active TSS for {a['enformer']:.1%} of genes "
+               f"(the annotation's canonical TSS: {a['canonical']:.1%}).", '']
     try:
         ax = plot_comparison(table); fig = np.ravel(ax)[0].figure
         fig.savefig(run_dir/'comparison.png', dpi=110, bbox_inches='tight'); plt.close(fig)
@@ -243,7 +260,7 @@ def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig):
     except Exception as e: warnings.warn(f'comparison plot failed: {e}')
     with atomic_path(run_dir/'report.md') as tmp: Path(tmp).write_text('\n'.join(md))
 
-# %% ../nbs/08_pipeline.ipynb #0019
+# %% ../nbs/08_pipeline.ipynb #0021
 DEMO = dict(enformer_steps=600, esm_steps=400, transformer_kw=dict(steps=500))
 
 def demo(out:str|Path='rosa_demo', # run folder; the world goes to <out>/world
