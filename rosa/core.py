@@ -4,16 +4,17 @@
 
 # %% ../nbs/00_core.ipynb #0003
 from __future__ import annotations
-import hashlib, json, os, random, tempfile, time
+import hashlib, json, os, random, re, tempfile, time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 # %% auto #0
 __all__ = ['GENETIC_CODE', 'default_device', 'seed_everything', 'atomic_path', 'write_json', 'read_json', 'write_h5ad',
-           'torch_save', 'file_digest', 'fingerprint', 'Step', 'reverse_complement', 'translate']
+           'torch_save', 'file_digest', 'fingerprint', 'Step', 'reverse_complement', 'translate', 'strip_version']
 
 # %% ../nbs/00_core.ipynb #0005
 def default_device(device:str|None=None # 'cuda', 'cpu', or None to pick CUDA when available
@@ -126,3 +127,13 @@ def translate(cds:str) -> str:
     "Translate a coding sequence with the standard code ('*' for stop, 'X' for codons with N)."
     cds = cds.upper()
     return ''.join(GENETIC_CODE.get(cds[i:i+3], 'X') for i in range(0, len(cds) - len(cds) % 3, 3))
+
+# %% ../nbs/00_core.ipynb #0025
+_VERSION = re.compile(r'^(ENS[A-Z]*[GT]\d+)\.\d+')
+
+def strip_version(ids # a gene id, or many
+                 ):
+    "Ensembl ids without their version ('ENSG...18.3' -> 'ENSG...18'); a str for a str, else a pd.Index."
+    # keep anything after the version (GENCODE's '_PAR_Y') so that PAR copies stay distinct; other ids unchanged
+    if isinstance(ids, str): return _VERSION.sub(r'\1', ids)
+    return pd.Index([_VERSION.sub(r'\1', str(i)) for i in ids])

@@ -13,23 +13,13 @@ import scipy.sparse as sp
 import anndata as ad
 import scanpy as sc
 
-from .core import write_h5ad
+from .core import write_h5ad, strip_version
 
 # %% auto #0
-__all__ = ['SPLITS', 'strip_version', 'as_counts', 'read_counts', 'load_census', 'filter_counts', 'split_genes', 'split_cells',
-           'normalize', 'bin_edges', 'bin_expression', 'prepare_counts', 'plot_library_sizes', 'bin_occupancy',
-           'plot_bin_occupancy']
+__all__ = ['SPLITS', 'as_counts', 'read_counts', 'load_census', 'filter_counts', 'split_genes', 'split_cells', 'normalize',
+           'bin_edges', 'bin_expression', 'prepare_counts', 'plot_library_sizes', 'bin_occupancy', 'plot_bin_occupancy']
 
-# %% ../nbs/02_data.ipynb #0006
-_VERSION = re.compile(r'^(ENS[A-Z]*[GT]\d+)\.\d+')
-
-def strip_version(ids # gene ids, e.g. 'ENSG00000141510.18'
-                 ) -> pd.Index:
-    "Ensembl ids without their version suffix ('ENSG...18.3' -> 'ENSG...18'); other ids unchanged."
-    # keep anything after the version (GENCODE's '_PAR_Y') so that PAR copies stay distinct
-    return pd.Index([_VERSION.sub(r'\1', str(i)) for i in ids])
-
-# %% ../nbs/02_data.ipynb #0009
+# %% ../nbs/02_data.ipynb #0008
 def _is_counts(m) -> bool:
     "True if the matrix holds non-negative integers (floats with integer values count)."
     d = m.data if sp.issparse(m) else np.asarray(m)
@@ -49,7 +39,7 @@ def as_counts(m, what:str='counts' # how to name the matrix in errors
     m = m.astype(np.int32); m.eliminate_zeros(); m.sort_indices()
     return m
 
-# %% ../nbs/02_data.ipynb #0010
+# %% ../nbs/02_data.ipynb #0009
 def read_counts(path:str|Path # h5ad with raw counts in X, layers['counts'] or raw.X (CELLxGENE schema)
                ) -> ad.AnnData:
     "Read raw counts from an h5ad: X as CSR int32 counts, var index = unversioned gene id."
@@ -80,7 +70,7 @@ def read_counts(path:str|Path # h5ad with raw counts in X, layers['counts'] or r
         if c in obs and not isinstance(obs[c].dtype, pd.CategoricalDtype): obs[c] = obs[c].astype('category')
     return ad.AnnData(X=X, obs=obs, var=var, uns=dict(a.uns), obsm=dict(a.obsm))
 
-# %% ../nbs/02_data.ipynb #0016
+# %% ../nbs/02_data.ipynb #0015
 def _in(col, values):
     "A SOMA value filter 'col in [...]'."
     values = [values] if isinstance(values, str) else list(values)
@@ -124,7 +114,7 @@ def load_census(out:str|Path, # h5ad to write
     adata.uns['census'] = dict(census_version=census_version, obs_value_filter=' and '.join(filters))
     return write_h5ad(adata, out)
 
-# %% ../nbs/02_data.ipynb #0020
+# %% ../nbs/02_data.ipynb #0019
 def _counts(adata):
     return adata.layers['counts'] if 'counts' in adata.layers else adata.X
 
@@ -154,7 +144,7 @@ def filter_counts(adata:ad.AnnData, # counts in layers['counts'] or X
                                                      n_obs_before=n0[0], n_vars_before=n0[1])
     return adata
 
-# %% ../nbs/02_data.ipynb #0023
+# %% ../nbs/02_data.ipynb #0022
 SPLITS = ('train', 'val', 'test')
 
 def _check_fractions(fractions):
@@ -180,7 +170,7 @@ def _record(adata, axis, **params):
     r = adata.uns.setdefault('rosa', {}).setdefault('splits', {})
     r[axis] = {k: (list(v) if isinstance(v, (tuple, list, np.ndarray)) else v) for k, v in params.items() if v is not None}
 
-# %% ../nbs/02_data.ipynb #0024
+# %% ../nbs/02_data.ipynb #0023
 def split_genes(adata:ad.AnnData,
                 fractions:tuple=(0.8, 0.1, 0.1), # train, val, test fractions of genes (random split, and val when only test_chroms)
                 seed:int=0, # seed of the random assignment
@@ -223,7 +213,7 @@ def split_genes(adata:ad.AnnData,
             key=key if by == 'chrom' else None, sizes=counts)
     return adata
 
-# %% ../nbs/02_data.ipynb #0030
+# %% ../nbs/02_data.ipynb #0029
 def split_cells(adata:ad.AnnData,
                 fractions:tuple=(0.8, 0.1, 0.1), # train, val, test fractions of cells
                 seed:int=0, # seed of the random assignment
@@ -250,7 +240,7 @@ def split_cells(adata:ad.AnnData,
     _record(adata, 'cells', fractions=f, seed=seed, stratify=stratify, sizes=counts)
     return adata
 
-# %% ../nbs/02_data.ipynb #0033
+# %% ../nbs/02_data.ipynb #0032
 def _rows(m:sp.csr_matrix) -> np.ndarray:
     "The row of every stored value of a CSR matrix."
     return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
@@ -281,7 +271,7 @@ def normalize(adata:ad.AnnData, # raw counts in layers['counts'] or X; var['spli
     adata.uns.setdefault('rosa', {})['normalize'] = dict(target_sum=float(target_sum), size='train genes')
     return adata
 
-# %% ../nbs/02_data.ipynb #0037
+# %% ../nbs/02_data.ipynb #0036
 def bin_edges(m:sp.csr_matrix, # cells x genes, non-negative
               train:np.ndarray, # bool mask of the genes that define the edges
               n_bins:int=8, # bins including bin 0 (= zero)
@@ -319,7 +309,7 @@ def bin_expression(adata:ad.AnnData, # normalised (var['split'] set)
     adata.uns.setdefault('rosa', {})['bins'] = dict(n_bins=n_bins, layer=layer, edges='train genes')
     return adata
 
-# %% ../nbs/02_data.ipynb #0045
+# %% ../nbs/02_data.ipynb #0044
 def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData already read with read_counts
                    gene_split:dict|None=None, # arguments of split_genes, e.g. dict(test_chroms=['chr2'])
                    cell_split:dict|None=None, # arguments of split_cells
@@ -348,7 +338,7 @@ def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData
     normalize(adata, target_sum=target_sum)
     return bin_expression(adata, n_bins=n_bins)
 
-# %% ../nbs/02_data.ipynb #0052
+# %% ../nbs/02_data.ipynb #0051
 def plot_library_sizes(adata:ad.AnnData, # normalised (obs['size_train'], obs['split'])
                        ax=None):
     "Histogram of per-cell train-gene library size (log10) by cell split; returns the axes."

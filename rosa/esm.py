@@ -19,19 +19,13 @@ from gtfparse import read_gtf
 from pyfaidx import Fasta
 from tqdm.auto import tqdm
 
-from .core import default_device, seed_everything, torch_save, translate, reverse_complement
+from .core import default_device, seed_everything, torch_save, translate, reverse_complement, strip_version
 
 # %% auto #0
-__all__ = ['gene_key', 'read_cds', 'translate_cds', 'read_proteins', 'small_esm', 'save_esm', 'pretrain_esm', 'load_esm',
-           'embed_proteins', 'add_esm', 'add_onehot', 'add_random', 'family_similarity', 'plot_similarity']
+__all__ = ['read_cds', 'translate_cds', 'read_proteins', 'small_esm', 'save_esm', 'pretrain_esm', 'load_esm', 'embed_proteins',
+           'add_esm', 'add_onehot', 'add_random', 'family_similarity', 'plot_similarity']
 
-# %% ../nbs/05_esm.ipynb #0006
-def gene_key(gene_id:str # a versioned Ensembl id, e.g. 'ENSG00000141510.18'
-            ) -> str:
-    "The unversioned gene id, as CELLxGENE uses it."
-    return re.sub(r'\.\d+$', '', gene_id)
-
-# %% ../nbs/05_esm.ipynb #0008
+# %% ../nbs/05_esm.ipynb #0007
 def read_cds(gtf:str|Path, # GENCODE/Ensembl GTF
             ) -> tuple[pd.DataFrame, pd.Series]:
     "The CDS rows of `gtf` (0-based half-open `start`, `end`) and every gene's `gene_type`, indexed by unversioned id."
@@ -43,7 +37,7 @@ def read_cds(gtf:str|Path, # GENCODE/Ensembl GTF
         if c not in df: df[c] = df['gene_biotype'] if c == 'gene_type' and 'gene_biotype' in df else ''
     # GENCODE repeats chrY's pseudo-autosomal genes as '<id>_PAR_Y'; their chrX copy is the gene.
     df = df[~df.gene_id.str.endswith('_PAR_Y')]
-    df = df.assign(gene_key=df.gene_id.map(gene_key), chrom=df.seqname.astype(str), strand=df.strand.astype(str))
+    df = df.assign(gene_key=df.gene_id.map(strip_version), chrom=df.seqname.astype(str), strand=df.strand.astype(str))
     genes = df.drop_duplicates('gene_key').set_index('gene_key').gene_type.rename('gene_type')
     cds = df[df.feature == 'CDS'].copy()
     cds['start'] = cds.start - 1  # GTF is 1-based inclusive
@@ -51,7 +45,7 @@ def read_cds(gtf:str|Path, # GENCODE/Ensembl GTF
     cols = ['gene_key', 'gene_id', 'transcript_id', 'chrom', 'strand', 'start', 'end', 'canonical']
     return cds[cols].reset_index(drop=True), genes
 
-# %% ../nbs/05_esm.ipynb #0010
+# %% ../nbs/05_esm.ipynb #0009
 def translate_cds(cds:str, # coding sequence, 5'->3', starting with the start codon
                   name:str='CDS', # what to call it in errors (e.g. the transcript id)
                  ) -> str:
@@ -64,7 +58,7 @@ def translate_cds(cds:str, # coding sequence, 5'->3', starting with the start co
     if '*' in prot: raise ValueError(f"{name}: internal stop codon at amino acid {prot.index('*') + 1}")
     return prot
 
-# %% ../nbs/05_esm.ipynb #0013
+# %% ../nbs/05_esm.ipynb #0012
 def _protein_of(tx:pd.DataFrame, genome:Fasta) -> str:
     "Translate one transcript's CDS rows."
     tid, chrom, strand = tx.transcript_id.iat[0], tx.chrom.iat[0], tx.strand.iat[0]
@@ -80,7 +74,7 @@ def read_proteins(gtf:str|Path, # GENCODE/Ensembl GTF with CDS rows
                  ) -> pd.Series:
     "Each gene's canonical protein (`None` for genes without CDS), indexed by unversioned gene id."
     cds, gene_types = read_cds(gtf)
-    keys = list(gene_types.index) if genes is None else [gene_key(g) for g in genes]
+    keys = list(gene_types.index) if genes is None else [strip_version(g) for g in genes]
     unknown = [g for g in keys if g not in gene_types.index]
     if unknown: raise KeyError(f"{len(unknown)} genes are not in {gtf}, e.g. {unknown[:5]}")
     cds = cds[cds.gene_key.isin(set(keys))]
@@ -99,7 +93,7 @@ def read_proteins(gtf:str|Path, # GENCODE/Ensembl GTF with CDS rows
     if bad: warnings.warn(f"{len(bad)} genes get no protein because their CDS does not translate: {bad[:3]}")
     return pd.Series(out, name='protein', dtype=object).rename_axis('gene_key')
 
-# %% ../nbs/05_esm.ipynb #0021
+# %% ../nbs/05_esm.ipynb #0020
 def small_esm(num_layers:int=2, # transformer layers
               embed_dim:int=64, # residue representation size
               heads:int=4, # attention heads
@@ -114,7 +108,7 @@ def save_esm(model:ESM2, path:str|Path, **extra) -> Path:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return torch_save(dict(format='rosa-esm', cfg=cfg, model=state, **extra), path)
 
-# %% ../nbs/05_esm.ipynb #0024
+# %% ../nbs/05_esm.ipynb #0023
 _AA = 'LAGVSERTIDPKQNFYMHWC'  # the 20 standard amino acids, for BERT's random replacements
 
 def _mask_batch(seqs:list, alphabet, rng:np.random.Generator, crop:int, mask_frac:float=0.15):
@@ -145,7 +139,7 @@ def _lr(step:int, steps:int, lr:float, warmup:int) -> float:
     t = (step - warmup) / max(1, steps - warmup)
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
-# %% ../nbs/05_esm.ipynb #0026
+# %% ../nbs/05_esm.ipynb #0025
 def pretrain_esm(proteins, # protein strings (list, or Series/dict whose values are proteins; `None`s are skipped)
                  out_dir:str|Path, # folder for the checkpoint `esm.pt` (resumed from if present)
                  steps:int=400, # optimiser steps
@@ -194,7 +188,7 @@ def pretrain_esm(proteins, # protein strings (list, or Series/dict whose values 
     if start < steps or not ckpt.exists(): save(steps)
     return model.eval(), alphabet
 
-# %% ../nbs/05_esm.ipynb #0030
+# %% ../nbs/05_esm.ipynb #0029
 def _esm_url(name:str) -> str: return f"https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 
 def load_esm(name_or_path:str|Path='esm2_t33_650M_UR50D', # model name, a `.pt` file, or a `pretrain_esm` folder
@@ -223,7 +217,7 @@ def load_esm(name_or_path:str|Path='esm2_t33_650M_UR50D', # model name, a `.pt` 
             model, alphabet = esm.pretrained.load_model_and_alphabet_core(name, data, reg)
     return model.eval(), alphabet
 
-# %% ../nbs/05_esm.ipynb #0037
+# %% ../nbs/05_esm.ipynb #0036
 def _tiles(n:int, max_len:int) -> list[tuple[int, int]]:
     "The fewest near-equal consecutive pieces of `range(n)` of at most `max_len`."
     k = -(-n // max_len); edges = np.linspace(0, n, k + 1).round().astype(int)
@@ -260,7 +254,7 @@ def embed_proteins(model:ESM2, # an ESM-2 (from `small_esm`, `pretrain_esm` or `
             for (i, s), t in zip(chunk, total): sums[i] += t; counts[i] += len(s)
     return (sums / counts[:, None]).astype(np.float32)
 
-# %% ../nbs/05_esm.ipynb #0040
+# %% ../nbs/05_esm.ipynb #0039
 def add_esm(adata, # AnnData, var index = unversioned gene ids
             proteins, # gene id -> protein or None, e.g. from `read_proteins`
             model:ESM2, # the protein language model
@@ -285,7 +279,7 @@ def add_esm(adata, # AnnData, var index = unversioned gene ids
                                 layer=kwargs.get('layer', -1), n_without_protein=int((~has).sum()))
     return adata
 
-# %% ../nbs/05_esm.ipynb #0043
+# %% ../nbs/05_esm.ipynb #0042
 def add_onehot(adata, # AnnData
                key_added:str='onehot', # writes varm[key_added]
                sparse:bool|None=None, # store as scipy CSR (None: when more than 4,096 genes)
@@ -308,7 +302,7 @@ def add_random(adata, # AnnData
     adata.varm[key_added] = np.stack([vec(g) for g in adata.var_names]).astype(np.float32).reshape(-1, dim)
     return adata
 
-# %% ../nbs/05_esm.ipynb #0046
+# %% ../nbs/05_esm.ipynb #0045
 def family_similarity(emb:np.ndarray, # (n, d) embeddings
                       groups, # (n,) group per row (e.g. gene family); rows with a negative or missing group are skipped
                      ) -> tuple[float, float]:
@@ -319,7 +313,7 @@ def family_similarity(emb:np.ndarray, # (n, d) embeddings
     s, same = x @ x.T, g[:, None] == g[None]
     return float(s[same & ~np.eye(len(g), dtype=bool)].mean()), float(s[~same].mean())
 
-# %% ../nbs/05_esm.ipynb #0047
+# %% ../nbs/05_esm.ipynb #0046
 def plot_similarity(emb:np.ndarray, # (n, d) embeddings
                     groups, # (n,) group label per row, e.g. gene family
                     ax=None, # matplotlib axes

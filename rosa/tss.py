@@ -12,18 +12,12 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from .core import strip_version
+
 # %% auto #0
-__all__ = ['strip_version', 'read_transcripts', 'gene_tss', 'Genome', 'one_hot', 'TSSWindows', 'tss_bin', 'bin_interval']
+__all__ = ['read_transcripts', 'gene_tss', 'Genome', 'one_hot', 'TSSWindows', 'tss_bin', 'bin_interval']
 
-# %% ../nbs/03_tss.ipynb #0005
-_VERSION = re.compile(r'\.\d+(?=(_PAR_Y)?$)')
-
-def strip_version(gene_id:str # a versioned Ensembl id, e.g. 'ENSG00000141510.18'
-                 ) -> str:
-    "The id without its version, as CELLxGENE writes it ('ENSG00000141510'; GENCODE's '_PAR_Y' suffix is kept)."
-    return _VERSION.sub('', gene_id)
-
-# %% ../nbs/03_tss.ipynb #0007
+# %% ../nbs/03_tss.ipynb #0006
 def read_transcripts(gtf_path:str|Path # GENCODE/Ensembl GTF (may be gzipped)
                     ) -> pd.DataFrame:
     "One row per transcript: ids, names, types, 0-based half-open coordinates, the TSS and the canonical flag."
@@ -54,7 +48,7 @@ def read_transcripts(gtf_path:str|Path # GENCODE/Ensembl GTF (may be gzipped)
     out.insert(out.columns.get_loc('end') + 1, 'tss', np.where(out.strand == '+', out.start, out.end - 1))
     return out.reset_index(drop=True)
 
-# %% ../nbs/03_tss.ipynb #0014
+# %% ../nbs/03_tss.ipynb #0013
 def _unknown(missing:list, what:str='gene ids', where:str='the GTF') -> KeyError:
     ex = ', '.join(map(str, missing[:5]))
     return KeyError(f"{len(missing)} {what} not found in {where}, e.g. {ex}")
@@ -85,7 +79,7 @@ def gene_tss(transcripts:pd.DataFrame, # from `read_transcripts`
     c['canonical'] = c.index.isin(best)
     return c.drop(columns=['_5p', '_order', 'has_canonical']).reset_index(drop=True)
 
-# %% ../nbs/03_tss.ipynb #0018
+# %% ../nbs/03_tss.ipynb #0017
 class Genome:
     "A lazily read FASTA; `window` cuts N-padded sequence windows centred on a position."
     def __init__(self, fasta:str|Path, # FASTA (indexed on first use by pyfaidx)
@@ -122,7 +116,7 @@ class Genome:
 
     def __repr__(self): return f'Genome({self.path.name}: {len(self.chroms)} chromosomes, {sum(self.chroms.values()):,} bp)'
 
-# %% ../nbs/03_tss.ipynb #0022
+# %% ../nbs/03_tss.ipynb #0021
 _LUT = np.zeros((256, 4), dtype=np.float32)
 for _i, _b in enumerate('ACGT'): _LUT[ord(_b), _i] = _LUT[ord(_b.lower()), _i] = 1.
 
@@ -133,7 +127,7 @@ def one_hot(seq:str|bytes|list # a sequence, or a list of equal-length sequences
     b = np.frombuffer(seq.encode('ascii') if isinstance(seq, str) else bytes(seq), dtype=np.uint8)
     return _LUT[b]
 
-# %% ../nbs/03_tss.ipynb #0025
+# %% ../nbs/03_tss.ipynb #0024
 class TSSWindows(Dataset):
     "One-hot DNA windows (length, 4) centred on each candidate TSS (rows of `gene_tss`)."
     def __init__(self, genome:Genome, # the FASTA
@@ -151,7 +145,7 @@ class TSSWindows(Dataset):
         if self.minus[i]: x = x[::-1, ::-1].copy()  # reverse the sequence and swap A<->T, C<->G (channels ACGT reversed)
         return torch.from_numpy(x)
 
-# %% ../nbs/03_tss.ipynb #0028
+# %% ../nbs/03_tss.ipynb #0027
 def _crop(length:int, bin_size:int, target_length:int|None) -> tuple[int, int]:
     n = length // bin_size
     if length % bin_size: raise ValueError(f"window length {length} is not a multiple of bin_size {bin_size}")
