@@ -261,7 +261,7 @@ def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig):
     with atomic_path(run_dir/'report.md') as tmp: Path(tmp).write_text('\n'.join(md))
 
 # %% ../nbs/08_pipeline.ipynb #0021
-DEMO = dict(enformer_steps=600, esm_steps=400, transformer_kw=dict(steps=500))
+DEMO = dict(enformer_steps=600, esm_steps=400, transformer_kw=dict(steps=1000))
 
 def demo(out:str|Path='rosa_demo', # run folder; the world goes to <out>/world
          seed:int=0, # seed of the world and of the run
