@@ -15,9 +15,39 @@ from torch.utils.data import Dataset
 from .core import strip_version
 
 # %% auto #0
-__all__ = ['read_transcripts', 'gene_tss', 'Genome', 'one_hot', 'TSSWindows', 'tss_bin', 'bin_interval']
+__all__ = ['REFERENCES', 'md5_of', 'fetch_reference', 'read_transcripts', 'gene_tss', 'Genome', 'one_hot', 'TSSWindows',
+           'tss_bin', 'bin_interval']
 
-# %% ../nbs/03_tss.ipynb #0006
+# %% ../nbs/03_tss.ipynb #0005
+REFERENCES = dict(
+    gencode44=dict(url='https://ftp.ebi.ac.uk/pub/databases/gencode/Gencode_human/release_44/gencode.v44.annotation.gtf.gz',
+                   md5s='https://ftp.ebi.ac.uk/pub/databases/gencode/Gencode_human/release_44/MD5SUMS'),
+    hg38=dict(url='https://hgdownload.soe.ucsc.edu/goldenPath/hg38/bigZips/hg38.fa.gz',
+              md5s='https://hgdownload.soe.ucsc.edu/goldenPath/hg38/bigZips/md5sum.txt'))
+
+def md5_of(listing:str, # the text of an `md5sum`-style file: '<md5>  <file name>' per line
+           fname:str # the file whose checksum is wanted
+          ) -> str:
+    "The MD5 that a provider's checksum listing gives for `fname`."
+    for line in listing.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip('*./') == fname: return parts[0].lower()
+    raise KeyError(f"{fname} is not in the checksum listing")
+
+def fetch_reference(name:str, # a key of REFERENCES: 'gencode44' or 'hg38'
+                    dest:str|Path|None=None, # cache folder (default: pooch's OS cache for rosa)
+                   ) -> Path:
+    "Download (once), verify against the provider's MD5 and decompress a reference file; returns its path."
+    import pooch
+    if name not in REFERENCES: raise KeyError(f"unknown reference {name!r}; choose one of {list(REFERENCES)}")
+    ref, dest = REFERENCES[name], dest or pooch.os_cache('rosa')
+    listing = pooch.retrieve(ref['md5s'], known_hash=None, path=dest, fname=f'{name}.md5')
+    fname = ref['url'].rsplit('/', 1)[1]
+    md5 = md5_of(Path(listing).read_text(), fname)
+    return Path(pooch.retrieve(ref['url'], known_hash=f'md5:{md5}', path=dest, fname=fname, progressbar=True,
+                               processor=pooch.Decompress(name=fname[:-3])))
+
+# %% ../nbs/03_tss.ipynb #0011
 def read_transcripts(gtf_path:str|Path # GENCODE/Ensembl GTF (may be gzipped)
                     ) -> pd.DataFrame:
     "One row per transcript: ids, names, types, 0-based half-open coordinates, the TSS and the canonical flag."
@@ -48,7 +78,7 @@ def read_transcripts(gtf_path:str|Path # GENCODE/Ensembl GTF (may be gzipped)
     out.insert(out.columns.get_loc('end') + 1, 'tss', np.where(out.strand == '+', out.start, out.end - 1))
     return out.reset_index(drop=True)
 
-# %% ../nbs/03_tss.ipynb #0013
+# %% ../nbs/03_tss.ipynb #0018
 def _unknown(missing:list, what:str='gene ids', where:str='the GTF') -> KeyError:
     ex = ', '.join(map(str, missing[:5]))
     return KeyError(f"{len(missing)} {what} not found in {where}, e.g. {ex}")
@@ -79,7 +109,7 @@ def gene_tss(transcripts:pd.DataFrame, # from `read_transcripts`
     c['canonical'] = c.index.isin(best)
     return c.drop(columns=['_5p', '_order', 'has_canonical']).reset_index(drop=True)
 
-# %% ../nbs/03_tss.ipynb #0017
+# %% ../nbs/03_tss.ipynb #0022
 class Genome:
     "A lazily read FASTA; `window` cuts N-padded sequence windows centred on a position."
     def __init__(self, fasta:str|Path, # FASTA (indexed on first use by pyfaidx)
@@ -116,7 +146,7 @@ class Genome:
 
     def __repr__(self): return f'Genome({self.path.name}: {len(self.chroms)} chromosomes, {sum(self.chroms.values()):,} bp)'
 
-# %% ../nbs/03_tss.ipynb #0021
+# %% ../nbs/03_tss.ipynb #0026
 _LUT = np.zeros((256, 4), dtype=np.float32)
 for _i, _b in enumerate('ACGT'): _LUT[ord(_b), _i] = _LUT[ord(_b.lower()), _i] = 1.
 
@@ -127,7 +157,7 @@ def one_hot(seq:str|bytes|list # a sequence, or a list of equal-length sequences
     b = np.frombuffer(seq.encode('ascii') if isinstance(seq, str) else bytes(seq), dtype=np.uint8)
     return _LUT[b]
 
-# %% ../nbs/03_tss.ipynb #0024
+# %% ../nbs/03_tss.ipynb #0029
 class TSSWindows(Dataset):
     "One-hot DNA windows (length, 4) centred on each candidate TSS (rows of `gene_tss`)."
     def __init__(self, genome:Genome, # the FASTA
@@ -145,7 +175,7 @@ class TSSWindows(Dataset):
         if self.minus[i]: x = x[::-1, ::-1].copy()  # reverse the sequence and swap A<->T, C<->G (channels ACGT reversed)
         return torch.from_numpy(x)
 
-# %% ../nbs/03_tss.ipynb #0027
+# %% ../nbs/03_tss.ipynb #0032
 def _crop(length:int, bin_size:int, target_length:int|None) -> tuple[int, int]:
     n = length // bin_size
     if length % bin_size: raise ValueError(f"window length {length} is not a multiple of bin_size {bin_size}")
