@@ -397,7 +397,9 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1., (s + 1) / max(1, warmup)))
     rng = np.random.default_rng(seed)
-    Et = torch.from_numpy(E[g_tr].astype(np.float32)).to(device)   # only train genes' embeddings are ever gathered
+    # the model standardises its inputs itself (emb_mean/emb_sd), in training as at prediction: feed it the raw embedding
+    raw = adata.varm[key]; raw = raw.toarray() if sp.issparse(raw) else np.asarray(raw)
+    Et = torch.from_numpy(raw[g_tr].astype(np.float32)).to(device)   # only train genes' embeddings are ever gathered
     X, B = _layer(adata, layer), adata.layers['bins']
     train = _Cells(X, B, c_tr, g_tr, device)
     # fixed val batch: val cells x train genes, its own context/target split
@@ -509,7 +511,7 @@ def predict_transformer(model:ExpressionTransformer, # trained by `train_transfo
                 out[i:i+batch_cells, j:j+query_chunk] += model.decode(mem, Eq[j:j+query_chunk], x.mean(1)).float().cpu().numpy()
     return out / n_draws
 
-# %% ../nbs/06_model.ipynb #0045
+# %% ../nbs/06_model.ipynb #0047
 MODELS = ('agnostic', 'ridge_celltype', 'ridge_cell', 'transformer')
 
 def fit_predict(adata:ad.AnnData, # cells x genes
