@@ -221,7 +221,7 @@ def run(cfg:RunConfig|None=None, **kwargs) -> RunResult:
         adata.uns['tss_accuracy'] = tss_accuracy(adata, tx, cfg.truth)
         _log(f"  chosen TSS = true active TSS for {adata.uns['tss_accuracy']['enformer']:.1%} of genes "
              f"(canonical TSS: {adata.uns['tss_accuracy']['canonical']:.1%})")
-    _log('', t0)
+    _log('  done', t0)
     _log('[6/6] report'); t0 = time.time()
     write_report(run_dir, adata, table, cfg)
     write_h5ad(adata, run_dir/'rosa.h5ad')
