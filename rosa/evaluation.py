@@ -17,7 +17,7 @@ from .model import agnostic, split_mask
 
 # %% auto #0
 __all__ = ['correlations', 'quadrant_metrics', 'oracle_prediction', 'noise_ceiling', 'compare', 'to_markdown', 'plot_comparison',
-           'plot_heatmap', 'plot_scatter', 'plot_gene_correlations']
+           'plot_heatmap', 'plot_scatter', 'plot_gene_correlations', 'grammar_probe']
 
 # %% ../nbs/07_evaluation.ipynb #0006
 def _pearson_rows(t:np.ndarray, p:np.ndarray) -> np.ndarray:
@@ -265,3 +265,34 @@ def plot_gene_correlations(adata:ad.AnnData, # cells x genes
     ax.set_ylabel(f'{method} across cells, per gene'); ax.set_xlabel('')
     ax.set_title(f'{genes} genes x {cells} cells', fontsize=9); ax.tick_params(axis='x', rotation=30, labelsize=8)
     return ax
+
+# %% ../nbs/07_evaluation.ipynb #0036
+def grammar_probe(adata:ad.AnnData, # genes in var (matched to the truth by the var index), embeddings in varm
+                  truth, # truth AnnData or .h5ad path of a synthetic world (varm['motif_scores'], var['n_core'])
+                  keys=None, # varm keys to probe (default: all)
+                  folds:int=5, # cross-validation folds over genes
+                  seed:int=0, # seed of the folds
+                 ) -> pd.DataFrame:
+    "Cross-validated Pearson r of ridge probes from each embedding to the world's grammar: one row per embedding."
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold, cross_val_predict
+    if not isinstance(truth, ad.AnnData): truth = ad.read_h5ad(truth)
+    if 'motif_scores' not in truth.varm or 'n_core' not in truth.var:
+        raise KeyError("the truth has no varm['motif_scores'] / var['n_core']: is it a rosa synthetic world's truth.h5ad?")
+    gi = truth.var_names.get_indexer(adata.var_names)
+    if (gi < 0).any(): raise KeyError(f"{(gi < 0).sum()} genes are not in the truth, e.g. {list(adata.var_names[gi < 0][:5])}")
+    if adata.n_vars < 2 * folds: raise ValueError(f"{adata.n_vars} genes are too few for {folds}-fold probing")
+    motifs = [str(m) for m in truth.uns.get('motifs', range(truth.varm['motif_scores'].shape[1]))]
+    Y = np.c_[truth.var['n_core'].to_numpy(np.float64)[gi], np.asarray(truth.varm['motif_scores'], np.float64)[gi]]
+    cols = ['core (GC boxes)'] + [f'TF{k} {m}' for k, m in enumerate(motifs)]
+    keys = list(adata.varm.keys()) if keys is None else list(keys)
+    missing = [k for k in keys if k not in adata.varm]
+    if missing: raise KeyError(f"embeddings not in adata.varm: {missing} (have {list(adata.varm.keys())})")
+    cv = KFold(folds, shuffle=True, random_state=seed); rows = {}
+    for k in keys:
+        E = np.asarray(adata.varm[k], np.float64); E = (E - E.mean(0)) / np.where(E.std(0) > 0, E.std(0), 1)
+        P = cross_val_predict(RidgeCV(alphas=np.logspace(-2, 5, 15)), E, Y, cv=cv)
+        rows[k] = [_pearson_rows(Y[:, j][None], P[:, j][None])[0] for j in range(Y.shape[1])]
+    out = pd.DataFrame.from_dict(rows, orient='index', columns=cols)
+    out.insert(1, 'TF motifs (mean)', out[cols[1:]].mean(1))
+    return out

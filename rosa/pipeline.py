@@ -19,7 +19,7 @@ from .tss import read_transcripts
 from .enformer import pretrain_enformer, load_enformer, embed_genes
 from .esm import read_proteins, pretrain_esm, load_esm, add_esm, add_onehot, add_random
 from .model import fit_predict
-from .evaluation import noise_ceiling, compare, to_markdown, plot_comparison
+from .evaluation import noise_ceiling, compare, to_markdown, plot_comparison, grammar_probe
 
 # %% auto #0
 __all__ = ['HEADLINE', 'DEMO', 'RunConfig', 'step_transcripts', 'step_data', 'step_enformer', 'step_esm', 'add_embeddings',
@@ -221,6 +221,11 @@ def run(cfg:RunConfig|None=None, **kwargs) -> RunResult:
         adata.uns['tss_accuracy'] = tss_accuracy(adata, tx, cfg.truth)
         _log(f"  chosen TSS = true active TSS for {adata.uns['tss_accuracy']['enformer']:.1%} of genes "
              f"(canonical TSS: {adata.uns['tss_accuracy']['canonical']:.1%})")
+    if cfg.truth:
+        probe = grammar_probe(adata, cfg.truth, keys=[k for k in cfg.embeddings if k in adata.varm], seed=cfg.seed)
+        adata.uns['grammar_probe'] = {k: {c: float(v) for c, v in r.items()} for k, r in probe.iterrows()}
+        for k, r in probe.iterrows():
+            _log(f"  {k} embedding encodes basal strength r = {r['core (GC boxes)']:.2f}, TF motifs r = {r['TF motifs (mean)']:.2f} (probe)")
     _log('  done', t0)
     _log('[6/6] report'); t0 = time.time()
     write_report(run_dir, adata, table, cfg)
@@ -253,6 +258,11 @@ def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig):
         a = adata.uns['tss_accuracy']
         md += [f"TSS choice: the candidate with the strongest predicted CAGE is the true active TSS for {a['enformer']:.1%} of genes "
                f"(the annotation's canonical TSS: {a['canonical']:.1%}).", '']
+    if 'grammar_probe' in adata.uns:
+        p = pd.DataFrame.from_dict(dict(adata.uns['grammar_probe']), orient='index')
+        md += ['What each gene embedding encodes of the world\'s planted grammar (`rosa.evaluation.grammar_probe`: Pearson r of '
+               'ridge probes cross-validated over genes; a held-out gene\'s cell-type pattern needs the TF motifs):', '',
+               to_markdown(p, digits=2), '']
     try:
         ax = plot_comparison(table); fig = np.ravel(ax)[0].figure
         fig.savefig(run_dir/'comparison.png', dpi=110, bbox_inches='tight'); plt.close(fig)

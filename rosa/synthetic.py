@@ -44,6 +44,7 @@ class WorldConfig:
     frac_family:float = 0.8   # fraction of coding genes in paralog families
     gene_noise:float = 0.25   # sd of the sequence-independent part of each gene's level
     orphans_per_gene:int = 2  # extra promoters without a gene between genes (bulk CAGE only), as genomes have
+    promoter_reach:int = 350  # promoter motifs lie between 40 bp and this far upstream of the TSS
 
     def check(self):
         "Raise a clear error for impossible parameters."
@@ -57,6 +58,8 @@ class WorldConfig:
         for k in 'mean_library dispersion'.split():
             if getattr(self, k) <= 0: raise ValueError(f"{k} must be positive, got {getattr(self, k)!r}")
         if self.orphans_per_gene < 0: raise ValueError(f"orphans_per_gene must be >= 0, got {self.orphans_per_gene}")
+        if not 60 <= self.promoter_reach <= self.window // 4:
+            raise ValueError(f"promoter_reach must be between 60 and window/4 = {self.window // 4} bp, got {self.promoter_reach}")
         for k in 'frac_lncrna frac_family'.split():
             if not 0 <= getattr(self, k) < 1: raise ValueError(f"{k} must be in [0, 1), got {getattr(self, k)!r}")
         if self.chrom_length is not None:
@@ -188,7 +191,7 @@ def _make_gene(rng, i, cfg, pwms, fam, template, family_domains, coding):
     for k in prom:                                    # promoter motifs
         k = int(k)
         for _try in range(50):
-            p = a - int(rng.integers(40, 350)) - 10
+            p = a - int(rng.integers(40, cfg.promoter_reach)) - 10
             if _put(seq, occ, p, _sample_site(rng, pwms[k])): scores[k] += 1; sites.append((k, p, 'promoter')); break
     reach = min(6000, cfg.window // 2 - 400)
     for _ in range(int(rng.integers(0, 4))):          # distal enhancers, inside the window
@@ -209,7 +212,7 @@ def _make_gene(rng, i, cfg, pwms, fam, template, family_domains, coding):
                  '+' if rng.random() < 0.5 else '-', seq, tss, exons, cds, active, canonical, n_core, scores, sites)
 
 # %% ../nbs/01_synthetic.ipynb #0015
-def _orphan(rng, pwms):
+def _orphan(rng, pwms, reach=350):
     "An orphan promoter in a short stretch of DNA: (codes on + strand, TSS offset, strand, n_core, motif scores)."
     L = int(rng.integers(900, 1600)); seq = rng.integers(0, 4, L).astype(np.uint8); occ = np.zeros(L, bool)
     t = L // 2 + int(rng.integers(-100, 100))
@@ -221,7 +224,7 @@ def _orphan(rng, pwms):
     for _ in range(int(rng.integers(1, 6))):
         k = int(rng.integers(len(pwms)))
         for _try in range(50):
-            if _put(seq, occ, t - int(rng.integers(40, 350)) - 10, _sample_site(rng, pwms[k])): scores[k] += 1; break
+            if _put(seq, occ, t - int(rng.integers(40, reach)) - 10, _sample_site(rng, pwms[k])): scores[k] += 1; break
     if rng.random() < 0.5: return seq, t, '+', n_core, scores
     return 3 - seq[::-1], L - 1 - t, '-', n_core, scores
 
@@ -316,7 +319,7 @@ def make_world(out_dir:str|Path,  # folder to write the world into (created)
             parts.append(g.seq if g.strand == '+' else (3 - g.seq[::-1]))   # A<->T, C<->G under codes 0..3
             off += len(g.seq)
             for _ in range(cfg.orphans_per_gene):
-                oseq, t, ostrand, oc, osc = _orphan(rng, pwms)
+                oseq, t, ostrand, oc, osc = _orphan(rng, pwms, cfg.promoter_reach)
                 orphans.append((name, off + t, 0.7 * oc + rng.normal(0, cfg.gene_noise), osc))
                 parts.append(oseq); off += len(oseq)
         parts.append(rng.integers(0, 4, 2000).astype(np.uint8))
