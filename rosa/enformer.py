@@ -137,6 +137,8 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
                       target_transform:str|None='log1p', # 'log1p': fit log1p(counts) (None: raw counts, as Enformer)
                       rc_aug:bool=True, # reverse-complement half the windows (as Enformer): both strands teach every motif
                       peak_fraction:float=0., # share of windows drawn to hold a CAGE peak (promoters are rare in random windows)
+                      train_window:int|None=None, # length of the training windows (bp); None: `window`. Shorter trains faster
+                      target_bins:int|None=None, # output bins scored per training window, centred; None: all but 1/8 on each side
                       loss:str='poisson', # 'poisson' (Enformer) or 'mse' (on the transformed targets)
                       ckpt_every:int=50, # steps between checkpoints
                       device:str|None=None, # None: CUDA if available
@@ -155,7 +157,8 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
     if target_transform == 'log1p': arrays = {c: np.log1p(a) for c, a in arrays.items()}
     key = fingerprint(fasta=Path(fasta), tracks=Path(tracks), batch_size=batch_size, lr=lr, seed=seed, window=window,
                       val_chrom=val_chrom, steps=steps, target_transform=target_transform, rc_aug=rc_aug, model_kw=model_kw,
-                      **({} if (peak_fraction, loss) == (0., 'poisson') else dict(peak_fraction=peak_fraction, loss=loss)))
+                      **({} if (peak_fraction, loss) == (0., 'poisson') else dict(peak_fraction=peak_fraction, loss=loss)),
+                      **({} if (train_window, target_bins) == (None, None) else dict(train_window=train_window, target_bins=target_bins)))
     if loss not in ('poisson', 'mse'): raise ValueError(f"loss must be 'poisson' or 'mse', got {loss!r}")
     peaks = peak_bins(arrays, chroms) if peak_fraction > 0 else None
     seed_everything(seed)
@@ -171,18 +174,25 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
             raise ValueError(f"{ckpt} was trained with other settings ({state.get('params')}); use another out_dir or delete it")
         model.load_state_dict(state['model']); step, history, val = state['step'], state['history'], state.get('val')
         if 'opt' in state: opt.load_state_dict(state['opt']); sched.load_state_dict(state['sched'])
-    n_out = model.config.target_length
+    tw = window if train_window is None else int(train_window)
+    if tw % bin_size or not bin_size <= tw <= window: raise ValueError(f"train_window={tw} must be a multiple of {bin_size} bp and at most window={window}")
+    n_out = model.config.target_length if (train_window, target_bins) == (None, None) else (
+        target_bins if target_bins is not None else tw // bin_size - 2 * (tw // bin_size // 8))
+    if not 0 < n_out <= tw // bin_size or (tw // bin_size - n_out) % 2:
+        raise ValueError(f"target_bins={n_out} must be 1..{tw // bin_size} and leave as many bins on each side of the {tw // bin_size}")
+    model.set_target_length(n_out)   # training crop; the model's own (config.target_length) is restored after training
     def save(final=False):
         torch_save(dict(key=key, config=model.config.to_dict(), model=model.state_dict(), step=step, history=history, val=val,
                         track_names=names, params=dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, window=window,
                                                        val_chrom=val_chrom, target_transform=target_transform, rc_aug=rc_aug,
-                                                       peak_fraction=peak_fraction, loss=loss, **model_kw),
+                                                       peak_fraction=peak_fraction, loss=loss, train_window=train_window,
+                                                       target_bins=target_bins, **model_kw),
                         **({} if final else dict(opt=opt.state_dict(), sched=sched.state_dict()))), ckpt)
     bar = tqdm(total=steps, initial=step, desc='pretrain enformer', disable=not progress)
     trained = step < steps or (val_chrom is not None and val is None)
     while step < steps:
         model.train()
-        x, y = _batch(genome, arrays, chroms, window, n_out, bin_size, np.random.default_rng([seed, step]), batch_size, rc_aug,
+        x, y = _batch(genome, arrays, chroms, tw, n_out, bin_size, np.random.default_rng([seed, step]), batch_size, rc_aug,
                       peaks, peak_fraction)
         torch.manual_seed(seed * 1_000_003 + step)  # dropout of this step, the same after a resume
         if loss == 'poisson': l = model(x.to(dev), head='human', target=y.to(dev))
@@ -191,7 +201,7 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
         step += 1; history.append(l.item()); bar.update(); bar.set_postfix(loss=f'{history[-1]:.3f}')
         if step % ckpt_every == 0 and step < steps: save()
     bar.close()
-    model.eval()
+    model.set_target_length(model.config.target_length); model.eval()
     if val_chrom is not None and val is None:
         r = track_correlation(predict_region(model, genome, val_chrom), np.expm1(arrays[val_chrom]) if target_transform else arrays[val_chrom])
         val = dict(chrom=val_chrom, r=dict(zip(names, r.tolist())), mean_r=float(np.nanmean(r)))
@@ -200,7 +210,7 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
     model.history, model.val, model.track_names = history, val, names
     return model
 
-# %% ../nbs/04_enformer.ipynb #0018
+# %% ../nbs/04_enformer.ipynb #0020
 PUBLISHED = 'EleutherAI/enformer-official-rough'
 
 def load_enformer(path_or_name:str|Path=PUBLISHED, # checkpoint file/folder, save_pretrained folder, or a hub name
@@ -227,7 +237,7 @@ def load_enformer(path_or_name:str|Path=PUBLISHED, # checkpoint file/folder, sav
                                     f"downloads: run enformer_pytorch.from_pretrained({str(path_or_name)!r}) once with network") from e
     return model.eval().to(dev)
 
-# %% ../nbs/04_enformer.ipynb #0023
+# %% ../nbs/04_enformer.ipynb #0025
 HUMAN_CAGE = range(4675, 5313)
 
 def cage_track_indices(model:Enformer, cage_tracks=None) -> list:
@@ -257,7 +267,7 @@ def _read_chunk(f:Path, emb_dim:int):
     f.unlink()
     return None
 
-# %% ../nbs/04_enformer.ipynb #0024
+# %% ../nbs/04_enformer.ipynb #0026
 @torch.inference_mode()
 def embed_genes(adata, # AnnData; var index = unversioned gene ids
                 transcripts:pd.DataFrame, # `rosa.tss.read_transcripts`
@@ -290,7 +300,7 @@ def embed_genes(adata, # AnnData; var index = unversioned gene ids
     cdir = None
     if cache is not None:
         cdir = Path(cache) / fingerprint(model=_model_digest(model), fasta=genome.path.resolve(), window=window,
-                                         cage=cage_idx, chrom_map=genome.chrom_map)
+                                         cage=cage_idx, chrom_map=genome.chrom_map, grid=bin_size)
         cdir.mkdir(parents=True, exist_ok=True)
         for f in sorted(cdir.glob('chunk-*.npz')):
             c = _read_chunk(f, emb_dim)
@@ -301,7 +311,7 @@ def embed_genes(adata, # AnnData; var index = unversioned gene ids
     for i0 in range(0, len(todo), chunk):
         part = todo[i0:i0 + chunk]; cages, embs = [], []
         for j in range(0, len(part), batch_size):
-            x = np.stack([one_hot(genome.window(c, t, window)) for c, t in part[j:j + batch_size]])
+            x = np.stack([one_hot(genome.window(c, t - t % bin_size, window)) for c, t in part[j:j + batch_size]])  # on the bin grid
             out, emb = model(torch.from_numpy(x).to(dev), head='human', return_embeddings=True)
             cages.append(reduce(out[:, centre, cage_idx].float(), 'b t -> b', 'mean').cpu().numpy())
             embs.append(emb[:, centre].float().cpu().numpy()); bar.update(len(part[j:j + batch_size]))
@@ -331,7 +341,7 @@ def embed_genes(adata, # AnnData; var index = unversioned gene ids
                                 n_computed=len(todo), cache=str(cdir) if cdir else '')
     return cand
 
-# %% ../nbs/04_enformer.ipynb #0032
+# %% ../nbs/04_enformer.ipynb #0034
 def plot_cage(model:Enformer, fasta:str|Path|Genome, tracks:pd.DataFrame, chrom:str, start:int, end:int,
               track:int|None=None, # a track index; None: the mean over tracks
               ax=None):
