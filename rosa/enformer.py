@@ -81,10 +81,14 @@ def model_window(model:Enformer) -> int:
     return int(getattr(model.config, 'window', 196_608))
 
 # %% ../nbs/04_enformer.ipynb #0013
-def peak_bins(arrays:dict, chroms:list, top:float=0.02) -> list:
-    "(chromosome, bin) of the strongest `top` fraction of bins (by summed signal): where promoters are."
+def peak_bins(arrays:dict, chroms:list, top:float=0.1) -> list:
+    "(chromosome index, bin) of the local maxima of the summed signal among its strongest `top` fraction of bins: where promoters are."
     s = np.concatenate([arrays[c].sum(1) for c in chroms]); thr = np.quantile(s, 1 - top)
-    return [(i, b) for i, c in enumerate(chroms) for b in np.flatnonzero(arrays[c].sum(1) >= thr)]
+    out = []
+    for i, c in enumerate(chroms):
+        v = arrays[c].sum(1); left, right = np.r_[-np.inf, v[:-1]], np.r_[v[1:], -np.inf]
+        out += [(i, int(b)) for b in np.flatnonzero((v >= thr) & (v > 0) & (v >= left) & (v > right))]  # one bin per plateau
+    return out
 
 def _batch(genome, arrays, chroms, window, n_out, bin_size, rng, n, rc=True, peaks=None, peak_fraction=0.):
     "n (one-hot window, target bins) pairs from `chroms`: random, or (with `peak_fraction`) holding a peak; half reverse-complemented."
@@ -124,7 +128,7 @@ def track_correlation(pred:np.ndarray, obs:np.ndarray) -> np.ndarray:
     p, o = p - p.mean(0), o - o.mean(0)
     return (p * o).sum(0) / np.sqrt((p**2).sum(0) * (o**2).sum(0) + 1e-12)
 
-# %% ../nbs/04_enformer.ipynb #0014
+# %% ../nbs/04_enformer.ipynb #0016
 def pretrain_enformer(fasta:str|Path, # genome FASTA
                       tracks:str|Path, # bulk track table (`read_tracks`)
                       out_dir:str|Path, # where `enformer.pt` (checkpoint and final model) goes
@@ -210,7 +214,7 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
     model.history, model.val, model.track_names = history, val, names
     return model
 
-# %% ../nbs/04_enformer.ipynb #0020
+# %% ../nbs/04_enformer.ipynb #0022
 PUBLISHED = 'EleutherAI/enformer-official-rough'
 
 def load_enformer(path_or_name:str|Path=PUBLISHED, # checkpoint file/folder, save_pretrained folder, or a hub name
@@ -237,7 +241,7 @@ def load_enformer(path_or_name:str|Path=PUBLISHED, # checkpoint file/folder, sav
                                     f"downloads: run enformer_pytorch.from_pretrained({str(path_or_name)!r}) once with network") from e
     return model.eval().to(dev)
 
-# %% ../nbs/04_enformer.ipynb #0025
+# %% ../nbs/04_enformer.ipynb #0027
 HUMAN_CAGE = range(4675, 5313)
 
 def cage_track_indices(model:Enformer, cage_tracks=None) -> list:
@@ -267,7 +271,7 @@ def _read_chunk(f:Path, emb_dim:int):
     f.unlink()
     return None
 
-# %% ../nbs/04_enformer.ipynb #0026
+# %% ../nbs/04_enformer.ipynb #0028
 @torch.inference_mode()
 def embed_genes(adata, # AnnData; var index = unversioned gene ids
                 transcripts:pd.DataFrame, # `rosa.tss.read_transcripts`
@@ -341,7 +345,7 @@ def embed_genes(adata, # AnnData; var index = unversioned gene ids
                                 n_computed=len(todo), cache=str(cdir) if cdir else '')
     return cand
 
-# %% ../nbs/04_enformer.ipynb #0034
+# %% ../nbs/04_enformer.ipynb #0036
 def plot_cage(model:Enformer, fasta:str|Path|Genome, tracks:pd.DataFrame, chrom:str, start:int, end:int,
               track:int|None=None, # a track index; None: the mean over tracks
               ax=None):

@@ -271,7 +271,9 @@ def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig):
     with atomic_path(run_dir/'report.md') as tmp: Path(tmp).write_text('\n'.join(md))
 
 # %% ../nbs/08_pipeline.ipynb #0021
-DEMO = dict(enformer_steps=600, esm_steps=400, transformer_kw=dict(steps=1000))
+DEMO = dict(enformer_steps=2500, esm_steps=400, transformer_kw=dict(steps=1000),
+            enformer_kw=dict(dim=48, heads=2, depth=1, train_window=1024, target_bins=2, peak_fraction=1., loss='mse',
+                             batch_size=32, lr=3e-3))
 
 def demo(out:str|Path='rosa_demo', # run folder; the world goes to <out>/world
          seed:int=0, # seed of the world and of the run

@@ -30,8 +30,8 @@ class WorldConfig:
     n_cell_types:int = 8      # cell types (each with its TF activity profile)
     n_tissues:int = 3         # tissues the cell types belong to
     n_donors:int = 4          # donors (a small library-size effect each)
-    n_tfs:int = 8             # transcription factors / motifs
-    motif_consensus:float = 0.9  # probability of the consensus base at each motif position of a planted site
+    n_tfs:int = 6             # transcription factors / motifs
+    motif_consensus:float = 1.0  # probability of the consensus base at each motif position of a planted site (1: exact sites)
     n_bulk:int = 8            # bulk CAGE-like tracks for sequence-model pretraining
     bulk_sd:float = 0.7       # spread of the bulk tracks' TF activities
     bulk_boost:float = 0.8    # activity of each bulk track's master TF (every TF is the master of some track)
@@ -43,8 +43,8 @@ class WorldConfig:
     frac_lncrna:float = 0.1   # fraction of genes without a protein
     frac_family:float = 0.8   # fraction of coding genes in paralog families
     gene_noise:float = 0.25   # sd of the sequence-independent part of each gene's level
-    orphans_per_gene:int = 2  # extra promoters without a gene between genes (bulk CAGE only), as genomes have
-    promoter_reach:int = 350  # promoter motifs lie between 40 bp and this far upstream of the TSS
+    orphans_per_gene:int = 8  # extra promoters without a gene between genes (bulk CAGE only), as genomes have
+    promoter_reach:int = 200  # promoter motifs lie between 40 bp and this far upstream of the TSS
 
     def check(self):
         "Raise a clear error for impossible parameters."
