@@ -222,15 +222,16 @@ def ridge_cell(adata:ad.AnnData, # cells x genes, X = log1p
                n_select:int=1000, # train cells used to pick alpha
                seed:int=0, # seed for the cells that pick alpha
                info:dict|None=None, # filled with the chosen alpha and its selection errors
+               cross_fit:int=5, # folds over train genes: each is predicted by fits without it (0: in-sample fits)
               ) -> np.ndarray:
     "Per cell, ridge from embedding to the cell's own train-gene values; `(n_cells, n_genes)` float32."
     info = {} if info is None else info
+    if cross_fit == 1 or cross_fit < 0: raise ValueError(f"cross_fit must be 0 (in-sample) or at least 2 folds, got {cross_fit}")
     E, *_ = gene_embeddings(adata, key)
     X = _layer(adata, layer)
     g_tr, g_va = split_mask(adata, 'genes', 'train'), split_mask(adata, 'genes', 'val', required=False)
     tr = np.flatnonzero(g_tr)
-    ridge = _RidgeSVD(E[g_tr]); EV = E @ ridge.V                           # (genes, k)
-    Ut1 = ridge.U.sum(0)                                                  # Uᵀ1, for centring without densifying
+    ridge = _RidgeSVD(E[g_tr])
     if alpha is None:
         c_tr = np.flatnonzero(split_mask(adata, 'cells', 'train'))
         rows = np.sort(np.random.default_rng(seed).choice(c_tr, min(n_select, len(c_tr)), replace=False))
@@ -238,12 +239,21 @@ def ridge_cell(adata:ad.AnnData, # cells x genes, X = log1p
         Yva = _dense(X, rows, np.flatnonzero(g_va), np.float64).T if g_va.any() else None
         alpha = _select_alpha(ridge, Ytr - m, m, E[g_va], Yva, alphas, info)
     else: info.update(alpha=float(alpha), alpha_by='given')
-    f = ridge.shrink(alpha); out = np.empty(adata.shape, np.float32)
-    for i in range(0, adata.n_obs, chunk):
-        Xc = X[i:i+chunk][:, tr]
-        m = np.asarray(Xc.sum(1), dtype=np.float64).ravel() / len(tr)
-        Z = np.asarray(Xc @ ridge.U, dtype=np.float64) - m[:, None] * Ut1     # (Y - m) U
-        out[i:i+chunk] = m[:, None] + (Z * f) @ EV.T
+    out = np.empty(adata.shape, np.float32)
+    def fit_predict(fit, cols, ridge):   # fits on genes `fit`, predictions for genes `cols`, chunk by chunk of cells
+        f, EV, Ut1 = ridge.shrink(alpha), E[cols] @ ridge.V, ridge.U.sum(0)   # Uᵀ1, for centring without densifying
+        for i in range(0, adata.n_obs, chunk):
+            Xc = X[i:i+chunk][:, fit]
+            m = np.asarray(Xc.sum(1), dtype=np.float64).ravel() / len(fit)
+            Z = np.asarray(Xc @ ridge.U, dtype=np.float64) - m[:, None] * Ut1     # (Y - m) U
+            out[i:i+chunk, cols] = m[:, None] + (Z * f) @ EV.T
+    fit_predict(tr, np.arange(adata.n_vars), ridge)
+    if cross_fit:   # a train gene's value in a cell must not be fitted to predict itself
+        folds = np.random.default_rng(seed).permutation(len(tr)) % min(cross_fit, len(tr))
+        for k in np.unique(folds):
+            fit = tr[folds != k]
+            fit_predict(fit, tr[folds == k], _RidgeSVD(E[fit]))
+    info.update(cross_fit=int(cross_fit))
     return out
 
 # %% ../nbs/06_model.ipynb #0030
@@ -483,6 +493,7 @@ def predict_transformer(model:ExpressionTransformer, # trained by `train_transfo
                         seed:int=0, # seed for the context subsample
                         layer:str='X', # expression layer
                         device:str|None=None, # None = the model's device
+                        cross_fit:int=5, # folds over train genes: a queried train gene's context leaves its fold out (0: may hold it)
                        ) -> np.ndarray:
     "Predicted log1p expression `(n_cells, n_genes)` float32 for the requested cells and genes."
     if context != 'train': raise ValueError(f"context={context!r}: only 'train' (the cell's train genes) is supported")
@@ -494,24 +505,29 @@ def predict_transformer(model:ExpressionTransformer, # trained by `train_transfo
         raise ValueError(f"varm[{key!r}] has {E.shape[1]} dimensions, the model was trained on {model.cfg.d_emb}")
     ci, gi = _positions(cells, adata.obs_names, 'cells'), _positions(genes, adata.var_names, 'genes')
     g_tr = np.flatnonzero(split_mask(adata, 'genes', 'train'))
-    n = n_context or getattr(model, 'n_context', len(g_tr)); n = min(n, len(g_tr))
-    rng = np.random.default_rng(seed)
+    if cross_fit == 1 or cross_fit < 0: raise ValueError(f"cross_fit must be 0 or at least 2 folds, got {cross_fit}")
+    n = n_context or getattr(model, 'n_context', len(g_tr))
     X, B = _layer(adata, layer), adata.layers['bins']
-    Eq = torch.from_numpy(E[gi]).to(device)                       # raw: the model standardises with its train stats
+    fold = np.full(adata.n_vars, -1)                              # -1: not a train gene (or no cross-fitting)
+    if cross_fit: fold[g_tr] = np.random.default_rng(seed).permutation(len(g_tr)) % min(cross_fit, len(g_tr))
     out = np.zeros((len(ci), len(gi)), np.float32)
-    for _ in range(n_draws):
-        ctx = np.sort(rng.choice(g_tr, n, replace=False))
-        Ec = torch.from_numpy(E[ctx]).to(device)
-        for i in range(0, len(ci), batch_cells):
-            rows = ci[i:i+batch_cells]
-            x = torch.from_numpy(_dense(X, rows, ctx)).to(device)
-            b = torch.from_numpy(_dense(B, rows, ctx, np.int64)).to(device)
-            mem = model.encode(repeat(Ec, 'n e -> b n e', b=len(rows)), x, b)
-            for j in range(0, len(gi), query_chunk):
-                out[i:i+batch_cells, j:j+query_chunk] += model.decode(mem, Eq[j:j+query_chunk], x.mean(1)).float().cpu().numpy()
+    for k in np.unique(fold[gi]):                                 # query groups, each with its own context pool
+        q = np.flatnonzero(fold[gi] == k); pool = g_tr[fold[g_tr] != k] if k >= 0 else g_tr
+        rng = np.random.default_rng([seed, int(k) + 1])           # the same draws whichever block is asked for
+        Eq = torch.from_numpy(E[gi[q]]).to(device)                # raw: the model standardises with its train stats
+        for _ in range(n_draws):
+            ctx = np.sort(rng.choice(pool, min(n, len(pool)), replace=False))
+            Ec = torch.from_numpy(E[ctx]).to(device)
+            for i in range(0, len(ci), batch_cells):
+                rows = ci[i:i+batch_cells]
+                x = torch.from_numpy(_dense(X, rows, ctx)).to(device)
+                b = torch.from_numpy(_dense(B, rows, ctx, np.int64)).to(device)
+                mem = model.encode(repeat(Ec, 'n e -> b n e', b=len(rows)), x, b)
+                for j in range(0, len(q), query_chunk):
+                    out[i:i+batch_cells, q[j:j+query_chunk]] += model.decode(mem, Eq[j:j+query_chunk], x.mean(1)).float().cpu().numpy()
     return out / n_draws
 
-# %% ../nbs/06_model.ipynb #0047
+# %% ../nbs/06_model.ipynb #0049
 MODELS = ('agnostic', 'ridge_celltype', 'ridge_cell', 'transformer')
 
 def fit_predict(adata:ad.AnnData, # cells x genes
