@@ -283,7 +283,8 @@ def embed_genes(adata, # AnnData; var index = unversioned gene ids
                 cache:str|Path|None=None, # folder for resumable per-TSS outputs (None: no cache)
                 chunk:int=256, # candidates per cache chunk
                 device:str|None=None, # None: CUDA if available
-                progress:bool=True # tqdm bar
+                progress:bool=True, # tqdm bar
+                rc_average:bool=True, # average each window's outputs with its reverse complement's (as Enformer's evaluation)
                ) -> pd.DataFrame:
     "Embed every gene at its strongest predicted TSS into `adata.varm[key_added]`; returns the scored candidates."
     dev = default_device(device); model = model.eval().to(dev)
@@ -304,7 +305,8 @@ def embed_genes(adata, # AnnData; var index = unversioned gene ids
     cdir = None
     if cache is not None:
         cdir = Path(cache) / fingerprint(model=_model_digest(model), fasta=genome.path.resolve(), window=window,
-                                         cage=cage_idx, chrom_map=genome.chrom_map, grid=bin_size)
+                                         cage=cage_idx, chrom_map=genome.chrom_map, grid=bin_size,
+                                         **({'rc': True} if rc_average else {}))
         cdir.mkdir(parents=True, exist_ok=True)
         for f in sorted(cdir.glob('chunk-*.npz')):
             c = _read_chunk(f, emb_dim)
@@ -316,7 +318,11 @@ def embed_genes(adata, # AnnData; var index = unversioned gene ids
         part = todo[i0:i0 + chunk]; cages, embs = [], []
         for j in range(0, len(part), batch_size):
             x = np.stack([one_hot(genome.window(c, t - t % bin_size, window)) for c, t in part[j:j + batch_size]])  # on the bin grid
-            out, emb = model(torch.from_numpy(x).to(dev), head='human', return_embeddings=True)
+            xb = torch.from_numpy(x).to(dev)
+            out, emb = model(xb, head='human', return_embeddings=True)
+            if rc_average:   # the reverse strand's window: its bins run backwards, so flip them back before averaging
+                o2, e2 = model(xb.flip(1, 2), head='human', return_embeddings=True)
+                out, emb = (out + o2.flip(1)) / 2, (emb + e2.flip(1)) / 2
             cages.append(reduce(out[:, centre, cage_idx].float(), 'b t -> b', 'mean').cpu().numpy())
             embs.append(emb[:, centre].float().cpu().numpy()); bar.update(len(part[j:j + batch_size]))
         cages, embs = np.concatenate(cages), np.concatenate(embs).astype(np.float32)
@@ -342,7 +348,7 @@ def embed_genes(adata, # AnnData; var index = unversioned gene ids
     v['n_tss'] = cand.groupby('gene_key').size().reindex(best.index).to_numpy(np.int64)
     v['chrom'] = best.chrom.to_numpy(str); v['strand'] = best.strand.to_numpy(str)
     adata.uns[key_added] = dict(window=window, cage_tracks=len(cage_idx), n_candidates=len(cand), n_windows=len(pos),
-                                n_computed=len(todo), cache=str(cdir) if cdir else '')
+                                n_computed=len(todo), cache=str(cdir) if cdir else '', rc_average=rc_average)
     return cand
 
 # %% ../nbs/04_enformer.ipynb #0036
