@@ -164,6 +164,8 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
                       **({} if (peak_fraction, loss) == (0., 'poisson') else dict(peak_fraction=peak_fraction, loss=loss)),
                       **({} if (train_window, target_bins) == (None, None) else dict(train_window=train_window, target_bins=target_bins)))
     if loss not in ('poisson', 'mse'): raise ValueError(f"loss must be 'poisson' or 'mse', got {loss!r}")
+    tw = window if train_window is None else int(train_window)
+    if tw % bin_size or not bin_size <= tw <= window: raise ValueError(f"train_window={tw} must be a multiple of {bin_size} bp and at most window={window}")
     peaks = peak_bins(arrays, chroms) if peak_fraction > 0 else None
     seed_everything(seed)
     model = small_enformer(len(names), window=window, target_transform=target_transform, **model_kw).to(dev)
@@ -178,8 +180,6 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
             raise ValueError(f"{ckpt} was trained with other settings ({state.get('params')}); use another out_dir or delete it")
         model.load_state_dict(state['model']); step, history, val = state['step'], state['history'], state.get('val')
         if 'opt' in state: opt.load_state_dict(state['opt']); sched.load_state_dict(state['sched'])
-    tw = window if train_window is None else int(train_window)
-    if tw % bin_size or not bin_size <= tw <= window: raise ValueError(f"train_window={tw} must be a multiple of {bin_size} bp and at most window={window}")
     n_out = model.config.target_length if (train_window, target_bins) == (None, None) else (
         target_bins if target_bins is not None else tw // bin_size - 2 * (tw // bin_size // 8))
     if not 0 < n_out <= tw // bin_size or (tw // bin_size - n_out) % 2:

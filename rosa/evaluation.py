@@ -292,7 +292,7 @@ def grammar_probe(adata:ad.AnnData, # genes in var (matched to the truth by the 
     for k in keys:
         E = np.asarray(adata.varm[k], np.float64); E = (E - E.mean(0)) / np.where(E.std(0) > 0, E.std(0), 1)
         P = cross_val_predict(RidgeCV(alphas=np.logspace(-2, 5, 15)), E, Y, cv=cv)
-        rows[k] = [_pearson_rows(Y[:, j][None], P[:, j][None])[0] for j in range(Y.shape[1])]
+        rows[k] = _pearson_rows(Y.T, P.T)                         # one r per feature, across genes
     out = pd.DataFrame.from_dict(rows, orient='index', columns=cols)
     out.insert(1, 'TF motifs (mean)', out[cols[1:]].mean(1))
     return out

@@ -136,6 +136,12 @@ def _positions(sel, index:pd.Index, what:str) -> np.ndarray:
     if (pos < 0).any(): raise KeyError(f"unknown {what}: {list(sel[pos < 0][:5])}")
     return pos
 
+def _gene_folds(n:int, cross_fit:int, seed:int) -> np.ndarray:
+    "Cross-fitting fold (0..cross_fit-1) of each of `n` train genes, seeded; all -1 when `cross_fit` is 0."
+    if cross_fit == 1 or cross_fit < 0: raise ValueError(f"cross_fit must be 0 (in-sample) or at least 2 folds, got {cross_fit}")
+    if not cross_fit: return np.full(n, -1)
+    return np.random.default_rng(seed).permutation(n) % min(cross_fit, n)
+
 # %% ../nbs/06_model.ipynb #0012
 def agnostic(adata:ad.AnnData, # cells x genes, X = log1p
              layer:str='X', # expression layer
@@ -226,7 +232,6 @@ def ridge_cell(adata:ad.AnnData, # cells x genes, X = log1p
               ) -> np.ndarray:
     "Per cell, ridge from embedding to the cell's own train-gene values; `(n_cells, n_genes)` float32."
     info = {} if info is None else info
-    if cross_fit == 1 or cross_fit < 0: raise ValueError(f"cross_fit must be 0 (in-sample) or at least 2 folds, got {cross_fit}")
     E, *_ = gene_embeddings(adata, key)
     X = _layer(adata, layer)
     g_tr, g_va = split_mask(adata, 'genes', 'train'), split_mask(adata, 'genes', 'val', required=False)
@@ -239,20 +244,22 @@ def ridge_cell(adata:ad.AnnData, # cells x genes, X = log1p
         Yva = _dense(X, rows, np.flatnonzero(g_va), np.float64).T if g_va.any() else None
         alpha = _select_alpha(ridge, Ytr - m, m, E[g_va], Yva, alphas, info)
     else: info.update(alpha=float(alpha), alpha_by='given')
+    # fits: (train genes fitted, as positions in `tr`; genes predicted; their ridge). All train genes predict every
+    # gene; with cross-fitting, a train gene's value in a cell must not be fitted to predict itself, so each fold of
+    # train genes is then predicted again from the other folds.
+    fits = [(np.arange(len(tr)), np.arange(adata.n_vars), ridge)]
+    folds = _gene_folds(len(tr), cross_fit, seed)
+    for k in np.unique(folds[folds >= 0]):
+        sel = np.flatnonzero(folds != k); fits.append((sel, tr[folds == k], _RidgeSVD(E[tr[sel]])))
+    fits = [(sel, cols, r.shrink(alpha), E[cols] @ r.V, r.U, r.U.sum(0)) for sel, cols, r in fits]  # Uᵀ1: centring without densifying
     out = np.empty(adata.shape, np.float32)
-    def fit_predict(fit, cols, ridge):   # fits on genes `fit`, predictions for genes `cols`, chunk by chunk of cells
-        f, EV, Ut1 = ridge.shrink(alpha), E[cols] @ ridge.V, ridge.U.sum(0)   # Uᵀ1, for centring without densifying
-        for i in range(0, adata.n_obs, chunk):
-            Xc = X[i:i+chunk][:, fit]
-            m = np.asarray(Xc.sum(1), dtype=np.float64).ravel() / len(fit)
-            Z = np.asarray(Xc @ ridge.U, dtype=np.float64) - m[:, None] * Ut1     # (Y - m) U
+    for i in range(0, adata.n_obs, chunk):
+        Xc = X[i:i+chunk][:, tr]                                               # sliced once per chunk of cells
+        for sel, cols, f, EV, U, Ut1 in fits:
+            Xs = Xc if len(sel) == len(tr) else Xc[:, sel]
+            m = np.asarray(Xs.sum(1), dtype=np.float64).ravel() / len(sel)
+            Z = np.asarray(Xs @ U, dtype=np.float64) - m[:, None] * Ut1        # (Y - m) U
             out[i:i+chunk, cols] = m[:, None] + (Z * f) @ EV.T
-    fit_predict(tr, np.arange(adata.n_vars), ridge)
-    if cross_fit:   # a train gene's value in a cell must not be fitted to predict itself
-        folds = np.random.default_rng(seed).permutation(len(tr)) % min(cross_fit, len(tr))
-        for k in np.unique(folds):
-            fit = tr[folds != k]
-            fit_predict(fit, tr[folds == k], _RidgeSVD(E[fit]))
     info.update(cross_fit=int(cross_fit))
     return out
 
@@ -505,11 +512,10 @@ def predict_transformer(model:ExpressionTransformer, # trained by `train_transfo
         raise ValueError(f"varm[{key!r}] has {E.shape[1]} dimensions, the model was trained on {model.cfg.d_emb}")
     ci, gi = _positions(cells, adata.obs_names, 'cells'), _positions(genes, adata.var_names, 'genes')
     g_tr = np.flatnonzero(split_mask(adata, 'genes', 'train'))
-    if cross_fit == 1 or cross_fit < 0: raise ValueError(f"cross_fit must be 0 or at least 2 folds, got {cross_fit}")
     n = n_context or getattr(model, 'n_context', len(g_tr))
     X, B = _layer(adata, layer), adata.layers['bins']
     fold = np.full(adata.n_vars, -1)                              # -1: not a train gene (or no cross-fitting)
-    if cross_fit: fold[g_tr] = np.random.default_rng(seed).permutation(len(g_tr)) % min(cross_fit, len(g_tr))
+    fold[g_tr] = _gene_folds(len(g_tr), cross_fit, seed)
     out = np.zeros((len(ci), len(gi)), np.float32)
     for k in np.unique(fold[gi]):                                 # query groups, each with its own context pool
         q = np.flatnonzero(fold[gi] == k); pool = g_tr[fold[g_tr] != k] if k >= 0 else g_tr

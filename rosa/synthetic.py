@@ -212,7 +212,7 @@ def _make_gene(rng, i, cfg, pwms, fam, template, family_domains, coding):
                  '+' if rng.random() < 0.5 else '-', seq, tss, exons, cds, active, canonical, n_core, scores, sites)
 
 # %% ../nbs/01_synthetic.ipynb #0015
-def _orphan(rng, pwms, reach=350):
+def _orphan(rng, pwms, reach:int):
     "An orphan promoter in a short stretch of DNA: (codes on + strand, TSS offset, strand, n_core, motif scores)."
     L = int(rng.integers(900, 1600)); seq = rng.integers(0, 4, L).astype(np.uint8); occ = np.zeros(L, bool)
     t = L // 2 + int(rng.integers(-100, 100))
