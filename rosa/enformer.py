@@ -14,14 +14,15 @@ from einops import rearrange, reduce
 from tqdm.auto import tqdm
 from enformer_pytorch import Enformer
 from enformer_pytorch.config_enformer import EnformerConfig
+from enformer_pytorch.modeling_enformer import AttentionPool
 
 from .core import default_device, seed_everything, torch_save, atomic_path, fingerprint
 from .tss import Genome, gene_tss, one_hot, tss_bin
 
 # %% auto #0
-__all__ = ['PUBLISHED', 'HUMAN_CAGE', 'read_tracks', 'track_arrays', 'small_enformer', 'model_window', 'peak_bins',
-           'predict_region', 'track_correlation', 'pretrain_enformer', 'load_enformer', 'cage_track_indices',
-           'embed_genes', 'plot_cage']
+__all__ = ['PUBLISHED', 'HUMAN_CAGE', 'read_tracks', 'track_arrays', 'small_enformer', 'model_window', 'PairAttentionPool',
+           'fast_pools', 'peak_bins', 'predict_region', 'track_correlation', 'pretrain_enformer', 'load_enformer',
+           'cage_track_indices', 'embed_genes', 'plot_cage']
 
 # %% ../nbs/04_enformer.ipynb #0005
 def read_tracks(path:str|Path # bedGraph-like table: header `chrom start end <track>...`, fixed-size bins
@@ -70,17 +71,32 @@ def small_enformer(n_tracks:int, # output tracks of the 'human' head
     if window % 128: raise ValueError(f"window={window} must be a multiple of the 128-bp bin")
     if target_length is None: target_length = n_bins - 2 * (n_bins // 8)
     if (n_bins - target_length) % 2: raise ValueError(f"target_length={target_length} must crop as many bins on each side of {n_bins}")
-    return Enformer.from_hparams(dim=dim, depth=depth, heads=heads, output_heads=dict(human=n_tracks),
+    return fast_pools(Enformer.from_hparams(dim=dim, depth=depth, heads=heads, output_heads=dict(human=n_tracks),
                                  target_length=target_length, dim_divisible_by=math.gcd(dim // 2, 16),
                                  attn_dim_key=kwargs.pop('attn_dim_key', 16), dropout_rate=dropout,
                                  attn_dropout=kwargs.pop('attn_dropout', 0.05), pos_dropout=kwargs.pop('pos_dropout', 0.01),
-                                 window=window, **kwargs)
+                                 window=window, **kwargs))
 
 def model_window(model:Enformer) -> int:
     "The input length a model was built for (published Enformer: 196,608 bp)."
     return int(getattr(model.config, 'window', 196_608))
 
-# %% ../nbs/04_enformer.ipynb #0013
+# %% ../nbs/04_enformer.ipynb #0012
+class PairAttentionPool(AttentionPool):
+    "enformer-pytorch's `AttentionPool` for `pool_size=2`, as a sigmoid of logit differences (same weights, same output)."
+    def forward(self, x):
+        if self.pool_size != 2 or x.shape[-1] % 2: return super().forward(x)
+        x0, x1 = x[..., 0::2], x[..., 1::2]; d = x0 - x1
+        w = self.to_attn_logits.weight[:, :, 0, 0]                      # the 1x1 conv: (out, in)
+        return x1 + torch.sigmoid(torch.einsum('oi,bin->bon', w, d)) * d  # softmax([l0, l1])[0] = sigmoid(l0 - l1)
+
+def fast_pools(model:Enformer) -> Enformer:
+    "Swap every `AttentionPool` of `model` for `PairAttentionPool` in place (parameters untouched); returns the model."
+    for m in model.modules():
+        if type(m) is AttentionPool: m.__class__ = PairAttentionPool
+    return model
+
+# %% ../nbs/04_enformer.ipynb #0016
 def peak_bins(arrays:dict, chroms:list, top:float=0.1) -> list:
     "(chromosome index, bin) of the local maxima of the summed signal among its strongest `top` fraction of bins: where promoters are."
     s = np.concatenate([arrays[c].sum(1) for c in chroms]); thr = np.quantile(s, 1 - top)
@@ -128,7 +144,7 @@ def track_correlation(pred:np.ndarray, obs:np.ndarray) -> np.ndarray:
     p, o = p - p.mean(0), o - o.mean(0)
     return (p * o).sum(0) / np.sqrt((p**2).sum(0) * (o**2).sum(0) + 1e-12)
 
-# %% ../nbs/04_enformer.ipynb #0016
+# %% ../nbs/04_enformer.ipynb #0019
 def pretrain_enformer(fasta:str|Path, # genome FASTA
                       tracks:str|Path, # bulk track table (`read_tracks`)
                       out_dir:str|Path, # where `enformer.pt` (checkpoint and final model) goes
@@ -214,7 +230,7 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
     model.history, model.val, model.track_names = history, val, names
     return model
 
-# %% ../nbs/04_enformer.ipynb #0022
+# %% ../nbs/04_enformer.ipynb #0025
 PUBLISHED = 'EleutherAI/enformer-official-rough'
 
 def load_enformer(path_or_name:str|Path=PUBLISHED, # checkpoint file/folder, save_pretrained folder, or a hub name
@@ -239,9 +255,9 @@ def load_enformer(path_or_name:str|Path=PUBLISHED, # checkpoint file/folder, sav
         except OSError as e:
             raise FileNotFoundError(f"{path_or_name!r} is neither a local file/folder nor in the Hugging Face cache, and rosa never "
                                     f"downloads: run enformer_pytorch.from_pretrained({str(path_or_name)!r}) once with network") from e
-    return model.eval().to(dev)
+    return fast_pools(model).eval().to(dev)
 
-# %% ../nbs/04_enformer.ipynb #0027
+# %% ../nbs/04_enformer.ipynb #0030
 HUMAN_CAGE = range(4675, 5313)
 
 def cage_track_indices(model:Enformer, cage_tracks=None) -> list:
@@ -271,7 +287,7 @@ def _read_chunk(f:Path, emb_dim:int):
     f.unlink()
     return None
 
-# %% ../nbs/04_enformer.ipynb #0028
+# %% ../nbs/04_enformer.ipynb #0031
 @torch.inference_mode()
 def embed_genes(adata, # AnnData; var index = unversioned gene ids
                 transcripts:pd.DataFrame, # `rosa.tss.read_transcripts`
@@ -351,7 +367,7 @@ def embed_genes(adata, # AnnData; var index = unversioned gene ids
                                 n_computed=len(todo), cache=str(cdir) if cdir else '', rc_average=rc_average)
     return cand
 
-# %% ../nbs/04_enformer.ipynb #0036
+# %% ../nbs/04_enformer.ipynb #0039
 def plot_cage(model:Enformer, fasta:str|Path|Genome, tracks:pd.DataFrame, chrom:str, start:int, end:int,
               track:int|None=None, # a track index; None: the mean over tracks
               ax=None):
