@@ -160,7 +160,6 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
                       train_window:int|None=None, # length of the training windows (bp); None: `window`. Shorter trains faster
                       target_bins:int|None=None, # output bins scored per training window, centred; None: all but 1/8 on each side
                       loss:str='poisson', # 'poisson' (Enformer) or 'mse' (on the transformed targets)
-                      specificity:float=0., # extra weight on each bin's differences between tracks (mse only): what tells tissues apart
                       ckpt_every:int=50, # steps between checkpoints
                       device:str|None=None, # None: CUDA if available
                       progress:bool=True, # tqdm bar
@@ -179,10 +178,8 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
     key = fingerprint(fasta=Path(fasta), tracks=Path(tracks), batch_size=batch_size, lr=lr, seed=seed, window=window,
                       val_chrom=val_chrom, steps=steps, target_transform=target_transform, rc_aug=rc_aug, model_kw=model_kw,
                       **({} if (peak_fraction, loss) == (0., 'poisson') else dict(peak_fraction=peak_fraction, loss=loss)),
-                      **({} if (train_window, target_bins) == (None, None) else dict(train_window=train_window, target_bins=target_bins)),
-                      **({} if not specificity else dict(specificity=specificity)))
+                      **({} if (train_window, target_bins) == (None, None) else dict(train_window=train_window, target_bins=target_bins)))
     if loss not in ('poisson', 'mse'): raise ValueError(f"loss must be 'poisson' or 'mse', got {loss!r}")
-    if specificity and loss != 'mse': raise ValueError(f"specificity={specificity} needs loss='mse'")
     tw = window if train_window is None else int(train_window)
     if tw % bin_size or not bin_size <= tw <= window: raise ValueError(f"train_window={tw} must be a multiple of {bin_size} bp and at most window={window}")
     peaks = peak_bins(arrays, chroms) if peak_fraction > 0 else None
@@ -209,7 +206,7 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
                         track_names=names, params=dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, window=window,
                                                        val_chrom=val_chrom, target_transform=target_transform, rc_aug=rc_aug,
                                                        peak_fraction=peak_fraction, loss=loss, train_window=train_window,
-                                                       target_bins=target_bins, specificity=specificity, **model_kw),
+                                                       target_bins=target_bins, **model_kw),
                         **({} if final else dict(opt=opt.state_dict(), sched=sched.state_dict()))), ckpt)
     bar = tqdm(total=steps, initial=step, desc='pretrain enformer', disable=not progress)
     trained = step < steps or (val_chrom is not None and val is None)
@@ -219,9 +216,7 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
                       peaks, peak_fraction)
         torch.manual_seed(seed * 1_000_003 + step)  # dropout of this step, the same after a resume
         if loss == 'poisson': l = model(x.to(dev), head='human', target=y.to(dev))
-        else:
-            r = model(x.to(dev), head='human') - y.to(dev)
-            l = (r ** 2).mean() + specificity * ((r - r.mean(-1, keepdim=True)) ** 2).mean()
+        else: l = ((model(x.to(dev), head='human') - y.to(dev)) ** 2).mean()
         opt.zero_grad(); l.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
         step += 1; history.append(l.item()); bar.update(); bar.set_postfix(loss=f'{history[-1]:.3f}')
         if step % ckpt_every == 0 and step < steps: save()

@@ -380,6 +380,7 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
                       eval_every:int=50, # steps between val evaluations
                       patience:int=6, # evaluations without improvement before stopping
                       n_val_cells:int=256, # val cells used for selection
+                      select:str|None=None, # 'genes': select on val genes (unseen in training) in val cells; 'cells': on train genes in val cells; None: 'genes' when there are val genes
                       seed:int=0, # seed for weights and sampling
                       device:str|None=None, # 'cuda', 'cpu' or None (CUDA when available)
                       ckpt:str|Path|None=None, # checkpoint file to write and resume from
@@ -394,7 +395,11 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
     g_tr = np.flatnonzero(split_mask(adata, 'genes', 'train'))
     c_tr = np.flatnonzero(split_mask(adata, 'cells', 'train'))
     c_va = np.flatnonzero(split_mask(adata, 'cells', 'val', required=False))
+    g_va = np.flatnonzero(split_mask(adata, 'genes', 'val', required=False))
     n_tr = len(g_tr)
+    if select is None: select = 'genes' if len(g_va) else 'cells'
+    if select not in ('genes', 'cells'): raise ValueError(f"select must be 'genes' or 'cells', got {select!r}")
+    if select == 'genes' and not len(g_va): raise ValueError("select='genes' needs val genes (var['split'] == 'val')")
     if n_tr < 2: raise ValueError(f"need at least 2 train genes, have {n_tr}")
     if n_context + n_targets > n_tr:
         n_targets = max(1, min(n_targets, n_tr // 4)); n_context = min(n_context, n_tr - n_targets)
@@ -404,7 +409,8 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
                             d_ff=2*d_model, encoder=encoder)
     hp = dict(key=key, cfg=asdict(cfg), batch_cells=batch_cells, n_context=n_context, n_targets=n_targets, lr=lr,
               weight_decay=weight_decay, warmup=warmup, eval_every=eval_every, patience=patience, seed=seed,
-              n_val_cells=n_val_cells, data=_digest(adata.var_names[g_tr], adata.obs_names[c_tr], adata.obs_names[c_va]))
+              n_val_cells=n_val_cells, data=_digest(adata.var_names[g_tr], adata.obs_names[c_tr], adata.obs_names[c_va]),
+              **({} if select == 'cells' else dict(select=select, val_genes=_digest(adata.var_names[g_va]))))
     fp = hashlib.sha256(repr(sorted(hp.items())).encode()).hexdigest()[:16]
 
     seed_everything(seed)
@@ -416,14 +422,21 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
     rng = np.random.default_rng(seed)
     # the model standardises its inputs itself (emb_mean/emb_sd), in training as at prediction: feed it the raw embedding
     raw = adata.varm[key]; raw = raw.toarray() if sp.issparse(raw) else np.asarray(raw)
-    Et = torch.from_numpy(raw[g_tr].astype(np.float32)).to(device)   # only train genes' embeddings are ever gathered
+    Et = torch.from_numpy(raw[g_tr].astype(np.float32)).to(device)   # training gathers train genes' embeddings only
     X, B = _layer(adata, layer), adata.layers['bins']
     train = _Cells(X, B, c_tr, g_tr, device)
-    # fixed val batch: val cells x train genes, its own context/target split
+    # fixed val batch, val cells only. select='genes': context from train genes, targets the val genes, which no training
+    # batch ever holds (the model that best predicts genes it never saw); 'cells': train genes, a context/target split
     vrng = np.random.default_rng(seed + 1)
     c_sel = np.sort(vrng.choice(len(c_va), min(n_val_cells, len(c_va)), replace=False)) if len(c_va) else np.array([], int)
-    val = _Cells(X, B, c_va[c_sel], g_tr, device) if len(c_sel) else None
-    vsplit = _split_genes(vrng, len(c_sel), n_tr, n_context, n_targets) if len(c_sel) else None
+    v_cols = np.r_[g_tr, g_va] if select == 'genes' else g_tr
+    val = _Cells(X, B, c_va[c_sel], v_cols, device) if len(c_sel) else None
+    Ev = torch.from_numpy(raw[v_cols].astype(np.float32)).to(device)
+    if not len(c_sel): vsplit = None
+    elif select == 'genes':
+        vsplit = (_split_genes(vrng, len(c_sel), n_tr, n_context, 0)[0], np.tile(np.arange(n_tr, len(v_cols)), (len(c_sel), 1)))
+    else: vsplit = _split_genes(vrng, len(c_sel), n_tr, n_context, n_targets)
+    n_vt = vsplit[1].shape[1] if vsplit is not None else 0
 
     state = dict(step=0, best=None, best_loss=float('inf'), bad=0, history=[], stopped=False)
     if ckpt is not None and Path(ckpt).exists():
@@ -442,9 +455,9 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
     def val_loss():
         model.eval(); tot = 0.
         for i in range(0, len(c_sel), 64):
-            inp, y = _batch(val, np.arange(i, min(i+64, len(c_sel))), vsplit[0][i:i+64], vsplit[1][i:i+64], Et, device)
+            inp, y = _batch(val, np.arange(i, min(i+64, len(c_sel))), vsplit[0][i:i+64], vsplit[1][i:i+64], Ev, device)
             tot += F.mse_loss(model(*inp), y, reduction='sum').item()
-        model.train(); return tot / (len(c_sel) * n_targets)
+        model.train(); return tot / (len(c_sel) * n_vt)
 
     model.train(); t0 = time.time(); run_loss = []
     while not state['stopped'] and state['step'] < steps:
