@@ -20,7 +20,7 @@ def world(out:str='rosa_world', # folder to write the synthetic world into
           seed:int=0, # seed of the world
           n_genes:int=WorldConfig.n_genes, # number of genes
           n_cells:int=WorldConfig.n_cells, # number of cells
-          window:int=WorldConfig.window, # sequence-model window (bp)
+          window:int=WorldConfig.window, # regulatory window around each TSS (bp): enhancers lie inside it
          ):
     "Write rosa's synthetic world (genome.fa, genes.gtf, cells.h5ad, bulk_cage.tsv.gz, truth.h5ad)."
     from rosa.synthetic import make_world
@@ -41,7 +41,7 @@ def demo(out:str='rosa_demo', # run folder (the world is written in <out>/world)
          seed:int=0, # seed of the world and of every model
          n_genes:int=WorldConfig.n_genes, # number of genes in the world
          n_cells:int=WorldConfig.n_cells, # number of cells in the world
-         window:int=WorldConfig.window, # sequence-model window of the world (bp)
+         window:int=WorldConfig.window, # the world's regulatory window around each TSS (bp); the demo's Enformer reads 1,024 bp (rosa.pipeline.DEMO)
          enformer_steps:int=None, # pretraining steps of the small Enformer (default: rosa.pipeline.DEMO)
          esm_steps:int=None, # pretraining steps of the small ESM-2 (default: rosa.pipeline.DEMO)
          transformer_steps:int=None, # training steps of each transformer (default: rosa.pipeline.DEMO)

@@ -35,7 +35,7 @@ class WorldConfig:
     n_bulk:int = 8            # bulk CAGE-like tracks for sequence-model pretraining
     bulk_sd:float = 0.7       # spread of the bulk tracks' TF activities
     bulk_boost:float = 0.8    # activity of each bulk track's master TF (every TF is the master of some track)
-    window:int = 16_384       # sequence-model input length (Enformer: 196_608); enhancers lie inside it
+    window:int = 16_384       # window around each TSS that holds its enhancers; a sequence model reading it sees them all (Enformer: 196_608)
     bin_size:int = 128        # output bin of the sequence model and of the bulk tracks
     chrom_length:int|None = None  # fix every chromosome's length (None: as long as its genes need)
     mean_library:float = 3000.  # mean UMIs per cell
