@@ -157,7 +157,7 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
                       target_transform:str|None='log1p', # 'log1p': fit log1p(counts) (None: raw counts, as Enformer)
                       rc_aug:bool=True, # reverse-complement half the windows (as Enformer): both strands teach every motif
                       peak_fraction:float=0., # share of windows drawn to hold a CAGE peak (promoters are rare in random windows)
-                      train_window:int|None=None, # length of the training windows (bp); None: `window`. Shorter trains faster
+                      train_window:int|None=None, # length of the training windows (bp); None: `window`. Shorter trains faster, but attention then meets untrained distances at `window`
                       target_bins:int|None=None, # output bins scored per training window, centred; None: all but 1/8 on each side
                       loss:str='poisson', # 'poisson' (Enformer) or 'mse' (on the transformed targets)
                       ckpt_every:int=50, # steps between checkpoints

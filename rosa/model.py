@@ -431,7 +431,7 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
     c_sel = np.sort(vrng.choice(len(c_va), min(n_val_cells, len(c_va)), replace=False)) if len(c_va) else np.array([], int)
     v_cols = np.r_[g_tr, g_va] if select == 'genes' else g_tr
     val = _Cells(X, B, c_va[c_sel], v_cols, device) if len(c_sel) else None
-    Ev = torch.from_numpy(raw[v_cols].astype(np.float32)).to(device)
+    Ev = Et if select == 'cells' else torch.from_numpy(raw[v_cols].astype(np.float32)).to(device)
     if not len(c_sel): vsplit = None
     elif select == 'genes':
         vsplit = (_split_genes(vrng, len(c_sel), n_tr, n_context, 0)[0], np.tile(np.arange(n_tr, len(v_cols)), (len(c_sel), 1)))

@@ -292,5 +292,5 @@ def demo(out:str|Path='rosa_demo', # run folder; the world goes to <out>/world
     except FileNotFoundError: w = make_world(wdir, seed=seed, **wcfg)
     _log(f'{w}')
     cfg = dict(counts=str(w.counts), fasta=str(w.fasta), gtf=str(w.gtf), tracks=str(w.tracks), truth=str(w.truth),
-               out=str(out), seed=seed, window=w.cfg['window'])
+               out=str(out), seed=seed)   # the sequence model's window is DEMO's, not the world's
     return run(**{**cfg, **DEMO, **kwargs})
