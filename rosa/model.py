@@ -20,9 +20,9 @@ from einops import rearrange, repeat
 from .core import default_device, seed_everything, torch_save
 
 # %% auto #0
-__all__ = ['ALPHAS', 'ENCODERS', 'MODELS', 'toy_adata', 'split_mask', 'gene_embeddings', 'agnostic', 'ridge_celltype',
-           'ridge_cell', 'TransformerConfig', 'StandardEncoder', 'CrossAttentionBlock', 'ExpressionTransformer',
-           'train_transformer', 'load_transformer', 'predict_transformer', 'fit_predict']
+__all__ = ['ALPHAS', 'GAMMAS', 'ENCODERS', 'MODELS', 'toy_adata', 'split_mask', 'gene_embeddings', 'agnostic', 'ridge_celltype',
+           'ridge_cell', 'kernel_celltype', 'TransformerConfig', 'StandardEncoder', 'CrossAttentionBlock',
+           'ExpressionTransformer', 'train_transformer', 'load_transformer', 'predict_transformer', 'fit_predict']
 
 # %% ../nbs/06_model.ipynb #0006
 def _bins(x:np.ndarray, # (cells, genes) log1p values
@@ -188,6 +188,24 @@ def _type_means(X, types:np.ndarray, rows:np.ndarray, cols:np.ndarray, n_types:i
     S = S.toarray() if sp.issparse(S) else np.asarray(S)
     return S / np.maximum(n, 1)[:, None], n
 
+def _celltype_targets(adata, layer):
+    "Cell-type codes, train / val gene masks, and the types' mean train-cell profiles of train and val genes (genes, types)."
+    if 'cell_type' not in adata.obs: raise KeyError("adata.obs['cell_type'] is missing")
+    X = _layer(adata, layer)
+    g_tr, g_va = split_mask(adata, 'genes', 'train'), split_mask(adata, 'genes', 'val', required=False)
+    c_tr = np.flatnonzero(split_mask(adata, 'cells', 'train'))
+    ct = pd.Categorical(adata.obs['cell_type']); codes = ct.codes.astype(np.int64); nt = len(ct.categories)
+    if (codes < 0).any(): raise ValueError("adata.obs['cell_type'] has missing values")
+    n = np.bincount(codes[c_tr], minlength=nt)
+    if (n == 0).any(): warnings.warn(f"cell types without train cells get the mean train-cell profile: {list(ct.categories[n == 0])}")
+    def means(cols):
+        Y, n = _type_means(X, codes, c_tr, cols, nt)
+        Y[n == 0] = np.asarray(X[c_tr][:, cols].mean(0)).ravel()     # a type without train cells: all train cells
+        return Y.T                                                    # (genes, types)
+    Ytr = means(np.flatnonzero(g_tr))
+    Yva = means(np.flatnonzero(g_va)) if g_va.any() else None
+    return codes, g_tr, g_va, Ytr, Yva
+
 def ridge_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type']
                    key:str, # gene embedding in adata.varm
                    alpha:float|None=None, # ridge penalty; None picks it from `alphas` on val genes
@@ -197,23 +215,10 @@ def ridge_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type'
                   ) -> np.ndarray:
     "Per cell type, ridge from embedding to the type's mean train-cell expression; `(n_cells, n_genes)` float32."
     info = {} if info is None else info
-    if 'cell_type' not in adata.obs: raise KeyError("adata.obs['cell_type'] is missing")
     E, *_ = gene_embeddings(adata, key)
-    X = _layer(adata, layer)
-    g_tr, g_va = split_mask(adata, 'genes', 'train'), split_mask(adata, 'genes', 'val', required=False)
-    c_tr = np.flatnonzero(split_mask(adata, 'cells', 'train'))
-    ct = pd.Categorical(adata.obs['cell_type']); codes = ct.codes.astype(np.int64); nt = len(ct.categories)
-    if (codes < 0).any(): raise ValueError("adata.obs['cell_type'] has missing values")
-    def means(cols):
-        Y, n = _type_means(X, codes, c_tr, cols, nt)
-        Y[n == 0] = np.asarray(X[c_tr][:, cols].mean(0)).ravel()     # a type without train cells: all train cells
-        return Y.T                                                    # (genes, types)
-    n = np.bincount(codes[c_tr], minlength=nt)
-    if (n == 0).any(): warnings.warn(f"cell types without train cells get the mean train-cell profile: {list(ct.categories[n == 0])}")
-    Ytr = means(np.flatnonzero(g_tr)); m = Ytr.mean(0); ridge = _RidgeSVD(E[g_tr])
-    if alpha is None:
-        Yva = means(np.flatnonzero(g_va)) if g_va.any() else None
-        alpha = _select_alpha(ridge, Ytr - m, m, E[g_va], Yva, alphas, info)
+    codes, g_tr, g_va, Ytr, Yva = _celltype_targets(adata, layer)
+    m = Ytr.mean(0); ridge = _RidgeSVD(E[g_tr])
+    if alpha is None: alpha = _select_alpha(ridge, Ytr - m, m, E[g_va], Yva, alphas, info)
     else: info.update(alpha=float(alpha), alpha_by='given')
     P = (m + ridge.predict(ridge.project(Ytr - m), alpha, E)).T.astype(np.float32)   # (types, genes)
     return P[codes]
@@ -263,7 +268,54 @@ def ridge_cell(adata:ad.AnnData, # cells x genes, X = log1p
     info.update(cross_fit=int(cross_fit))
     return out
 
-# %% ../nbs/06_model.ipynb #0030
+# %% ../nbs/06_model.ipynb #0025
+GAMMAS = (0.25, 1., 4., 16.)
+
+def _unit(E:np.ndarray) -> np.ndarray:
+    "Rows scaled to unit length; zero rows (genes without an embedding) stay zero."
+    n = np.linalg.norm(E, axis=1, keepdims=True)
+    return E / np.where(n > 0, n, 1.)
+
+def _rbf(A:np.ndarray, B:np.ndarray, gamma:float) -> np.ndarray:
+    "Gaussian kernel `exp(-γ |a - b|²)` between the rows of A and B."
+    d = (A**2).sum(1)[:, None] + (B**2).sum(1)[None] - 2 * A @ B.T
+    return np.exp(-gamma * np.clip(d, 0, None))
+
+def _kernel_features(U:np.ndarray, train:np.ndarray, gamma:float) -> tuple[np.ndarray, np.ndarray]:
+    "Features whose ridge is the kernel ridge: `(Φ of the train genes, Φ of every gene)`."
+    K = _rbf(U[train], U[train], gamma)
+    lam, Q = np.linalg.eigh(K)
+    keep = lam > 1e-10 * lam.max(); lam, Q = lam[keep], Q[:, keep]
+    return Q * np.sqrt(lam), _rbf(U, U[train], gamma) @ (Q / np.sqrt(lam))
+
+def kernel_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type']
+                    key:str, # gene embedding in adata.varm
+                    gamma:float|None=None, # kernel width; None picks it from `gammas` on val genes
+                    alpha:float|None=None, # ridge penalty; None picks it from `alphas` on val genes
+                    gammas:tuple=GAMMAS, # grid for the kernel width
+                    alphas:tuple=ALPHAS, # grid for the penalty
+                    layer:str='X', # expression layer
+                    info:dict|None=None, # filled with the chosen gamma and alpha and their selection errors
+                   ) -> np.ndarray:
+    "Per cell type, RBF kernel ridge from embedding to the type's mean train-cell expression; `(n_cells, n_genes)` float32."
+    info = {} if info is None else info
+    E, *_ = gene_embeddings(adata, key)
+    U = _unit(E)
+    codes, g_tr, g_va, Ytr, Yva = _celltype_targets(adata, layer)
+    m = Ytr.mean(0); train = np.flatnonzero(g_tr)
+    best = None
+    for g in ((gamma,) if gamma is not None else gammas):
+        Phi_tr, Phi = _kernel_features(U, train, g)
+        ridge = _RidgeSVD(Phi_tr); sel = {}
+        a = _select_alpha(ridge, Ytr - m, m, Phi[g_va], Yva, alphas if alpha is None else (alpha,), sel)
+        if best is None or min(sel['alpha_err']) < best[0]: best = (min(sel['alpha_err']), g, a, ridge, Phi, sel)
+    _, g, a, ridge, Phi, sel = best
+    info.update(sel, gamma=float(g), gamma_by='given' if gamma is not None else sel['alpha_by'])
+    if alpha is not None: info['alpha_by'] = 'given'
+    P = (m + ridge.predict(ridge.project(Ytr - m), a, Phi)).T.astype(np.float32)     # (types, genes)
+    return P[codes]
+
+# %% ../nbs/06_model.ipynb #0035
 @dataclass
 class TransformerConfig:
     "Hyper-parameters of `ExpressionTransformer`."
@@ -333,7 +385,7 @@ class ExpressionTransformer(nn.Module):
         "Context embeddings (b n e), values (b n), bins (b n); target embeddings (b t e) or (t e) -> (b t)."
         return self.decode(self.encode(ctx_emb, ctx_val, ctx_bin), tgt_emb, ctx_val.mean(1))
 
-# %% ../nbs/06_model.ipynb #0033
+# %% ../nbs/06_model.ipynb #0038
 class _Cells:
     "Rows of (train-gene values, bins) for sampling: dense on the device when small, else sliced from CSR per batch."
     def __init__(self, X, B, rows, cols, device, max_dense=int(5e7)):
@@ -363,7 +415,7 @@ def _digest(*arrays) -> str:
     for x in arrays: h.update('\x1f'.join(map(str, x)).encode()); h.update(b'\x1e')
     return h.hexdigest()[:16]
 
-# %% ../nbs/06_model.ipynb #0034
+# %% ../nbs/06_model.ipynb #0039
 def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins'], var/obs['split']
                       key:str, # gene embedding in adata.varm
                       steps:int=500, # optimiser steps (total, including resumed ones)
@@ -498,7 +550,7 @@ def load_transformer(ckpt:str|Path, # checkpoint written by train_transformer
     model.history, model.hparams, model.n_context = pd.DataFrame(c['state']['history']), c['hparams'], c['hparams']['n_context']
     return model.eval()
 
-# %% ../nbs/06_model.ipynb #0036
+# %% ../nbs/06_model.ipynb #0041
 @torch.no_grad()
 def predict_transformer(model:ExpressionTransformer, # trained by `train_transformer`
                         adata:ad.AnnData, # cells x genes with X, layers['bins'], varm[key]
@@ -546,8 +598,8 @@ def predict_transformer(model:ExpressionTransformer, # trained by `train_transfo
                     out[i:i+batch_cells, q[j:j+query_chunk]] += model.decode(mem, Eq[j:j+query_chunk], x.mean(1)).float().cpu().numpy()
     return out / n_draws
 
-# %% ../nbs/06_model.ipynb #0049
-MODELS = ('agnostic', 'ridge_celltype', 'ridge_cell', 'transformer')
+# %% ../nbs/06_model.ipynb #0054
+MODELS = ('agnostic', 'ridge_celltype', 'kernel_celltype', 'ridge_cell', 'transformer')
 
 def fit_predict(adata:ad.AnnData, # cells x genes
                 model:str, # one of MODELS
@@ -559,6 +611,7 @@ def fit_predict(adata:ad.AnnData, # cells x genes
     if key is None: raise ValueError(f"model {model!r} needs a gene embedding key")
     if model == 'ridge_celltype': return ridge_celltype(adata, key, **kwargs)
     if model == 'ridge_cell': return ridge_cell(adata, key, **kwargs)
+    if model == 'kernel_celltype': return kernel_celltype(adata, key, **kwargs)
     if model == 'transformer':
         pk = {k: kwargs.pop(k) for k in ('n_draws', 'batch_cells_predict') if k in kwargs}
         m = train_transformer(adata, key, **kwargs)

@@ -18,7 +18,7 @@ from .data import prepare_counts
 from .tss import read_transcripts
 from .enformer import pretrain_enformer, load_enformer, embed_genes
 from .esm import read_proteins, pretrain_esm, load_esm, add_esm, add_onehot, add_random
-from .model import fit_predict
+from .model import fit_predict, MODELS
 from .evaluation import noise_ceiling, compare, to_markdown, plot_comparison, grammar_probe
 
 # %% auto #0
@@ -48,7 +48,7 @@ class RunConfig:
     esm_steps:int = 400             # pretraining steps of the small ESM-2
     esm_kw:dict = field(default_factory=dict)       # `small_esm` / `pretrain_esm` extras
     embeddings:tuple = ('enformer', 'esm', 'onehot', 'random')  # gene embeddings to compare
-    models:tuple = ('ridge_celltype', 'ridge_cell', 'transformer')  # models to fit on each embedding
+    models:tuple = ('ridge_celltype', 'kernel_celltype', 'ridge_cell', 'transformer')  # models to fit on each embedding (`rosa.model.MODELS`)
     transformer_kw:dict = field(default_factory=dict)  # `train_transformer` arguments (steps, d_model, ...)
     device:str|None = None          # 'cuda', 'cpu' or None (CUDA when available)
 
@@ -59,7 +59,7 @@ class RunConfig:
             if v is not None and not Path(v).exists(): raise FileNotFoundError(f"{k}: {v} does not exist")
         if 'enformer' in self.embeddings and self.enformer is None and self.tracks is None:
             raise ValueError("the 'enformer' embedding needs weights (enformer=...) or bulk tracks to pretrain a small one (tracks=...)")
-        known_e, known_m = ('enformer', 'esm', 'onehot', 'random'), ('ridge_celltype', 'ridge_cell', 'transformer')
+        known_e, known_m = ('enformer', 'esm', 'onehot', 'random'), tuple(m for m in MODELS if m != 'agnostic')
         bad = [e for e in self.embeddings if e not in known_e] + [m for m in self.models if m not in known_m]
         if bad: raise ValueError(f"unknown embeddings/models {bad}; embeddings: {known_e}, models: {known_m}")
         if not self.embeddings: raise ValueError("no embedding to compare")

@@ -42,6 +42,7 @@ class WorldConfig:
     dispersion:float = 0.2    # negative-binomial over-dispersion phi (var = mu + phi mu^2)
     frac_lncrna:float = 0.1   # fraction of genes without a protein
     frac_family:float = 0.8   # fraction of coding genes in paralog families
+    domain_composition:float|None = 1.0  # Dirichlet concentration of each family domain's amino-acid composition (None: uniform residues)
     gene_noise:float = 0.25   # sd of the sequence-independent part of each gene's level
     orphans_per_gene:int = 8  # extra promoters without a gene between genes (bulk CAGE only), as genomes have
     promoter_reach:int = 200  # promoter motifs lie between 40 bp and this far upstream of the TSS
@@ -60,6 +61,8 @@ class WorldConfig:
         if self.orphans_per_gene < 0: raise ValueError(f"orphans_per_gene must be >= 0, got {self.orphans_per_gene}")
         if not 60 <= self.promoter_reach <= self.window // 4:
             raise ValueError(f"promoter_reach must be between 60 and window/4 = {self.window // 4} bp, got {self.promoter_reach}")
+        if self.domain_composition is not None and not self.domain_composition > 0:
+            raise ValueError(f"domain_composition must be positive or None, got {self.domain_composition!r}")
         for k in 'frac_lncrna frac_family'.split():
             if not 0 <= getattr(self, k) < 1: raise ValueError(f"{k} must be in [0, 1), got {getattr(self, k)!r}")
         if self.chrom_length is not None:
@@ -106,6 +109,10 @@ _CODONS = {}
 for _c, _a in GENETIC_CODE.items(): _CODONS.setdefault(_a, []).append(_c)
 _AA = np.array(list('ACDEFGHIKLMNPQRSTVWY'))
 
+def _domain(rng, composition:np.ndarray|None) -> str:
+    "A family's domain: 80-140 residues drawn from the family's amino-acid composition (None: uniform)."
+    return ''.join(rng.choice(_AA, int(rng.integers(80, 140)), p=composition))
+
 def _protein(rng, family_domains, fam):
     "A protein: M + random N-term + (family domain, mutated 10%) + random C-term."
     n_term = ''.join(rng.choice(_AA, rng.integers(5, 30)))
@@ -143,8 +150,8 @@ def _put(seq, occ, pos, site):
     return True
 
 # %% ../nbs/01_synthetic.ipynb #0013
-def _make_gene(rng, i, cfg, pwms, fam, template, family_domains, coding):
-    "Lay out one gene in transcription orientation with its planted grammar."
+def _make_gene(rng, i, cfg, pwms, fam, template, family_domains, coding, prng):
+    "Lay out one gene in transcription orientation with its planted grammar; its protein and codons come from `prng`."
     n_tx = int(rng.integers(2, 5))
     up = int(rng.integers(3500, 5000))
     tss = [up]
@@ -153,8 +160,8 @@ def _make_gene(rng, i, cfg, pwms, fam, template, family_domains, coding):
     pos = tss[-1] + int(rng.integers(400, 800))
     body, cds = [], None
     if coding:
-        prot = _protein(rng, family_domains, fam)
-        c = _cds(rng, prot)
+        prot = _protein(prng, family_domains, fam)
+        c = _cds(prng, prot)
         k = int(rng.integers(2, 4)); cuts = np.sort(rng.choice(np.arange(60, len(c) - 60), k - 1, replace=False))
         pieces = np.split(np.arange(len(c)), cuts)
         cds = []
@@ -303,9 +310,11 @@ def make_world(out_dir:str|Path,  # folder to write the world into (created)
     f, j = 0, 0
     while j < len(idx):
         s = int(rng.integers(2, 9)); fam[idx[j:j+s]] = f; f += 1; j += s
-    domains = [''.join(rng.choice(_AA, int(rng.integers(80, 140)))) for _ in range(f)]
+    prng = np.random.default_rng([cfg.seed, 1])                 # the proteome's own stream
+    comps = [None] * f if cfg.domain_composition is None else prng.dirichlet(np.full(len(_AA), cfg.domain_composition), f)
+    domains = [_domain(prng, c) for c in comps]
     templates = [dict(n_core=int(rng.integers(1, 4)), tfs=list(rng.integers(0, cfg.n_tfs, int(rng.integers(2, 6))))) for _ in range(f)]
-    genes = [_make_gene(rng, i, cfg, pwms, fam[i], templates[fam[i]] if fam[i] >= 0 else None, domains, coding[i])
+    genes = [_make_gene(rng, i, cfg, pwms, fam[i], templates[fam[i]] if fam[i] >= 0 else None, domains, coding[i], prng)
              for i in range(cfg.n_genes)]
     # chromosomes: genes in order, chr1 the largest
     w = 1 / np.sqrt(np.arange(1, cfg.n_chroms + 1)); w /= w.sum()
@@ -416,12 +425,12 @@ def load_world(path:str|Path) -> World:
     if missing: raise FileNotFoundError(f"synthetic world in {path} is incomplete, missing: {missing}")
     return w
 
-# %% ../nbs/01_synthetic.ipynb #0031
+# %% ../nbs/01_synthetic.ipynb #0033
 def count_sites(seq:str, motifs) -> int:
     "Number of exact matches of any motif (either strand) in `seq`."
     return sum(seq.count(m) + seq.count(reverse_complement(m)) for m in motifs)
 
-# %% ../nbs/01_synthetic.ipynb #0036
+# %% ../nbs/01_synthetic.ipynb #0038
 def plot_grammar(truth, ax=None):
     "Heatmaps of TF (motif) activity per cell type and per bulk track; returns the axes."
     import matplotlib.pyplot as plt, seaborn as sns
