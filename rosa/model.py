@@ -315,7 +315,7 @@ def kernel_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type
     P = (m + ridge.predict(ridge.project(Ytr - m), a, Phi)).T.astype(np.float32)     # (types, genes)
     return P[codes]
 
-# %% ../nbs/06_model.ipynb #0035
+# %% ../nbs/06_model.ipynb #0037
 @dataclass
 class TransformerConfig:
     "Hyper-parameters of `ExpressionTransformer`."
@@ -385,7 +385,7 @@ class ExpressionTransformer(nn.Module):
         "Context embeddings (b n e), values (b n), bins (b n); target embeddings (b t e) or (t e) -> (b t)."
         return self.decode(self.encode(ctx_emb, ctx_val, ctx_bin), tgt_emb, ctx_val.mean(1))
 
-# %% ../nbs/06_model.ipynb #0038
+# %% ../nbs/06_model.ipynb #0040
 class _Cells:
     "Rows of (train-gene values, bins) for sampling: dense on the device when small, else sliced from CSR per batch."
     def __init__(self, X, B, rows, cols, device, max_dense=int(5e7)):
@@ -415,7 +415,7 @@ def _digest(*arrays) -> str:
     for x in arrays: h.update('\x1f'.join(map(str, x)).encode()); h.update(b'\x1e')
     return h.hexdigest()[:16]
 
-# %% ../nbs/06_model.ipynb #0039
+# %% ../nbs/06_model.ipynb #0041
 def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins'], var/obs['split']
                       key:str, # gene embedding in adata.varm
                       steps:int=500, # optimiser steps (total, including resumed ones)
@@ -550,7 +550,7 @@ def load_transformer(ckpt:str|Path, # checkpoint written by train_transformer
     model.history, model.hparams, model.n_context = pd.DataFrame(c['state']['history']), c['hparams'], c['hparams']['n_context']
     return model.eval()
 
-# %% ../nbs/06_model.ipynb #0041
+# %% ../nbs/06_model.ipynb #0043
 @torch.no_grad()
 def predict_transformer(model:ExpressionTransformer, # trained by `train_transformer`
                         adata:ad.AnnData, # cells x genes with X, layers['bins'], varm[key]
@@ -598,7 +598,7 @@ def predict_transformer(model:ExpressionTransformer, # trained by `train_transfo
                     out[i:i+batch_cells, q[j:j+query_chunk]] += model.decode(mem, Eq[j:j+query_chunk], x.mean(1)).float().cpu().numpy()
     return out / n_draws
 
-# %% ../nbs/06_model.ipynb #0054
+# %% ../nbs/06_model.ipynb #0056
 MODELS = ('agnostic', 'ridge_celltype', 'kernel_celltype', 'ridge_cell', 'transformer')
 
 def fit_predict(adata:ad.AnnData, # cells x genes
