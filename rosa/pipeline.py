@@ -288,9 +288,9 @@ def demo(out:str|Path='rosa_demo', # run folder; the world goes to <out>/world
     out = Path(out); wcfg = dict(world or {})
     wdir = out/'world'
     try:
-        from rosa.synthetic import load_world
-        w = load_world(wdir)
-        if w.cfg != asdict(WorldConfig(**{**asdict(WorldConfig()), 'seed': seed, **wcfg})): raise FileNotFoundError
+        from rosa.synthetic import load_world, WORLD_FORMAT
+        w = load_world(wdir)   # reused only if today's rosa would write the very same world
+        if w.format != WORLD_FORMAT or w.cfg != asdict(WorldConfig(**{**asdict(WorldConfig()), 'seed': seed, **wcfg})): raise FileNotFoundError
     except FileNotFoundError: w = make_world(wdir, seed=seed, **wcfg)
     _log(f'{w}')
     cfg = dict(counts=str(w.counts), fasta=str(w.fasta), gtf=str(w.gtf), tracks=str(w.tracks), truth=str(w.truth),

@@ -16,8 +16,8 @@ import anndata as ad
 from .core import atomic_path, write_json, read_json, write_h5ad, reverse_complement, translate, GENETIC_CODE
 
 # %% auto #0
-__all__ = ['BASES', 'TATA', 'GC_BOX', 'WorldConfig', 'World', 'make_world', 'load_world', 'count_sites', 'plot_grammar',
-           'plot_expression']
+__all__ = ['BASES', 'TATA', 'GC_BOX', 'WORLD_FORMAT', 'WorldConfig', 'World', 'make_world', 'load_world', 'count_sites',
+           'plot_grammar', 'plot_expression']
 
 # %% ../nbs/01_synthetic.ipynb #0005
 @dataclass
@@ -236,11 +236,14 @@ def _orphan(rng, pwms, reach:int):
     return 3 - seq[::-1], L - 1 - t, '-', n_core, scores
 
 # %% ../nbs/01_synthetic.ipynb #0017
+WORLD_FORMAT = 2   # raised whenever `make_world` draws another world from the same parameters (2: the proteome's own stream)
+
 @dataclass
 class World:
-    "Paths of a synthetic world's files, and its parameters."
+    "Paths of a synthetic world's files, its parameters, and the `WORLD_FORMAT` of the rosa that wrote it."
     dir:Path
     cfg:dict
+    format:int = WORLD_FORMAT
     @property
     def fasta(self): return self.dir/'genome.fa'
     @property
@@ -412,7 +415,7 @@ def make_world(out_dir:str|Path,  # folder to write the world into (created)
     truth.uns.update(tf_activity=A.astype(np.float32), bulk_activity=B.astype(np.float32), motifs=np.array(consensus),
                      pwms=pwms.astype(np.float32), tata=TATA, gc_box=GC_BOX, config=json.dumps(asdict(cfg)))
     write_h5ad(truth, out/'truth.h5ad')
-    write_json(asdict(cfg), out/'world.json')
+    write_json({**asdict(cfg), 'format': WORLD_FORMAT}, out/'world.json')
     return World(out, asdict(cfg))
 
 # %% ../nbs/01_synthetic.ipynb #0021
@@ -420,7 +423,8 @@ def load_world(path:str|Path) -> World:
     "The `World` written earlier in `path` (checks its files are there)."
     path = Path(path)
     if not (path/'world.json').exists(): raise FileNotFoundError(f"{path} holds no synthetic world (no world.json)")
-    w = World(path, read_json(path/'world.json'))
+    cfg = read_json(path/'world.json')
+    w = World(path, cfg, cfg.pop('format', 1))     # worlds written before the format was recorded are format 1
     missing = [p.name for p in w.files if not p.exists()]
     if missing: raise FileNotFoundError(f"synthetic world in {path} is incomplete, missing: {missing}")
     return w
