@@ -45,6 +45,7 @@ def demo(out:str='rosa_demo', # run folder (the world is written in <out>/world)
          enformer_steps:int=None, # pretraining steps of the small Enformer (default: rosa.pipeline.DEMO)
          esm_steps:int=None, # pretraining steps of the small ESM-2 (default: rosa.pipeline.DEMO)
          transformer_steps:int=None, # training steps of each transformer (default: rosa.pipeline.DEMO)
+         encoder:str=None, # transformer encoder: 'standard' (full attention, the default) or 'perceiver' (latents)
          device:str=None, # 'cuda' or 'cpu' (default: CUDA when available)
         ):
     "rosa on its embedded default: build the synthetic world, run the whole pipeline on it, print the table."
@@ -52,6 +53,7 @@ def demo(out:str='rosa_demo', # run folder (the world is written in <out>/world)
     kw = dict(enformer_steps=enformer_steps, esm_steps=esm_steps, device=device)
     kw = {k: v for k, v in kw.items() if v is not None}
     if transformer_steps: kw['transformer_kw'] = dict(DEMO.get('transformer_kw', {}), steps=transformer_steps)
+    if encoder: kw['transformer_kw'] = dict(kw.get('transformer_kw', DEMO.get('transformer_kw', {})), encoder=encoder)
     r = run_demo(out, seed=seed, world=dict(n_genes=n_genes, n_cells=n_cells, window=window), **kw)
     _print_table(r)
     return r
@@ -73,6 +75,7 @@ def run(counts:str=None, # h5ad of raw counts (CELLxGENE schema: var index = Ens
         enformer_steps:int=None, # pretraining steps of the small Enformer
         esm_steps:int=None, # pretraining steps of the small ESM-2
         transformer_steps:int=None, # training steps of each transformer
+        encoder:str=None, # transformer encoder: 'standard' (full attention, the default) or 'perceiver' (latents)
         device:str=None, # 'cuda' or 'cpu' (default: CUDA when available)
        ):
     "Run rosa on your own files: counts + genome + annotation -> embeddings, predictions, per-quadrant table."
@@ -83,6 +86,7 @@ def run(counts:str=None, # h5ad of raw counts (CELLxGENE schema: var index = Ens
     if out != 'rosa_run' or 'out' not in cfg: cfg['out'] = out
     if test_chroms: cfg['gene_split'] = dict(by='chrom', test_chroms=test_chroms.split(','))
     if transformer_steps: cfg['transformer_kw'] = dict(cfg.get('transformer_kw', {}), steps=transformer_steps)
+    if encoder: cfg['transformer_kw'] = dict(cfg.get('transformer_kw', {}), encoder=encoder)
     missing = [k for k in ('counts', 'fasta', 'gtf') if not cfg.get(k)]
     if missing: sys.exit(f"rosa run: missing {', '.join('--' + k for k in missing)} (or give them in --config)")
     from rosa.pipeline import run as run_pipeline

@@ -22,7 +22,8 @@ from .core import default_device, seed_everything, torch_save
 # %% auto #0
 __all__ = ['ALPHAS', 'GAMMAS', 'ENCODERS', 'MODELS', 'toy_adata', 'split_mask', 'gene_embeddings', 'agnostic', 'ridge_celltype',
            'ridge_cell', 'kernel_celltype', 'TransformerConfig', 'StandardEncoder', 'CrossAttentionBlock',
-           'ExpressionTransformer', 'train_transformer', 'load_transformer', 'predict_transformer', 'fit_predict']
+           'PerceiverEncoder', 'ExpressionTransformer', 'train_transformer', 'load_transformer', 'predict_transformer',
+           'fit_predict']
 
 # %% ../nbs/06_model.ipynb #0006
 def _bins(x:np.ndarray, # (cells, genes) log1p values
@@ -328,6 +329,7 @@ class TransformerConfig:
     dropout:float = 0.   # dropout (0 keeps CPU training deterministic and fast)
     n_bins:int = 8       # expression bins (layers['bins'])
     encoder:str = 'standard' # key in ENCODERS
+    n_latents:int = 32   # latent tokens of the 'perceiver' encoder
 
 class StandardEncoder(nn.Module):
     "Pre-norm transformer encoder (full self-attention) over the context tokens."
@@ -337,8 +339,6 @@ class StandardEncoder(nn.Module):
                                            batch_first=True, norm_first=True)
         self.layers = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
     def forward(self, x): return self.layers(x)    # (b n d) -> (b n d)
-
-ENCODERS = {'standard': StandardEncoder}
 
 class CrossAttentionBlock(nn.Module):
     "Pre-norm block: queries attend to the encoded context, then a feed-forward."
@@ -352,6 +352,19 @@ class CrossAttentionBlock(nn.Module):
         kv = self.norm_kv(memory)
         q = q + self.attn(self.norm_q(q), kv, kv, need_weights=False)[0]
         return q + self.ff(self.norm_ff(q))
+
+class PerceiverEncoder(nn.Module):
+    "Learnt latents read the context tokens by cross-attention, then `n_layers` self-attention blocks over the latents."
+    def __init__(self, cfg:TransformerConfig):
+        super().__init__()
+        if cfg.n_latents < 1: raise ValueError(f"n_latents must be at least 1, got {cfg.n_latents}")
+        self.latents = nn.Parameter(0.02 * torch.randn(cfg.n_latents, cfg.d_model))
+        self.read = CrossAttentionBlock(cfg)
+        self.process = StandardEncoder(cfg)
+    def forward(self, x):                                              # (b n d) -> (b n_latents d)
+        return self.process(self.read(repeat(self.latents, 'm d -> b m d', b=x.shape[0]), x))
+
+ENCODERS = {'standard': StandardEncoder, 'perceiver': PerceiverEncoder}
 
 class ExpressionTransformer(nn.Module):
     "Context genes (embedding + expression) -> encoder -> cross-attention from query genes -> log1p expression."
@@ -385,7 +398,7 @@ class ExpressionTransformer(nn.Module):
         "Context embeddings (b n e), values (b n), bins (b n); target embeddings (b t e) or (t e) -> (b t)."
         return self.decode(self.encode(ctx_emb, ctx_val, ctx_bin), tgt_emb, ctx_val.mean(1))
 
-# %% ../nbs/06_model.ipynb #0040
+# %% ../nbs/06_model.ipynb #0042
 class _Cells:
     "Rows of (train-gene values, bins) for sampling: dense on the device when small, else sliced from CSR per batch."
     def __init__(self, X, B, rows, cols, device, max_dense=int(5e7)):
@@ -415,7 +428,7 @@ def _digest(*arrays) -> str:
     for x in arrays: h.update('\x1f'.join(map(str, x)).encode()); h.update(b'\x1e')
     return h.hexdigest()[:16]
 
-# %% ../nbs/06_model.ipynb #0041
+# %% ../nbs/06_model.ipynb #0043
 def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins'], var/obs['split']
                       key:str, # gene embedding in adata.varm
                       steps:int=500, # optimiser steps (total, including resumed ones)
@@ -426,6 +439,7 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
                       n_layers:int=2, # encoder blocks
                       n_heads:int=4, # attention heads
                       encoder:str='standard', # encoder variant (key in ENCODERS)
+                      n_latents:int=32, # latent tokens of the 'perceiver' encoder
                       lr:float=1e-3, # AdamW learning rate (after warm-up)
                       weight_decay:float=0.01, # AdamW weight decay
                       warmup:int=50, # linear warm-up steps
@@ -458,7 +472,7 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
         warnings.warn(f"only {n_tr} train genes: using n_context={n_context}, n_targets={n_targets}")
     batch_cells = min(batch_cells, len(c_tr))
     cfg = TransformerConfig(d_emb=E.shape[1], d_model=d_model, n_heads=n_heads, n_layers=n_layers,
-                            d_ff=2*d_model, encoder=encoder)
+                            d_ff=2*d_model, encoder=encoder, n_latents=n_latents)
     hp = dict(key=key, cfg=asdict(cfg), batch_cells=batch_cells, n_context=n_context, n_targets=n_targets, lr=lr,
               weight_decay=weight_decay, warmup=warmup, eval_every=eval_every, patience=patience, seed=seed,
               n_val_cells=n_val_cells, data=_digest(adata.var_names[g_tr], adata.obs_names[c_tr], adata.obs_names[c_va]),
@@ -550,7 +564,7 @@ def load_transformer(ckpt:str|Path, # checkpoint written by train_transformer
     model.history, model.hparams, model.n_context = pd.DataFrame(c['state']['history']), c['hparams'], c['hparams']['n_context']
     return model.eval()
 
-# %% ../nbs/06_model.ipynb #0043
+# %% ../nbs/06_model.ipynb #0045
 @torch.no_grad()
 def predict_transformer(model:ExpressionTransformer, # trained by `train_transformer`
                         adata:ad.AnnData, # cells x genes with X, layers['bins'], varm[key]
@@ -598,7 +612,7 @@ def predict_transformer(model:ExpressionTransformer, # trained by `train_transfo
                     out[i:i+batch_cells, q[j:j+query_chunk]] += model.decode(mem, Eq[j:j+query_chunk], x.mean(1)).float().cpu().numpy()
     return out / n_draws
 
-# %% ../nbs/06_model.ipynb #0056
+# %% ../nbs/06_model.ipynb #0060
 MODELS = ('agnostic', 'ridge_celltype', 'kernel_celltype', 'ridge_cell', 'transformer')
 
 def fit_predict(adata:ad.AnnData, # cells x genes

@@ -18,7 +18,7 @@ from .data import prepare_counts
 from .tss import read_transcripts
 from .enformer import pretrain_enformer, load_enformer, embed_genes
 from .esm import read_proteins, pretrain_esm, load_esm, add_esm, add_onehot, add_random
-from .model import fit_predict, MODELS
+from .model import fit_predict, MODELS, ENCODERS
 from .evaluation import noise_ceiling, compare, to_markdown, plot_comparison, grammar_probe
 
 # %% auto #0
@@ -62,6 +62,8 @@ class RunConfig:
         known_e, known_m = ('enformer', 'esm', 'onehot', 'random'), tuple(m for m in MODELS if m != 'agnostic')
         bad = [e for e in self.embeddings if e not in known_e] + [m for m in self.models if m not in known_m]
         if bad: raise ValueError(f"unknown embeddings/models {bad}; embeddings: {known_e}, models: {known_m}")
+        enc = self.transformer_kw.get('encoder', 'standard')
+        if enc not in ENCODERS: raise ValueError(f"unknown transformer encoder {enc!r}; have {list(ENCODERS)}")
         if not self.embeddings: raise ValueError("no embedding to compare")
         return self
 
