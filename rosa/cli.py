@@ -52,8 +52,8 @@ def demo(out:str='rosa_demo', # run folder (the world is written in <out>/world)
     from rosa.pipeline import demo as run_demo, DEMO
     kw = dict(enformer_steps=enformer_steps, esm_steps=esm_steps, device=device)
     kw = {k: v for k, v in kw.items() if v is not None}
-    if transformer_steps: kw['transformer_kw'] = dict(DEMO.get('transformer_kw', {}), steps=transformer_steps)
-    if encoder: kw['transformer_kw'] = dict(kw.get('transformer_kw', DEMO.get('transformer_kw', {})), encoder=encoder)
+    tkw = {k: v for k, v in dict(steps=transformer_steps, encoder=encoder).items() if v}
+    if tkw: kw['transformer_kw'] = {**DEMO.get('transformer_kw', {}), **tkw}
     r = run_demo(out, seed=seed, world=dict(n_genes=n_genes, n_cells=n_cells, window=window), **kw)
     _print_table(r)
     return r
@@ -85,8 +85,8 @@ def run(counts:str=None, # h5ad of raw counts (CELLxGENE schema: var index = Ens
     cfg.update({k: v for k, v in flags.items() if v is not None})
     if out != 'rosa_run' or 'out' not in cfg: cfg['out'] = out
     if test_chroms: cfg['gene_split'] = dict(by='chrom', test_chroms=test_chroms.split(','))
-    if transformer_steps: cfg['transformer_kw'] = dict(cfg.get('transformer_kw', {}), steps=transformer_steps)
-    if encoder: cfg['transformer_kw'] = dict(cfg.get('transformer_kw', {}), encoder=encoder)
+    tkw = {k: v for k, v in dict(steps=transformer_steps, encoder=encoder).items() if v}
+    if tkw: cfg['transformer_kw'] = {**cfg.get('transformer_kw', {}), **tkw}
     missing = [k for k in ('counts', 'fasta', 'gtf') if not cfg.get(k)]
     if missing: sys.exit(f"rosa run: missing {', '.join('--' + k for k in missing)} (or give them in --config)")
     from rosa.pipeline import run as run_pipeline

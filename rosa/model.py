@@ -277,17 +277,15 @@ def _unit(E:np.ndarray) -> np.ndarray:
     n = np.linalg.norm(E, axis=1, keepdims=True)
     return E / np.where(n > 0, n, 1.)
 
-def _rbf(A:np.ndarray, B:np.ndarray, gamma:float) -> np.ndarray:
-    "Gaussian kernel `exp(-γ |a - b|²)` between the rows of A and B."
-    d = (A**2).sum(1)[:, None] + (B**2).sum(1)[None] - 2 * A @ B.T
-    return np.exp(-gamma * np.clip(d, 0, None))
+def _sqdist(A:np.ndarray, B:np.ndarray) -> np.ndarray:
+    "Squared Euclidean distances between the rows of A and B."
+    return np.clip((A**2).sum(1)[:, None] + (B**2).sum(1)[None] - 2 * A @ B.T, 0, None)
 
-def _kernel_features(U:np.ndarray, train:np.ndarray, gamma:float) -> tuple[np.ndarray, np.ndarray]:
-    "Features whose ridge is the kernel ridge: `(Φ of the train genes, Φ of every gene)`."
-    K = _rbf(U[train], U[train], gamma)
-    lam, Q = np.linalg.eigh(K)
+def _kernel_features(K:np.ndarray, train:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "From the kernel of every gene with the train genes `(n, n_train)`: `(Φ of the train genes, Φ of every gene)`."
+    lam, Q = np.linalg.eigh(K[train])
     keep = lam > 1e-10 * lam.max(); lam, Q = lam[keep], Q[:, keep]
-    return Q * np.sqrt(lam), _rbf(U, U[train], gamma) @ (Q / np.sqrt(lam))
+    return Q * np.sqrt(lam), K @ (Q / np.sqrt(lam))
 
 def kernel_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type']
                     key:str, # gene embedding in adata.varm
@@ -304,9 +302,10 @@ def kernel_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type
     U = _unit(E)
     codes, g_tr, g_va, Ytr, Yva = _celltype_targets(adata, layer)
     m = Ytr.mean(0); train = np.flatnonzero(g_tr)
+    D = _sqdist(U, U[train])                                 # one distance matrix for every width on the grid
     best = None
     for g in ((gamma,) if gamma is not None else gammas):
-        Phi_tr, Phi = _kernel_features(U, train, g)
+        Phi_tr, Phi = _kernel_features(np.exp(-g * D), train)
         ridge = _RidgeSVD(Phi_tr); sel = {}
         a = _select_alpha(ridge, Ytr - m, m, Phi[g_va], Yva, alphas if alpha is None else (alpha,), sel)
         if best is None or min(sel['alpha_err']) < best[0]: best = (min(sel['alpha_err']), g, a, ridge, Phi, sel)
@@ -497,7 +496,7 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
     c_sel = np.sort(vrng.choice(len(c_va), min(n_val_cells, len(c_va)), replace=False)) if len(c_va) else np.array([], int)
     v_cols = np.r_[g_tr, g_va] if select == 'genes' else g_tr
     val = _Cells(X, B, c_va[c_sel], v_cols, device) if len(c_sel) else None
-    Ev = Et if select == 'cells' else torch.from_numpy(raw[v_cols].astype(np.float32)).to(device)
+    Ev = Et if select == 'cells' else torch.cat([Et, torch.from_numpy(raw[g_va].astype(np.float32)).to(device)])
     if not len(c_sel): vsplit = None
     elif select == 'genes':
         vsplit = (_split_genes(vrng, len(c_sel), n_tr, n_context, 0)[0], np.tile(np.arange(n_tr, len(v_cols)), (len(c_sel), 1)))
