@@ -16,8 +16,8 @@ import torch
 
 # %% auto #0
 __all__ = ['GENETIC_CODE', 'default_device', 'seed_everything', 'atomic_path', 'write_json', 'read_json', 'write_h5ad',
-           'torch_save', 'file_digest', 'fingerprint', 'source_digest', 'params_from_signature', 'RegistryError',
-           'Entry', 'Registry', 'reverse_complement', 'translate', 'strip_version']
+           'torch_save', 'file_digest', 'fingerprint', 'source_digest', 'code_version', 'params_from_signature',
+           'RegistryError', 'Entry', 'Registry', 'reverse_complement', 'translate', 'strip_version']
 
 # %% ../nbs/00_core.ipynb #0005
 def default_device(device:str|None=None # 'cuda', 'cpu', or None to pick CUDA when available
@@ -112,6 +112,13 @@ def source_digest(fn:Callable # a function (decorators are unwrapped)
     except (OSError, TypeError): text = _code_text(fn.__code__) if hasattr(fn, '__code__') else repr(fn)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+def code_version(fn:Callable, # the function that computes a step
+                 revision:int=0, # the step's revision number
+                ) -> dict:
+    "What code made a step's output: rosa's version, the step's revision and its function's source digest."
+    from rosa import __version__
+    return dict(rosa=__version__, revision=revision, source=source_digest(fn), function=getattr(fn, '__qualname__', str(fn)))
+
 # %% ../nbs/00_core.ipynb #x
 def params_from_signature(fn:Callable, # the registered function
                           skip:tuple=(), # arguments that are not parameters (filled in by the caller)
@@ -163,8 +170,7 @@ class Entry:
 
     def version(self) -> dict:
         "What the code of this entry is: rosa's version, the entry's revision, the function's source digest."
-        from rosa import __version__
-        return dict(rosa=__version__, revision=self.revision, source=source_digest(self.fn))
+        return code_version(self.fn, self.revision)
 
     def call(self, *args, params=None, **runtime):
         "Call the function with `params` (dataclass or dict) and the runtime arguments it accepts."

@@ -16,8 +16,9 @@ import scanpy as sc
 from .core import write_h5ad, strip_version
 
 # %% auto #0
-__all__ = ['SPLITS', 'as_counts', 'read_counts', 'load_census', 'filter_counts', 'split_genes', 'split_cells', 'normalize',
-           'bin_edges', 'bin_expression', 'prepare_counts', 'plot_library_sizes', 'bin_occupancy', 'plot_bin_occupancy']
+__all__ = ['MIN_CELLS_PER_GENE', 'MIN_GENES_PER_CELL', 'SPLITS', 'as_counts', 'read_counts', 'load_census', 'filter_counts',
+           'split_genes', 'split_cells', 'split_mask', 'normalize', 'bin_edges', 'bin_expression', 'prepare_counts',
+           'plot_library_sizes', 'bin_occupancy', 'plot_bin_occupancy']
 
 # %% ../nbs/04_data.ipynb #0008
 def _is_counts(m) -> bool:
@@ -115,6 +116,10 @@ def load_census(out:str|Path, # h5ad to write
     return write_h5ad(adata, out)
 
 # %% ../nbs/04_data.ipynb #0019
+# the defaults of filter_counts, prepare_counts and runs, kept in one place so that they cannot drift apart
+MIN_CELLS_PER_GENE = 3    # genes detected in fewer cells are dropped
+MIN_GENES_PER_CELL = 10   # cells with fewer detected train genes are dropped
+
 def _counts(adata):
     return adata.layers['counts'] if 'counts' in adata.layers else adata.X
 
@@ -124,8 +129,8 @@ def _train_mask(adata) -> np.ndarray:
     return (adata.var['split'] == 'train').values
 
 def filter_counts(adata:ad.AnnData, # counts in layers['counts'] or X
-                  min_cells_per_gene:int=3, # drop genes detected in fewer cells
-                  min_genes_per_cell:int=200, # drop cells with fewer detected (train) genes
+                  min_cells_per_gene:int=MIN_CELLS_PER_GENE, # drop genes detected in fewer cells
+                  min_genes_per_cell:int=MIN_GENES_PER_CELL, # drop cells with fewer detected (train) genes
                  ) -> ad.AnnData:
     "Drop rare genes and poor cells (scanpy's filters, cells judged on train genes if genes are split); in place."
     n0 = adata.shape
@@ -172,7 +177,7 @@ def _record(adata, axis, **params):
 
 # %% ../nbs/04_data.ipynb #0023
 def split_genes(adata:ad.AnnData,
-                fractions:tuple=(0.8, 0.1, 0.1), # train, val, test fractions of genes (random split, and val when only test_chroms)
+                fractions:tuple=(0.7, 0.1, 0.2), # train, val, test fractions of genes (random split, and val when only test_chroms)
                 seed:int=0, # seed of the random assignment
                 by:str|None=None, # None/'random', or 'chrom' to hold out whole chromosomes (implied by val/test_chroms)
                 val_chroms:list|None=None, # chromosomes whose genes are val
@@ -215,7 +220,7 @@ def split_genes(adata:ad.AnnData,
 
 # %% ../nbs/04_data.ipynb #0029
 def split_cells(adata:ad.AnnData,
-                fractions:tuple=(0.8, 0.1, 0.1), # train, val, test fractions of cells
+                fractions:tuple=(0.7, 0.1, 0.2), # train, val, test fractions of cells
                 seed:int=0, # seed of the random assignment
                 stratify:str|None='cell_type', # obs column to stratify by (None: plain random split)
                ) -> ad.AnnData:
@@ -239,6 +244,21 @@ def split_cells(adata:ad.AnnData,
     adata.obs['split'] = pd.Categorical(lab, categories=SPLITS)
     _record(adata, 'cells', fractions=f, seed=seed, stratify=stratify, sizes=counts)
     return adata
+
+# %% ../nbs/04_data.ipynb #0030b
+def split_mask(adata:ad.AnnData, # cells x genes
+               axis:str, # 'genes' (var['split']) or 'cells' (obs['split'])
+               splits:str|tuple='train', # split name(s) to select
+               required:bool=True, # raise if nothing is selected
+              ) -> np.ndarray:
+    "Boolean mask of the genes or cells in `splits`."
+    df = {'genes': adata.var, 'cells': adata.obs}[axis]
+    col = 'var' if axis == 'genes' else 'obs'
+    if 'split' not in df: raise KeyError(f"adata.{col}['split'] is missing: run the data step (rosa.data) first")
+    splits = (splits,) if isinstance(splits, str) else tuple(splits)
+    m = df['split'].isin(splits).to_numpy()
+    if required and not m.any(): raise ValueError(f"no {axis} with {col}['split'] in {splits} (empty split)")
+    return m
 
 # %% ../nbs/04_data.ipynb #0032
 def _rows(m:sp.csr_matrix) -> np.ndarray:
@@ -313,8 +333,8 @@ def bin_expression(adata:ad.AnnData, # normalised (var['split'] set)
 def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData already read with read_counts
                    gene_split:dict|None=None, # arguments of split_genes, e.g. dict(test_chroms=['chr2'])
                    cell_split:dict|None=None, # arguments of split_cells
-                   min_cells_per_gene:int=3, # filter_counts: genes detected in fewer cells are dropped
-                   min_genes_per_cell:int=10, # filter_counts: cells with fewer detected train genes are dropped
+                   min_cells_per_gene:int=MIN_CELLS_PER_GENE, # filter_counts: genes detected in fewer cells are dropped
+                   min_genes_per_cell:int=MIN_GENES_PER_CELL, # filter_counts: cells with fewer detected train genes are dropped
                    chrom:dict|pd.Series|None=None, # gene id -> chromosome, written to var['chrom']
                    target_sum:float=1e4, # normalize
                    n_bins:int=8, # bin_expression

@@ -17,7 +17,8 @@ from enformer_pytorch.config_enformer import EnformerConfig
 from enformer_pytorch.modeling_enformer import AttentionPool
 
 from .core import default_device, seed_everything, torch_save, atomic_path, fingerprint
-from .tss import Genome, gene_tss, one_hot, tss_bin
+from .reference import Annotation, Genome, read_annotation
+from .tss import gene_tss, one_hot, tss_bin
 
 # %% auto #0
 __all__ = ['PUBLISHED', 'HUMAN_CAGE', 'read_tracks', 'track_arrays', 'small_enformer', 'model_window', 'PairAttentionPool',
@@ -290,7 +291,7 @@ def _read_chunk(f:Path, emb_dim:int):
 # %% ../nbs/07_enformer.ipynb #0031
 @torch.inference_mode()
 def embed_genes(adata, # AnnData; var index = unversioned gene ids
-                transcripts:pd.DataFrame, # `rosa.tss.read_transcripts`
+                transcripts:pd.DataFrame|Annotation|str|Path, # `read_annotation(gtf).transcripts`, an `Annotation` or a GTF
                 fasta:str|Path|Genome, # genome FASTA (or an open `Genome`)
                 model:Enformer, # `load_enformer` / `pretrain_enformer`
                 batch_size:int=8, # windows per forward pass
@@ -305,6 +306,8 @@ def embed_genes(adata, # AnnData; var index = unversioned gene ids
     "Embed every gene at its strongest predicted TSS into `adata.varm[key_added]`; returns the scored candidates."
     dev = default_device(device); model = model.eval().to(dev)
     genome = fasta if isinstance(fasta, Genome) else Genome(fasta)
+    if not isinstance(transcripts, pd.DataFrame):
+        transcripts = (transcripts if isinstance(transcripts, Annotation) else read_annotation(transcripts)).transcripts
     genes = list(adata.var_names)
     known = set(transcripts.gene_key) | set(transcripts.gene_id)
     missing = [g for g in genes if g not in known]
