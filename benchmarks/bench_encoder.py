@@ -6,7 +6,7 @@ Run: python benchmarks/bench_encoder.py [batch_cells] [n_latents] [threads] [con
 """
 import sys, time
 import torch
-from rosa.model import ExpressionTransformer, TransformerConfig
+from rosa.transformer import ExpressionTransformer, TransformerConfig
 
 def step_time(model, n_ctx, batch, d_emb=64, n_tgt=64, n=5):
     g = torch.Generator().manual_seed(0)

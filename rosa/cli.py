@@ -12,7 +12,7 @@ from .core import read_json
 from .synthetic import WorldConfig
 
 # %% auto #0
-__all__ = ['COMMANDS', 'world', 'demo', 'run', 'main']
+__all__ = ['COMMANDS', 'world', 'load_plugins', 'demo', 'run', 'main']
 
 # %% ../nbs/15_cli.ipynb #0005
 @call_parse
@@ -36,6 +36,18 @@ def _value(s:str):
     try: return json.loads(s)
     except json.JSONDecodeError: return s
 
+def load_plugins(argv:list) -> list:
+    "Import the modules (or `.py` files) named by `--plugin` in `argv`: what they register becomes names and flags."
+    import importlib, importlib.util
+    names = [argv[k + 1] for k, a in enumerate(argv[:-1]) if a == '--plugin'] + [a.split('=', 1)[1] for a in argv if a.startswith('--plugin=')]
+    for n in names:
+        if n.endswith('.py'):
+            if not Path(n).exists(): sys.exit(f"rosa: --plugin {n} does not exist")
+            spec = importlib.util.spec_from_file_location(Path(n).stem, n); mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+        else: importlib.import_module(n)
+    return names
+
 def _registry_flags(p:argparse.ArgumentParser):
     "A flag `--<name>.<parameter>` for each parameter of each registered embedding and model."
     from fastcore.docments import docments
@@ -52,6 +64,7 @@ def _registry_flags(p:argparse.ArgumentParser):
 
 def _choice_flags(p:argparse.ArgumentParser, embeddings, models):
     from rosa.pipeline import EMBEDDINGS, MODELS, METRICS
+    p.add_argument('--plugin', action='append', metavar='MODULE', help='a module or .py file that registers embeddings, models or metrics (repeatable)')
     p.add_argument('--embeddings', help=f"gene embeddings to compare, comma-separated, of: {', '.join(EMBEDDINGS)} (default: {','.join(embeddings)})")
     p.add_argument('--models', help=f"models to fit on each embedding, of: {', '.join(m for m in MODELS if m != 'agnostic')} (default: {','.join(models)})")
     p.add_argument('--metrics', help=f"metrics to report, of: {', '.join(METRICS)} (default: pearson,spearman)")
@@ -61,7 +74,7 @@ def _choice_flags(p:argparse.ArgumentParser, embeddings, models):
 def _split(args:dict) -> tuple[dict, dict]:
     "The flags given: the registry parameters ('name.parameter') and the rest."
     params = {k: _value(v) for k, v in args.items() if '.' in k}
-    rest = {k: v for k, v in args.items() if '.' not in k and v is not None}
+    rest = {k: v for k, v in args.items() if '.' not in k and v is not None and k != 'plugin'}
     for k in ('embeddings', 'models', 'metrics'):
         if k in rest: rest[k] = [s for s in rest[k].split(',') if s]
     return params, rest
@@ -83,8 +96,10 @@ def demo(argv:list|None=None # the arguments after `rosa demo` (default: the com
     p.add_argument('--n_cells', type=int, default=WorldConfig.n_cells, help='number of cells in the world')
     p.add_argument('--window', type=int, default=WorldConfig.window,
                    help="the world's regulatory window around each TSS (bp); the demo's Enformer reads 1,024 bp (rosa.pipeline.DEMO)")
+    load_plugins(sys.argv[2:] if argv is None else argv)
     _choice_flags(p, DEMO['embeddings'], DEMO['models']); _registry_flags(p)
-    params, rest = _split(vars(p.parse_args(sys.argv[2:] if argv is None else argv)))
+    argv = sys.argv[2:] if argv is None else argv
+    params, rest = _split(vars(p.parse_args(argv)))
     world = {k: rest.pop(k) for k in ('n_genes', 'n_cells', 'window')}
     r = run_demo(rest.pop('out'), seed=rest.pop('seed', 0), world=world, params=params, **rest)
     _print_table(r)
@@ -103,8 +118,10 @@ def run(argv:list|None=None # the arguments after `rosa run` (default: the comma
     p.add_argument('--tracks', help='bulk CAGE tracks to pretrain a small Enformer (when --enformer.weights is not given)')
     p.add_argument('--truth', help='oracle truth.h5ad (synthetic worlds) for the noise-ceiling row')
     p.add_argument('--test_chroms', help="hold out these chromosomes' genes (comma-separated) instead of a random gene split")
+    load_plugins(sys.argv[2:] if argv is None else argv)
     _choice_flags(p, DEFAULT_EMBEDDINGS, DEFAULT_MODELS); _registry_flags(p)
-    params, rest = _split(vars(p.parse_args(sys.argv[2:] if argv is None else argv)))
+    argv = sys.argv[2:] if argv is None else argv
+    params, rest = _split(vars(p.parse_args(argv)))
     cfg = read_json(rest.pop('config')) if 'config' in rest else {}
     if 'test_chroms' in rest: cfg['gene_split'] = dict(by='chrom', test_chroms=rest.pop('test_chroms').split(','))
     cfg.update(rest)

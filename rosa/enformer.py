@@ -21,9 +21,9 @@ from .reference import Annotation, Genome, read_annotation
 from .tss import gene_tss, one_hot, tss_bin
 
 # %% auto #0
-__all__ = ['PUBLISHED', 'HUMAN_CAGE', 'read_tracks', 'track_arrays', 'small_enformer', 'model_window', 'PairAttentionPool',
-           'fast_pools', 'peak_bins', 'predict_region', 'track_correlation', 'pretrain_enformer', 'load_enformer',
-           'cage_track_indices', 'embed_genes', 'plot_cage']
+__all__ = ['WINDOW', 'PUBLISHED', 'HUMAN_CAGE', 'read_tracks', 'track_arrays', 'small_enformer', 'model_window',
+           'PairAttentionPool', 'fast_pools', 'peak_bins', 'predict_region', 'track_correlation', 'pretrain_enformer',
+           'load_enformer', 'cage_track_indices', 'embed_genes', 'plot_cage']
 
 # %% ../nbs/07_enformer.ipynb #0005
 def read_tracks(path:str|Path # bedGraph-like table: header `chrom start end <track>...`, fixed-size bins
@@ -56,9 +56,11 @@ def track_arrays(tracks:pd.DataFrame # from `read_tracks`
         out[chrom] = d[names].to_numpy(np.float32)
     return out, names, bin_size
 
-# %% ../nbs/07_enformer.ipynb #0010
+# %% ../nbs/07_enformer.ipynb #x
+WINDOW = 16_384   # input length (bp) of the small Enformers rosa pretrains: room for a promoter and its enhancers
+
 def small_enformer(n_tracks:int, # output tracks of the 'human' head
-                   window:int=16_384, # input length in bp
+                   window:int=WINDOW, # input length in bp
                    dim:int=24, # trunk width (the embedding has 2*dim features)
                    depth:int=1, # transformer layers
                    heads:int=2, # attention heads (dim/heads must be a multiple of 6)
@@ -145,7 +147,7 @@ def track_correlation(pred:np.ndarray, obs:np.ndarray) -> np.ndarray:
     p, o = p - p.mean(0), o - o.mean(0)
     return (p * o).sum(0) / np.sqrt((p**2).sum(0) * (o**2).sum(0) + 1e-12)
 
-# %% ../nbs/07_enformer.ipynb #0019
+# %% ../nbs/07_enformer.ipynb #x
 def pretrain_enformer(fasta:str|Path, # genome FASTA
                       tracks:str|Path, # bulk track table (`read_tracks`)
                       out_dir:str|Path, # where `enformer.pt` (checkpoint and final model) goes
@@ -153,7 +155,7 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
                       batch_size:int=8, # windows per step
                       lr:float=1e-2, # AdamW learning rate (linear warm-up over the first 5% of steps, then cosine)
                       seed:int=0, # seed for the weights, the windows and dropout
-                      window:int=16_384, # input length in bp
+                      window:int=WINDOW, # input length in bp
                       val_chrom:str|None=None, # chromosome held out to report track correlation
                       target_transform:str|None='log1p', # 'log1p': fit log1p(counts) (None: raw counts, as Enformer)
                       rc_aug:bool=True, # reverse-complement half the windows (as Enformer): both strands teach every motif

@@ -30,8 +30,8 @@ class Format:
 def _write_zarr(a, path:Path):
     import zarr
     a = np.asarray(a)
-    chunks = (max(1, min(len(a), (1 << 22) // max(1, a[0].size if a.ndim > 1 and len(a) else 1))),) + a.shape[1:] if a.ndim else ()
-    z = zarr.create_array(store=str(path), shape=a.shape, chunks=chunks or None, dtype=a.dtype)
+    rows = max(1, (1 << 22) // max(1, int(np.prod(a.shape[1:]))))     # chunks of about 4M values, whole rows
+    z = zarr.open_array(store=str(path), mode='w', shape=a.shape, chunks=(min(rows, max(1, len(a))),) + a.shape[1:], dtype=a.dtype)
     z[...] = a
 
 def _read_zarr(path:Path) -> np.ndarray:
