@@ -245,7 +245,7 @@ def split_cells(adata:ad.AnnData,
     _record(adata, 'cells', fractions=f, seed=seed, stratify=stratify, sizes=counts)
     return adata
 
-# %% ../nbs/04_data.ipynb #0030b
+# %% ../nbs/04_data.ipynb #0032
 def split_mask(adata:ad.AnnData, # cells x genes
                axis:str, # 'genes' (var['split']) or 'cells' (obs['split'])
                splits:str|tuple='train', # split name(s) to select
@@ -260,7 +260,7 @@ def split_mask(adata:ad.AnnData, # cells x genes
     if required and not m.any(): raise ValueError(f"no {axis} with {col}['split'] in {splits} (empty split)")
     return m
 
-# %% ../nbs/04_data.ipynb #0032
+# %% ../nbs/04_data.ipynb #0035
 def _rows(m:sp.csr_matrix) -> np.ndarray:
     "The row of every stored value of a CSR matrix."
     return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
@@ -291,7 +291,7 @@ def normalize(adata:ad.AnnData, # raw counts in layers['counts'] or X; var['spli
     adata.uns.setdefault('rosa', {})['normalize'] = dict(target_sum=float(target_sum), size='train genes')
     return adata
 
-# %% ../nbs/04_data.ipynb #0036
+# %% ../nbs/04_data.ipynb #0039
 def bin_edges(m:sp.csr_matrix, # cells x genes, non-negative
               train:np.ndarray, # bool mask of the genes that define the edges
               n_bins:int=8, # bins including bin 0 (= zero)
@@ -329,7 +329,7 @@ def bin_expression(adata:ad.AnnData, # normalised (var['split'] set)
     adata.uns.setdefault('rosa', {})['bins'] = dict(n_bins=n_bins, layer=layer, edges='train genes')
     return adata
 
-# %% ../nbs/04_data.ipynb #0044
+# %% ../nbs/04_data.ipynb #0047
 def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData already read with read_counts
                    gene_split:dict|None=None, # arguments of split_genes, e.g. dict(test_chroms=['chr2'])
                    cell_split:dict|None=None, # arguments of split_cells
@@ -358,7 +358,7 @@ def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData
     normalize(adata, target_sum=target_sum)
     return bin_expression(adata, n_bins=n_bins)
 
-# %% ../nbs/04_data.ipynb #0051
+# %% ../nbs/04_data.ipynb #0054
 def plot_library_sizes(adata:ad.AnnData, # normalised (obs['size_train'], obs['split'])
                        ax=None):
     "Histogram of per-cell train-gene library size (log10) by cell split; returns the axes."

@@ -56,7 +56,7 @@ def track_arrays(tracks:pd.DataFrame # from `read_tracks`
         out[chrom] = d[names].to_numpy(np.float32)
     return out, names, bin_size
 
-# %% ../nbs/07_enformer.ipynb #x
+# %% ../nbs/07_enformer.ipynb #0010
 WINDOW = 16_384   # input length (bp) of the small Enformers rosa pretrains: room for a promoter and its enhancers
 
 def small_enformer(n_tracks:int, # output tracks of the 'human' head
@@ -147,7 +147,7 @@ def track_correlation(pred:np.ndarray, obs:np.ndarray) -> np.ndarray:
     p, o = p - p.mean(0), o - o.mean(0)
     return (p * o).sum(0) / np.sqrt((p**2).sum(0) * (o**2).sum(0) + 1e-12)
 
-# %% ../nbs/07_enformer.ipynb #x
+# %% ../nbs/07_enformer.ipynb #0019
 def pretrain_enformer(fasta:str|Path, # genome FASTA
                       tracks:str|Path, # bulk track table (`read_tracks`)
                       out_dir:str|Path, # where `enformer.pt` (checkpoint and final model) goes

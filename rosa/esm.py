@@ -262,7 +262,7 @@ def add_esm(adata, # AnnData, var index = unversioned gene ids
                                 layer=kwargs.get('layer', -1), n_without_protein=int((~has).sum()))
     return adata
 
-# %% ../nbs/08_esm.ipynb #0046
+# %% ../nbs/08_esm.ipynb #0043
 def family_similarity(emb:np.ndarray, # (n, d) embeddings
                       groups, # (n,) group per row (e.g. gene family); rows with a negative or missing group are skipped
                      ) -> tuple[float, float]:
@@ -273,7 +273,7 @@ def family_similarity(emb:np.ndarray, # (n, d) embeddings
     s, same = x @ x.T, g[:, None] == g[None]
     return float(s[same & ~np.eye(len(g), dtype=bool)].mean()), float(s[~same].mean())
 
-# %% ../nbs/08_esm.ipynb #0047
+# %% ../nbs/08_esm.ipynb #0044
 def plot_similarity(emb:np.ndarray, # (n, d) embeddings
                     groups, # (n,) group label per row, e.g. gene family
                     ax=None, # matplotlib axes

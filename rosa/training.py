@@ -5,7 +5,7 @@
 # %% ../nbs/12_training.ipynb #0003
 from __future__ import annotations
 import hashlib, time, warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields, make_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +17,13 @@ from torch import nn
 import torch.nn.functional as F
 from einops import repeat
 
-from .core import default_device, seed_everything, torch_save
+from .core import default_device, seed_everything, torch_save, params_from_signature
 from .data import split_mask
 from .models import MODELS, gene_embeddings, _layer, _dense, _positions, _gene_folds
 from .transformer import TransformerConfig, ExpressionTransformer, ENCODERS
 
 # %% auto #0
-__all__ = ['train_transformer', 'load_transformer', 'predict_transformer', 'transformer']
+__all__ = ['TransformerParams', 'train_transformer', 'load_transformer', 'predict_transformer', 'transformer']
 
 # %% ../nbs/12_training.ipynb #0007
 class _Cells:
@@ -248,36 +248,23 @@ def _check_transformer(p):
     if p.d_model % p.n_heads: raise ValueError(f"d_model ({p.d_model}) must be a multiple of n_heads ({p.n_heads})")
     if p.n_draws < 1: raise ValueError(f"n_draws must be at least 1, got {p.n_draws}")
 
-@MODELS.register('transformer', check=_check_transformer)
+@dataclass
+class _PredictParams:
+    n_draws:int = 1                 # context subsamples to average over at prediction
+    batch_cells_predict:int = 128   # cells per forward pass at prediction
+
+# train_transformer's tunables (its signature holds their defaults) and the prediction's
+TransformerParams = make_dataclass('TransformerParams', [(f.name, f.type, f) for c in (params_from_signature(train_transformer, MODELS.runtime), _PredictParams)
+                                                         for f in fields(c)])
+
+@MODELS.register('transformer', params=TransformerParams, check=_check_transformer, docs=(train_transformer,))
 def transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins'], var/obs['split']
                 key:str, # gene embedding in adata.varm
-                steps:int=500, # optimiser steps (total, including resumed ones)
-                batch_cells:int=32, # cells per step
-                n_context:int=64, # context genes per cell (sampled from its train genes)
-                n_targets:int=64, # masked target genes per cell (other train genes)
-                d_model:int=64, # token width
-                n_layers:int=2, # encoder blocks
-                n_heads:int=4, # attention heads
-                encoder:str='standard', # encoder variant (key in ENCODERS)
-                n_latents:int=32, # latent tokens of the 'perceiver' encoder
-                lr:float=1e-3, # AdamW learning rate (after warm-up)
-                weight_decay:float=0.01, # AdamW weight decay
-                warmup:int=50, # linear warm-up steps
-                eval_every:int=50, # steps between val evaluations
-                patience:int=6, # evaluations without improvement before stopping
-                n_val_cells:int=256, # val cells used for selection
-                select:str|None=None, # 'genes' (val genes in val cells), 'cells' (train genes in val cells), None: 'genes' when there are val genes
-                ckpt_every:int=200, # steps between checkpoints
                 n_draws:int=1, # context subsamples to average over at prediction
                 batch_cells_predict:int=128, # cells per forward pass at prediction
-                seed:int=0, # seed for weights and sampling
-                device:str|None=None, # 'cuda', 'cpu' or None (CUDA when available)
-                ckpt:str|Path|None=None, # checkpoint file to write and resume from
-                layer:str='X', # expression layer
-                verbose:bool=False, # print the val loss at each evaluation
+                seed:int=0, device:str|None=None, ckpt:str|Path|None=None, layer:str='X', verbose:bool=False,
+                **train, # `train_transformer` arguments
                ) -> np.ndarray:
     "Train an `ExpressionTransformer` and predict every cell x gene from its train genes: `(n_cells, n_genes)` float32."
-    args = dict(locals())   # every argument but the prediction ones is train_transformer's
-    pred = {k: args.pop(k) for k in ('n_draws', 'batch_cells_predict')}
-    m = train_transformer(**args)
-    return predict_transformer(m, adata, key, n_draws=pred['n_draws'], batch_cells=pred['batch_cells_predict'], layer=layer)
+    m = train_transformer(adata, key, seed=seed, device=device, ckpt=ckpt, layer=layer, verbose=verbose, **train)
+    return predict_transformer(m, adata, key, n_draws=n_draws, batch_cells=batch_cells_predict, layer=layer)
