@@ -76,7 +76,7 @@ def _choice_flags(p:argparse.ArgumentParser, embeddings, models):
 def _split(args:dict) -> tuple[dict, dict]:
     "The flags given: the registry parameters ('name.parameter') and the rest."
     params = {k: _value(v) for k, v in args.items() if '.' in k}
-    rest = {k: v for k, v in args.items() if '.' not in k and v is not None and k != 'plugin'}
+    rest = {k: v for k, v in args.items() if '.' not in k and v is not None and v is not False and k != 'plugin'}
     for k in ('embeddings', 'models', 'metrics'):
         if k in rest: rest[k] = [s for s in rest[k].split(',') if s]
     return params, rest
@@ -120,6 +120,7 @@ def run(argv:list|None=None # the arguments after `rosa run` (default: the comma
     p.add_argument('--tracks', help='bulk CAGE tracks to pretrain a small Enformer (when --enformer.weights is not given)')
     p.add_argument('--truth', help='oracle truth.h5ad (synthetic worlds) for the noise-ceiling row')
     p.add_argument('--test_chroms', help="hold out these chromosomes' genes (comma-separated) instead of a random gene split")
+    p.add_argument('--check', action='store_true', help='check the inputs and settings (the preflight) and stop, computing nothing')
     load_plugins(sys.argv[2:] if argv is None else argv)
     _choice_flags(p, DEFAULT_EMBEDDINGS, DEFAULT_MODELS); _registry_flags(p)
     argv = sys.argv[2:] if argv is None else argv
@@ -129,6 +130,10 @@ def run(argv:list|None=None # the arguments after `rosa run` (default: the comma
     cfg.update(rest)
     missing = [k for k in ('counts', 'fasta', 'gtf') if not cfg.get(k)]
     if missing: sys.exit(f"rosa run: missing {', '.join('--' + k for k in missing)} (or give them in --config)")
+    if cfg.pop('check', False):
+        from rosa.pipeline import RunConfig, preflight
+        c = RunConfig(**cfg); lines = preflight(c.set(params) if params else c)
+        print('preflight: all inputs fit together\n' + '\n'.join('  ' + l for l in lines)); return
     from rosa.pipeline import run as run_pipeline
     r = run_pipeline(params=params, **cfg)
     _print_table(r)
@@ -136,16 +141,29 @@ def run(argv:list|None=None # the arguments after `rosa run` (default: the comma
 # %% ../nbs/15_cli.ipynb #0009
 COMMANDS = dict(demo=demo, run=run, world=world)
 
+def _one_line(e:BaseException) -> str:
+    "An error as one line: its message (a KeyError's without the quotes), newlines folded."
+    msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    return ' '.join(msg.split()) or type(e).__name__
+
 def main():
     "Entry point of the `rosa` command."
     if len(sys.argv) < 2 or sys.argv[1] in ('-h', '--help'):
-        print('usage: rosa {' + ','.join(COMMANDS) + '} [--help] [options]\n')
+        print('usage: rosa {' + ','.join(COMMANDS) + '} [--help] [--debug] [options]\n')
         for k, f in COMMANDS.items(): print(f'  {k:8s} {f.__doc__}')
         return
-    cmd = sys.argv[1]
+    cmd, argv = sys.argv[1], [a for a in sys.argv[2:] if a != '--debug']
     if cmd not in COMMANDS: sys.exit(f"rosa: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}")
-    if cmd in ('demo', 'run'): return COMMANDS[cmd](sys.argv[2:])
-    f = COMMANDS[cmd].__wrapped__
-    args = vars(anno_parser(f, prog=f'rosa {cmd}').parse_args(sys.argv[2:]))
-    for k in ('pdb', 'xtra'): args.pop(k, None)
-    f(**args)   # the console script exits with the return value: keep it None
+    try:
+        if cmd in ('demo', 'run'): return COMMANDS[cmd](argv)
+        f = COMMANDS[cmd].__wrapped__
+        args = vars(anno_parser(f, prog=f'rosa {cmd}').parse_args(argv))
+        for k in ('pdb', 'xtra'): args.pop(k, None)
+        f(**args)   # the console script exits with the return value: keep it None
+    except KeyboardInterrupt:
+        from rosa.store import CURRENT
+        where = f" during step {CURRENT['step']!r} of {CURRENT['root']}" if CURRENT.get('step') else ''
+        sys.exit(f"\nrosa {cmd}: interrupted{where}. Every finished step is kept: run the same command again to resume.")
+    except Exception as e:
+        if '--debug' in sys.argv: raise
+        sys.exit(f"rosa {cmd}: {_one_line(e)} (--debug shows the traceback)")

@@ -57,6 +57,10 @@ def read_counts(path:str|Path # h5ad with raw counts in X, layers['counts'] or r
             var = a.raw.var.join(a.var.drop(columns=a.raw.var.columns, errors='ignore'), how='left')
         X = as_counts(m, f"{path}:{name}"); break
     else:
+        X0 = a.X.data if sp.issparse(a.X) else np.asarray(a.X)
+        if X0.size and np.issubdtype(X0.dtype, np.floating) and np.isnan(X0).any():
+            raise ValueError(f"counts: {path} holds NaN values in X ({int(np.isnan(X0).sum())} of them): counts must be whole numbers; "
+                             f"replace the missing values (with 0 if they mean 'not detected') or drop those cells")
         raise ValueError(f"{path}: no raw counts found: X, layers['counts'] and raw.X are missing or hold "
                          f"non-integer / negative values (normalised data?). rosa needs raw integer counts.")
     var = var.copy()

@@ -17,7 +17,7 @@ from .core import Registry, reverse_complement
 from .reference import Annotation, Genome, read_annotation
 from .tss import gene_tss
 from .enformer import pretrain_enformer, load_enformer, embed_genes
-from .esm import read_proteins, pretrain_esm, load_esm, add_esm
+from .esm import read_proteins, pretrain_esm, load_esm, esm_file, add_esm
 
 # %% auto #0
 __all__ = ['EMBEDDINGS', 'EmbeddingContext', 'requires', 'genes_only', 'compute_embedding', 'enformer_embedding',
@@ -179,7 +179,7 @@ def permuted_embedding(adata, ctx:EmbeddingContext,
     adata.uns[key_added] = dict(source=source)
 
 # %% ../nbs/09_embeddings.ipynb #0020
-@EMBEDDINGS.register('esm', inputs=('fasta', 'gtf'))
+@EMBEDDINGS.register('esm', inputs=('fasta', 'gtf'), check=lambda p, cfg=None: p.weights is None or esm_file(p.weights))
 def esm_embedding(adata, ctx:EmbeddingContext,
                   weights:str|None=None, # published weights: a `.pt` file or a model name (None: pretrain a small ESM-2 on the proteins)
                   steps:int=_default(pretrain_esm, 'steps'), # pretraining steps of the small ESM-2

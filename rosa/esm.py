@@ -21,8 +21,8 @@ from .core import default_device, seed_everything, torch_save, translate, revers
 from .reference import Annotation, Genome, read_annotation
 
 # %% auto #0
-__all__ = ['translate_cds', 'read_proteins', 'small_esm', 'save_esm', 'pretrain_esm', 'load_esm', 'embed_proteins', 'add_esm',
-           'family_similarity', 'plot_similarity']
+__all__ = ['translate_cds', 'read_proteins', 'small_esm', 'save_esm', 'pretrain_esm', 'esm_file', 'load_esm', 'embed_proteins',
+           'add_esm', 'family_similarity', 'plot_similarity']
 
 # %% ../nbs/08_esm.ipynb #0008
 def translate_cds(cds:str, # coding sequence, 5'->3', starting with the start codon
@@ -174,9 +174,9 @@ def pretrain_esm(proteins, # protein strings (list, or Series/dict whose values 
 # %% ../nbs/08_esm.ipynb #0030
 def _esm_url(name:str) -> str: return f"https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 
-def load_esm(name_or_path:str|Path='esm2_t33_650M_UR50D', # model name, a `.pt` file, or a `pretrain_esm` folder
-             ) -> tuple[ESM2, esm.data.Alphabet]:
-    "An ESM-2 model (in eval mode) and its alphabet, from local files only."
+def esm_file(name_or_path:str|Path, # model name, a `.pt` file, or a `pretrain_esm` folder
+            ) -> Path:
+    "The local file of an ESM-2 model (a clear FileNotFoundError saying where to put it when there is none)."
     p = Path(name_or_path)
     if p.is_dir(): p = p/'esm.pt'
     if not p.exists() and not str(name_or_path).endswith('.pt'):
@@ -185,6 +185,12 @@ def load_esm(name_or_path:str|Path='esm2_t33_650M_UR50D', # model name, a `.pt` 
         name = Path(str(name_or_path)).stem
         raise FileNotFoundError(f"ESM model {name_or_path!r} not found at {p}. rosa does not download: fetch "
                                 f"{_esm_url(name)} on a machine with internet and put it at {p} (or pass its path)")
+    return p
+
+def load_esm(name_or_path:str|Path='esm2_t33_650M_UR50D', # model name, a `.pt` file, or a `pretrain_esm` folder
+             ) -> tuple[ESM2, esm.data.Alphabet]:
+    "An ESM-2 model (in eval mode) and its alphabet, from local files only."
+    p = esm_file(name_or_path)
     # published checkpoints pickle their config objects, so they need weights_only=False: load only files you trust
     data = torch.load(p, map_location='cpu', weights_only=False)
     if data.get('format') == 'rosa-esm':

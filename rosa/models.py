@@ -141,7 +141,7 @@ def _celltype_targets(adata, layer):
     Yva = means(np.flatnonzero(g_va)) if g_va.any() else None
     return codes, g_tr, g_va, Ytr, Yva
 
-@MODELS.register('ridge_celltype', check=_check_alpha)
+@MODELS.register('ridge_celltype', check=_check_alpha, obs=('cell_type',))
 def ridge_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type']
                    key:str, # gene embedding in adata.varm
                    alpha:float|None=None, # ridge penalty; None picks it from `alphas` on val genes
@@ -236,7 +236,7 @@ def _check_kernel(p):
     if p.gamma is None and (not len(p.gammas) or min(p.gammas) <= 0):
         raise ValueError(f"gammas must be a non-empty grid of widths > 0, got {p.gammas!r}")
 
-@MODELS.register('kernel_celltype', check=_check_kernel)
+@MODELS.register('kernel_celltype', check=_check_kernel, obs=('cell_type',))
 def kernel_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type']
                     key:str, # gene embedding in adata.varm
                     gamma:float|None=None, # kernel width; None picks it from `gammas` on val genes

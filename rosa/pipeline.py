@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_pipeline.ipynb #0003
 from __future__ import annotations
-import time, warnings
+import inspect, time, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -15,8 +15,9 @@ import anndata as ad
 from .core import RegistryError, fingerprint, write_h5ad, write_json, atomic_path, seed_everything
 from .store import RunFolder, Format, FORMATS, code_version
 from .synthetic import make_world, load_world, WorldConfig, WORLD_FORMAT
-from .reference import Annotation, read_annotation
-from .data import prepare_counts, MIN_CELLS_PER_GENE, MIN_GENES_PER_CELL
+from .core import strip_version
+from .reference import Annotation, Genome, read_annotation
+from .data import prepare_counts, split_cells, MIN_CELLS_PER_GENE, MIN_GENES_PER_CELL
 from .embeddings import EMBEDDINGS, EmbeddingContext, compute_embedding, genes_only, requires
 from .models import MODELS
 import rosa.training  # registers the transformer in MODELS
@@ -24,7 +25,7 @@ from .evaluation import METRICS, noise_ceiling, compare, wide_table, to_markdown
 
 # %% auto #0
 __all__ = ['DEFAULT_EMBEDDINGS', 'DEFAULT_MODELS', 'HEADLINE', 'DEMO', 'RunConfig', 'step_annotation', 'step_data',
-           'step_embedding', 'step_prediction', 'RunResult', 'run', 'tss_accuracy', 'write_report', 'demo']
+           'step_embedding', 'step_prediction', 'preflight', 'RunResult', 'run', 'tss_accuracy', 'write_report', 'demo']
 
 # %% ../nbs/14_pipeline.ipynb #0005
 FORMATS['annotation'] = Format('', lambda a, p: a.write(p), Annotation.read, directory=True)
@@ -161,6 +162,87 @@ def step_prediction(rf:RunFolder, cfg:RunConfig, model:str, emb:str|None, data, 
 def _layer(model, emb): return f'pred_{model}' + (f'_{emb}' if emb else '')
 
 # %% ../nbs/14_pipeline.ipynb #0017
+def _input(what:str, path, read):
+    "Read an input; what cannot be read is named with its file and what it should have been."
+    try: return read()
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        msg = str(e.args[0]) if e.args else str(e)
+        if str(path) in msg or Path(path).name in msg: raise
+        raise ValueError(f"{what}: {path}: {msg}") from e
+    except Exception as e: raise ValueError(f"{what}: {path} cannot be read as {what} ({type(e).__name__}: {e})") from e
+
+def _fasta_names(genome:Genome, chroms) -> tuple[dict, list]:
+    "The FASTA's name of each chromosome where it differs, and the chromosomes the FASTA lacks."
+    renamed, absent = {}, []
+    for c in dict.fromkeys(map(str, chroms)):
+        try:
+            n = genome.fasta_name(c)
+            if n != c: renamed[c] = n
+        except KeyError: absent.append(c)
+    return renamed, absent
+
+def _renamed(what:str, renamed:dict) -> list:
+    if not renamed: return []
+    k, v = next(iter(renamed.items()))
+    return [f"chromosomes: {what} names {len(renamed)} differently from the FASTA ({k!r} there is {v!r} in the FASTA): read by the FASTA's names"]
+
+# %% ../nbs/14_pipeline.ipynb #x
+def preflight(cfg:RunConfig) -> list:
+    "Open and check every input before any step computes: an error naming the first problem, else a summary (lines)."
+    cfg.check()
+    from rosa.enformer import read_tracks
+    genome = _input('fasta', cfg.fasta, lambda: Genome(cfg.fasta))
+    ann = _input('gtf', cfg.gtf, lambda: read_annotation(cfg.gtf))
+    counts = _input('counts', cfg.counts, lambda: ad.read_h5ad(cfg.counts, backed='r'))
+    try:
+        var, obs = counts.var_names.copy(), counts.obs.copy()
+    finally: counts.file.close()
+    ids = strip_version(var); hit = ids.isin(set(ann.transcripts.gene_key))
+    if not hit.any():
+        names = set(ann.transcripts.gene_name); sym = [g for g in var if g in names]
+        hint = (f"; {len(sym)} of them are gene names (gene_name) in the GTF, e.g. {sym[:3]}: the var index holds gene symbols, while rosa "
+                "matches genes on their Ensembl ids (CELLxGENE keeps them in the var index; elsewhere they are often var['gene_ids'])") if sym else ''
+        raise ValueError(f"counts: none of the {len(var)} genes of {cfg.counts} (e.g. {list(var[:3])}) is in the GTF {cfg.gtf}{hint}")
+    lines = [f"genes: {hit.sum():,} of the {len(var):,} counted genes are in the annotation"
+             + (f"; {(~hit).sum():,} are not and are left out (e.g. {list(var[~hit][:3])})" if (~hit).any() else '')]
+    need = {}
+    for m in cfg.models:
+        for c in MODELS[m].meta.get('obs', ()): need.setdefault(c, f"model {m!r}")
+    strat = cfg.cell_split.get('stratify', inspect.signature(split_cells).parameters['stratify'].default)
+    if strat: need.setdefault(strat, 'the cell split (set cell_split.stratify to None for a plain random split)')
+    if cfg.truth: need.setdefault('cell_type', 'the noise ceiling (truth)')
+    for c, why in need.items():
+        if c not in obs: raise ValueError(f"counts: {cfg.counts} has no obs[{c!r}], which {why} reads (obs has: {', '.join(map(str, obs.columns[:10]))})")
+    lines.append(f"cells: {len(obs):,}" + (f" of {obs['cell_type'].nunique()} cell types" if 'cell_type' in obs else ''))
+    chroms = ann.transcripts.chrom[ann.transcripts.gene_key.isin(set(ids[hit]))].unique()
+    renamed, absent = _fasta_names(genome, chroms)
+    if absent: raise ValueError(f"fasta: {len(absent)} chromosomes of the counted genes are not in {genome.describe()}: {absent[:5]} (the GTF's names)")
+    lines += [f"chromosomes: {len(chroms)} hold the counted genes, all in the FASTA"] + _renamed('the GTF', renamed)
+    if cfg.gene_split.get('by') == 'chrom':
+        here = set(chroms) | set(renamed.values())
+        for k in ('test_chroms', 'val_chroms'):
+            bad = [c for c in cfg.gene_split.get(k) or [] if c not in here and _alias_in(c, here) is None]
+            if bad: raise ValueError(f"gene_split: {k} {bad} hold none of the counted genes (their chromosomes: {', '.join(sorted(chroms)[:8])}...)")
+    if cfg.tracks and any('tracks' in EMBEDDINGS[e].meta.get('inputs', ()) for e in cfg.embeddings):
+        tracks = _input('tracks', cfg.tracks, lambda: read_tracks(cfg.tracks))
+        t_renamed, t_absent = _fasta_names(genome, tracks.chrom.unique())
+        if t_absent: raise ValueError(f"tracks: {len(t_absent)} chromosomes of {cfg.tracks} are not in {genome.describe()}: {t_absent[:5]}")
+        lines += [f"tracks: {tracks.shape[1] - 3} tracks over {tracks.chrom.nunique()} chromosomes"] + _renamed('the tracks', t_renamed)
+    if cfg.truth:
+        t = _input('truth', cfg.truth, lambda: ad.read_h5ad(cfg.truth, backed='r'))
+        try: lost = (~ids[hit].isin(set(t.var_names))).sum()
+        finally: t.file.close()
+        if lost: raise ValueError(f"truth: {cfg.truth} lacks {lost} of the counted genes: is it this world's truth.h5ad?")
+    done = list(Path(cfg.out).rglob('*.done.json')) if Path(cfg.out).exists() else []
+    lines.append(f"run folder {cfg.out}: " + (f"{len(done)} finished steps on record, reused where their keys are unchanged" if done else 'new'))
+    return lines
+
+def _alias_in(c:str, names:set):
+    "`c` as named in `names` with or without a 'chr' prefix (None when neither)."
+    alt = c[3:] if c.startswith('chr') else 'chr' + c
+    return alt if alt in names else None
+
+# %% ../nbs/14_pipeline.ipynb #0020
 @dataclass
 class RunResult:
     "What `run` returns: the AnnData with everything, the comparison table (tidy), and the run folder."
@@ -173,18 +255,20 @@ class RunResult:
 
 HEADLINE = dict(genes='test', cells='test')   # the quadrant that matters: held-out genes in held-out cells
 
-# %% ../nbs/14_pipeline.ipynb #0018
+# %% ../nbs/14_pipeline.ipynb #0021
 def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden by `kwargs`)
         params:dict|None=None, # {'<embedding or model>.<parameter>': value} overrides (`RunConfig.set`)
         **kwargs, # `RunConfig` fields
        ) -> RunResult:
     "Run the pipeline (annotation → data → embeddings → models → evaluation) into `cfg.out`, reusing cached steps."
     cfg = RunConfig(**{**(asdict(cfg) if cfg else {}), **kwargs})
-    cfg = cfg.set(params).check() if params else cfg.check()
+    cfg = cfg.set(params) if params else cfg
+    checked = preflight(cfg)
     rf = RunFolder(cfg.out); run_dir = rf.root
     write_json(asdict(cfg), run_dir/'config.json')
     seed_everything(cfg.seed)
     T = time.time()
+    _log('preflight'); [_log('  ' + l) for l in checked]
     _log(f'[1/6] annotation from {cfg.gtf}'); t0 = time.time()
     ann = step_annotation(rf, cfg); tx = ann.value.transcripts
     _log(f'  {len(tx)} transcripts of {tx.gene_key.nunique()} genes', t0)
@@ -229,7 +313,7 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
     _log(f'finished in {time.time() - T:.0f}s')
     return RunResult(adata, table, run_dir)
 
-# %% ../nbs/14_pipeline.ipynb #0020
+# %% ../nbs/14_pipeline.ipynb #0023
 def tss_accuracy(adata, tx:pd.DataFrame, truth:str|Path) -> dict:
     "Share of genes whose chosen TSS (var['tss']) and whose canonical TSS are the truth's active TSS."
     t = ad.read_h5ad(truth, backed='r').var
@@ -238,7 +322,7 @@ def tss_accuracy(adata, tx:pd.DataFrame, truth:str|Path) -> dict:
     return dict(enformer=float((adata.var['tss'].astype(int).values == active.values).mean()),
                 canonical=float((canon.values == active.values).mean()))
 
-# %% ../nbs/14_pipeline.ipynb #0022
+# %% ../nbs/14_pipeline.ipynb #0025
 def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig):
     "Write `table.csv` (tidy), `report.md` and the plots of a run."
     import matplotlib.pyplot as plt
@@ -265,7 +349,7 @@ def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig):
     except Exception as e: warnings.warn(f'comparison plot failed: {e}')
     with atomic_path(run_dir/'report.md') as tmp: Path(tmp).write_text('\n'.join(md))
 
-# %% ../nbs/14_pipeline.ipynb #0024
+# %% ../nbs/14_pipeline.ipynb #0027
 DEMO = dict(embeddings=dict(enformer=dict(steps=3500, window=1024, pretrain=dict(dim=48, heads=2, depth=1, target_bins=2, peak_fraction=1.,
                                                                               loss='mse', batch_size=64, lr=3e-3)),
                             esm=dict(steps=400), onehot={}, random={}),

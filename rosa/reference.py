@@ -168,7 +168,12 @@ class Genome:
         if not self.path.exists(): raise FileNotFoundError(f"FASTA file {self.path} does not exist")
         if not (chrom_map is None or chrom_map == 'auto' or isinstance(chrom_map, dict)):
             raise ValueError(f"chrom_map must be 'auto', a dict or None, got {chrom_map!r}")
-        self.fasta = Fasta(str(self.path), as_raw=True, sequence_always_upper=True)
+        with open(self.path, 'rb') as f: head = f.read(18)
+        if head[:2] == b'\x1f\x8b' and head[12:14] != b'BC':   # gzip, but not the block gzip (BGZF) an index can seek in
+            raise ValueError(f"fasta: {self.path} is gzip-compressed, which cannot be read by position; decompress it "
+                             f"(gunzip {self.path.name}) or recompress it with bgzip (gunzip -c {self.path.name} | bgzip > {self.path.stem}.bgz)")
+        try: self.fasta = Fasta(str(self.path), as_raw=True, sequence_always_upper=True)
+        except ImportError as e: raise ValueError(f"fasta: {self.path} is bgzip-compressed, which pyfaidx reads with Biopython: pip install biopython") from e
         self.chroms = {k: len(v) for k, v in self.fasta.items()}
         self.chrom_map = chrom_map
 

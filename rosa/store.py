@@ -16,7 +16,7 @@ import anndata as ad
 from .core import fingerprint, file_digest, write_json, read_json, atomic_path, code_version
 
 # %% auto #0
-__all__ = ['FORMATS', 'Format', 'output_digest', 'write_output', 'StepResult', 'RunFolder']
+__all__ = ['FORMATS', 'CURRENT', 'Format', 'output_digest', 'write_output', 'StepResult', 'RunFolder']
 
 # %% ../nbs/01_store.ipynb #0006
 @dataclass
@@ -93,7 +93,9 @@ def _readable(v):
     if isinstance(v, dict): return {k: _readable(x) for k, x in v.items()}
     return v
 
-# %% ../nbs/01_store.ipynb #0014
+# %% ../nbs/01_store.ipynb #x
+CURRENT = dict(step=None, root=None)   # the step being computed now: what an interrupted run names
+
 class RunFolder:
     "A run's folder: each step's output beside a record of the key, parameters, inputs and code that made it."
     def __init__(self, root:str|Path, # the run folder (created)
@@ -145,8 +147,9 @@ class RunFolder:
         if rec is not None and rec.get('key') == key:
             try: return StepResult(self._read(name, fmt, rec, check), key, path, False)
             except ValueError as e: warnings.warn(f"{path} is damaged or stale ({e}); recomputing step {name!r}")
-        t0 = time.time()
+        t0 = time.time(); CURRENT['step'], CURRENT['root'] = name, self.root
         value = compute()
+        CURRENT['step'] = None          # an exception leaves it set: the message of an interrupted run names the step
         self.record_path(name).unlink(missing_ok=True)        # no record may vouch for an output being replaced
         write_output(value, path, FORMATS[fmt])
         write_json(dict(step=name, key=key, params=params or {}, inputs=_readable(inputs or {}), code=code or {},
