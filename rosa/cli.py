@@ -120,6 +120,7 @@ def run(argv:list|None=None # the arguments after `rosa run` (default: the comma
     p.add_argument('--tracks', help='bulk CAGE tracks to pretrain a small Enformer (when --enformer.weights is not given)')
     p.add_argument('--truth', help='oracle truth.h5ad (synthetic worlds) for the noise-ceiling row')
     p.add_argument('--test_chroms', help="hold out these chromosomes' genes (comma-separated) instead of a random gene split")
+    p.add_argument('--gene_ids', help="what the counts' var index holds: 'ensembl' ids (default) or gene 'symbol's, mapped through the GTF's gene_name")
     p.add_argument('--check', action='store_true', help='check the inputs and settings (the preflight) and stop, computing nothing')
     load_plugins(sys.argv[2:] if argv is None else argv)
     _choice_flags(p, DEFAULT_EMBEDDINGS, DEFAULT_MODELS); _registry_flags(p)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #0003
 from __future__ import annotations
-import copy, hashlib, inspect, json, os, random, re, tempfile, textwrap, time
+import copy, hashlib, inspect, json, os, random, re, tempfile, textwrap, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, make_dataclass, asdict, is_dataclass
 from pathlib import Path
@@ -16,8 +16,9 @@ import torch
 
 # %% auto #0
 __all__ = ['GENETIC_CODE', 'default_device', 'seed_everything', 'atomic_path', 'write_json', 'read_json', 'write_h5ad',
-           'torch_save', 'file_digest', 'fingerprint', 'source_digest', 'code_version', 'params_from_signature',
-           'RegistryError', 'Entry', 'Registry', 'reverse_complement', 'translate', 'strip_version']
+           'torch_save', 'read_checkpoint', 'file_digest', 'fingerprint', 'source_digest', 'code_version',
+           'params_from_signature', 'RegistryError', 'Entry', 'Registry', 'reverse_complement', 'translate',
+           'strip_version']
 
 # %% ../nbs/00_core.ipynb #0005
 def default_device(device:str|None=None # 'cuda', 'cpu', or None to pick CUDA when available
@@ -71,12 +72,28 @@ def torch_save(obj, path:str|Path):
     with atomic_path(path) as tmp: torch.save(obj, tmp)
     return Path(path)
 
-# %% ../nbs/00_core.ipynb #0016
-_digests = {}
-def file_digest(path:str|Path # a file whose content is hashed
-               ) -> str:
-    "sha256 of a file's content (cached per path, size and mtime)."
+def read_checkpoint(path:str|Path, # a checkpoint rosa wrote to resume long work from
+                    **kwargs, # `torch.load` arguments (map_location, weights_only)
+                   ):
+    "A resumable checkpoint, or None when there is none; a damaged one is named in a warning and removed, so the work restarts."
     path = Path(path)
+    if not path.exists(): return None
+    try: return torch.load(path, **kwargs)
+    except Exception as e:
+        warnings.warn(f"{path} is damaged ({type(e).__name__}: {' '.join(str(e).split())[:200]}); starting that work afresh")
+        path.unlink(missing_ok=True); return None
+
+# %% ../nbs/00_core.ipynb #0017
+_digests = {}
+def file_digest(path:str|Path # a file whose content is hashed, or a folder (its files' relative names and contents)
+               ) -> str:
+    "sha256 of a file's content (cached per path, size and mtime), or of a folder's files."
+    path = Path(path)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(p for p in path.rglob('*') if p.is_file()):
+            h.update(str(f.relative_to(path)).encode()); h.update(file_digest(f).encode())
+        return h.hexdigest()
     if not path.exists(): raise FileNotFoundError(f"{path} does not exist")
     st = path.stat(); k = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if k not in _digests:
@@ -89,7 +106,7 @@ def file_digest(path:str|Path # a file whose content is hashed
 def fingerprint(**params) -> str:
     "A short hash of step parameters; `Path` values count by their content."
     def norm(v):
-        if isinstance(v, Path): return {'file': file_digest(v)} if v.is_file() else {'path': str(v)}
+        if isinstance(v, Path): return {'file': file_digest(v)} if v.exists() else {'path': str(v)}
         if isinstance(v, dict): return {str(k): norm(x) for k, x in sorted(v.items())}
         if isinstance(v, (list, tuple)): return [norm(x) for x in v]
         if isinstance(v, (np.integer, np.floating)): return v.item()
@@ -97,7 +114,7 @@ def fingerprint(**params) -> str:
     s = json.dumps(norm(params), sort_keys=True, default=str)
     return hashlib.sha256(s.encode()).hexdigest()[:16]
 
-# %% ../nbs/00_core.ipynb #0019
+# %% ../nbs/00_core.ipynb #0020
 def _code_text(code) -> str:
     "Bytecode, names and constants of a code object and of the code objects nested in it (no line numbers)."
     parts = [code.co_code.hex(), repr(code.co_names)]
@@ -119,7 +136,7 @@ def code_version(fn:Callable, # the function that computes a step
     from rosa import __version__
     return dict(rosa=__version__, revision=revision, source=source_digest(fn), function=getattr(fn, '__qualname__', str(fn)))
 
-# %% ../nbs/00_core.ipynb #0021
+# %% ../nbs/00_core.ipynb #0022
 def params_from_signature(fn:Callable, # the registered function
                           skip:tuple=(), # arguments that are not parameters (filled in by the caller)
                          ) -> type:
@@ -142,7 +159,7 @@ def _coerce(value, default):
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool): return float(value)
     return value
 
-# %% ../nbs/00_core.ipynb #0022
+# %% ../nbs/00_core.ipynb #0023
 @dataclass
 class Entry:
     "One registered function: its name, its parameters dataclass, its code revision and what else it declares."
@@ -180,7 +197,7 @@ class Entry:
         rt = {k: v for k, v in runtime.items() if takes_all or k in sig}
         return self.fn(*args, **asdict(p), **rt)
 
-# %% ../nbs/00_core.ipynb #0023
+# %% ../nbs/00_core.ipynb #0024
 class Registry:
     "Names -> functions with their parameters: rosa's gene embeddings, models and metrics are each one."
     def __init__(self, kind:str, # what the entries are ('embedding', 'model', 'metric')
@@ -218,7 +235,7 @@ class Registry:
         return pd.DataFrame([dict(name=e.name, parameters=p(e), doc=e.doc) for e in self.entries.values()]).set_index('name')
     def __repr__(self): return f"Registry({self.kind}: {', '.join(self.entries)})"
 
-# %% ../nbs/00_core.ipynb #0027
+# %% ../nbs/00_core.ipynb #0028
 _COMP = str.maketrans('ACGTNacgtn', 'TGCANtgcan')
 def reverse_complement(seq:str) -> str:
     "Reverse complement of a DNA string (N stays N)."
@@ -233,7 +250,7 @@ def translate(cds:str) -> str:
     cds = cds.upper()
     return ''.join(GENETIC_CODE.get(cds[i:i+3], 'X') for i in range(0, len(cds) - len(cds) % 3, 3))
 
-# %% ../nbs/00_core.ipynb #0030
+# %% ../nbs/00_core.ipynb #0031
 _VERSION = re.compile(r'^(ENS[A-Z]*[GT]\d+)\.\d+')
 
 def strip_version(ids # a gene id, or many

@@ -16,9 +16,9 @@ import scanpy as sc
 from .core import write_h5ad, strip_version
 
 # %% auto #0
-__all__ = ['MIN_CELLS_PER_GENE', 'MIN_GENES_PER_CELL', 'SPLITS', 'as_counts', 'read_counts', 'load_census', 'filter_counts',
-           'split_genes', 'split_cells', 'split_mask', 'normalize', 'bin_edges', 'bin_expression', 'prepare_counts',
-           'plot_library_sizes', 'bin_occupancy', 'plot_bin_occupancy']
+__all__ = ['MIN_CELLS_PER_GENE', 'MIN_GENES_PER_CELL', 'SPLITS', 'as_counts', 'read_counts', 'ids_from_symbols', 'load_census',
+           'filter_counts', 'split_genes', 'split_cells', 'split_mask', 'normalize', 'bin_edges', 'bin_expression',
+           'prepare_counts', 'plot_library_sizes', 'bin_occupancy', 'plot_bin_occupancy']
 
 # %% ../nbs/04_data.ipynb #0008
 def _is_counts(m) -> bool:
@@ -76,6 +76,26 @@ def read_counts(path:str|Path # h5ad with raw counts in X, layers['counts'] or r
     return ad.AnnData(X=X, obs=obs, var=var, uns=dict(a.uns), obsm=dict(a.obsm))
 
 # %% ../nbs/04_data.ipynb #0015
+def ids_from_symbols(adata:ad.AnnData, # counts whose var index holds gene symbols
+                     genes:pd.DataFrame, # one row per gene indexed by Ensembl id, with `gene_name` (`rosa.reference.Annotation.genes`)
+                    ) -> ad.AnnData:
+    "The counts re-indexed by Ensembl gene id through the annotation's gene names; unknown and ambiguous symbols are dropped and reported."
+    names = genes.gene_name.astype(str); n = names.value_counts()
+    to_id = pd.Series(names.index, index=names.values)[lambda s: s.index.map(n) == 1]
+    sym = pd.Index(adata.var_names.astype(str))
+    unknown, ambiguous = sym[~sym.isin(n.index)], sym[sym.isin(n.index[n > 1])]
+    keep = sym.isin(to_id.index)
+    if not keep.any(): raise ValueError(f"counts: none of the {len(sym)} gene symbols (e.g. {list(sym[:3])}) is a gene_name of the annotation")
+    if len(unknown) or len(ambiguous):
+        warnings.warn(f"{len(unknown)} gene symbols are not in the annotation (e.g. {list(unknown[:3])}) and {len(ambiguous)} name "
+                      f"several of its genes (e.g. {list(ambiguous[:3])}): those genes are left out")
+    out = adata[:, keep].copy()
+    out.var['gene_symbol'] = out.var_names.values
+    out.var_names = to_id.reindex(out.var_names).values
+    out.uns.setdefault('rosa', {})['gene_ids'] = dict(source='symbol', mapped=int(keep.sum()), unknown=len(unknown), ambiguous=len(ambiguous))
+    return out
+
+# %% ../nbs/04_data.ipynb #0018
 def _in(col, values):
     "A SOMA value filter 'col in [...]'."
     values = [values] if isinstance(values, str) else list(values)
@@ -119,7 +139,7 @@ def load_census(out:str|Path, # h5ad to write
     adata.uns['census'] = dict(census_version=census_version, obs_value_filter=' and '.join(filters))
     return write_h5ad(adata, out)
 
-# %% ../nbs/04_data.ipynb #0019
+# %% ../nbs/04_data.ipynb #0022
 # the defaults of filter_counts, prepare_counts and runs, kept in one place so that they cannot drift apart
 MIN_CELLS_PER_GENE = 3    # genes detected in fewer cells are dropped
 MIN_GENES_PER_CELL = 10   # cells with fewer detected train genes are dropped
@@ -153,7 +173,7 @@ def filter_counts(adata:ad.AnnData, # counts in layers['counts'] or X
                                                      n_obs_before=n0[0], n_vars_before=n0[1])
     return adata
 
-# %% ../nbs/04_data.ipynb #0022
+# %% ../nbs/04_data.ipynb #0025
 SPLITS = ('train', 'val', 'test')
 
 def _check_fractions(fractions):
@@ -179,7 +199,7 @@ def _record(adata, axis, **params):
     r = adata.uns.setdefault('rosa', {}).setdefault('splits', {})
     r[axis] = {k: (list(v) if isinstance(v, (tuple, list, np.ndarray)) else v) for k, v in params.items() if v is not None}
 
-# %% ../nbs/04_data.ipynb #0023
+# %% ../nbs/04_data.ipynb #0026
 def split_genes(adata:ad.AnnData,
                 fractions:tuple=(0.7, 0.1, 0.2), # train, val, test fractions of genes (random split, and val when only test_chroms)
                 seed:int=0, # seed of the random assignment
@@ -222,7 +242,7 @@ def split_genes(adata:ad.AnnData,
             key=key if by == 'chrom' else None, sizes=counts)
     return adata
 
-# %% ../nbs/04_data.ipynb #0029
+# %% ../nbs/04_data.ipynb #0032
 def split_cells(adata:ad.AnnData,
                 fractions:tuple=(0.7, 0.1, 0.2), # train, val, test fractions of cells
                 seed:int=0, # seed of the random assignment
@@ -249,7 +269,7 @@ def split_cells(adata:ad.AnnData,
     _record(adata, 'cells', fractions=f, seed=seed, stratify=stratify, sizes=counts)
     return adata
 
-# %% ../nbs/04_data.ipynb #0032
+# %% ../nbs/04_data.ipynb #0035
 def split_mask(adata:ad.AnnData, # cells x genes
                axis:str, # 'genes' (var['split']) or 'cells' (obs['split'])
                splits:str|tuple='train', # split name(s) to select
@@ -264,7 +284,7 @@ def split_mask(adata:ad.AnnData, # cells x genes
     if required and not m.any(): raise ValueError(f"no {axis} with {col}['split'] in {splits} (empty split)")
     return m
 
-# %% ../nbs/04_data.ipynb #0035
+# %% ../nbs/04_data.ipynb #0038
 def _rows(m:sp.csr_matrix) -> np.ndarray:
     "The row of every stored value of a CSR matrix."
     return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
@@ -295,7 +315,7 @@ def normalize(adata:ad.AnnData, # raw counts in layers['counts'] or X; var['spli
     adata.uns.setdefault('rosa', {})['normalize'] = dict(target_sum=float(target_sum), size='train genes')
     return adata
 
-# %% ../nbs/04_data.ipynb #0039
+# %% ../nbs/04_data.ipynb #0042
 def bin_edges(m:sp.csr_matrix, # cells x genes, non-negative
               train:np.ndarray, # bool mask of the genes that define the edges
               n_bins:int=8, # bins including bin 0 (= zero)
@@ -333,7 +353,7 @@ def bin_expression(adata:ad.AnnData, # normalised (var['split'] set)
     adata.uns.setdefault('rosa', {})['bins'] = dict(n_bins=n_bins, layer=layer, edges='train genes')
     return adata
 
-# %% ../nbs/04_data.ipynb #0047
+# %% ../nbs/04_data.ipynb #0050
 def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData already read with read_counts
                    gene_split:dict|None=None, # arguments of split_genes, e.g. dict(test_chroms=['chr2'])
                    cell_split:dict|None=None, # arguments of split_cells
@@ -362,7 +382,7 @@ def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData
     normalize(adata, target_sum=target_sum)
     return bin_expression(adata, n_bins=n_bins)
 
-# %% ../nbs/04_data.ipynb #0054
+# %% ../nbs/04_data.ipynb #0057
 def plot_library_sizes(adata:ad.AnnData, # normalised (obs['size_train'], obs['split'])
                        ax=None):
     "Histogram of per-cell train-gene library size (log10) by cell split; returns the axes."

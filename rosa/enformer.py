@@ -16,21 +16,67 @@ from enformer_pytorch import Enformer
 from enformer_pytorch.config_enformer import EnformerConfig
 from enformer_pytorch.modeling_enformer import AttentionPool
 
-from .core import default_device, seed_everything, torch_save, atomic_path, fingerprint
+from .core import default_device, seed_everything, torch_save, read_checkpoint, atomic_path, fingerprint
 from .reference import Annotation, Genome, read_annotation
 from .tss import gene_tss, one_hot, tss_bin
 
 # %% auto #0
-__all__ = ['WINDOW', 'PUBLISHED', 'HUMAN_CAGE', 'read_tracks', 'track_arrays', 'small_enformer', 'model_window',
-           'PairAttentionPool', 'fast_pools', 'peak_bins', 'predict_region', 'track_correlation', 'pretrain_enformer',
-           'load_enformer', 'cage_track_indices', 'embed_genes', 'plot_cage']
+__all__ = ['BEDGRAPH', 'WINDOW', 'PUBLISHED', 'HUMAN_CAGE', 'read_bedgraphs', 'read_tracks', 'track_arrays', 'small_enformer',
+           'model_window', 'PairAttentionPool', 'fast_pools', 'peak_bins', 'predict_region', 'track_correlation',
+           'pretrain_enformer', 'load_enformer', 'cage_track_indices', 'embed_genes', 'plot_cage']
 
 # %% ../nbs/07_enformer.ipynb #0005
-def read_tracks(path:str|Path # bedGraph-like table: header `chrom start end <track>...`, fixed-size bins
+BEDGRAPH = ('.bedgraph', '.bedgraph.gz', '.bg', '.bg.gz')
+
+def _bedgraph(path:Path) -> pd.DataFrame:
+    "One bedGraph file: chrom, start, end, value rows (its `track`/`browser`/`#` lines skipped)."
+    import gzip, io
+    with (gzip.open if path.name.endswith('.gz') else open)(path, 'rt') as f:
+        text = ''.join(l for l in f if not l.startswith(('track', 'browser', '#')))
+    df = pd.read_csv(io.StringIO(text), sep=r'\s+', header=None, names=['chrom', 'start', 'end', 'value'], usecols=[0, 1, 2, 3], dtype={'chrom': str})
+    num = df[['start', 'end', 'value']].apply(pd.to_numeric, errors='coerce')
+    if num.isna().any().any() or len(df) == 0:
+        raise ValueError(f"{path}: not a bedGraph ('chrom start end value' per line); line e.g. {df[num.isna().any(axis=1)].head(1).values.tolist()}")
+    return pd.concat([df.chrom, num], axis=1)
+
+def read_bedgraphs(paths:list, # bedGraph files, one per track; the track is named by the file
+                   bin_size:int=128, # bp per bin of the table
+                   chrom_sizes:dict|None=None, # chromosome lengths (default: where each chromosome's last interval ends)
+                  ) -> pd.DataFrame:
+    "bedGraph files (per-base signal) as rosa's track table: each track's signal summed in bins tiled over every chromosome."
+    tracks = {Path(p).name.split('.')[0]: _bedgraph(Path(p)) for p in paths}
+    chroms = list(dict.fromkeys(c for t in tracks.values() for c in t.chrom))
+    sizes = dict(chrom_sizes or {})
+    out = []
+    for c in chroms:
+        L = sizes.get(c) or max(int(t.end[t.chrom == c].max()) for t in tracks.values() if (t.chrom == c).any())
+        n = -(-L // bin_size); starts = np.arange(n) * bin_size
+        block = {'chrom': c, 'start': starts, 'end': np.minimum(starts + bin_size, L)}
+        for name, t in tracks.items():
+            r = t[t.chrom == c]; s, e, v = r.start.to_numpy(np.int64), np.minimum(r.end.to_numpy(np.int64), L), r.value.to_numpy(np.float64)
+            b0, b1 = s // bin_size, (e - 1) // bin_size
+            acc, diff = np.zeros(n), np.zeros(n + 1)
+            one = b0 == b1
+            np.add.at(acc, b0[one], (v * (e - s))[one])              # an interval inside one bin
+            m = ~one                                                  # one over several: its two end pieces, then whole bins between
+            np.add.at(acc, b0[m], (v * ((b0 + 1) * bin_size - s))[m]); np.add.at(acc, b1[m], (v * (e - b1 * bin_size))[m])
+            np.add.at(diff, b0[m] + 1, (v * bin_size)[m]); np.add.at(diff, b1[m], -(v * bin_size)[m])
+            block[name] = (acc + np.cumsum(diff)[:n]).astype(np.float32)
+        out.append(pd.DataFrame(block))
+    return pd.concat(out, ignore_index=True)
+
+def read_tracks(path:str|Path, # rosa's table (header `chrom start end <track>...`, fixed-size bins), a bedGraph file, or a folder of bedGraph files (one per track)
+                chrom_sizes:dict|None=None, # chromosome lengths, for bedGraph files (default: where their intervals end)
                ) -> pd.DataFrame:
-    "Read the bulk CAGE-like track table (0-based half-open bins tiled over every chromosome)."
+    "Read the bulk CAGE-like tracks as rosa's table (0-based half-open bins tiled over every chromosome)."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"track table {path} does not exist")
+    if not path.exists(): raise FileNotFoundError(f"tracks: {path} does not exist")
+    is_bg = lambda p: p.name.lower().endswith(BEDGRAPH)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if is_bg(p))
+        if not files: raise ValueError(f"tracks: the folder {path} holds no bedGraph files ({', '.join(BEDGRAPH)})")
+        return read_bedgraphs(files, chrom_sizes=chrom_sizes)
+    if is_bg(path): return read_bedgraphs([path], chrom_sizes=chrom_sizes)
     df = pd.read_csv(path, sep='\t', dtype={'chrom': str})
     if list(df.columns[:3]) != ['chrom', 'start', 'end'] or df.shape[1] < 4:
         raise ValueError(f"{path}: expected header 'chrom start end <track>...', got {list(df.columns[:4])}")
@@ -56,7 +102,7 @@ def track_arrays(tracks:pd.DataFrame # from `read_tracks`
         out[chrom] = d[names].to_numpy(np.float32)
     return out, names, bin_size
 
-# %% ../nbs/07_enformer.ipynb #0010
+# %% ../nbs/07_enformer.ipynb #0011
 WINDOW = 16_384   # input length (bp) of the small Enformers rosa pretrains: room for a promoter and its enhancers
 
 def small_enformer(n_tracks:int, # output tracks of the 'human' head
@@ -84,7 +130,7 @@ def model_window(model:Enformer) -> int:
     "The input length a model was built for (published Enformer: 196,608 bp)."
     return int(getattr(model.config, 'window', 196_608))
 
-# %% ../nbs/07_enformer.ipynb #0012
+# %% ../nbs/07_enformer.ipynb #0013
 class PairAttentionPool(AttentionPool):
     "enformer-pytorch's `AttentionPool` for `pool_size=2`, as a sigmoid of logit differences (same weights, same output)."
     def forward(self, x):
@@ -99,7 +145,7 @@ def fast_pools(model:Enformer) -> Enformer:
         if type(m) is AttentionPool: m.__class__ = PairAttentionPool
     return model
 
-# %% ../nbs/07_enformer.ipynb #0016
+# %% ../nbs/07_enformer.ipynb #0017
 def peak_bins(arrays:dict, chroms:list, top:float=0.1) -> list:
     "(chromosome index, bin) of the local maxima of the summed signal among its strongest `top` fraction of bins: where promoters are."
     s = np.concatenate([arrays[c].sum(1) for c in chroms]); thr = np.quantile(s, 1 - top)
@@ -147,7 +193,7 @@ def track_correlation(pred:np.ndarray, obs:np.ndarray) -> np.ndarray:
     p, o = p - p.mean(0), o - o.mean(0)
     return (p * o).sum(0) / np.sqrt((p**2).sum(0) * (o**2).sum(0) + 1e-12)
 
-# %% ../nbs/07_enformer.ipynb #0019
+# %% ../nbs/07_enformer.ipynb #0020
 def pretrain_enformer(fasta:str|Path, # genome FASTA
                       tracks:str|Path, # bulk track table (`read_tracks`)
                       out_dir:str|Path, # where `enformer.pt` (checkpoint and final model) goes
@@ -170,7 +216,7 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
                      ) -> Enformer:
     "Pretrain a small Enformer on bulk tracks; resumes from `out_dir/enformer.pt`; returns the model (eval mode)."
     dev = default_device(device); out_dir = Path(out_dir); ckpt = out_dir / 'enformer.pt'
-    genome = Genome(fasta); tr = read_tracks(tracks); arrays, names, bin_size = track_arrays(tr)
+    genome = Genome(fasta); tr = read_tracks(tracks, chrom_sizes=genome.sizes()); arrays, names, bin_size = track_arrays(tr)
     if bin_size != 128: raise ValueError(f"tracks have {bin_size}-bp bins; Enformer's output bins are 128 bp")
     for c in arrays: genome.fasta_name(c)
     if val_chrom is not None and val_chrom not in arrays: raise KeyError(f"val_chrom {val_chrom!r} is not in the tracks ({list(arrays)[:5]}...)")
@@ -192,9 +238,8 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))))
     step, history, val = 0, [], None
-    if ckpt.exists():
-        try: state = torch.load(ckpt, map_location=dev, weights_only=False)
-        except Exception as e: raise ValueError(f"checkpoint {ckpt} is unreadable (corrupt?): delete it to start over") from e
+    state = read_checkpoint(ckpt, map_location=dev, weights_only=False)
+    if state is not None:
         if state.get('key') != key:
             raise ValueError(f"{ckpt} was trained with other settings ({state.get('params')}); use another out_dir or delete it")
         model.load_state_dict(state['model']); step, history, val = state['step'], state['history'], state.get('val')
@@ -233,7 +278,7 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
     model.history, model.val, model.track_names = history, val, names
     return model
 
-# %% ../nbs/07_enformer.ipynb #0025
+# %% ../nbs/07_enformer.ipynb #0026
 PUBLISHED = 'EleutherAI/enformer-official-rough'
 
 def load_enformer(path_or_name:str|Path=PUBLISHED, # checkpoint file/folder, save_pretrained folder, or a hub name
@@ -260,7 +305,7 @@ def load_enformer(path_or_name:str|Path=PUBLISHED, # checkpoint file/folder, sav
                                     f"downloads: run enformer_pytorch.from_pretrained({str(path_or_name)!r}) once with network") from e
     return fast_pools(model).eval().to(dev)
 
-# %% ../nbs/07_enformer.ipynb #0030
+# %% ../nbs/07_enformer.ipynb #0031
 HUMAN_CAGE = range(4675, 5313)
 
 def cage_track_indices(model:Enformer, cage_tracks=None) -> list:
@@ -290,7 +335,7 @@ def _read_chunk(f:Path, emb_dim:int):
     f.unlink()
     return None
 
-# %% ../nbs/07_enformer.ipynb #0031
+# %% ../nbs/07_enformer.ipynb #0032
 @torch.inference_mode()
 def embed_genes(adata, # AnnData; var index = unversioned gene ids
                 transcripts:pd.DataFrame|Annotation|str|Path, # `read_annotation(gtf).transcripts`, an `Annotation` or a GTF
@@ -372,7 +417,7 @@ def embed_genes(adata, # AnnData; var index = unversioned gene ids
                                 n_computed=len(todo), cache=str(cdir) if cdir else '', rc_average=rc_average)
     return cand
 
-# %% ../nbs/07_enformer.ipynb #0039
+# %% ../nbs/07_enformer.ipynb #0040
 def plot_cage(model:Enformer, fasta:str|Path|Genome, tracks:pd.DataFrame, chrom:str, start:int, end:int,
               track:int|None=None, # a track index; None: the mean over tracks
               ax=None):

@@ -17,7 +17,7 @@ from einops import rearrange
 from esm.model.esm2 import ESM2
 from tqdm.auto import tqdm
 
-from .core import default_device, seed_everything, torch_save, translate, reverse_complement, strip_version
+from .core import default_device, seed_everything, torch_save, read_checkpoint, translate, reverse_complement, strip_version
 from .reference import Annotation, Genome, read_annotation
 
 # %% auto #0
@@ -146,8 +146,8 @@ def pretrain_esm(proteins, # protein strings (list, or Series/dict whose values 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     hp = dict(seed=seed, batch_size=batch_size, crop=crop, lr=lr, steps=steps, n_proteins=len(seqs))
     start, losses = 0, []
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location='cpu', weights_only=True)
+    state = read_checkpoint(ckpt, map_location='cpu', weights_only=True)
+    if state is not None:
         cfg = dict(num_layers=model.num_layers, embed_dim=model.embed_dim, heads=model.attention_heads)
         if state.get('cfg') != cfg or {k: v for k, v in state.get('hparams', {}).items() if k != 'steps'} != \
            {k: v for k, v in hp.items() if k != 'steps'}:
@@ -171,7 +171,7 @@ def pretrain_esm(proteins, # protein strings (list, or Series/dict whose values 
     if start < steps or not ckpt.exists(): save(steps)
     return model.eval(), alphabet
 
-# %% ../nbs/08_esm.ipynb #0030
+# %% ../nbs/08_esm.ipynb #0032
 def _esm_url(name:str) -> str: return f"https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 
 def esm_file(name_or_path:str|Path, # model name, a `.pt` file, or a `pretrain_esm` folder
@@ -192,7 +192,8 @@ def load_esm(name_or_path:str|Path='esm2_t33_650M_UR50D', # model name, a `.pt` 
     "An ESM-2 model (in eval mode) and its alphabet, from local files only."
     p = esm_file(name_or_path)
     # published checkpoints pickle their config objects, so they need weights_only=False: load only files you trust
-    data = torch.load(p, map_location='cpu', weights_only=False)
+    try: data = torch.load(p, map_location='cpu', weights_only=False)
+    except Exception as e: raise ValueError(f"esm: {p} cannot be read as an ESM-2 checkpoint ({type(e).__name__}); a truncated download? Fetch it again") from e
     if data.get('format') == 'rosa-esm':
         model, alphabet = small_esm(**data['cfg'])
         model.load_state_dict(data['model'])
@@ -206,7 +207,7 @@ def load_esm(name_or_path:str|Path='esm2_t33_650M_UR50D', # model name, a `.pt` 
             model, alphabet = esm.pretrained.load_model_and_alphabet_core(name, data, reg)
     return model.eval(), alphabet
 
-# %% ../nbs/08_esm.ipynb #0037
+# %% ../nbs/08_esm.ipynb #0040
 def _tiles(n:int, max_len:int) -> list[tuple[int, int]]:
     "The fewest near-equal consecutive pieces of `range(n)` of at most `max_len`."
     k = -(-n // max_len); edges = np.linspace(0, n, k + 1).round().astype(int)
@@ -243,7 +244,7 @@ def embed_proteins(model:ESM2, # an ESM-2 (from `small_esm`, `pretrain_esm` or `
             for (i, s), t in zip(chunk, total): sums[i] += t; counts[i] += len(s)
     return (sums / counts[:, None]).astype(np.float32)
 
-# %% ../nbs/08_esm.ipynb #0040
+# %% ../nbs/08_esm.ipynb #0043
 def add_esm(adata, # AnnData, var index = unversioned gene ids
             proteins, # gene id -> protein or None, e.g. from `read_proteins`
             model:ESM2, # the protein language model
@@ -268,7 +269,7 @@ def add_esm(adata, # AnnData, var index = unversioned gene ids
                                 layer=kwargs.get('layer', -1), n_without_protein=int((~has).sum()))
     return adata
 
-# %% ../nbs/08_esm.ipynb #0043
+# %% ../nbs/08_esm.ipynb #0046
 def family_similarity(emb:np.ndarray, # (n, d) embeddings
                       groups, # (n,) group per row (e.g. gene family); rows with a negative or missing group are skipped
                      ) -> tuple[float, float]:
@@ -279,7 +280,7 @@ def family_similarity(emb:np.ndarray, # (n, d) embeddings
     s, same = x @ x.T, g[:, None] == g[None]
     return float(s[same & ~np.eye(len(g), dtype=bool)].mean()), float(s[~same].mean())
 
-# %% ../nbs/08_esm.ipynb #0044
+# %% ../nbs/08_esm.ipynb #0047
 def plot_similarity(emb:np.ndarray, # (n, d) embeddings
                     groups, # (n,) group label per row, e.g. gene family
                     ax=None, # matplotlib axes

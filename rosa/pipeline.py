@@ -17,7 +17,7 @@ from .store import RunFolder, Format, FORMATS, code_version
 from .synthetic import make_world, load_world, WorldConfig, WORLD_FORMAT
 from .core import strip_version
 from .reference import Annotation, Genome, read_annotation
-from .data import prepare_counts, split_cells, MIN_CELLS_PER_GENE, MIN_GENES_PER_CELL
+from .data import prepare_counts, read_counts, ids_from_symbols, split_cells, MIN_CELLS_PER_GENE, MIN_GENES_PER_CELL
 from .embeddings import EMBEDDINGS, EmbeddingContext, compute_embedding, genes_only, requires
 from .models import MODELS
 import rosa.training  # registers the transformer in MODELS
@@ -57,6 +57,7 @@ class RunConfig:
     cell_split:dict = field(default_factory=dict)  # `split_cells` arguments (its defaults for the rest)
     min_cells_per_gene:int = MIN_CELLS_PER_GENE    # genes seen in fewer cells are dropped
     min_genes_per_cell:int = MIN_GENES_PER_CELL    # cells with fewer detected train genes are dropped
+    gene_ids:str = 'ensembl'        # what the counts' var index holds: 'ensembl' ids, or gene 'symbol's to map through the GTF's gene_name
     device:str|None = None          # 'cuda', 'cpu' or None (CUDA when available)
 
     def __post_init__(self):
@@ -82,6 +83,7 @@ class RunConfig:
             v = getattr(self, k)
             if v is not None and not Path(v).exists(): raise FileNotFoundError(f"{k}: {v} does not exist")
         if not self.embeddings: raise ValueError("no embedding to compare")
+        if self.gene_ids not in ('ensembl', 'symbol'): raise ValueError(f"gene_ids must be 'ensembl' or 'symbol', got {self.gene_ids!r}")
         for reg, chosen, args in ((EMBEDDINGS, self.embeddings, (self,)), (MODELS, self.models, ())):
             reg.check(chosen)
             for name, values in chosen.items():
@@ -105,10 +107,12 @@ def step_annotation(rf:RunFolder, cfg:RunConfig):
 def step_data(rf:RunFolder, cfg:RunConfig, ann):
     "Filter, split genes (random or by chromosome) and cells, normalise, bin."
     params = dict(seed=cfg.seed, gene_split=cfg.gene_split, cell_split=cfg.cell_split,
-                  min_cells_per_gene=cfg.min_cells_per_gene, min_genes_per_cell=cfg.min_genes_per_cell)
+                  min_cells_per_gene=cfg.min_cells_per_gene, min_genes_per_cell=cfg.min_genes_per_cell,
+                  **({} if cfg.gene_ids == 'ensembl' else dict(gene_ids=cfg.gene_ids)))
     def compute():
         chrom = ann.value.transcripts.groupby('gene_key').chrom.first()
-        a = prepare_counts(cfg.counts, gene_split=dict(seed=cfg.seed, **cfg.gene_split), cell_split=dict(seed=cfg.seed, **cfg.cell_split),
+        counts = cfg.counts if cfg.gene_ids == 'ensembl' else ids_from_symbols(read_counts(cfg.counts), ann.value.genes)
+        a = prepare_counts(counts, gene_split=dict(seed=cfg.seed, **cfg.gene_split), cell_split=dict(seed=cfg.seed, **cfg.cell_split),
                            min_cells_per_gene=cfg.min_cells_per_gene, min_genes_per_cell=cfg.min_genes_per_cell, chrom=chrom)
         import json; a.uns['rosa'] = json.loads(json.dumps(a.uns.get('rosa', {}), default=str))
         return a
@@ -165,11 +169,12 @@ def _layer(model, emb): return f'pred_{model}' + (f'_{emb}' if emb else '')
 def _input(what:str, path, read):
     "Read an input; what cannot be read is named with its file and what it should have been."
     try: return read()
-    except (ValueError, KeyError, FileNotFoundError) as e:
+    except Exception as e:
         msg = str(e.args[0]) if e.args else str(e)
-        if str(path) in msg or Path(path).name in msg: raise
-        raise ValueError(f"{what}: {path}: {msg}") from e
-    except Exception as e: raise ValueError(f"{what}: {path} cannot be read as {what} ({type(e).__name__}: {e})") from e
+        if type(e) in (ValueError, KeyError, FileNotFoundError, IndexError):   # rosa's own checks (a library's errors subclass these)
+            if str(path) in msg or Path(path).name in msg: raise
+            raise ValueError(f"{what}: {path}: {msg}") from e
+        raise ValueError(f"{what}: {path} cannot be read as {what} ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
 
 def _fasta_names(genome:Genome, chroms) -> tuple[dict, list]:
     "The FASTA's name of each chromosome where it differs, and the chromosomes the FASTA lacks."
@@ -186,7 +191,7 @@ def _renamed(what:str, renamed:dict) -> list:
     k, v = next(iter(renamed.items()))
     return [f"chromosomes: {what} names {len(renamed)} differently from the FASTA ({k!r} there is {v!r} in the FASTA): read by the FASTA's names"]
 
-# %% ../nbs/14_pipeline.ipynb #x
+# %% ../nbs/14_pipeline.ipynb #0018
 def preflight(cfg:RunConfig) -> list:
     "Open and check every input before any step computes: an error naming the first problem, else a summary (lines)."
     cfg.check()
@@ -197,14 +202,23 @@ def preflight(cfg:RunConfig) -> list:
     try:
         var, obs = counts.var_names.copy(), counts.obs.copy()
     finally: counts.file.close()
-    ids = strip_version(var); hit = ids.isin(set(ann.transcripts.gene_key))
-    if not hit.any():
-        names = set(ann.transcripts.gene_name); sym = [g for g in var if g in names]
-        hint = (f"; {len(sym)} of them are gene names (gene_name) in the GTF, e.g. {sym[:3]}: the var index holds gene symbols, while rosa "
-                "matches genes on their Ensembl ids (CELLxGENE keeps them in the var index; elsewhere they are often var['gene_ids'])") if sym else ''
-        raise ValueError(f"counts: none of the {len(var)} genes of {cfg.counts} (e.g. {list(var[:3])}) is in the GTF {cfg.gtf}{hint}")
-    lines = [f"genes: {hit.sum():,} of the {len(var):,} counted genes are in the annotation"
-             + (f"; {(~hit).sum():,} are not and are left out (e.g. {list(var[~hit][:3])})" if (~hit).any() else '')]
+    if cfg.gene_ids == 'symbol':
+        g = ann.genes; n = g.gene_name.astype(str).value_counts()
+        one = pd.Index(var.astype(str)).isin(n.index[n == 1])
+        if not one.any(): raise ValueError(f"counts: none of the {len(var)} gene symbols of {cfg.counts} (e.g. {list(var[:3])}) is a gene_name of {cfg.gtf}")
+        ids = pd.Index(g.index[g.gene_name.astype(str).isin(set(var[one]))]); hit = np.ones(len(ids), bool)
+        lines = [f"genes: {one.sum():,} of the {len(var):,} gene symbols name one gene of the annotation"
+                 + (f"; {(~one).sum():,} are unknown or name several and are left out (e.g. {list(var[~one][:3])})" if (~one).any() else '')]
+    else:
+        ids = strip_version(var); hit = ids.isin(set(ann.transcripts.gene_key))
+        if not hit.any():
+            names = set(ann.transcripts.gene_name); sym = [g for g in var if g in names]
+            hint = (f"; {len(sym)} of them are gene names (gene_name) in the GTF, e.g. {sym[:3]}: the var index holds gene symbols, while rosa "
+                    "matches genes on their Ensembl ids; set gene_ids='symbol' (rosa run --gene_ids symbol) to map the symbols "
+                    "through the GTF's gene names") if sym else ''
+            raise ValueError(f"counts: none of the {len(var)} genes of {cfg.counts} (e.g. {list(var[:3])}) is in the GTF {cfg.gtf}{hint}")
+        lines = [f"genes: {hit.sum():,} of the {len(var):,} counted genes are in the annotation"
+                 + (f"; {(~hit).sum():,} are not and are left out (e.g. {list(var[~hit][:3])})" if (~hit).any() else '')]
     need = {}
     for m in cfg.models:
         for c in MODELS[m].meta.get('obs', ()): need.setdefault(c, f"model {m!r}")

@@ -177,6 +177,13 @@ class Genome:
         self.chroms = {k: len(v) for k, v in self.fasta.items()}
         self.chrom_map = chrom_map
 
+    def sizes(self) -> dict:
+        "Chromosome lengths, under the FASTA's names and their 'chr'-prefix / chrM-MT aliases."
+        out = {}
+        for k, L in self.chroms.items():
+            for a in (k, *_aliases(k)): out.setdefault(a, L)
+        return out
+
     def describe(self) -> str:
         "The FASTA's file name and first chromosome names, for messages."
         names = ', '.join(list(self.chroms)[:5]) + (', ...' if len(self.chroms) > 5 else '')

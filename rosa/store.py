@@ -47,14 +47,8 @@ FORMATS = {
 
 # %% ../nbs/01_store.ipynb #0008
 def output_digest(path:Path) -> str:
-    "sha256 of a file, or of a folder's relative file names and their contents."
-    path = Path(path)
-    if path.is_file(): return file_digest(path)
-    if not path.is_dir(): raise FileNotFoundError(f"{path} does not exist")
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob('*') if p.is_file()):
-        h.update(str(f.relative_to(path)).encode()); h.update(file_digest(f).encode())
-    return h.hexdigest()
+    "sha256 of a file, or of a folder's relative file names and their contents (`rosa.core.file_digest`)."
+    return file_digest(path)
 
 def _size(path:Path) -> int:
     return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob('*') if f.is_file())
@@ -89,11 +83,11 @@ class StepResult:
 
 def _readable(v):
     "Inputs as the record shows them: a file by its path and digest, a key as it is."
-    if isinstance(v, Path): return dict(file=str(v), sha256=file_digest(v)) if v.is_file() else dict(path=str(v))
+    if isinstance(v, Path): return dict(file=str(v), sha256=file_digest(v)) if v.exists() else dict(path=str(v))
     if isinstance(v, dict): return {k: _readable(x) for k, x in v.items()}
     return v
 
-# %% ../nbs/01_store.ipynb #x
+# %% ../nbs/01_store.ipynb #0014
 CURRENT = dict(step=None, root=None)   # the step being computed now: what an interrupted run names
 
 class RunFolder:

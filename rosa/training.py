@@ -17,7 +17,7 @@ from torch import nn
 import torch.nn.functional as F
 from einops import repeat
 
-from .core import default_device, seed_everything, torch_save, params_from_signature
+from .core import default_device, seed_everything, torch_save, params_from_signature, read_checkpoint
 from .data import split_mask
 from .models import MODELS, gene_embeddings, _layer, _dense, _positions, _gene_folds
 from .transformer import TransformerConfig, ExpressionTransformer, ENCODERS
@@ -132,8 +132,8 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
     n_vt = vsplit[1].shape[1] if vsplit is not None else 0
 
     state = dict(step=0, best=None, best_loss=float('inf'), bad=0, history=[], stopped=False)
-    if ckpt is not None and Path(ckpt).exists():
-        c = torch.load(ckpt, map_location=device, weights_only=False)
+    c = read_checkpoint(ckpt, map_location=device, weights_only=False) if ckpt is not None else None
+    if c is not None:
         if c.get('fingerprint') == fp:
             model.load_state_dict(c['model']); opt.load_state_dict(c['opt']); sched.load_state_dict(c['sched'])
             rng.bit_generator.state = c['rng']; state = c['state']
