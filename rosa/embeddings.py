@@ -16,7 +16,7 @@ import anndata as ad
 from .core import Registry, reverse_complement
 from .reference import Annotation, Genome, read_annotation
 from .tss import gene_tss
-from .enformer import pretrain_enformer, load_enformer, embed_genes
+from .enformer import pretrain_enformer, load_enformer, enformer_weights, embed_genes
 from .esm import read_proteins, pretrain_esm, load_esm, esm_file, add_esm
 
 # %% auto #0
@@ -87,7 +87,8 @@ def compute_embedding(name:str, # a registered embedding
 def _default(fn, name): return inspect.signature(fn).parameters[name].default
 
 def _check_enformer(p, cfg):
-    if p.weights is None and getattr(cfg, 'tracks', None) is None:
+    if p.weights is not None: enformer_weights(p.weights)
+    elif getattr(cfg, 'tracks', None) is None:
         raise ValueError("the 'enformer' embedding needs weights (enformer.weights=...) or bulk tracks to pretrain a small one (tracks=...)")
 
 @EMBEDDINGS.register('enformer', inputs=('fasta', 'gtf', 'tracks'), check=_check_enformer)

@@ -21,12 +21,14 @@ from .reference import Annotation, Genome, read_annotation
 from .tss import gene_tss, one_hot, tss_bin
 
 # %% auto #0
-__all__ = ['BEDGRAPH', 'WINDOW', 'PUBLISHED', 'HUMAN_CAGE', 'read_bedgraphs', 'read_tracks', 'track_arrays', 'small_enformer',
-           'model_window', 'PairAttentionPool', 'fast_pools', 'peak_bins', 'predict_region', 'track_correlation',
-           'pretrain_enformer', 'load_enformer', 'cage_track_indices', 'embed_genes', 'plot_cage']
+__all__ = ['BEDGRAPH', 'BIGWIG', 'WINDOW', 'PUBLISHED', 'HUMAN_CAGE', 'read_signal_files', 'read_tracks', 'track_arrays',
+           'small_enformer', 'model_window', 'PairAttentionPool', 'fast_pools', 'peak_bins', 'predict_region',
+           'track_correlation', 'pretrain_enformer', 'load_enformer', 'enformer_weights', 'cage_track_indices',
+           'embed_genes', 'plot_cage']
 
 # %% ../nbs/07_enformer.ipynb #0005
 BEDGRAPH = ('.bedgraph', '.bedgraph.gz', '.bg', '.bg.gz')
+BIGWIG = ('.bw', '.bigwig')
 
 def _bedgraph(path:Path) -> pd.DataFrame:
     "One bedGraph file: chrom, start, end, value rows (its `track`/`browser`/`#` lines skipped)."
@@ -39,44 +41,65 @@ def _bedgraph(path:Path) -> pd.DataFrame:
         raise ValueError(f"{path}: not a bedGraph ('chrom start end value' per line); line e.g. {df[num.isna().any(axis=1)].head(1).values.tolist()}")
     return pd.concat([df.chrom, num], axis=1)
 
-def read_bedgraphs(paths:list, # bedGraph files, one per track; the track is named by the file
-                   bin_size:int=128, # bp per bin of the table
-                   chrom_sizes:dict|None=None, # chromosome lengths (default: where each chromosome's last interval ends)
-                  ) -> pd.DataFrame:
-    "bedGraph files (per-base signal) as rosa's track table: each track's signal summed in bins tiled over every chromosome."
-    tracks = {Path(p).name.split('.')[0]: _bedgraph(Path(p)) for p in paths}
+def _binned(rows:pd.DataFrame, L:int, bin_size:int) -> np.ndarray:
+    "Per-base signal intervals (start, end, value) of one chromosome summed into bins of `bin_size` over [0, L)."
+    n = -(-L // bin_size)
+    s, e, v = rows.start.to_numpy(np.int64), np.minimum(rows.end.to_numpy(np.int64), L), rows.value.to_numpy(np.float64)
+    keep = e > s; s, e, v = s[keep], e[keep], v[keep]
+    b0, b1 = s // bin_size, (e - 1) // bin_size
+    acc, diff = np.zeros(n), np.zeros(n + 1)
+    one = b0 == b1
+    np.add.at(acc, b0[one], (v * (e - s))[one])                  # an interval inside one bin
+    m = ~one                                                      # one over several: its two end pieces, then whole bins between
+    np.add.at(acc, b0[m], (v * ((b0 + 1) * bin_size - s))[m]); np.add.at(acc, b1[m], (v * (e - b1 * bin_size))[m])
+    np.add.at(diff, b0[m] + 1, (v * bin_size)[m]); np.add.at(diff, b1[m], -(v * bin_size)[m])
+    return (acc + np.cumsum(diff)[:n]).astype(np.float32)
+
+def _bigwig(path:Path) -> tuple[pd.DataFrame, dict]:
+    "One bigWig file's intervals (chrom, start, end, value) and its chromosome sizes (pyBigWig)."
+    import pyBigWig
+    try: bw = pyBigWig.open(str(path))
+    except Exception as e: raise ValueError(f"{path}: not a readable bigWig ({e})") from e
+    if bw is None or not bw.isBigWig(): raise ValueError(f"{path}: not a bigWig file")
+    try:
+        sizes, parts = dict(bw.chroms()), []
+        for c in sizes:
+            iv = bw.intervals(c) or []
+            if iv: parts.append(pd.DataFrame(iv, columns=['start', 'end', 'value']).assign(chrom=c))
+    finally: bw.close()
+    return (pd.concat(parts)[['chrom', 'start', 'end', 'value']] if parts else pd.DataFrame(columns=['chrom', 'start', 'end', 'value'])), sizes
+
+def read_signal_files(paths:list, # bedGraph or bigWig files, one per track; the track is named by the file
+                      bin_size:int=128, # bp per bin of the table
+                      chrom_sizes:dict|None=None, # chromosome lengths (default: a bigWig's own, else where a chromosome's last interval ends)
+                     ) -> pd.DataFrame:
+    "bedGraph / bigWig files (per-base signal) as rosa's track table: each track's signal summed in bins tiled over every chromosome."
+    tracks, sizes = {}, dict(chrom_sizes or {})
+    for p in map(Path, paths):
+        if p.name.lower().endswith(BIGWIG): tracks[p.name.split('.')[0]], own = _bigwig(p); [sizes.setdefault(k, v) for k, v in own.items()]
+        else: tracks[p.name.split('.')[0]] = _bedgraph(p)
     chroms = list(dict.fromkeys(c for t in tracks.values() for c in t.chrom))
-    sizes = dict(chrom_sizes or {})
     out = []
     for c in chroms:
         L = sizes.get(c) or max(int(t.end[t.chrom == c].max()) for t in tracks.values() if (t.chrom == c).any())
-        n = -(-L // bin_size); starts = np.arange(n) * bin_size
+        starts = np.arange(-(-L // bin_size)) * bin_size
         block = {'chrom': c, 'start': starts, 'end': np.minimum(starts + bin_size, L)}
-        for name, t in tracks.items():
-            r = t[t.chrom == c]; s, e, v = r.start.to_numpy(np.int64), np.minimum(r.end.to_numpy(np.int64), L), r.value.to_numpy(np.float64)
-            b0, b1 = s // bin_size, (e - 1) // bin_size
-            acc, diff = np.zeros(n), np.zeros(n + 1)
-            one = b0 == b1
-            np.add.at(acc, b0[one], (v * (e - s))[one])              # an interval inside one bin
-            m = ~one                                                  # one over several: its two end pieces, then whole bins between
-            np.add.at(acc, b0[m], (v * ((b0 + 1) * bin_size - s))[m]); np.add.at(acc, b1[m], (v * (e - b1 * bin_size))[m])
-            np.add.at(diff, b0[m] + 1, (v * bin_size)[m]); np.add.at(diff, b1[m], -(v * bin_size)[m])
-            block[name] = (acc + np.cumsum(diff)[:n]).astype(np.float32)
+        for name, t in tracks.items(): block[name] = _binned(t[t.chrom == c], L, bin_size)
         out.append(pd.DataFrame(block))
     return pd.concat(out, ignore_index=True)
 
-def read_tracks(path:str|Path, # rosa's table (header `chrom start end <track>...`, fixed-size bins), a bedGraph file, or a folder of bedGraph files (one per track)
+def read_tracks(path:str|Path, # rosa's table (header `chrom start end <track>...`, fixed-size bins), a bedGraph or bigWig file, or a folder of them (one per track)
                 chrom_sizes:dict|None=None, # chromosome lengths, for bedGraph files (default: where their intervals end)
                ) -> pd.DataFrame:
     "Read the bulk CAGE-like tracks as rosa's table (0-based half-open bins tiled over every chromosome)."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"tracks: {path} does not exist")
-    is_bg = lambda p: p.name.lower().endswith(BEDGRAPH)
+    is_signal = lambda p: p.name.lower().endswith(BEDGRAPH + BIGWIG)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if is_bg(p))
-        if not files: raise ValueError(f"tracks: the folder {path} holds no bedGraph files ({', '.join(BEDGRAPH)})")
-        return read_bedgraphs(files, chrom_sizes=chrom_sizes)
-    if is_bg(path): return read_bedgraphs([path], chrom_sizes=chrom_sizes)
+        files = sorted(p for p in path.iterdir() if is_signal(p))
+        if not files: raise ValueError(f"tracks: the folder {path} holds no bedGraph or bigWig files ({', '.join(BEDGRAPH + BIGWIG)})")
+        return read_signal_files(files, chrom_sizes=chrom_sizes)
+    if is_signal(path): return read_signal_files([path], chrom_sizes=chrom_sizes)
     df = pd.read_csv(path, sep='\t', dtype={'chrom': str})
     if list(df.columns[:3]) != ['chrom', 'start', 'end'] or df.shape[1] < 4:
         raise ValueError(f"{path}: expected header 'chrom start end <track>...', got {list(df.columns[:4])}")
@@ -300,12 +323,24 @@ def load_enformer(path_or_name:str|Path=PUBLISHED, # checkpoint file/folder, sav
     else:
         try: model = from_pretrained(str(path_or_name), local_files_only=True,
                                      **({'target_length': 896} if str(path_or_name) == PUBLISHED else {}))
-        except OSError as e:
-            raise FileNotFoundError(f"{path_or_name!r} is neither a local file/folder nor in the Hugging Face cache, and rosa never "
-                                    f"downloads: run enformer_pytorch.from_pretrained({str(path_or_name)!r}) once with network") from e
+        except OSError as e: raise _no_weights(path_or_name) from e
     return fast_pools(model).eval().to(dev)
 
-# %% ../nbs/07_enformer.ipynb #0031
+def _no_weights(path_or_name) -> FileNotFoundError:
+    return FileNotFoundError(f"Enformer weights {str(path_or_name)!r} are neither a local file/folder nor in the Hugging Face cache, and rosa never "
+                             f"downloads: run enformer_pytorch.from_pretrained({str(path_or_name)!r}) once with network")
+
+def enformer_weights(path_or_name:str|Path # as for `load_enformer`
+                    ):
+    "Where `load_enformer` would find these weights, without loading them (the same error when it would not)."
+    if Path(path_or_name).exists(): return Path(path_or_name)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        if isinstance(try_to_load_from_cache(str(path_or_name), 'config.json'), str): return str(path_or_name)
+    except Exception: pass   # not a hub name, or no hub cache
+    raise _no_weights(path_or_name)
+
+# %% ../nbs/07_enformer.ipynb #0032
 HUMAN_CAGE = range(4675, 5313)
 
 def cage_track_indices(model:Enformer, cage_tracks=None) -> list:
@@ -335,7 +370,7 @@ def _read_chunk(f:Path, emb_dim:int):
     f.unlink()
     return None
 
-# %% ../nbs/07_enformer.ipynb #0032
+# %% ../nbs/07_enformer.ipynb #0033
 @torch.inference_mode()
 def embed_genes(adata, # AnnData; var index = unversioned gene ids
                 transcripts:pd.DataFrame|Annotation|str|Path, # `read_annotation(gtf).transcripts`, an `Annotation` or a GTF
@@ -417,7 +452,7 @@ def embed_genes(adata, # AnnData; var index = unversioned gene ids
                                 n_computed=len(todo), cache=str(cdir) if cdir else '', rc_average=rc_average)
     return cand
 
-# %% ../nbs/07_enformer.ipynb #0040
+# %% ../nbs/07_enformer.ipynb #0041
 def plot_cage(model:Enformer, fasta:str|Path|Genome, tracks:pd.DataFrame, chrom:str, start:int, end:int,
               track:int|None=None, # a track index; None: the mean over tracks
               ax=None):

@@ -247,8 +247,11 @@ def preflight(cfg:RunConfig) -> list:
         try: lost = (~ids[hit].isin(set(t.var_names))).sum()
         finally: t.file.close()
         if lost: raise ValueError(f"truth: {cfg.truth} lacks {lost} of the counted genes: is it this world's truth.h5ad?")
-    done = list(Path(cfg.out).rglob('*.done.json')) if Path(cfg.out).exists() else []
-    lines.append(f"run folder {cfg.out}: " + (f"{len(done)} finished steps on record, reused where their keys are unchanged" if done else 'new'))
+    done = sorted(str(p.relative_to(cfg.out))[:-len('.done.json')] for p in Path(cfg.out).rglob('*.done.json')) if Path(cfg.out).exists() else []
+    groups = {}
+    for n in done: head, _, rest = n.partition('/'); groups.setdefault(head, []).append(rest)
+    desc = ', '.join(h + ('' if not any(r) else f" ({', '.join(r)})" if len(r) <= 6 else f' ({len(r)})') for h, r in groups.items())
+    lines.append(f"run folder {cfg.out}: " + (f"on record: {desc}; each is reused where its key is unchanged" if done else 'new'))
     return lines
 
 def _alias_in(c:str, names:set):
