@@ -285,7 +285,8 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
     write_json(asdict(cfg), run_dir/'config.json')
     seed_everything(cfg.seed)
     T = time.time()
-    _log('preflight'); [_log('  ' + l) for l in checked]
+    _log('preflight')
+    for line in checked: _log('  ' + line)
     _log(f'[1/6] annotation from {cfg.gtf}'); t0 = time.time()
     ann = step_annotation(rf, cfg); tx = ann.value.transcripts
     _log(f'  {len(tx)} transcripts of {tx.gene_key.nunique()} genes', t0)
