@@ -30,7 +30,7 @@ def world(out:str='rosa_world', # folder to write the synthetic world into
     print(f'{w} written in {time.time()-t0:.1f}s')
     return w
 
-# %% ../nbs/15_cli.ipynb #0006
+# %% ../nbs/15_cli.ipynb #x
 def _value(s:str):
     "A flag's value: JSON when it parses (numbers, lists, null, true/false), else the text itself."
     try: return json.loads(s)
@@ -81,13 +81,19 @@ def _split(args:dict) -> tuple[dict, dict]:
         if k in rest: rest[k] = [s for s in rest[k].split(',') if s]
     return params, rest
 
+def _parse(p:argparse.ArgumentParser, argv:list, embeddings, models) -> tuple[dict, dict]:
+    "The registry parameters and the other flags of a `rosa run` / `rosa demo` command line (plugins loaded first)."
+    load_plugins(argv)
+    _choice_flags(p, embeddings, models); _registry_flags(p)
+    return _split(vars(p.parse_args(argv)))
+
 def _print_table(r):
     from rosa.evaluation import to_markdown
     w = r.wide
     print('\n' + to_markdown(w, columns=[c for c in w.columns if c.startswith('test genes')]))
     print(f'\nrun folder: {r.out} (report.md, table.csv, rosa.h5ad)')
 
-# %% ../nbs/15_cli.ipynb #0007
+# %% ../nbs/15_cli.ipynb #x
 def demo(argv:list|None=None # the arguments after `rosa demo` (default: the command line's)
         ):
     "rosa on its embedded default: build the synthetic world, run the whole pipeline on it, print the table."
@@ -98,15 +104,12 @@ def demo(argv:list|None=None # the arguments after `rosa demo` (default: the com
     p.add_argument('--n_cells', type=int, default=WorldConfig.n_cells, help='number of cells in the world')
     p.add_argument('--window', type=int, default=WorldConfig.window,
                    help="the world's regulatory window around each TSS (bp); the demo's Enformer reads 1,024 bp (rosa.pipeline.DEMO)")
-    load_plugins(sys.argv[2:] if argv is None else argv)
-    _choice_flags(p, DEMO['embeddings'], DEMO['models']); _registry_flags(p)
-    argv = sys.argv[2:] if argv is None else argv
-    params, rest = _split(vars(p.parse_args(argv)))
+    params, rest = _parse(p, sys.argv[2:] if argv is None else argv, DEMO['embeddings'], DEMO['models'])
     world = {k: rest.pop(k) for k in ('n_genes', 'n_cells', 'window')}
     r = run_demo(rest.pop('out'), seed=rest.pop('seed', 0), world=world, params=params, **rest)
     _print_table(r)
 
-# %% ../nbs/15_cli.ipynb #0008
+# %% ../nbs/15_cli.ipynb #x
 def run(argv:list|None=None # the arguments after `rosa run` (default: the command line's)
        ):
     "Run rosa on your own files: counts + genome + annotation -> embeddings, predictions, per-quadrant table."
@@ -122,10 +125,7 @@ def run(argv:list|None=None # the arguments after `rosa run` (default: the comma
     p.add_argument('--test_chroms', help="hold out these chromosomes' genes (comma-separated) instead of a random gene split")
     p.add_argument('--gene_ids', help="what the counts' var index holds: 'ensembl' ids (default) or gene 'symbol's, mapped through the GTF's gene_name")
     p.add_argument('--check', action='store_true', help='check the inputs and settings (the preflight) and stop, computing nothing')
-    load_plugins(sys.argv[2:] if argv is None else argv)
-    _choice_flags(p, DEFAULT_EMBEDDINGS, DEFAULT_MODELS); _registry_flags(p)
-    argv = sys.argv[2:] if argv is None else argv
-    params, rest = _split(vars(p.parse_args(argv)))
+    params, rest = _parse(p, sys.argv[2:] if argv is None else argv, DEFAULT_EMBEDDINGS, DEFAULT_MODELS)
     cfg = read_json(rest.pop('config')) if 'config' in rest else {}
     if 'test_chroms' in rest: cfg['gene_split'] = dict(by='chrom', test_chroms=rest.pop('test_chroms').split(','))
     cfg.update(rest)

@@ -16,7 +16,7 @@ import anndata as ad
 from .core import fingerprint, file_digest, write_json, read_json, atomic_path, code_version
 
 # %% auto #0
-__all__ = ['FORMATS', 'CURRENT', 'Format', 'output_digest', 'write_output', 'StepResult', 'RunFolder']
+__all__ = ['FORMATS', 'CURRENT', 'Format', 'write_output', 'StepResult', 'RunFolder']
 
 # %% ../nbs/01_store.ipynb #0006
 @dataclass
@@ -45,11 +45,7 @@ FORMATS = {
     'json': Format('.json', lambda o, p: write_json(o, p), read_json),
 }
 
-# %% ../nbs/01_store.ipynb #0008
-def output_digest(path:Path) -> str:
-    "sha256 of a file, or of a folder's relative file names and their contents (`rosa.core.file_digest`)."
-    return file_digest(path)
-
+# %% ../nbs/01_store.ipynb #x
 def _size(path:Path) -> int:
     return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob('*') if f.is_file())
 
@@ -119,7 +115,7 @@ class RunFolder:
         path, f = self.output(name, fmt), FORMATS[fmt]
         if not path.exists(): raise ValueError('it is missing')
         want = rec.get('output', {}).get('sha256')
-        if want is not None and output_digest(path) != want: raise ValueError("its content is not what was written (sha256 differs)")
+        if want is not None and file_digest(path) != want: raise ValueError("its content is not what was written (sha256 differs)")
         try: value = f.read(path)
         except Exception as e: raise ValueError(f'it cannot be read: {type(e).__name__}: {e}') from e
         if check is not None:
@@ -147,7 +143,7 @@ class RunFolder:
         self.record_path(name).unlink(missing_ok=True)        # no record may vouch for an output being replaced
         write_output(value, path, FORMATS[fmt])
         write_json(dict(step=name, key=key, params=params or {}, inputs=_readable(inputs or {}), code=code or {},
-                        output=dict(file=str(path.relative_to(self.root)), format=fmt, sha256=output_digest(path), bytes=_size(path)),
+                        output=dict(file=str(path.relative_to(self.root)), format=fmt, sha256=file_digest(path), bytes=_size(path)),
                         seconds=round(time.time() - t0, 2), finished=time.strftime('%Y-%m-%d %H:%M:%S')), self.record_path(name))
         rec = self.record(name)
         return StepResult(self._read(name, fmt, rec, check), key, path, True)
