@@ -21,12 +21,12 @@ from .reference import Annotation, Genome, read_annotation
 from .tss import gene_tss, one_hot, tss_bin
 
 # %% auto #0
-__all__ = ['BEDGRAPH', 'BIGWIG', 'WINDOW', 'PUBLISHED', 'HUMAN_CAGE', 'read_signal_files', 'read_tracks', 'track_arrays',
-           'small_enformer', 'model_window', 'PairAttentionPool', 'fast_pools', 'peak_bins', 'predict_region',
-           'track_correlation', 'pretrain_enformer', 'load_enformer', 'enformer_weights', 'cage_track_indices',
-           'embed_genes', 'plot_cage']
+__all__ = ['BEDGRAPH', 'BIGWIG', 'WINDOW', 'PUBLISHED', 'HUMAN_CAGE', 'read_signal_files', 'track_chroms', 'read_tracks',
+           'track_arrays', 'small_enformer', 'model_window', 'PairAttentionPool', 'fast_pools', 'peak_bins',
+           'predict_region', 'track_correlation', 'pretrain_enformer', 'load_enformer', 'enformer_weights',
+           'cage_track_indices', 'embed_genes', 'plot_cage']
 
-# %% ../nbs/07_enformer.ipynb #0005
+# %% ../nbs/07_enformer.ipynb #x
 BEDGRAPH = ('.bedgraph', '.bedgraph.gz', '.bg', '.bg.gz')
 BIGWIG = ('.bw', '.bigwig')
 
@@ -88,21 +88,48 @@ def read_signal_files(paths:list, # bedGraph or bigWig files, one per track; the
         out.append(pd.DataFrame(block))
     return pd.concat(out, ignore_index=True)
 
-def read_tracks(path:str|Path, # rosa's table (header `chrom start end <track>...`, fixed-size bins), a bedGraph or bigWig file, or a folder of them (one per track)
-                chrom_sizes:dict|None=None, # chromosome lengths, for bedGraph files (default: where their intervals end)
-               ) -> pd.DataFrame:
-    "Read the bulk CAGE-like tracks as rosa's table (0-based half-open bins tiled over every chromosome)."
-    path = Path(path)
+def _signal_files(path:Path) -> list|None:
+    "The bedGraph / bigWig files a tracks input names (None: it is rosa's table)."
     if not path.exists(): raise FileNotFoundError(f"tracks: {path} does not exist")
     is_signal = lambda p: p.name.lower().endswith(BEDGRAPH + BIGWIG)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if is_signal(p))
         if not files: raise ValueError(f"tracks: the folder {path} holds no bedGraph or bigWig files ({', '.join(BEDGRAPH + BIGWIG)})")
-        return read_signal_files(files, chrom_sizes=chrom_sizes)
-    if is_signal(path): return read_signal_files([path], chrom_sizes=chrom_sizes)
+        return files
+    return [path] if is_signal(path) else None
+
+def _table_header(path:Path) -> list:
+    cols = list(pd.read_csv(path, sep='\t', nrows=0).columns)
+    if cols[:3] != ['chrom', 'start', 'end'] or len(cols) < 4:
+        raise ValueError(f"{path}: expected header 'chrom start end <track>...', got {cols[:4]}")
+    return cols
+
+def track_chroms(path:str|Path # as for `read_tracks`
+                ) -> tuple[list, int]:
+    "The chromosomes and the number of tracks of a tracks input, read through without parsing its values (a preflight's look)."
+    path = Path(path); files = _signal_files(path)
+    if files is None:
+        n = len(_table_header(path)) - 3
+        return list(pd.read_csv(path, sep='\t', usecols=['chrom'], dtype=str).chrom.unique()), n
+    chroms = {}
+    for f in files:
+        if f.name.lower().endswith(BIGWIG):
+            import pyBigWig
+            try: bw = pyBigWig.open(str(f))
+            except Exception as e: raise ValueError(f"{f}: not a readable bigWig ({e})") from e
+            if bw is None or not bw.isBigWig(): raise ValueError(f"{f}: not a bigWig file")
+            chroms.update(dict.fromkeys(bw.chroms())); bw.close()
+        else: chroms.update(dict.fromkeys(_bedgraph(f).chrom))
+    return list(chroms), len(files)
+
+def read_tracks(path:str|Path, # rosa's table (header `chrom start end <track>...`, fixed-size bins), a bedGraph or bigWig file, or a folder of them (one per track)
+                chrom_sizes:dict|None=None, # chromosome lengths, for bedGraph files (default: where their intervals end)
+               ) -> pd.DataFrame:
+    "Read the bulk CAGE-like tracks as rosa's table (0-based half-open bins tiled over every chromosome)."
+    path = Path(path); files = _signal_files(path)
+    if files is not None: return read_signal_files(files, chrom_sizes=chrom_sizes)
+    _table_header(path)
     df = pd.read_csv(path, sep='\t', dtype={'chrom': str})
-    if list(df.columns[:3]) != ['chrom', 'start', 'end'] or df.shape[1] < 4:
-        raise ValueError(f"{path}: expected header 'chrom start end <track>...', got {list(df.columns[:4])}")
     vals = df.iloc[:, 3:]
     if vals.isna().any().any() or (vals.to_numpy() < 0).any(): raise ValueError(f"{path}: track values must be non-negative numbers")
     size = df.end - df.start

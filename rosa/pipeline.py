@@ -191,11 +191,11 @@ def _renamed(what:str, renamed:dict) -> list:
     k, v = next(iter(renamed.items()))
     return [f"chromosomes: {what} names {len(renamed)} differently from the FASTA ({k!r} there is {v!r} in the FASTA): read by the FASTA's names"]
 
-# %% ../nbs/14_pipeline.ipynb #0018
+# %% ../nbs/14_pipeline.ipynb #x
 def preflight(cfg:RunConfig) -> list:
     "Open and check every input before any step computes: an error naming the first problem, else a summary (lines)."
     cfg.check()
-    from rosa.enformer import read_tracks
+    from rosa.enformer import track_chroms
     genome = _input('fasta', cfg.fasta, lambda: Genome(cfg.fasta))
     ann = _input('gtf', cfg.gtf, lambda: read_annotation(cfg.gtf))
     counts = _input('counts', cfg.counts, lambda: ad.read_h5ad(cfg.counts, backed='r'))
@@ -233,15 +233,15 @@ def preflight(cfg:RunConfig) -> list:
     if absent: raise ValueError(f"fasta: {len(absent)} chromosomes of the counted genes are not in {genome.describe()}: {absent[:5]} (the GTF's names)")
     lines += [f"chromosomes: {len(chroms)} hold the counted genes, all in the FASTA"] + _renamed('the GTF', renamed)
     if cfg.gene_split.get('by') == 'chrom':
-        here = set(chroms) | set(renamed.values())
+        here = {renamed.get(c, c) for c in chroms}                            # by the FASTA's names
         for k in ('test_chroms', 'val_chroms'):
-            bad = [c for c in cfg.gene_split.get(k) or [] if c not in here and _alias_in(c, here) is None]
+            bad = [c for c in cfg.gene_split.get(k) or [] if _fasta_names(genome, [c])[0].get(c, c) not in here]
             if bad: raise ValueError(f"gene_split: {k} {bad} hold none of the counted genes (their chromosomes: {', '.join(sorted(chroms)[:8])}...)")
     if cfg.tracks and any('tracks' in EMBEDDINGS[e].meta.get('inputs', ()) for e in cfg.embeddings):
-        tracks = _input('tracks', cfg.tracks, lambda: read_tracks(cfg.tracks))
-        t_renamed, t_absent = _fasta_names(genome, tracks.chrom.unique())
+        t_chroms, n_tracks = _input('tracks', cfg.tracks, lambda: track_chroms(cfg.tracks))
+        t_renamed, t_absent = _fasta_names(genome, t_chroms)
         if t_absent: raise ValueError(f"tracks: {len(t_absent)} chromosomes of {cfg.tracks} are not in {genome.describe()}: {t_absent[:5]}")
-        lines += [f"tracks: {tracks.shape[1] - 3} tracks over {tracks.chrom.nunique()} chromosomes"] + _renamed('the tracks', t_renamed)
+        lines += [f"tracks: {n_tracks} tracks over {len(t_chroms)} chromosomes"] + _renamed('the tracks', t_renamed)
     if cfg.truth:
         t = _input('truth', cfg.truth, lambda: ad.read_h5ad(cfg.truth, backed='r'))
         try: lost = (~ids[hit].isin(set(t.var_names))).sum()
@@ -253,11 +253,6 @@ def preflight(cfg:RunConfig) -> list:
     desc = ', '.join(h + ('' if not any(r) else f" ({', '.join(r)})" if len(r) <= 6 else f' ({len(r)})') for h, r in groups.items())
     lines.append(f"run folder {cfg.out}: " + (f"on record: {desc}; each is reused where its key is unchanged" if done else 'new'))
     return lines
-
-def _alias_in(c:str, names:set):
-    "`c` as named in `names` with or without a 'chr' prefix (None when neither)."
-    alt = c[3:] if c.startswith('chr') else 'chr' + c
-    return alt if alt in names else None
 
 # %% ../nbs/14_pipeline.ipynb #0020
 @dataclass
