@@ -14,11 +14,12 @@ import anndata as ad
 import scanpy as sc
 
 from .core import write_h5ad, strip_version
+from .splits import SPLITS, split_genes, split_cells, split_mask
 
 # %% auto #0
-__all__ = ['MIN_CELLS_PER_GENE', 'MIN_GENES_PER_CELL', 'SPLITS', 'as_counts', 'read_counts', 'ids_from_symbols', 'load_census',
-           'filter_counts', 'split_genes', 'split_cells', 'split_mask', 'normalize', 'bin_edges', 'bin_expression',
-           'prepare_counts', 'plot_library_sizes', 'bin_occupancy', 'plot_bin_occupancy']
+__all__ = ['MIN_CELLS_PER_GENE', 'MIN_GENES_PER_CELL', 'as_counts', 'read_counts', 'ids_from_symbols', 'filter_counts',
+           'normalize', 'bin_edges', 'bin_expression', 'prepare_counts', 'plot_library_sizes', 'bin_occupancy',
+           'plot_bin_occupancy']
 
 # %% ../nbs/04_data.ipynb #0008
 def _is_counts(m) -> bool:
@@ -96,50 +97,6 @@ def ids_from_symbols(adata:ad.AnnData, # counts whose var index holds gene symbo
     return out
 
 # %% ../nbs/04_data.ipynb #0018
-def _in(col, values):
-    "A SOMA value filter 'col in [...]'."
-    values = [values] if isinstance(values, str) else list(values)
-    return f"{col} in [{', '.join(repr(str(v)) for v in values)}]"
-
-def load_census(out:str|Path, # h5ad to write
-                census_version:str='2025-11-08', # pinned Census release (an LTS build)
-                collection:str='Tabula Sapiens', # collection_name in census_info/datasets, used when dataset_ids is None
-                dataset_ids:list|None=None, # explicit Census dataset_id(s); default: every dataset of `collection`
-                tissue:str|list|None=None, # keep only these `tissue_general` values (e.g. 'lung')
-                cell_types:list|None=None, # keep only these cell types
-                primary_only:bool=True, # keep only is_primary_data cells (a collection may hold a cell twice: all-cells and per-tissue datasets)
-                obs_columns:tuple=('dataset_id', 'cell_type', 'donor_id', 'tissue', 'tissue_general', 'assay', 'is_primary_data'),
-               ) -> Path:
-    "Download raw counts (e.g. Tabula Sapiens) from the CELLxGENE Census into an h5ad that `read_counts` reads."
-    try: import cellxgene_census
-    except ImportError as e:
-        raise ImportError("load_census needs the optional package cellxgene-census: `pip install cellxgene-census`") from e
-    with cellxgene_census.open_soma(census_version=census_version) as census:
-        if dataset_ids is None:
-            ds = census['census_info']['datasets'].read().concat().to_pandas()
-            hit = ds[ds.collection_name == collection]
-            if not len(hit): hit = ds[ds.collection_name.str.contains(collection, case=False, regex=False)]
-            if not len(hit): raise ValueError(f"no dataset of collection {collection!r} in Census {census_version}")
-            if hit.collection_name.nunique() > 1:
-                raise ValueError(f"{collection!r} matches several collections {sorted(hit.collection_name.unique())}: "
-                                 f"name one exactly or pass dataset_ids")
-            ds = hit
-            dataset_ids = ds.dataset_id.tolist()
-        filters = [_in('dataset_id', dataset_ids)]
-        if tissue is not None: filters.append(_in('tissue_general', tissue))
-        if cell_types is not None: filters.append(_in('cell_type', cell_types))
-        if primary_only: filters.append('is_primary_data == True')
-        adata = cellxgene_census.get_anndata(census, organism='Homo sapiens', X_name='raw',
-                                             obs_value_filter=' and '.join(filters),
-                                             column_names=dict(obs=list(obs_columns), var=['feature_id', 'feature_name']))
-    if adata.n_obs == 0: raise ValueError(f"the Census query {' and '.join(filters)!r} selected no cells")
-    adata.var_names = adata.var['feature_id'].astype(str).values; adata.var.index.name = None
-    adata.obs_names = adata.obs_names.astype(str)
-    adata.X = sp.csr_matrix(adata.X)
-    adata.uns['census'] = dict(census_version=census_version, obs_value_filter=' and '.join(filters))
-    return write_h5ad(adata, out)
-
-# %% ../nbs/04_data.ipynb #0022
 # the defaults of filter_counts, prepare_counts and runs, kept in one place so that they cannot drift apart
 MIN_CELLS_PER_GENE = 3    # genes detected in fewer cells are dropped
 MIN_GENES_PER_CELL = 10   # cells with fewer detected train genes are dropped
@@ -173,118 +130,7 @@ def filter_counts(adata:ad.AnnData, # counts in layers['counts'] or X
                                                      n_obs_before=n0[0], n_vars_before=n0[1])
     return adata
 
-# %% ../nbs/04_data.ipynb #0025
-SPLITS = ('train', 'val', 'test')
-
-def _check_fractions(fractions):
-    f = np.asarray(fractions, dtype=float)
-    if f.shape != (3,) or (f < 0).any() or not np.isclose(f.sum(), 1):
-        raise ValueError(f"fractions must be 3 non-negative numbers (train, val, test) summing to 1, got {fractions}")
-    return f
-
-def _assign(n:int, f, rng) -> np.ndarray:
-    "Exactly round(f*n) val and test labels in random order, train takes the rest."
-    n_val, n_test = int(round(f[1]*n)), int(round(f[2]*n))
-    lab = np.array(['train']*(n - n_val - n_test) + ['val']*n_val + ['test']*n_test, dtype=object)
-    return lab[rng.permutation(n)]
-
-def _check_nonempty(labels, axis:str, detail:str=''):
-    counts = {s: int((labels == s).sum()) for s in SPLITS}
-    for s in SPLITS:
-        if counts[s] == 0: raise ValueError(f"the {axis} split {s!r} is empty ({detail}; sizes {counts})")
-    return counts
-
-def _record(adata, axis, **params):
-    "Store split parameters in uns['rosa']['splits'][axis] (None dropped: h5ad cannot store it)."
-    r = adata.uns.setdefault('rosa', {}).setdefault('splits', {})
-    r[axis] = {k: (list(v) if isinstance(v, (tuple, list, np.ndarray)) else v) for k, v in params.items() if v is not None}
-
-# %% ../nbs/04_data.ipynb #0026
-def split_genes(adata:ad.AnnData,
-                fractions:tuple=(0.7, 0.1, 0.2), # train, val, test fractions of genes (random split, and val when only test_chroms)
-                seed:int=0, # seed of the random assignment
-                by:str|None=None, # None/'random', or 'chrom' to hold out whole chromosomes (implied by val/test_chroms)
-                val_chroms:list|None=None, # chromosomes whose genes are val
-                test_chroms:list|None=None, # chromosomes whose genes are test
-                key:str='chrom', # var column holding each gene's chromosome
-               ) -> ad.AnnData:
-    "Write var['split'] in {'train','val','test'}: random (seeded) or by chromosome."
-    f = _check_fractions(fractions)
-    if val_chroms is not None or test_chroms is not None: by = by or 'chrom'
-    if by not in (None, 'random', 'chrom'): raise ValueError(f"by must be None, 'random' or 'chrom', got {by!r}")
-    if by == 'random' and (val_chroms or test_chroms): raise ValueError("val_chroms/test_chroms need by='chrom' (or by=None)")
-    rng = np.random.default_rng(seed)
-    if by == 'chrom':
-        if key not in adata.var:
-            raise ValueError(f"split_genes(by='chrom') needs var[{key!r}] (fill it from the GTF), but var has only {list(adata.var.columns)}")
-        if not test_chroms: raise ValueError("split_genes(by='chrom') needs test_chroms")
-        ch = adata.var[key].astype(object)
-        if ch.isna().any(): raise ValueError(f"{int(ch.isna().sum())} genes have no var[{key!r}], e.g. {list(ch.index[ch.isna()][:5])}")
-        ch = ch.astype(str).values; known = set(ch)
-        val_chroms, test_chroms = [str(c) for c in (val_chroms or [])], [str(c) for c in test_chroms]
-        unknown = [c for c in val_chroms + test_chroms if c not in known]
-        if unknown: raise ValueError(f"chromosomes {unknown} have no genes in var[{key!r}] (known: {sorted(known)})")
-        both = set(val_chroms) & set(test_chroms)
-        if both: raise ValueError(f"chromosomes {sorted(both)} are in both val_chroms and test_chroms")
-        lab = np.full(adata.n_vars, 'train', dtype=object)
-        lab[np.isin(ch, test_chroms)] = 'test'
-        if val_chroms: lab[np.isin(ch, val_chroms)] = 'val'
-        else:  # val genes at random among the non-test genes, in proportion val / (train + val)
-            rest = np.flatnonzero(lab == 'train')
-            fv = f[1] / max(f[0] + f[1], 1e-12)
-            lab[rest] = _assign(len(rest), np.array([1 - fv, fv, 0.]), rng)
-        detail = f"by chromosome: val_chroms={val_chroms}, test_chroms={test_chroms}"
-    else:
-        lab = _assign(adata.n_vars, f, rng); detail = f"random, fractions={tuple(f)}, {adata.n_vars} genes"
-    counts = _check_nonempty(lab, 'gene', detail)
-    adata.var['split'] = pd.Categorical(lab, categories=SPLITS)
-    _record(adata, 'genes', fractions=f, seed=seed, by=by or 'random', val_chroms=val_chroms, test_chroms=test_chroms,
-            key=key if by == 'chrom' else None, sizes=counts)
-    return adata
-
-# %% ../nbs/04_data.ipynb #0032
-def split_cells(adata:ad.AnnData,
-                fractions:tuple=(0.7, 0.1, 0.2), # train, val, test fractions of cells
-                seed:int=0, # seed of the random assignment
-                stratify:str|None='cell_type', # obs column to stratify by (None: plain random split)
-               ) -> ad.AnnData:
-    "Write obs['split'] in {'train','val','test'}, stratified by `stratify` so each group is in each split where possible."
-    f = _check_fractions(fractions)
-    rng = np.random.default_rng(seed)
-    if stratify is None: groups = np.zeros(adata.n_obs, dtype=int)
-    elif stratify not in adata.obs: raise ValueError(f"split_cells: obs[{stratify!r}] missing (obs has {list(adata.obs.columns)}); pass stratify=None for a random split")
-    else: groups = pd.factorize(adata.obs[stratify].astype(str))[0]
-    lab = np.empty(adata.n_obs, dtype=object)
-    for g in np.unique(groups):  # a loop over groups, not cells
-        idx = np.flatnonzero(groups == g); n = len(idx)
-        n_val, n_test = (int(np.floor(f[i]*n + rng.random())) for i in (1, 2))   # randomised rounding
-        if n >= 3: n_val, n_test = (max(1, k) if f[i] > 0 else k for i, k in ((1, n_val), (2, n_test)))
-        elif n == 2 and f[2] > 0: n_val, n_test = 0, 1
-        else: n_val, n_test = 0, 0
-        n_test = min(n_test, n - 1); n_val = min(n_val, n - 1 - n_test)   # train keeps at least one cell
-        l = np.array(['train']*(n - n_val - n_test) + ['val']*n_val + ['test']*n_test, dtype=object)
-        lab[idx] = l[rng.permutation(n)]
-    counts = _check_nonempty(lab, 'cell', f"fractions={tuple(f)}, {adata.n_obs} cells")
-    adata.obs['split'] = pd.Categorical(lab, categories=SPLITS)
-    _record(adata, 'cells', fractions=f, seed=seed, stratify=stratify, sizes=counts)
-    return adata
-
-# %% ../nbs/04_data.ipynb #0035
-def split_mask(adata:ad.AnnData, # cells x genes
-               axis:str, # 'genes' (var['split']) or 'cells' (obs['split'])
-               splits:str|tuple='train', # split name(s) to select
-               required:bool=True, # raise if nothing is selected
-              ) -> np.ndarray:
-    "Boolean mask of the genes or cells in `splits`."
-    df = {'genes': adata.var, 'cells': adata.obs}[axis]
-    col = 'var' if axis == 'genes' else 'obs'
-    if 'split' not in df: raise KeyError(f"adata.{col}['split'] is missing: run the data step (rosa.data) first")
-    splits = (splits,) if isinstance(splits, str) else tuple(splits)
-    m = df['split'].isin(splits).to_numpy()
-    if required and not m.any(): raise ValueError(f"no {axis} with {col}['split'] in {splits} (empty split)")
-    return m
-
-# %% ../nbs/04_data.ipynb #0038
+# %% ../nbs/04_data.ipynb #0021
 def _rows(m:sp.csr_matrix) -> np.ndarray:
     "The row of every stored value of a CSR matrix."
     return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
@@ -315,7 +161,7 @@ def normalize(adata:ad.AnnData, # raw counts in layers['counts'] or X; var['spli
     adata.uns.setdefault('rosa', {})['normalize'] = dict(target_sum=float(target_sum), size='train genes')
     return adata
 
-# %% ../nbs/04_data.ipynb #0042
+# %% ../nbs/04_data.ipynb #0025
 def bin_edges(m:sp.csr_matrix, # cells x genes, non-negative
               train:np.ndarray, # bool mask of the genes that define the edges
               n_bins:int=8, # bins including bin 0 (= zero)
@@ -353,7 +199,7 @@ def bin_expression(adata:ad.AnnData, # normalised (var['split'] set)
     adata.uns.setdefault('rosa', {})['bins'] = dict(n_bins=n_bins, layer=layer, edges='train genes')
     return adata
 
-# %% ../nbs/04_data.ipynb #0050
+# %% ../nbs/04_data.ipynb #0033
 def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData already read with read_counts
                    gene_split:dict|None=None, # arguments of split_genes, e.g. dict(test_chroms=['chr2'])
                    cell_split:dict|None=None, # arguments of split_cells
@@ -382,7 +228,7 @@ def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData
     normalize(adata, target_sum=target_sum)
     return bin_expression(adata, n_bins=n_bins)
 
-# %% ../nbs/04_data.ipynb #0057
+# %% ../nbs/04_data.ipynb #0041
 def plot_library_sizes(adata:ad.AnnData, # normalised (obs['size_train'], obs['split'])
                        ax=None):
     "Histogram of per-cell train-gene library size (log10) by cell split; returns the axes."

@@ -14,7 +14,7 @@ import anndata as ad
 import matplotlib.pyplot as plt
 
 from .core import Registry
-from .data import split_mask
+from .splits import split_mask
 from .models import agnostic
 
 # %% auto #0

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import anndata as ad
 
 from .core import Registry
-from .data import split_mask
+from .splits import split_mask
 
 # %% auto #0
 __all__ = ['MODELS', 'ALPHAS', 'GAMMAS', 'gene_embeddings', 'agnostic', 'ridge_celltype', 'ridge_cell', 'kernel_celltype',

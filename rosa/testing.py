@@ -9,7 +9,8 @@ import pandas as pd
 import scipy.sparse as sp
 import anndata as ad
 
-from .data import split_genes, split_cells, normalize, bin_expression, split_mask
+from .data import normalize, bin_expression
+from .splits import split_genes, split_cells, split_mask
 
 # %% auto #0
 __all__ = ['TOY_FRACTIONS', 'toy_adata', 'heldout_r', 'poison']

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from einops import repeat
 
 from .core import default_device, seed_everything, torch_save, params_from_signature, read_checkpoint
-from .data import split_mask
+from .splits import split_mask
 from .models import MODELS, gene_embeddings, _layer, _dense, _positions, _gene_folds
 from .transformer import TransformerConfig, ExpressionTransformer, ENCODERS
 
