@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_data.ipynb #0003
 from __future__ import annotations
-import re, warnings
+import os, re, warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +12,15 @@ import pandas as pd
 import scipy.sparse as sp
 import anndata as ad
 import scanpy as sc
+import torch
 
 from .core import write_h5ad, strip_version
 from .splits import SPLITS, split_genes, split_cells, split_mask
 
 # %% auto #0
 __all__ = ['MIN_CELLS_PER_GENE', 'MIN_GENES_PER_CELL', 'as_counts', 'read_counts', 'ids_from_symbols', 'filter_counts',
-           'normalize', 'bin_edges', 'bin_expression', 'prepare_counts', 'plot_library_sizes', 'bin_occupancy',
-           'plot_bin_occupancy']
+           'normalize', 'bin_edges', 'bin_expression', 'prepare_counts', 'CountReader', 'preprocess', 'ExpressionStore',
+           'read_store', 'plot_library_sizes', 'bin_occupancy', 'plot_bin_occupancy']
 
 # %% ../nbs/04_data.ipynb #0008
 def _is_counts(m) -> bool:
@@ -165,8 +166,10 @@ def normalize(adata:ad.AnnData, # raw counts in layers['counts'] or X; var['spli
 def bin_edges(m:sp.csr_matrix, # cells x genes, non-negative
               train:np.ndarray, # bool mask of the genes that define the edges
               n_bins:int=8, # bins including bin 0 (= zero)
+              scheme:str='halving', # 'halving': bin k>0 holds 2^-k of the values; 'quantile': the bins hold equal shares
              ) -> np.ndarray:
     "Per-cell edges (n_cells x n_bins-2): a value >= edge k is in bin > k; inf where the cell has too few values."
+    if scheme not in ('halving', 'quantile'): raise ValueError(f"bins must be 'halving' or 'quantile', got {scheme!r}")
     rows = _rows(m)
     keep = train[m.indices] & (m.data > 0)
     r, v = rows[keep], m.data[keep]
@@ -174,7 +177,7 @@ def bin_edges(m:sp.csr_matrix, # cells x genes, non-negative
     n = np.bincount(r, minlength=m.shape[0]); start = np.concatenate([[0], np.cumsum(n)[:-1]])
     E = np.full((m.shape[0], n_bins - 2), np.inf)
     for k in range(1, n_bins - 1):
-        i = -(-(n * (2**k - 1)) // 2**k)                   # ceil(m (1 - 2^-k)) in integers
+        i = -(-(n * (2**k - 1)) // 2**k) if scheme == 'halving' else -(-(n * k) // (n_bins - 1))   # ceil(m (1 - 2^-k)) or ceil(m k / (n-1))
         ok = i < n
         E[ok, k - 1] = v[start[ok] + i[ok]]
     return E
@@ -183,8 +186,9 @@ def bin_expression(adata:ad.AnnData, # normalised (var['split'] set)
                    n_bins:int=8, # bins including bin 0 (= zero); bin k>0 holds 2^-k of a cell's non-zero train values
                    layer:str='counts', # the values to bin (any layer that orders a cell's genes like its counts)
                    chunk:int=50_000, # cells per block of work
+                   scheme:str='halving', # 'halving' (bin k holds 2^-k of the values) or 'quantile' (equal shares), see `bin_edges`
                   ) -> ad.AnnData:
-    "layers['bins'] (int8 CSR): per-cell halving bins of the non-zero values, edges from train genes only."
+    "layers['bins'] (int8 CSR): per-cell bins of the non-zero values (halving or equal-frequency), edges from train genes only."
     if not 2 <= n_bins <= 127: raise ValueError(f"n_bins must be in [2, 127], got {n_bins}")
     if layer == 'counts': m = _counts(adata)
     elif layer in adata.layers: m = adata.layers[layer]
@@ -192,14 +196,14 @@ def bin_expression(adata:ad.AnnData, # normalised (var['split'] set)
     m = sp.csr_matrix(m, copy=True); m.eliminate_zeros()
     train, b = _train_mask(adata), np.ones(m.nnz, dtype=np.int8)
     for s, e in _row_chunks(m.shape[0], chunk):
-        sub = m[s:e]; E = bin_edges(sub, train, n_bins); rows = _rows(sub)
+        sub = m[s:e]; E = bin_edges(sub, train, n_bins, scheme); rows = _rows(sub)
         bs = b[m.indptr[s]:m.indptr[e]]   # a view: filled in place
         for k in range(n_bins - 2): bs += (sub.data >= E[rows, k])
     adata.layers['bins'] = sp.csr_matrix((b, m.indices.copy(), m.indptr.copy()), shape=m.shape)
-    adata.uns.setdefault('rosa', {})['bins'] = dict(n_bins=n_bins, layer=layer, edges='train genes')
+    adata.uns.setdefault('rosa', {})['bins'] = dict(n_bins=n_bins, scheme=scheme, layer=layer, edges='train genes')
     return adata
 
-# %% ../nbs/04_data.ipynb #0033
+# %% ../nbs/04_data.ipynb #0035
 def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData already read with read_counts
                    gene_split:dict|None=None, # arguments of split_genes, e.g. dict(test_chroms=['chr2'])
                    cell_split:dict|None=None, # arguments of split_cells
@@ -228,7 +232,284 @@ def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData
     normalize(adata, target_sum=target_sum)
     return bin_expression(adata, n_bins=n_bins)
 
-# %% ../nbs/04_data.ipynb #0041
+# %% ../nbs/04_data.ipynb #0043
+class CountReader:
+    "Raw counts of an h5ad (or an AnnData), read in blocks of cells without loading the matrix (h5py and anndata's backed sparse reader)."
+    def __init__(self, source:str|Path|ad.AnnData # h5ad with raw counts in X, layers['counts'] or raw.X; or an AnnData
+                ):
+        from anndata.io import read_elem
+        self.file = None
+        if isinstance(source, ad.AnnData):
+            self.path, a = '<AnnData>', source
+            cands = [('X', a.X), ("layers['counts']", a.layers.get('counts')), ('raw.X', a.raw.X if a.raw is not None else None)]
+            obs, var, raw_var = a.obs, a.var, (a.raw.var if a.raw is not None else None)
+        else:
+            import h5py
+            self.path = Path(source)
+            if not self.path.exists(): raise FileNotFoundError(f"{self.path} does not exist")
+            self.file = f = h5py.File(self.path, 'r')
+            cands = [('X', self._matrix(f, 'X')), ("layers['counts']", self._matrix(f, 'layers/counts')), ('raw.X', self._matrix(f, 'raw/X'))]
+            obs, var = read_elem(f['obs']), read_elem(f['var'])
+            raw_var = read_elem(f['raw/var']) if 'raw/var' in f else None
+        for name, m in cands:
+            if m is None or m.shape[0] == 0: continue
+            head = m[:min(m.shape[0], 2000)]
+            if _is_counts(head if sp.issparse(head) else sp.csr_matrix(head)): break
+        else:
+            m = cands[0][1]; head = m[:min(m.shape[0], 2000)]
+            d = head.data if sp.issparse(head) else np.asarray(head)
+            if d.size and np.issubdtype(d.dtype, np.floating) and np.isnan(d).any():
+                raise ValueError(f"counts: {self.path} holds NaN values in X: counts must be whole numbers; replace the missing "
+                                 f"values (with 0 if they mean 'not detected') or drop those cells")
+            raise ValueError(f"{self.path}: no raw counts found: X, layers['counts'] and raw.X are missing or hold non-integer / "
+                             f"negative values (normalised data?). rosa needs raw integer counts.")
+        self.name, self.matrix = name, m
+        if name == 'raw.X' and raw_var is not None and len(raw_var) == m.shape[1]:
+            var = raw_var.join(var.drop(columns=raw_var.columns, errors='ignore'), how='left')
+        var = var.copy(); ids = strip_version(var.index)
+        dup = ids[ids.duplicated()].unique()
+        if len(dup):
+            raise ValueError(f"{self.path}: stripping Ensembl versions makes gene ids collide: {list(dup[:10])}"
+                             f"{' ...' if len(dup) > 10 else ''} (from {list(var.index[ids.isin(dup[:3])])})")
+        var.index = ids; var.index.name = None
+        obs = obs.copy(); obs.index = obs.index.astype(str)
+        for c in ('cell_type', 'donor_id', 'tissue'):
+            if c in obs and not isinstance(obs[c].dtype, pd.CategoricalDtype): obs[c] = obs[c].astype('category')
+        self.obs, self.var = obs, var
+
+    @staticmethod
+    def _matrix(f, key):
+        "A row-sliceable view of a matrix in an open h5ad, or None."
+        from anndata.io import sparse_dataset
+        if key not in f: return None
+        g = f[key]
+        kind = g.attrs.get('encoding-type', 'array')
+        if kind == 'csc_matrix':
+            raise ValueError(f"{f.filename}:{key} is stored by genes (CSC); reading cells in blocks needs CSR (by cells): "
+                             f"rewrite it once, e.g. adata.X = adata.X.tocsr(); adata.write_h5ad(...)")
+        return sparse_dataset(g) if kind == 'csr_matrix' else g
+
+    @property
+    def shape(self): return self.matrix.shape
+    def block(self, s:int, e:int) -> sp.csr_matrix:
+        "Cells [s, e) as CSR int32 counts; an error names the file, the matrix and the cells if they are not counts."
+        m = self.matrix[s:e]
+        return as_counts(m, f"{self.path}:{self.name} (cells {s}..{e})")
+    def blocks(self, size:int=20_000):
+        "(start, end, counts) for consecutive blocks of `size` cells."
+        for s, e in _row_chunks(self.shape[0], size): yield s, e, self.block(s, e)
+    def close(self):
+        if self.file is not None: self.file.close(); self.file = None
+    def __enter__(self): return self
+    def __exit__(self, *a): self.close()
+    def __repr__(self): return f"CountReader({self.path}:{self.name}, {self.shape[0]} cells x {self.shape[1]} genes)"
+
+# %% ../nbs/04_data.ipynb #0044
+class _CSRAppender:
+    "A CSR matrix written to a zarr group block of rows by block of rows (anndata's on-disk sparse format)."
+    def __init__(self, group, key:str, n_cols:int, dtype, chunk:int=1 << 21):
+        self.group, self.key, self.n_cols, self.dtype, self.chunk, self.ds = group, key, n_cols, np.dtype(dtype), chunk, None
+    def append(self, m:sp.csr_matrix):
+        from anndata.io import write_elem, sparse_dataset
+        m = sp.csr_matrix(m, dtype=self.dtype)
+        if self.ds is None:
+            write_elem(self.group, self.key, m, dataset_kwargs=dict(chunks=(self.chunk,), shards=None))
+            self.ds = sparse_dataset(self.group[self.key])
+        elif m.shape[0]: self.ds.append(m)
+    def close(self):
+        if self.ds is None: self.append(sp.csr_matrix((0, self.n_cols), dtype=self.dtype))
+
+def _uns_safe(d):
+    "Values a zarr/h5ad `uns` can hold (None dropped, tuples as lists, numpy scalars as Python)."
+    import json
+    return json.loads(json.dumps(d, default=lambda o: o.item() if hasattr(o, 'item') else str(o)), object_hook=lambda x: {k: v for k, v in x.items() if v is not None})
+
+# %% ../nbs/04_data.ipynb #0045
+def _annotate_genes(var:pd.DataFrame, genes:pd.DataFrame|None, chrom, gene_ids:str, path) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    "Which counted genes to keep (a mask over var), their var with the annotation's columns, and what was left out."
+    report = {}
+    keep = np.ones(len(var), bool); var = var.copy()
+    if gene_ids == 'symbol':
+        if genes is None or 'gene_name' not in genes: raise ValueError("gene_ids='symbol' needs the annotation's genes (with gene_name)")
+        names = genes.gene_name.astype(str); n = names.value_counts()
+        to_id = pd.Series(names.index, index=names.values)[lambda s: s.index.map(n) == 1]
+        sym = pd.Index(var.index.astype(str)); keep = sym.isin(to_id.index)
+        report.update(symbols_unknown=int((~sym.isin(n.index)).sum()), symbols_ambiguous=int(sym.isin(n.index[n > 1]).sum()))
+        if not keep.any(): raise ValueError(f"counts: none of the {len(sym)} gene symbols of {path} (e.g. {list(sym[:3])}) is a gene_name of the annotation")
+        var['gene_symbol'] = sym.values
+        var.index = pd.Index(np.where(keep, to_id.reindex(sym).values, sym.values).astype(str))
+    elif gene_ids != 'ensembl': raise ValueError(f"gene_ids must be 'ensembl' or 'symbol', got {gene_ids!r}")
+    if genes is not None:
+        known = var.index.isin(genes.index)
+        if not (keep & known).any():
+            raise ValueError(f"counts: none of the {len(var)} genes of {path} (e.g. {list(var.index[:3])}) is in the annotation")
+        report['not_in_annotation'] = int((keep & ~known).sum())
+        keep &= known
+        for c in genes.columns:
+            if c not in var: var[c] = genes[c].reindex(var.index).values
+    if chrom is not None:
+        ch = pd.Series(chrom); ch.index = strip_version(ch.index); ch = ch[~ch.index.duplicated()].reindex(var.index)
+        if ch[keep].isna().all(): raise ValueError(f"chrom knows none of the genes, e.g. {list(var.index[:3])}")
+        report['no_chromosome'] = int((keep & ch.isna().values).sum())
+        keep &= ch.notna().values; var['chrom'] = ch.astype(object).values
+    if 'chrom' in var: var['chrom'] = var['chrom'].astype(str)
+    lost = {k: v for k, v in report.items() if v}
+    if lost: warnings.warn(f"{path}: {int((~keep).sum())} of {len(var)} counted genes are left out ("
+                           + ', '.join(f"{v} {k.replace('_', ' ')}" for k, v in lost.items()) + f"), e.g. {list(var.index[~keep][:3])}")
+    return keep, var, report
+
+def _with_rosa(a:ad.AnnData, **records) -> ad.AnnData:
+    a.uns.setdefault('rosa', {}).update(records); return a
+
+# %% ../nbs/04_data.ipynb #0046
+def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks of cells), or an AnnData
+               out:str|Path, # the zarr store to write (an AnnData on disk; `read_store` opens it)
+               gene_split:dict|None=None, # `split_genes` arguments, e.g. dict(test_chroms=['chr2'])
+               cell_split:dict|None=None, # `split_cells` arguments
+               min_cells_per_gene:int=MIN_CELLS_PER_GENE, # genes detected in fewer cells are dropped
+               min_genes_per_cell:int=MIN_GENES_PER_CELL, # cells with fewer detected train genes are dropped
+               chrom:dict|pd.Series|None=None, # gene id -> chromosome, written to var['chrom'] (genes without one are dropped)
+               genes:pd.DataFrame|None=None, # the annotation's genes, indexed by gene id: its columns join var, genes it lacks are dropped
+               gene_ids:str='ensembl', # what the counts' var index holds: 'ensembl' ids or gene 'symbol's (mapped through genes.gene_name)
+               target_sum:float=1e4, # counts per cell after scaling (`normalize`)
+               n_bins:int=8, # expression bins including bin 0 (`bin_expression`)
+               bins:str='halving', # 'halving' or 'quantile' bins (`bin_edges`)
+               pseudobulk:dict|None=None, # e.g. dict(by=['donor_id', 'cell_type'], min_cells=10): the store holds pseudobulks, not cells
+               chunk_cells:int=20_000, # cells per block: memory is bounded by the block, not by the number of cells
+               log=print, # where progress lines go (None: nowhere)
+              ) -> Path:
+    "The data step out of core: filter, split genes and cells, normalise and bin, block by block of cells, into a zarr store."
+    import shutil, tempfile, time, zarr
+    from anndata.io import write_elem
+    log = log or (lambda *a, **k: None)
+    out = Path(out); stages = {}; t0 = time.time()
+    reader = counts if isinstance(counts, CountReader) else CountReader(counts)
+    try:
+        obs = reader.obs
+        pb = {**dict(by=['donor_id', 'cell_type'], min_cells=10), **pseudobulk} if pseudobulk is not None else None
+        if pb is not None:
+            if set(pb) - {'by', 'min_cells'}: raise ValueError(f"pseudobulk: unknown settings {sorted(set(pb) - {'by', 'min_cells'})} (by, min_cells)")
+            pb['by'] = [pb['by']] if isinstance(pb['by'], str) else list(pb['by'])
+            miss = [c for c in pb['by'] if c not in obs]
+            if miss: raise ValueError(f"pseudobulk: obs has no {miss} (obs has: {', '.join(map(str, obs.columns[:12]))})")
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore'); split_cells(ad.AnnData(obs=obs.copy()), **(cell_split or {}))   # a bad cell split fails before any work
+        keep_g, var, report = _annotate_genes(reader.var, genes, chrom, gene_ids, reader.path)
+        # pass 1: validate every block and count the cells each gene is detected in
+        n_cells = np.zeros(reader.shape[1], np.int64)
+        for s, e, m in reader.blocks(chunk_cells): n_cells += np.bincount(m.indices, minlength=m.shape[1])
+        stages['scan'] = round(time.time() - t0, 2); log(f"  scan: {reader.shape[0]:,} cells x {reader.shape[1]:,} genes checked ({stages['scan']}s)")
+        keep_g &= n_cells >= min_cells_per_gene
+        if not keep_g.any(): raise ValueError(f"filter_counts: no gene is detected in >= {min_cells_per_gene} cells")
+        g = ad.AnnData(var=var[keep_g].assign(n_cells=n_cells[keep_g]))
+        split_genes(g, **(gene_split or {}))
+        cols = pd.Index(var.index).get_indexer(g.var_names)
+        train = (g.var['split'] == 'train').values
+        min_genes = max(1, min_genes_per_cell)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent))
+        try:
+            root = zarr.open_group(str(tmp), mode='w')
+            X, C, B = (_CSRAppender(root, 'X', g.n_vars, np.float32), _CSRAppender(root, 'layers/counts', g.n_vars, np.int32),
+                       _CSRAppender(root, 'layers/bins', g.n_vars, np.int8))
+            kept, size, sums, t1 = np.zeros(reader.shape[0], bool), [], {}, time.time()
+            for s, e, m in reader.blocks(chunk_cells):
+                m = m[:, cols]
+                ntr = np.bincount(_rows(m)[train[m.indices]], minlength=m.shape[0])
+                k = ntr >= min_genes; kept[s:e] = k; m = m[k]
+                if pb is not None:
+                    a = ad.AnnData(m, obs=obs.iloc[s:e][k][pb['by']].astype(str))
+                    r = sc.get.aggregate(a, by=pb['by'], func='sum')
+                    ones = ad.AnnData(np.ones((a.n_obs, 1), np.float32), obs=a.obs)
+                    n = sc.get.aggregate(ones, by=pb['by'], func='sum').layers['sum'][:, 0]
+                    for name, row, c in zip(r.obs_names, r.layers['sum'], n):
+                        acc = sums.setdefault(name, [np.zeros(g.n_vars), 0, r.obs.loc[name]]); acc[0] += row; acc[1] += int(c)
+                    continue
+                a = ad.AnnData(m, var=g.var[['split']])
+                normalize(a, target_sum=target_sum); bin_expression(a, n_bins=n_bins, scheme=bins)
+                X.append(a.X); C.append(a.layers['counts']); B.append(a.layers['bins']); size.append(a.obs['size_train'].values)
+            stages['normalise'] = round(time.time() - t1, 2)
+            nrec = dict(min_cells_per_gene=min_cells_per_gene, min_genes_per_cell=min_genes_per_cell,
+                        n_obs_before=int(reader.shape[0]), n_vars_before=int(reader.shape[1]), n_obs=int(kept.sum()), n_vars=int(g.n_vars),
+                        **{f'genes_{k}': v for k, v in report.items()})
+            if not kept.any(): raise ValueError(f"filter_counts: no cell has >= {min_genes} detected train genes")
+            if pb is not None:
+                names = [k for k, v in sums.items() if v[1] >= pb['min_cells']]
+                if not names: raise ValueError(f"pseudobulk: no group of {pb['by']} has >= {pb['min_cells']} cells (largest: {max(v[1] for v in sums.values())})")
+                pobs = pd.DataFrame([sums[k][2] for k in names], index=names)
+                for c in pobs: pobs[c] = pobs[c].astype('category')
+                pobs['n_cells'] = [sums[k][1] for k in names]
+                a = ad.AnnData(sp.csr_matrix(np.stack([sums[k][0] for k in names]).astype(np.int64)), obs=pobs, var=g.var.copy())
+                ntr = np.asarray((a.X[:, train] > 0).sum(1)).ravel(); a = a[ntr >= min_genes].copy()
+                normalize(a, target_sum=target_sum); bin_expression(a, n_bins=n_bins, scheme=bins)
+                X.append(a.X); C.append(a.layers['counts']); B.append(a.layers['bins'])
+                nrec.update(n_cells_pooled=int(kept.sum()), n_obs=int(a.n_obs)); cobs = a.obs
+            else:
+                cobs = obs[kept].copy(); cobs['size_train'] = np.concatenate(size).astype(np.float32)
+            for w in (X, C, B): w.close()
+            c = ad.AnnData(obs=cobs); split_cells(c, **(cell_split or {}))
+            g.uns['rosa']['splits'].update(c.uns['rosa']['splits'])
+            rec = dict(g.uns['rosa'], filter=nrec, normalize=dict(target_sum=float(target_sum), size='train genes'),
+                       bins=dict(n_bins=n_bins, scheme=bins, layer='counts', edges='train genes'),
+                       source=dict(path=str(reader.path), matrix=reader.name), pseudobulk=pb, stages=stages)
+            stages['total'] = round(time.time() - t0, 2)
+            with warnings.catch_warnings():
+                warnings.filterwarnings('ignore', 'zarr v3 autosharding')   # obs and var are small: one chunk each
+                write_elem(root, 'obs', c.obs); write_elem(root, 'var', g.var); write_elem(root, 'uns', dict(rosa=_uns_safe(rec)))
+                for k in ('obsm', 'varm', 'obsp', 'varp'): write_elem(root, k, {})
+            root.attrs.update({'encoding-type': 'anndata', 'encoding-version': '0.1.0'})
+            if out.exists(): shutil.rmtree(out) if out.is_dir() else out.unlink()
+            os.replace(tmp, out)
+        finally:
+            if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        if reader is not counts: reader.close()
+    log(f"  normalise + bin: {nrec['n_obs']:,} {'pseudobulks' if pb else 'cells'} x {g.n_vars:,} genes written to {out} ({stages['normalise']}s)")
+    return out
+
+# %% ../nbs/04_data.ipynb #0048
+class ExpressionStore:
+    "The data step's output on disk: obs, var and uns in memory, the matrices (X = log1p, layers counts and bins) read by blocks of cells."
+    def __init__(self, path:str|Path):
+        import zarr
+        from anndata.io import read_elem
+        self.path = Path(path)
+        if not self.path.exists(): raise FileNotFoundError(f"{self.path} does not exist")
+        self.root = zarr.open_group(str(self.path), mode='r')
+        for k in ('X', 'obs', 'var'):
+            if k not in self.root: raise ValueError(f"{self.path} is not a rosa data store: it has no {k!r}")
+        self.obs, self.var = read_elem(self.root['obs']), read_elem(self.root['var'])
+        self.uns = read_elem(self.root['uns']) if 'uns' in self.root else {}
+        self.layers = ['X'] + (sorted(self.root['layers'].keys()) if 'layers' in self.root else [])
+    @property
+    def shape(self): return (len(self.obs), len(self.var))
+    @property
+    def n_obs(self): return self.shape[0]
+    @property
+    def n_vars(self): return self.shape[1]
+    @property
+    def var_names(self): return self.var.index
+    @property
+    def obs_names(self): return self.obs.index
+    def matrix(self, layer:str='X'):
+        "A layer as anndata's backed sparse dataset (row slices read only those cells)."
+        from anndata.io import sparse_dataset
+        if layer not in self.layers: raise KeyError(f"{self.path} has no layer {layer!r} (it has {self.layers})")
+        return sparse_dataset(self.root['X' if layer == 'X' else f'layers/{layer}'])
+    def rows(self, s:int, e:int, layer:str='X') -> sp.csr_matrix:
+        "Cells [s, e) of a layer, as CSR."
+        return self.matrix(layer)[s:e]
+    def to_memory(self) -> ad.AnnData:
+        "The whole store as an in-memory AnnData (X = layers['log1p'])."
+        a = ad.read_zarr(self.path); a.layers['log1p'] = a.X
+        return a
+    def __repr__(self): return f"ExpressionStore({self.path}: {self.n_obs:,} x {self.n_vars:,}, layers {self.layers})"
+
+def read_store(path:str|Path) -> ExpressionStore:
+    "Open the data step's zarr store without loading its matrices."
+    return ExpressionStore(path)
+
+# %% ../nbs/04_data.ipynb #0054
 def plot_library_sizes(adata:ad.AnnData, # normalised (obs['size_train'], obs['split'])
                        ax=None):
     "Histogram of per-cell train-gene library size (log10) by cell split; returns the axes."
