@@ -20,7 +20,7 @@ from .splits import SPLITS, split_genes, split_cells, split_mask
 # %% auto #0
 __all__ = ['MIN_CELLS_PER_GENE', 'MIN_GENES_PER_CELL', 'as_counts', 'read_counts', 'ids_from_symbols', 'filter_counts',
            'normalize', 'bin_edges', 'bin_expression', 'prepare_counts', 'CountReader', 'preprocess', 'ExpressionStore',
-           'read_store', 'plot_library_sizes', 'bin_occupancy', 'plot_bin_occupancy']
+           'read_store', 'CellBatches', 'cell_loader', 'plot_library_sizes', 'bin_occupancy', 'plot_bin_occupancy']
 
 # %% ../nbs/04_data.ipynb #0008
 def _is_counts(m) -> bool:
@@ -510,6 +510,63 @@ def read_store(path:str|Path) -> ExpressionStore:
     return ExpressionStore(path)
 
 # %% ../nbs/04_data.ipynb #0054
+class CellBatches(torch.utils.data.IterableDataset):
+    "Batches of cells from a store: blocks of consecutive cells read with anndata's backed reader, shuffled by block and within blocks, shared out among DataLoader workers and distributed ranks."
+    def __init__(self, store:str|Path|ExpressionStore, # the data step's store
+                 layers:tuple=('X', 'bins'), # layers to return ('X' = log1p), each a dense tensor per batch
+                 cells:str|tuple|np.ndarray|None=None, # split name(s) of obs['split'], a boolean mask, or None for all cells
+                 batch_size:int=256, # cells per batch
+                 shuffle:bool=True, # shuffle blocks and cells within blocks (seeded, a new order each epoch)
+                 seed:int=0, # seed of the order
+                 block_cells:int=8192, # cells read at once: what bounds memory per worker
+                ):
+        st = store if isinstance(store, ExpressionStore) else ExpressionStore(store)
+        self.path, self.layers, self.batch_size, self.shuffle, self.seed, self.block = st.path, tuple(layers), batch_size, shuffle, seed, block_cells
+        for l in self.layers: st.matrix(l)                     # a missing layer fails here, not in a worker
+        if cells is None: mask = np.ones(st.n_obs, bool)
+        elif isinstance(cells, np.ndarray): mask = np.asarray(cells, bool)
+        else: mask = split_mask(ad.AnnData(obs=st.obs[['split']]), 'cells', cells)
+        if mask.shape != (st.n_obs,): raise ValueError(f"cells: a mask of {mask.shape} for {st.n_obs} cells")
+        self.mask, self.n_obs, self.epoch, self._st = mask, st.n_obs, 0, None
+    def set_epoch(self, epoch:int): self.epoch = epoch
+    def __len__(self): return -(-int(self.mask.sum()) // self.batch_size)
+    def _shard(self):
+        "This process's blocks: its rank among distributed processes times its worker among DataLoader workers."
+        info = torch.utils.data.get_worker_info(); w, nw = (info.id, info.num_workers) if info else (0, 1)
+        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+        r, nr = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist else (0, 1)
+        blocks = [(s, e) for s, e in _row_chunks(self.n_obs, self.block) if self.mask[s:e].any()]
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(blocks)) if self.shuffle else np.arange(len(blocks))
+        return [blocks[i] for i in order[r * nw + w::nr * nw]], np.random.default_rng([self.seed, self.epoch, r, w])
+    def _batch(self, idx, mats):
+        return dict(cells=torch.from_numpy(idx), **{l: torch.from_numpy(m.toarray()) for l, m in zip(self.layers, mats)})
+    def __iter__(self):
+        st = ExpressionStore(self.path); mats = [st.matrix(l) for l in self.layers]   # opened in the worker
+        blocks, rng = self._shard()
+        idx_left, left = np.zeros(0, np.int64), None
+        for s, e in blocks:
+            idx = np.flatnonzero(self.mask[s:e])
+            if self.shuffle: idx = rng.permutation(idx)
+            rows = [m[s:e][idx] for m in mats]; idx = idx + s
+            if left is not None: idx, rows = np.concatenate([idx_left, idx]), [sp.vstack([a, b], format='csr') for a, b in zip(left, rows)]
+            n = len(idx) - len(idx) % self.batch_size
+            for b in range(0, n, self.batch_size): yield self._batch(idx[b:b + self.batch_size], [r[b:b + self.batch_size] for r in rows])
+            idx_left, left = idx[n:], [r[n:] for r in rows]
+        if len(idx_left): yield self._batch(idx_left, left)
+
+def cell_loader(store:str|Path|ExpressionStore, # the data step's store
+                batch_size:int=256, # cells per batch
+                num_workers:int=0, # DataLoader worker processes reading blocks in parallel
+                shuffle:bool=True, # a seeded new order each epoch (`CellBatches.set_epoch`)
+                seed:int=0, # seed of the order
+                **kwargs, # more `CellBatches` arguments: layers, cells, block_cells
+               ) -> torch.utils.data.DataLoader:
+    "A PyTorch DataLoader of dicts {cells, X, bins, ...} streamed from the store; memory is bounded by the block, not the cells."
+    ds = CellBatches(store, batch_size=batch_size, shuffle=shuffle, seed=seed, **kwargs)
+    return torch.utils.data.DataLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=torch.cuda.is_available(),
+                                       persistent_workers=num_workers > 0)
+
+# %% ../nbs/04_data.ipynb #0059
 def plot_library_sizes(adata:ad.AnnData, # normalised (obs['size_train'], obs['split'])
                        ax=None):
     "Histogram of per-cell train-gene library size (log10) by cell split; returns the axes."
