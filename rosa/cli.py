@@ -12,7 +12,7 @@ from .core import read_json
 from .synthetic import WorldConfig
 
 # %% auto #0
-__all__ = ['COMMANDS', 'world', 'load_plugins', 'demo', 'run', 'main']
+__all__ = ['COMMANDS', 'world', 'load_plugins', 'demo', 'run', 'census', 'main']
 
 # %% ../nbs/15_cli.ipynb #0005
 @call_parse
@@ -30,11 +30,18 @@ def world(out:str='rosa_world', # folder to write the synthetic world into
     print(f'{w} written in {time.time()-t0:.1f}s')
     return w
 
-# %% ../nbs/15_cli.ipynb #x
+# %% ../nbs/15_cli.ipynb #0006
 def _value(s:str):
     "A flag's value: JSON when it parses (numbers, lists, null, true/false), else the text itself."
     try: return json.loads(s)
     except json.JSONDecodeError: return s
+
+def _json_flag(s:str) -> dict:
+    "A flag whose value is a JSON object (argparse names the flag when it is not one)."
+    try: v = json.loads(s)
+    except json.JSONDecodeError as e: raise argparse.ArgumentTypeError(f"not JSON ({e.msg}): {s!r}")
+    if not isinstance(v, dict): raise argparse.ArgumentTypeError(f"a JSON object {{...}} is needed, got {s!r}")
+    return v
 
 def load_plugins(argv:list) -> list:
     "Import the modules (or `.py` files) named by `--plugin` in `argv`: what they register becomes names and flags."
@@ -93,7 +100,7 @@ def _print_table(r):
     print('\n' + to_markdown(w, columns=[c for c in w.columns if c.startswith('test genes')]))
     print(f'\nrun folder: {r.out} (report.md, table.csv, rosa.h5ad)')
 
-# %% ../nbs/15_cli.ipynb #x
+# %% ../nbs/15_cli.ipynb #0007
 def demo(argv:list|None=None # the arguments after `rosa demo` (default: the command line's)
         ):
     "rosa on its embedded default: build the synthetic world, run the whole pipeline on it, print the table."
@@ -109,7 +116,7 @@ def demo(argv:list|None=None # the arguments after `rosa demo` (default: the com
     r = run_demo(rest.pop('out'), seed=rest.pop('seed', 0), world=world, params=params, **rest)
     _print_table(r)
 
-# %% ../nbs/15_cli.ipynb #x
+# %% ../nbs/15_cli.ipynb #0008
 def run(argv:list|None=None # the arguments after `rosa run` (default: the command line's)
        ):
     "Run rosa on your own files: counts + genome + annotation -> embeddings, predictions, per-quadrant table."
@@ -123,11 +130,17 @@ def run(argv:list|None=None # the arguments after `rosa run` (default: the comma
     p.add_argument('--tracks', help='bulk CAGE tracks to pretrain a small Enformer (when --enformer.weights is not given)')
     p.add_argument('--truth', help='oracle truth.h5ad (synthetic worlds) for the noise-ceiling row')
     p.add_argument('--test_chroms', help="hold out these chromosomes' genes (comma-separated) instead of a random gene split")
+    p.add_argument('--gene_split', type=_json_flag, metavar='JSON', help='`split_genes` arguments, e.g. \'{"by": "regions", "regions": "folds.bed", '
+                   '"test_regions": ["fold3"], "val_regions": ["fold4"], "guard": 196608}\' (BED folds as Enformer/Borzoi hold out)')
+    p.add_argument('--cell_split', type=_json_flag, metavar='JSON', help='`split_cells` arguments, e.g. \'{"by": "donor_id"}\' or \'{"by": "tissue", "test_groups": ["lung"]}\'')
+    p.add_argument('--pseudobulk', type=_json_flag, metavar='JSON', help='model pseudobulks instead of cells, e.g. \'{"by": ["donor_id", "cell_type"], "min_cells": 10}\'')
+    p.add_argument('--bins', choices=['halving', 'quantile'], help="expression bins: per-cell halving bins (default) or equal-frequency bins")
+    p.add_argument('--chunk_cells', type=int, help='cells per block of the data step (default 20000): memory is bounded by it')
     p.add_argument('--gene_ids', help="what the counts' var index holds: 'ensembl' ids (default) or gene 'symbol's, mapped through the GTF's gene_name")
     p.add_argument('--check', action='store_true', help='check the inputs and settings (the preflight) and stop, computing nothing')
     params, rest = _parse(p, sys.argv[2:] if argv is None else argv, DEFAULT_EMBEDDINGS, DEFAULT_MODELS)
     cfg = read_json(rest.pop('config')) if 'config' in rest else {}
-    if 'test_chroms' in rest: cfg['gene_split'] = dict(by='chrom', test_chroms=rest.pop('test_chroms').split(','))
+    if 'test_chroms' in rest: cfg['gene_split'] = dict(cfg.get('gene_split') or rest.pop('gene_split', {}), by='chrom', test_chroms=rest.pop('test_chroms').split(','))
     cfg.update(rest)
     missing = [k for k in ('counts', 'fasta', 'gtf') if not cfg.get(k)]
     if missing: sys.exit(f"rosa run: missing {', '.join('--' + k for k in missing)} (or give them in --config)")
@@ -140,7 +153,27 @@ def run(argv:list|None=None # the arguments after `rosa run` (default: the comma
     _print_table(r)
 
 # %% ../nbs/15_cli.ipynb #0009
-COMMANDS = dict(demo=demo, run=run, world=world)
+@call_parse
+def census(out:str='census.h5ad', # h5ad to write (raw counts, CELLxGENE schema)
+           census_version:str='2025-11-08', # pinned Census release (an LTS build)
+           dataset_ids:str='53d208b0-2cfd-4366-9866-c3c6114081bc', # comma-separated Census dataset ids (default: Tabula Sapiens - All Cells)
+           uri:str=None, # a local Census-shaped SOMA collection instead of the hosted Census
+           tissue:str=None, # comma-separated tissue_general values to keep (e.g. lung)
+           gtf:str=None, # keep only this annotation's protein-coding genes
+           chunk_cells:int=50_000, # cells per block streamed from the Census
+          ):
+    "Stream raw counts of Tabula Sapiens (or other Census datasets) into an h5ad that `rosa run --counts` reads."
+    from rosa.census import load_census, protein_coding
+    genes = None
+    if gtf:
+        from rosa.reference import read_annotation
+        genes = protein_coding(read_annotation(gtf))
+    p = load_census(out, census_version=census_version, dataset_ids=[d for d in dataset_ids.split(',') if d], uri=uri,
+                    tissue=tissue.split(',') if tissue else None, genes=genes, chunk_cells=chunk_cells)
+    print(f'{p}  ({p.stat().st_size/1e6:.1f} MB)')
+
+# %% ../nbs/15_cli.ipynb #0010
+COMMANDS = dict(demo=demo, run=run, world=world, census=census)
 
 def _one_line(e:BaseException) -> str:
     "An error as one line: its message (a KeyError's without the quotes), newlines folded."

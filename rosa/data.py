@@ -313,7 +313,9 @@ class _CSRAppender:
         from anndata.io import write_elem, sparse_dataset
         m = sp.csr_matrix(m, dtype=self.dtype)
         if self.ds is None:
-            write_elem(self.group, self.key, m, dataset_kwargs=dict(chunks=(self.chunk,), shards=None))
+            import zarr
+            kw = dict(chunks=(self.chunk,), **({'shards': None} if int(zarr.__version__.split('.')[0]) >= 3 else {}))
+            write_elem(self.group, self.key, m, dataset_kwargs=kw)
             self.ds = sparse_dataset(self.group[self.key])
         elif m.shape[0]: self.ds.append(m)
     def close(self):
@@ -464,7 +466,7 @@ def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks 
             if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
     finally:
         if reader is not counts: reader.close()
-    log(f"  normalise + bin: {nrec['n_obs']:,} {'pseudobulks' if pb else 'cells'} x {g.n_vars:,} genes written to {out} ({stages['normalise']}s)")
+    log(f"  normalise + bin: {nrec['n_obs']:,} {'pseudobulks' if pb else 'cells'} x {g.n_vars:,} genes written ({stages['normalise']}s)")
     return out
 
 # %% ../nbs/04_data.ipynb #0048

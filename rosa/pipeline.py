@@ -17,18 +17,20 @@ from .store import RunFolder, Format, FORMATS, code_version
 from .synthetic import make_world, load_world, WorldConfig, WORLD_FORMAT
 from .core import strip_version
 from .reference import Annotation, Genome, read_annotation
-from .data import prepare_counts, read_counts, ids_from_symbols, split_cells, MIN_CELLS_PER_GENE, MIN_GENES_PER_CELL
+from .data import preprocess, read_store, ExpressionStore, MIN_CELLS_PER_GENE, MIN_GENES_PER_CELL
+from .splits import split_cells, split_summary, read_regions
 from .embeddings import EMBEDDINGS, EmbeddingContext, compute_embedding, genes_only, requires
 from .models import MODELS
 import rosa.training  # registers the transformer in MODELS
 from .evaluation import METRICS, noise_ceiling, compare, wide_table, to_markdown, plot_comparison, grammar_probe
 
 # %% auto #0
-__all__ = ['DEFAULT_EMBEDDINGS', 'DEFAULT_MODELS', 'HEADLINE', 'DEMO', 'RunConfig', 'step_annotation', 'step_data',
+__all__ = ['DEFAULT_EMBEDDINGS', 'DEFAULT_MODELS', 'HEADLINE', 'DEMO', 'RunConfig', 'step_annotation', 'gene_table', 'step_data',
            'step_embedding', 'step_prediction', 'preflight', 'RunResult', 'run', 'tss_accuracy', 'write_report', 'demo']
 
 # %% ../nbs/14_pipeline.ipynb #0005
 FORMATS['annotation'] = Format('', lambda a, p: a.write(p), Annotation.read, directory=True)
+FORMATS['store'] = Format('.zarr', lambda write, p: write(p), read_store, directory=True)   # the data step writes its store itself, block by block
 
 # %% ../nbs/14_pipeline.ipynb #0007
 DEFAULT_EMBEDDINGS = ('enformer', 'esm', 'onehot', 'random')
@@ -58,6 +60,9 @@ class RunConfig:
     min_cells_per_gene:int = MIN_CELLS_PER_GENE    # genes seen in fewer cells are dropped
     min_genes_per_cell:int = MIN_GENES_PER_CELL    # cells with fewer detected train genes are dropped
     gene_ids:str = 'ensembl'        # what the counts' var index holds: 'ensembl' ids, or gene 'symbol's to map through the GTF's gene_name
+    pseudobulk:dict|None = None     # e.g. {'by': ['donor_id', 'cell_type'], 'min_cells': 10}: model pseudobulks instead of cells
+    bins:str = 'halving'            # expression bins: 'halving' or 'quantile' (equal-frequency)
+    chunk_cells:int = 20_000        # cells per block of the data step (memory is bounded by it)
     device:str|None = None          # 'cuda', 'cpu' or None (CUDA when available)
 
     def __post_init__(self):
@@ -104,24 +109,34 @@ def step_annotation(rf:RunFolder, cfg:RunConfig):
     return rf.step('annotation', lambda: read_annotation(cfg.gtf), fmt='annotation', inputs=dict(gtf=Path(cfg.gtf)),
                    code=code_version(read_annotation))
 
+def gene_table(ann:Annotation) -> pd.DataFrame:
+    "One row per annotated gene (gene_name, gene_type, chrom, strand) with its canonical TSS: what the data step joins to var."
+    tx = ann.transcripts
+    tss = tx.sort_values('canonical', ascending=False, kind='stable').groupby('gene_key').tss.first()
+    return ann.genes[['gene_name', 'gene_type', 'chrom', 'strand']].assign(canonical_tss=tss.reindex(ann.genes.index).astype('int64'))
+
+def _gene_split(cfg:RunConfig) -> dict:
+    "The run's `split_genes` arguments: the seed, and held-out regions placed by each gene's canonical TSS."
+    return dict(seed=cfg.seed, **({'tss_key': 'canonical_tss'} if 'regions' in cfg.gene_split or cfg.gene_split.get('guard') else {}), **cfg.gene_split)
+
 def step_data(rf:RunFolder, cfg:RunConfig, ann):
-    "Filter, split genes (random or by chromosome) and cells, normalise, bin."
+    "Filter, split genes (random, by chromosome or by regions) and cells (random, by donor, tissue...), normalise, bin: a store on disk, written block by block."
     params = dict(seed=cfg.seed, gene_split=cfg.gene_split, cell_split=cfg.cell_split,
-                  min_cells_per_gene=cfg.min_cells_per_gene, min_genes_per_cell=cfg.min_genes_per_cell,
-                  **({} if cfg.gene_ids == 'ensembl' else dict(gene_ids=cfg.gene_ids)))
+                  min_cells_per_gene=cfg.min_cells_per_gene, min_genes_per_cell=cfg.min_genes_per_cell, bins=cfg.bins,
+                  **({} if cfg.gene_ids == 'ensembl' else dict(gene_ids=cfg.gene_ids)),
+                  **({} if cfg.pseudobulk is None else dict(pseudobulk=cfg.pseudobulk)))
+    regions = cfg.gene_split.get('regions')
     def compute():
-        chrom = ann.value.transcripts.groupby('gene_key').chrom.first()
-        counts = cfg.counts if cfg.gene_ids == 'ensembl' else ids_from_symbols(read_counts(cfg.counts), ann.value.genes)
-        a = prepare_counts(counts, gene_split=dict(seed=cfg.seed, **cfg.gene_split), cell_split=dict(seed=cfg.seed, **cfg.cell_split),
-                           min_cells_per_gene=cfg.min_cells_per_gene, min_genes_per_cell=cfg.min_genes_per_cell, chrom=chrom)
-        import json; a.uns['rosa'] = json.loads(json.dumps(a.uns.get('rosa', {}), default=str))
-        return a
-    def check(a):
-        for k in ('split',): 
-            if k not in a.var or k not in a.obs: raise ValueError(f"it has no var/obs[{k!r}]")
-        if 'log1p' not in a.layers or 'bins' not in a.layers: raise ValueError("it has no layers['log1p'] / ['bins']")
-    return rf.step('data', compute, fmt='h5ad', params=params, inputs=dict(counts=Path(cfg.counts), annotation=ann.key),
-                   code=code_version(prepare_counts), check=check)
+        genes = gene_table(ann.value)
+        return lambda path: preprocess(cfg.counts, path, gene_split=_gene_split(cfg), cell_split=dict(seed=cfg.seed, **cfg.cell_split),
+                                       min_cells_per_gene=cfg.min_cells_per_gene, min_genes_per_cell=cfg.min_genes_per_cell,
+                                       genes=genes, gene_ids=cfg.gene_ids, bins=cfg.bins, pseudobulk=cfg.pseudobulk,
+                                       chunk_cells=cfg.chunk_cells, log=_log)
+    def check(st):
+        if 'split' not in st.var or 'split' not in st.obs: raise ValueError("it has no var/obs['split']")
+        if 'bins' not in st.layers or 'counts' not in st.layers: raise ValueError("it has no layers['bins'] / ['counts']")
+    inputs = dict(counts=Path(cfg.counts), annotation=ann.key, **({'regions': Path(regions)} if isinstance(regions, str) else {}))
+    return rf.step('data', compute, fmt='store', params=params, inputs=inputs, code=code_version(preprocess), check=check)
 
 # %% ../nbs/14_pipeline.ipynb #0012
 def step_embedding(rf:RunFolder, cfg:RunConfig, name:str, genes:ad.AnnData, ann, upstream:dict):
@@ -150,14 +165,14 @@ def _order(embeddings:dict) -> list:
     return order
 
 # %% ../nbs/14_pipeline.ipynb #0015
-def step_prediction(rf:RunFolder, cfg:RunConfig, model:str, emb:str|None, data, emb_step=None):
+def step_prediction(rf:RunFolder, cfg:RunConfig, model:str, emb:str|None, data, emb_step=None, adata=None):
     "One model's predictions (`MODELS[model]`) on one embedding: a cells x genes float32 array."
     e = MODELS[model]; p = e.make(cfg.models.get(model, {}))
     name = f'predictions/{model}' + (f'/{emb}' if emb else '')
     params = dict(asdict(p), seed=cfg.seed)
     inputs = dict(data=data.key, **({'embedding': emb_step.key} if emb else {}))
     ckpt = rf.workdir(name, key=rf.key(name, params, inputs, e.version()))/'model.pt'
-    adata = data.value
+    adata = data.value.to_memory() if adata is None else adata
     def compute(): return np.asarray(e.call(adata, params=p, key=emb, seed=cfg.seed, device=cfg.device, ckpt=ckpt), np.float32)
     def check(x):
         if x.shape != adata.shape: raise ValueError(f"its shape is {x.shape}, the data's {adata.shape}")
@@ -191,7 +206,7 @@ def _renamed(what:str, renamed:dict) -> list:
     k, v = next(iter(renamed.items()))
     return [f"chromosomes: {what} names {len(renamed)} differently from the FASTA ({k!r} there is {v!r} in the FASTA): read by the FASTA's names"]
 
-# %% ../nbs/14_pipeline.ipynb #x
+# %% ../nbs/14_pipeline.ipynb #0018
 def preflight(cfg:RunConfig) -> list:
     "Open and check every input before any step computes: an error naming the first problem, else a summary (lines)."
     cfg.check()
@@ -223,7 +238,9 @@ def preflight(cfg:RunConfig) -> list:
     for m in cfg.models:
         for c in MODELS[m].meta.get('obs', ()): need.setdefault(c, f"model {m!r}")
     strat = cfg.cell_split.get('stratify', inspect.signature(split_cells).parameters['stratify'].default)
-    if strat: need.setdefault(strat, 'the cell split (set cell_split.stratify to None for a plain random split)')
+    if strat and not cfg.cell_split.get('by'): need.setdefault(strat, 'the cell split (set cell_split.stratify to None for a plain random split)')
+    if cfg.cell_split.get('by'): need.setdefault(cfg.cell_split['by'], 'the cell split (cell_split.by)')
+    for c in (cfg.pseudobulk or {}).get('by', ['donor_id', 'cell_type']) if cfg.pseudobulk is not None else []: need.setdefault(c, 'the pseudobulks (pseudobulk.by)')
     if cfg.truth: need.setdefault('cell_type', 'the noise ceiling (truth)')
     for c, why in need.items():
         if c not in obs: raise ValueError(f"counts: {cfg.counts} has no obs[{c!r}], which {why} reads (obs has: {', '.join(map(str, obs.columns[:10]))})")
@@ -237,6 +254,13 @@ def preflight(cfg:RunConfig) -> list:
         for k in ('test_chroms', 'val_chroms'):
             bad = [c for c in cfg.gene_split.get(k) or [] if _fasta_names(genome, [c])[0].get(c, c) not in here]
             if bad: raise ValueError(f"gene_split: {k} {bad} hold none of the counted genes (their chromosomes: {', '.join(sorted(chroms)[:8])}...)")
+    if cfg.gene_split.get('regions') is not None:
+        reg = _input('gene_split.regions', cfg.gene_split['regions'], lambda: read_regions(cfg.gene_split['regions']))
+        names = set(reg['name'].astype(str))
+        for k, default in (('test_regions', ('test',)), ('val_regions', ('valid',))):
+            bad = [n for n in (cfg.gene_split.get(k, default) or []) if n not in names]
+            if bad: raise ValueError(f"gene_split: {k} {bad} name no region of {cfg.gene_split['regions']} (its names: {', '.join(sorted(names)[:8])})")
+        lines.append(f"regions: {len(reg):,} regions ({', '.join(sorted(names)[:8])}) from {cfg.gene_split['regions']}")
     if cfg.tracks and any('tracks' in EMBEDDINGS[e].meta.get('inputs', ()) for e in cfg.embeddings):
         t_chroms, n_tracks = _input('tracks', cfg.tracks, lambda: track_chroms(cfg.tracks))
         t_renamed, t_absent = _fasta_names(genome, t_chroms)
@@ -268,6 +292,8 @@ class RunResult:
 HEADLINE = dict(genes='test', cells='test')   # the quadrant that matters: held-out genes in held-out cells
 
 # %% ../nbs/14_pipeline.ipynb #0021
+def _sizes(split:pd.Series) -> str: return ', '.join(f'{k} {v:,}' for k, v in split.value_counts().items())
+
 def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden by `kwargs`)
         params:dict|None=None, # {'<embedding or model>.<parameter>': value} overrides (`RunConfig.set`)
         **kwargs, # `RunConfig` fields
@@ -286,8 +312,11 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
     ann = step_annotation(rf, cfg); tx = ann.value.transcripts
     _log(f'  {len(tx)} transcripts of {tx.gene_key.nunique()} genes', t0)
     _log(f'[2/6] counts from {cfg.counts}'); t0 = time.time()
-    data = step_data(rf, cfg, ann); adata = data.value; adata.X = adata.layers['log1p']
-    _log(f'  {adata.n_obs} cells ({dict(adata.obs.split.value_counts())}) x {adata.n_vars} genes ({dict(adata.var.split.value_counts())})', t0)
+    data = step_data(rf, cfg, ann)
+    adata = data.value.to_memory()   # the models below hold the matrix in memory; the store streams cells (`cell_loader`)
+    _log(f"  {adata.n_obs} {'pseudobulks' if cfg.pseudobulk else 'cells'} ({_sizes(adata.obs.split)}) x {adata.n_vars} genes ({_sizes(adata.var.split)})", t0)
+    for _, r in split_summary(adata).iterrows():
+        if r.split != 'train': _log(f'  held-out {r.axis}, {r.split}: {r.n:,} ({r.fraction:.0%}), {r.defined_by}')
     _log(f'[3/6] gene embeddings: {", ".join(cfg.embeddings)}'); t0 = time.time()
     genes, embs = genes_only(adata), {}
     for name in _order(cfg.embeddings):
@@ -302,7 +331,7 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
     jobs = [('agnostic', None)] + [(m, e) for m in cfg.models for e in cfg.embeddings]
     preds = {}
     for model, emb in jobs:
-        t1 = time.time(); s = step_prediction(rf, cfg, model, emb, data, embs.get(emb))
+        t1 = time.time(); s = step_prediction(rf, cfg, model, emb, data, embs.get(emb), adata)
         adata.layers[_layer(model, emb)] = s.value; preds[(model, emb or '')] = _layer(model, emb)
         if s.computed: _log(f'  {model}' + (f' on {emb}' if emb else ''), t1)
     _log('  done', t0)
@@ -345,7 +374,8 @@ def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig):
           f'cells split {dict(adata.obs.split.value_counts())}. Seed {cfg.seed}.', '',
           f"{', '.join(cfg.metrics)} across cells per gene and across genes per cell (means), on log1p-normalised expression, per quadrant "
           '(gene split x cell split; `test` = held out). `agnostic` cannot know a gene (each cell\'s mean over its train genes); '
-          '`ceiling` is the oracle (true per-cell-type means) where the world knows it.', '', to_markdown(wide_table(table)), '']
+          '`ceiling` is the oracle (true per-cell-type means) where the world knows it.', '', to_markdown(wide_table(table)), '',
+          '## Splits', '', to_markdown(split_summary(adata).set_index(['axis', 'split']), digits=2), '']
     if 'tss_accuracy' in adata.uns:
         a = adata.uns['tss_accuracy']
         md += [f"TSS choice: the candidate with the strongest predicted CAGE is the true active TSS for {a['enformer']:.1%} of genes "
