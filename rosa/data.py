@@ -18,9 +18,10 @@ from .core import write_h5ad, strip_version
 from .splits import SPLITS, split_genes, split_cells, split_mask
 
 # %% auto #0
-__all__ = ['MIN_CELLS_PER_GENE', 'MIN_GENES_PER_CELL', 'as_counts', 'read_counts', 'ids_from_symbols', 'filter_counts',
-           'normalize', 'bin_edges', 'bin_expression', 'prepare_counts', 'CountReader', 'preprocess', 'ExpressionStore',
-           'read_store', 'CellBatches', 'cell_loader', 'plot_library_sizes', 'bin_occupancy', 'plot_bin_occupancy']
+__all__ = ['MIN_CELLS_PER_GENE', 'MIN_GENES_PER_CELL', 'as_counts', 'CountReader', 'read_counts', 'ids_from_symbols',
+           'filter_counts', 'normalize', 'bin_edges', 'bin_expression', 'prepare_counts', 'preprocess',
+           'ExpressionStore', 'read_store', 'CellBatches', 'cell_loader', 'plot_library_sizes', 'bin_occupancy',
+           'plot_bin_occupancy']
 
 # %% ../nbs/04_data.ipynb #0008
 def _is_counts(m) -> bool:
@@ -42,42 +43,101 @@ def as_counts(m, what:str='counts' # how to name the matrix in errors
     m = m.astype(np.int32); m.eliminate_zeros(); m.sort_indices()
     return m
 
-# %% ../nbs/04_data.ipynb #0009
+# %% ../nbs/04_data.ipynb #0010
+class CountReader:
+    "Raw counts of an h5ad (or an AnnData), read in blocks of cells without loading the matrix (h5py and anndata's backed sparse reader)."
+    def __init__(self, source:str|Path|ad.AnnData # h5ad with raw counts in X, layers['counts'] or raw.X; or an AnnData
+                ):
+        from anndata.io import read_elem
+        self.file = None
+        if isinstance(source, ad.AnnData):
+            self.path, a = '<AnnData>', source
+            cands = [('X', a.X), ("layers['counts']", a.layers.get('counts')), ('raw.X', a.raw.X if a.raw is not None else None)]
+            obs, var, raw_var = a.obs, a.var, (a.raw.var if a.raw is not None else None)
+        else:
+            import h5py
+            self.path = Path(source)
+            if not self.path.exists(): raise FileNotFoundError(f"{self.path} does not exist")
+            self.file = f = h5py.File(self.path, 'r')
+            cands = [('X', self._matrix(f, 'X')), ("layers['counts']", self._matrix(f, 'layers/counts')), ('raw.X', self._matrix(f, 'raw/X'))]
+            keys = dict(zip(('X', "layers['counts']", 'raw.X'), ('X', 'layers/counts', 'raw/X')))
+            obs, var = read_elem(f['obs']), read_elem(f['var'])
+            raw_var = read_elem(f['raw/var']) if 'raw/var' in f else None
+        for name, m in cands:
+            if m is None or m.shape[0] == 0: continue
+            head = m[:min(m.shape[0], 2000)]
+            if _is_counts(head if sp.issparse(head) else sp.csr_matrix(head)): break
+        else:
+            m = cands[0][1]; head = m[:min(m.shape[0], 2000)]
+            d = head.data if sp.issparse(head) else np.asarray(head)
+            if d.size and np.issubdtype(d.dtype, np.floating) and np.isnan(d).any():
+                raise ValueError(f"counts: {self.path} holds NaN values in X ({int(np.isnan(d).sum())} of them in its first {head.shape[0]:,} cells): "
+                                 f"counts must be whole numbers; replace the missing values (with 0 if they mean 'not detected') or drop those cells")
+            raise ValueError(f"{self.path}: no raw counts found: X, layers['counts'] and raw.X are missing or hold non-integer / "
+                             f"negative values (normalised data?). rosa needs raw integer counts.")
+        self.name, self.matrix = name, m
+        if self.file is not None: g = self.file[keys[name]]; self.indptr = g['indptr'][:] if 'indptr' in g else None
+        else: self.indptr = m.indptr if sp.issparse(m) and m.format == 'csr' else None
+        if name == 'raw.X' and raw_var is not None and len(raw_var) == m.shape[1]:
+            var = raw_var.join(var.drop(columns=raw_var.columns, errors='ignore'), how='left')
+        var = var.copy(); ids = strip_version(var.index)
+        dup = ids[ids.duplicated()].unique()
+        if len(dup):
+            raise ValueError(f"{self.path}: stripping Ensembl versions makes gene ids collide: {list(dup[:10])}"
+                             f"{' ...' if len(dup) > 10 else ''} (from {list(var.index[ids.isin(dup[:3])])})")
+        var.index = ids; var.index.name = None
+        obs = obs.copy(); obs.index = obs.index.astype(str)
+        for c in ('cell_type', 'donor_id', 'tissue'):
+            if c in obs and not isinstance(obs[c].dtype, pd.CategoricalDtype): obs[c] = obs[c].astype('category')
+        self.obs, self.var = obs, var
+
+    @staticmethod
+    def _matrix(f, key):
+        "A row-sliceable view of a matrix in an open h5ad, or None."
+        from anndata.io import sparse_dataset
+        if key not in f: return None
+        g = f[key]
+        kind = g.attrs.get('encoding-type', 'array')
+        if kind == 'csc_matrix':
+            raise ValueError(f"{f.filename}:{key} is stored by genes (CSC); reading cells in blocks needs CSR (by cells): "
+                             f"rewrite it once, e.g. adata.X = adata.X.tocsr(); adata.write_h5ad(...)")
+        return sparse_dataset(g) if kind == 'csr_matrix' else g
+
+    @property
+    def shape(self): return self.matrix.shape
+    def block(self, s:int, e:int) -> sp.csr_matrix:
+        "Cells [s, e) as CSR int32 counts; an error names the file, the matrix and the cells if they are not counts."
+        m = self.matrix[s:e]
+        return as_counts(m, f"{self.path}:{self.name} (cells {s}..{e})")
+    def bounds(self, size:int|None=None, nnz:int=8_000_000) -> list:
+        "Blocks [s, e) of consecutive cells: `size` cells each, or (size=None) as many as hold about `nnz` counts (at least one cell)."
+        n = self.shape[0]
+        if size is None and self.indptr is not None:
+            cuts = np.searchsorted(self.indptr, np.arange(nnz, int(self.indptr[-1]), nnz), side='right') - 1
+            edges = np.unique(np.r_[0, cuts, n]); edges = edges[(edges >= 0) & (edges <= n)]
+            return [(int(s), int(e)) for s, e in zip(edges[:-1], edges[1:]) if e > s]
+        if size is None: size = max(1, nnz // max(1, self.shape[1]))
+        return list(_row_chunks(n, size))
+    def blocks(self, size:int|None=None, nnz:int=8_000_000):
+        "(start, end, counts) for consecutive blocks of cells (see `bounds`)."
+        for s, e in self.bounds(size, nnz): yield s, e, self.block(s, e)
+    def close(self):
+        if self.file is not None: self.file.close(); self.file = None
+    def __enter__(self): return self
+    def __exit__(self, *a): self.close()
+    def __repr__(self): return f"CountReader({self.path}:{self.name}, {self.shape[0]} cells x {self.shape[1]} genes)"
+
+# %% ../nbs/04_data.ipynb #0011
 def read_counts(path:str|Path # h5ad with raw counts in X, layers['counts'] or raw.X (CELLxGENE schema)
                ) -> ad.AnnData:
-    "Read raw counts from an h5ad: X as CSR int32 counts, var index = unversioned gene id."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path} does not exist")
-    a = ad.read_h5ad(path)
-    var = a.var
-    candidates = [('X', lambda: a.X), ("layers['counts']", lambda: a.layers['counts'] if 'counts' in a.layers else None),
-                  ('raw.X', lambda: a.raw.X if a.raw is not None else None)]
-    for name, get in candidates:
-        m = get()
-        if m is None or not _is_counts(m if sp.issparse(m) else sp.csr_matrix(m)): continue
-        if name == 'raw.X' and not a.raw.var_names.equals(a.var_names):
-            var = a.raw.var.join(a.var.drop(columns=a.raw.var.columns, errors='ignore'), how='left')
-        X = as_counts(m, f"{path}:{name}"); break
-    else:
-        X0 = a.X.data if sp.issparse(a.X) else np.asarray(a.X)
-        if X0.size and np.issubdtype(X0.dtype, np.floating) and np.isnan(X0).any():
-            raise ValueError(f"counts: {path} holds NaN values in X ({int(np.isnan(X0).sum())} of them): counts must be whole numbers; "
-                             f"replace the missing values (with 0 if they mean 'not detected') or drop those cells")
-        raise ValueError(f"{path}: no raw counts found: X, layers['counts'] and raw.X are missing or hold "
-                         f"non-integer / negative values (normalised data?). rosa needs raw integer counts.")
-    var = var.copy()
-    ids = strip_version(var.index)
-    dup = ids[ids.duplicated()].unique()
-    if len(dup):
-        raise ValueError(f"{path}: stripping Ensembl versions makes gene ids collide: {list(dup[:10])}"
-                         f"{' ...' if len(dup) > 10 else ''} (from {list(var.index[ids.isin(dup[:3])])})")
-    var.index = ids; var.index.name = None
-    obs = a.obs.copy()
-    for c in ('cell_type', 'donor_id', 'tissue'):
-        if c in obs and not isinstance(obs[c].dtype, pd.CategoricalDtype): obs[c] = obs[c].astype('category')
-    return ad.AnnData(X=X, obs=obs, var=var, uns=dict(a.uns), obsm=dict(a.obsm))
+    "Read raw counts from an h5ad into memory: X as CSR int32 counts, var index = unversioned gene id (small data; `preprocess` reads in blocks)."
+    from anndata.io import read_elem
+    with CountReader(path) as r:
+        X = r.block(0, r.shape[0])
+        extra = {k: read_elem(r.file[k]) for k in ('uns', 'obsm') if k in r.file}
+        return ad.AnnData(X=X, obs=r.obs, var=r.var, **extra)
 
-# %% ../nbs/04_data.ipynb #0015
+# %% ../nbs/04_data.ipynb #0017
 def ids_from_symbols(adata:ad.AnnData, # counts whose var index holds gene symbols
                      genes:pd.DataFrame, # one row per gene indexed by Ensembl id, with `gene_name` (`rosa.reference.Annotation.genes`)
                     ) -> ad.AnnData:
@@ -97,7 +157,7 @@ def ids_from_symbols(adata:ad.AnnData, # counts whose var index holds gene symbo
     out.uns.setdefault('rosa', {})['gene_ids'] = dict(source='symbol', mapped=int(keep.sum()), unknown=len(unknown), ambiguous=len(ambiguous))
     return out
 
-# %% ../nbs/04_data.ipynb #0018
+# %% ../nbs/04_data.ipynb #0020
 # the defaults of filter_counts, prepare_counts and runs, kept in one place so that they cannot drift apart
 MIN_CELLS_PER_GENE = 3    # genes detected in fewer cells are dropped
 MIN_GENES_PER_CELL = 10   # cells with fewer detected train genes are dropped
@@ -131,7 +191,7 @@ def filter_counts(adata:ad.AnnData, # counts in layers['counts'] or X
                                                      n_obs_before=n0[0], n_vars_before=n0[1])
     return adata
 
-# %% ../nbs/04_data.ipynb #0021
+# %% ../nbs/04_data.ipynb #0023
 def _rows(m:sp.csr_matrix) -> np.ndarray:
     "The row of every stored value of a CSR matrix."
     return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
@@ -162,7 +222,7 @@ def normalize(adata:ad.AnnData, # raw counts in layers['counts'] or X; var['spli
     adata.uns.setdefault('rosa', {})['normalize'] = dict(target_sum=float(target_sum), size='train genes')
     return adata
 
-# %% ../nbs/04_data.ipynb #0025
+# %% ../nbs/04_data.ipynb #0027
 def bin_edges(m:sp.csr_matrix, # cells x genes, non-negative
               train:np.ndarray, # bool mask of the genes that define the edges
               n_bins:int=8, # bins including bin 0 (= zero)
@@ -173,7 +233,11 @@ def bin_edges(m:sp.csr_matrix, # cells x genes, non-negative
     rows = _rows(m)
     keep = train[m.indices] & (m.data > 0)
     r, v = rows[keep], m.data[keep]
-    o = np.lexsort((v, r)); v = v[o]                        # each cell's train values, ascending, cells in order
+    if (v.dtype.kind in 'iu' and v.max(initial=0) < 2**32) or v.dtype == np.float32:   # positive values: their bits order like them
+        bits = v.astype(np.int64) if v.dtype.kind in 'iu' else v.view(np.uint32).astype(np.int64)
+        low = np.sort((r.astype(np.int64) << 32) | bits, kind='stable') & 0xFFFFFFFF   # one sort of (cell, value) keys, not a lexsort
+        v = low.astype(v.dtype) if v.dtype.kind in 'iu' else low.astype(np.uint32).view(np.float32)
+    else: v = v[np.lexsort((v, r))]                        # each cell's train values, ascending, cells in order
     n = np.bincount(r, minlength=m.shape[0]); start = np.concatenate([[0], np.cumsum(n)[:-1]])
     E = np.full((m.shape[0], n_bins - 2), np.inf)
     for k in range(1, n_bins - 1):
@@ -203,7 +267,7 @@ def bin_expression(adata:ad.AnnData, # normalised (var['split'] set)
     adata.uns.setdefault('rosa', {})['bins'] = dict(n_bins=n_bins, scheme=scheme, layer=layer, edges='train genes')
     return adata
 
-# %% ../nbs/04_data.ipynb #0035
+# %% ../nbs/04_data.ipynb #0037
 def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData already read with read_counts
                    gene_split:dict|None=None, # arguments of split_genes, e.g. dict(test_chroms=['chr2'])
                    cell_split:dict|None=None, # arguments of split_cells
@@ -232,79 +296,7 @@ def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData
     normalize(adata, target_sum=target_sum)
     return bin_expression(adata, n_bins=n_bins)
 
-# %% ../nbs/04_data.ipynb #0043
-class CountReader:
-    "Raw counts of an h5ad (or an AnnData), read in blocks of cells without loading the matrix (h5py and anndata's backed sparse reader)."
-    def __init__(self, source:str|Path|ad.AnnData # h5ad with raw counts in X, layers['counts'] or raw.X; or an AnnData
-                ):
-        from anndata.io import read_elem
-        self.file = None
-        if isinstance(source, ad.AnnData):
-            self.path, a = '<AnnData>', source
-            cands = [('X', a.X), ("layers['counts']", a.layers.get('counts')), ('raw.X', a.raw.X if a.raw is not None else None)]
-            obs, var, raw_var = a.obs, a.var, (a.raw.var if a.raw is not None else None)
-        else:
-            import h5py
-            self.path = Path(source)
-            if not self.path.exists(): raise FileNotFoundError(f"{self.path} does not exist")
-            self.file = f = h5py.File(self.path, 'r')
-            cands = [('X', self._matrix(f, 'X')), ("layers['counts']", self._matrix(f, 'layers/counts')), ('raw.X', self._matrix(f, 'raw/X'))]
-            obs, var = read_elem(f['obs']), read_elem(f['var'])
-            raw_var = read_elem(f['raw/var']) if 'raw/var' in f else None
-        for name, m in cands:
-            if m is None or m.shape[0] == 0: continue
-            head = m[:min(m.shape[0], 2000)]
-            if _is_counts(head if sp.issparse(head) else sp.csr_matrix(head)): break
-        else:
-            m = cands[0][1]; head = m[:min(m.shape[0], 2000)]
-            d = head.data if sp.issparse(head) else np.asarray(head)
-            if d.size and np.issubdtype(d.dtype, np.floating) and np.isnan(d).any():
-                raise ValueError(f"counts: {self.path} holds NaN values in X: counts must be whole numbers; replace the missing "
-                                 f"values (with 0 if they mean 'not detected') or drop those cells")
-            raise ValueError(f"{self.path}: no raw counts found: X, layers['counts'] and raw.X are missing or hold non-integer / "
-                             f"negative values (normalised data?). rosa needs raw integer counts.")
-        self.name, self.matrix = name, m
-        if name == 'raw.X' and raw_var is not None and len(raw_var) == m.shape[1]:
-            var = raw_var.join(var.drop(columns=raw_var.columns, errors='ignore'), how='left')
-        var = var.copy(); ids = strip_version(var.index)
-        dup = ids[ids.duplicated()].unique()
-        if len(dup):
-            raise ValueError(f"{self.path}: stripping Ensembl versions makes gene ids collide: {list(dup[:10])}"
-                             f"{' ...' if len(dup) > 10 else ''} (from {list(var.index[ids.isin(dup[:3])])})")
-        var.index = ids; var.index.name = None
-        obs = obs.copy(); obs.index = obs.index.astype(str)
-        for c in ('cell_type', 'donor_id', 'tissue'):
-            if c in obs and not isinstance(obs[c].dtype, pd.CategoricalDtype): obs[c] = obs[c].astype('category')
-        self.obs, self.var = obs, var
-
-    @staticmethod
-    def _matrix(f, key):
-        "A row-sliceable view of a matrix in an open h5ad, or None."
-        from anndata.io import sparse_dataset
-        if key not in f: return None
-        g = f[key]
-        kind = g.attrs.get('encoding-type', 'array')
-        if kind == 'csc_matrix':
-            raise ValueError(f"{f.filename}:{key} is stored by genes (CSC); reading cells in blocks needs CSR (by cells): "
-                             f"rewrite it once, e.g. adata.X = adata.X.tocsr(); adata.write_h5ad(...)")
-        return sparse_dataset(g) if kind == 'csr_matrix' else g
-
-    @property
-    def shape(self): return self.matrix.shape
-    def block(self, s:int, e:int) -> sp.csr_matrix:
-        "Cells [s, e) as CSR int32 counts; an error names the file, the matrix and the cells if they are not counts."
-        m = self.matrix[s:e]
-        return as_counts(m, f"{self.path}:{self.name} (cells {s}..{e})")
-    def blocks(self, size:int=20_000):
-        "(start, end, counts) for consecutive blocks of `size` cells."
-        for s, e in _row_chunks(self.shape[0], size): yield s, e, self.block(s, e)
-    def close(self):
-        if self.file is not None: self.file.close(); self.file = None
-    def __enter__(self): return self
-    def __exit__(self, *a): self.close()
-    def __repr__(self): return f"CountReader({self.path}:{self.name}, {self.shape[0]} cells x {self.shape[1]} genes)"
-
-# %% ../nbs/04_data.ipynb #0044
+# %% ../nbs/04_data.ipynb #0045
 class _CSRAppender:
     "A CSR matrix written to a zarr group block of rows by block of rows (anndata's on-disk sparse format)."
     def __init__(self, group, key:str, n_cols:int, dtype, chunk:int=1 << 21):
@@ -326,7 +318,7 @@ def _uns_safe(d):
     import json
     return json.loads(json.dumps(d, default=lambda o: o.item() if hasattr(o, 'item') else str(o)), object_hook=lambda x: {k: v for k, v in x.items() if v is not None})
 
-# %% ../nbs/04_data.ipynb #0045
+# %% ../nbs/04_data.ipynb #0046
 def _annotate_genes(var:pd.DataFrame, genes:pd.DataFrame|None, chrom, gene_ids:str, path) -> tuple[np.ndarray, pd.DataFrame, dict]:
     "Which counted genes to keep (a mask over var), their var with the annotation's columns, and what was left out."
     report = {}
@@ -363,7 +355,7 @@ def _annotate_genes(var:pd.DataFrame, genes:pd.DataFrame|None, chrom, gene_ids:s
 def _with_rosa(a:ad.AnnData, **records) -> ad.AnnData:
     a.uns.setdefault('rosa', {}).update(records); return a
 
-# %% ../nbs/04_data.ipynb #0046
+# %% ../nbs/04_data.ipynb #0047
 def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks of cells), or an AnnData
                out:str|Path, # the zarr store to write (an AnnData on disk; `read_store` opens it)
                gene_split:dict|None=None, # `split_genes` arguments, e.g. dict(test_chroms=['chr2'])
@@ -377,7 +369,8 @@ def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks 
                n_bins:int=8, # expression bins including bin 0 (`bin_expression`)
                bins:str='halving', # 'halving' or 'quantile' bins (`bin_edges`)
                pseudobulk:dict|None=None, # e.g. dict(by=['donor_id', 'cell_type'], min_cells=10): the store holds pseudobulks, not cells
-               chunk_cells:int=20_000, # cells per block: memory is bounded by the block, not by the number of cells
+               chunk_cells:int|None=None, # cells per block; None: as many as hold about `block_nnz` counts. Memory is bounded by the block, not by the cells
+               block_nnz:int=8_000_000, # non-zero counts per block when chunk_cells is None
                log=print, # where progress lines go (None: nowhere)
               ) -> Path:
     "The data step out of core: filter, split genes and cells, normalise and bin, block by block of cells, into a zarr store."
@@ -399,7 +392,7 @@ def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks 
         keep_g, var, report = _annotate_genes(reader.var, genes, chrom, gene_ids, reader.path)
         # pass 1: validate every block and count the cells each gene is detected in
         n_cells = np.zeros(reader.shape[1], np.int64)
-        for s, e, m in reader.blocks(chunk_cells): n_cells += np.bincount(m.indices, minlength=m.shape[1])
+        for s, e, m in reader.blocks(chunk_cells, block_nnz): n_cells += np.bincount(m.indices, minlength=m.shape[1])
         stages['scan'] = round(time.time() - t0, 2); log(f"  scan: {reader.shape[0]:,} cells x {reader.shape[1]:,} genes checked ({stages['scan']}s)")
         keep_g &= n_cells >= min_cells_per_gene
         if not keep_g.any(): raise ValueError(f"filter_counts: no gene is detected in >= {min_cells_per_gene} cells")
@@ -415,7 +408,7 @@ def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks 
             X, C, B = (_CSRAppender(root, 'X', g.n_vars, np.float32), _CSRAppender(root, 'layers/counts', g.n_vars, np.int32),
                        _CSRAppender(root, 'layers/bins', g.n_vars, np.int8))
             kept, size, sums, t1 = np.zeros(reader.shape[0], bool), [], {}, time.time()
-            for s, e, m in reader.blocks(chunk_cells):
+            for s, e, m in reader.blocks(chunk_cells, block_nnz):
                 m = m[:, cols]
                 ntr = np.bincount(_rows(m)[train[m.indices]], minlength=m.shape[0])
                 k = ntr >= min_genes; kept[s:e] = k; m = m[k]
@@ -469,7 +462,7 @@ def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks 
     log(f"  normalise + bin: {nrec['n_obs']:,} {'pseudobulks' if pb else 'cells'} x {g.n_vars:,} genes written ({stages['normalise']}s)")
     return out
 
-# %% ../nbs/04_data.ipynb #0048
+# %% ../nbs/04_data.ipynb #0049
 class ExpressionStore:
     "The data step's output on disk: obs, var and uns in memory, the matrices (X = log1p, layers counts and bins) read by blocks of cells."
     def __init__(self, path:str|Path):
@@ -511,7 +504,7 @@ def read_store(path:str|Path) -> ExpressionStore:
     "Open the data step's zarr store without loading its matrices."
     return ExpressionStore(path)
 
-# %% ../nbs/04_data.ipynb #0054
+# %% ../nbs/04_data.ipynb #0055
 class CellBatches(torch.utils.data.IterableDataset):
     "Batches of cells from a store: blocks of consecutive cells read with anndata's backed reader, shuffled by block and within blocks, shared out among DataLoader workers and distributed ranks."
     def __init__(self, store:str|Path|ExpressionStore, # the data step's store
@@ -568,7 +561,7 @@ def cell_loader(store:str|Path|ExpressionStore, # the data step's store
     return torch.utils.data.DataLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=torch.cuda.is_available(),
                                        persistent_workers=num_workers > 0)
 
-# %% ../nbs/04_data.ipynb #0059
+# %% ../nbs/04_data.ipynb #0060
 def plot_library_sizes(adata:ad.AnnData, # normalised (obs['size_train'], obs['split'])
                        ax=None):
     "Histogram of per-cell train-gene library size (log10) by cell split; returns the axes."
