@@ -19,9 +19,9 @@ from .splits import SPLITS, split_genes, split_cells, split_mask
 
 # %% auto #0
 __all__ = ['MIN_CELLS_PER_GENE', 'MIN_GENES_PER_CELL', 'as_counts', 'CountReader', 'read_counts', 'ids_from_symbols',
-           'filter_counts', 'normalize', 'bin_edges', 'bin_expression', 'prepare_counts', 'preprocess',
-           'ExpressionStore', 'read_store', 'CellBatches', 'cell_loader', 'plot_library_sizes', 'bin_occupancy',
-           'plot_bin_occupancy']
+           'filter_counts', 'normalize', 'bin_edges', 'bin_expression', 'rank_expression', 'prepare_counts',
+           'preprocess', 'ExpressionStore', 'read_store', 'CellBatches', 'cell_loader', 'plot_library_sizes',
+           'bin_occupancy', 'plot_bin_occupancy']
 
 # %% ../nbs/04_data.ipynb #0008
 def _is_counts(m) -> bool:
@@ -223,6 +223,11 @@ def normalize(adata:ad.AnnData, # raw counts in layers['counts'] or X; var['spli
     return adata
 
 # %% ../nbs/04_data.ipynb #0027
+def _keys(rows:np.ndarray, v:np.ndarray) -> np.ndarray:
+    "One int64 key per (cell, positive value: integers below 2^32 or float32) that sorts by cell, then value."
+    bits = v.astype(np.int64) if v.dtype.kind in 'iu' else v.view(np.uint32).astype(np.int64)   # positive floats' bits order like them
+    return (rows.astype(np.int64) << 32) | bits
+
 def bin_edges(m:sp.csr_matrix, # cells x genes, non-negative
               train:np.ndarray, # bool mask of the genes that define the edges
               n_bins:int=8, # bins including bin 0 (= zero)
@@ -233,9 +238,8 @@ def bin_edges(m:sp.csr_matrix, # cells x genes, non-negative
     rows = _rows(m)
     keep = train[m.indices] & (m.data > 0)
     r, v = rows[keep], m.data[keep]
-    if (v.dtype.kind in 'iu' and v.max(initial=0) < 2**32) or v.dtype == np.float32:   # positive values: their bits order like them
-        bits = v.astype(np.int64) if v.dtype.kind in 'iu' else v.view(np.uint32).astype(np.int64)
-        low = np.sort((r.astype(np.int64) << 32) | bits, kind='stable') & 0xFFFFFFFF   # one sort of (cell, value) keys, not a lexsort
+    if (v.dtype.kind in 'iu' and v.max(initial=0) < 2**32) or v.dtype == np.float32:   # one sort of (cell, value) keys, not a lexsort
+        low = np.sort(_keys(r, v), kind='stable') & 0xFFFFFFFF
         v = low.astype(v.dtype) if v.dtype.kind in 'iu' else low.astype(np.uint32).view(np.float32)
     else: v = v[np.lexsort((v, r))]                        # each cell's train values, ascending, cells in order
     n = np.bincount(r, minlength=m.shape[0]); start = np.concatenate([[0], np.cumsum(n)[:-1]])
@@ -268,6 +272,27 @@ def bin_expression(adata:ad.AnnData, # normalised (var['split'] set)
     return adata
 
 # %% ../nbs/04_data.ipynb #0037
+def rank_expression(adata:ad.AnnData, # counts (var['split'] set)
+                    layer:str='counts', # the values to rank
+                    chunk:int=50_000, # cells per block of work
+                   ) -> ad.AnnData:
+    "layers['rank'] (float32 CSR): each non-zero value's mid-rank among the cell's non-zero train values, in (0, 1]."
+    if layer == 'counts': m = _counts(adata)
+    elif layer in adata.layers: m = adata.layers[layer]
+    else: raise KeyError(f"rank_expression: layers[{layer!r}] not found (layers: {list(adata.layers)})")
+    m = sp.csr_matrix(m, copy=True); m.eliminate_zeros()
+    if not (m.dtype.kind in 'iu' or m.dtype == np.float32): m = m.astype(np.float32)   # a monotone cast: the ranks are kept
+    train, out = _train_mask(adata), np.zeros(m.nnz, np.float32)
+    for s, e in _row_chunks(m.shape[0], chunk):
+        sub = m[s:e]; rows = _rows(sub); k = _keys(rows, sub.data); tr = train[sub.indices]
+        kt = np.sort(k[tr]); n = np.bincount(rows[tr], minlength=e - s); start = np.concatenate([[0], np.cumsum(n)[:-1]])[rows]
+        below, upto = np.searchsorted(kt, k, 'left') - start, np.searchsorted(kt, k, 'right') - start
+        out[m.indptr[s]:m.indptr[e]] = (below + upto) / (2 * np.maximum(n[rows], 1))
+    adata.layers['rank'] = sp.csr_matrix((out, m.indices.copy(), m.indptr.copy()), shape=m.shape)
+    adata.uns.setdefault('rosa', {})['rank'] = dict(layer=layer, among='train genes')
+    return adata
+
+# %% ../nbs/04_data.ipynb #0040
 def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData already read with read_counts
                    gene_split:dict|None=None, # arguments of split_genes, e.g. dict(test_chroms=['chr2'])
                    cell_split:dict|None=None, # arguments of split_cells
@@ -296,7 +321,7 @@ def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData
     normalize(adata, target_sum=target_sum)
     return bin_expression(adata, n_bins=n_bins)
 
-# %% ../nbs/04_data.ipynb #0045
+# %% ../nbs/04_data.ipynb #0048
 class _CSRAppender:
     "A CSR matrix written to a zarr group block of rows by block of rows (anndata's on-disk sparse format)."
     def __init__(self, group, key:str, n_cols:int, dtype, chunk:int=1 << 21):
@@ -318,7 +343,7 @@ def _uns_safe(d):
     import json
     return json.loads(json.dumps(d, default=lambda o: o.item() if hasattr(o, 'item') else str(o)), object_hook=lambda x: {k: v for k, v in x.items() if v is not None})
 
-# %% ../nbs/04_data.ipynb #0046
+# %% ../nbs/04_data.ipynb #0049
 def _annotate_genes(var:pd.DataFrame, genes:pd.DataFrame|None, chrom, gene_ids:str, path) -> tuple[np.ndarray, pd.DataFrame, dict]:
     "Which counted genes to keep (a mask over var), their var with the annotation's columns, and what was left out."
     report = {}
@@ -355,7 +380,7 @@ def _annotate_genes(var:pd.DataFrame, genes:pd.DataFrame|None, chrom, gene_ids:s
 def _with_rosa(a:ad.AnnData, **records) -> ad.AnnData:
     a.uns.setdefault('rosa', {}).update(records); return a
 
-# %% ../nbs/04_data.ipynb #0047
+# %% ../nbs/04_data.ipynb #0050
 def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks of cells), or an AnnData
                out:str|Path, # the zarr store to write (an AnnData on disk; `read_store` opens it)
                gene_split:dict|None=None, # `split_genes` arguments, e.g. dict(test_chroms=['chr2'])
@@ -368,6 +393,7 @@ def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks 
                target_sum:float=1e4, # counts per cell after scaling (`normalize`)
                n_bins:int=8, # expression bins including bin 0 (`bin_expression`)
                bins:str='halving', # 'halving' or 'quantile' bins (`bin_edges`)
+               ranks:bool=False, # also write layers['rank'] (`rank_expression`)
                pseudobulk:dict|None=None, # e.g. dict(by=['donor_id', 'cell_type'], min_cells=10): the store holds pseudobulks, not cells
                chunk_cells:int|None=None, # cells per block; None: as many as hold about `block_nnz` counts. Memory is bounded by the block, not by the cells
                block_nnz:int=8_000_000, # non-zero counts per block when chunk_cells is None
@@ -407,6 +433,7 @@ def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks 
             root = zarr.open_group(str(tmp), mode='w')
             X, C, B = (_CSRAppender(root, 'X', g.n_vars, np.float32), _CSRAppender(root, 'layers/counts', g.n_vars, np.int32),
                        _CSRAppender(root, 'layers/bins', g.n_vars, np.int8))
+            Rk = _CSRAppender(root, 'layers/rank', g.n_vars, np.float32) if ranks else None
             kept, size, sums, t1 = np.zeros(reader.shape[0], bool), [], {}, time.time()
             for s, e, m in reader.blocks(chunk_cells, block_nnz):
                 m = m[:, cols]
@@ -423,6 +450,7 @@ def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks 
                 a = ad.AnnData(m, var=g.var[['split']])
                 normalize(a, target_sum=target_sum); bin_expression(a, n_bins=n_bins, scheme=bins)
                 X.append(a.X); C.append(a.layers['counts']); B.append(a.layers['bins']); size.append(a.obs['size_train'].values)
+                if ranks: Rk.append(rank_expression(a).layers['rank'])
             stages['normalise'] = round(time.time() - t1, 2)
             nrec = dict(min_cells_per_gene=min_cells_per_gene, min_genes_per_cell=min_genes_per_cell,
                         n_obs_before=int(reader.shape[0]), n_vars_before=int(reader.shape[1]), n_obs=int(kept.sum()), n_vars=int(g.n_vars),
@@ -438,15 +466,18 @@ def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks 
                 ntr = np.asarray((a.X[:, train] > 0).sum(1)).ravel(); a = a[ntr >= min_genes].copy()
                 normalize(a, target_sum=target_sum); bin_expression(a, n_bins=n_bins, scheme=bins)
                 X.append(a.X); C.append(a.layers['counts']); B.append(a.layers['bins'])
+                if ranks: Rk.append(rank_expression(a).layers['rank'])
                 nrec.update(n_cells_pooled=int(kept.sum()), n_obs=int(a.n_obs)); cobs = a.obs
             else:
                 cobs = obs[kept].copy(); cobs['size_train'] = np.concatenate(size).astype(np.float32)
-            for w in (X, C, B): w.close()
+            for w in (X, C, B, Rk):
+                if w is not None: w.close()
             c = ad.AnnData(obs=cobs); split_cells(c, **(cell_split or {}))
             g.uns['rosa']['splits'].update(c.uns['rosa']['splits'])
             rec = dict(g.uns['rosa'], filter=nrec, normalize=dict(target_sum=float(target_sum), size='train genes'),
                        bins=dict(n_bins=n_bins, scheme=bins, layer='counts', edges='train genes'),
-                       source=dict(path=str(reader.path), matrix=reader.name), pseudobulk=pb, stages=stages)
+                       source=dict(path=str(reader.path), matrix=reader.name), pseudobulk=pb, stages=stages,
+                       **({'rank': dict(layer='counts', among='train genes')} if ranks else {}))
             stages['total'] = round(time.time() - t0, 2)
             with warnings.catch_warnings():
                 warnings.filterwarnings('ignore', 'zarr v3 autosharding')   # obs and var are small: one chunk each
@@ -462,7 +493,7 @@ def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks 
     log(f"  normalise + bin: {nrec['n_obs']:,} {'pseudobulks' if pb else 'cells'} x {g.n_vars:,} genes written ({stages['normalise']}s)")
     return out
 
-# %% ../nbs/04_data.ipynb #0049
+# %% ../nbs/04_data.ipynb #0052
 class ExpressionStore:
     "The data step's output on disk: obs, var and uns in memory, the matrices (X = log1p, layers counts and bins) read by blocks of cells."
     def __init__(self, path:str|Path):
@@ -504,7 +535,7 @@ def read_store(path:str|Path) -> ExpressionStore:
     "Open the data step's zarr store without loading its matrices."
     return ExpressionStore(path)
 
-# %% ../nbs/04_data.ipynb #0055
+# %% ../nbs/04_data.ipynb #0058
 class CellBatches(torch.utils.data.IterableDataset):
     "Batches of cells from a store: blocks of consecutive cells read with anndata's backed reader, shuffled by block and within blocks, shared out among DataLoader workers and distributed ranks."
     def __init__(self, store:str|Path|ExpressionStore, # the data step's store
@@ -561,7 +592,7 @@ def cell_loader(store:str|Path|ExpressionStore, # the data step's store
     return torch.utils.data.DataLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=torch.cuda.is_available(),
                                        persistent_workers=num_workers > 0)
 
-# %% ../nbs/04_data.ipynb #0060
+# %% ../nbs/04_data.ipynb #0063
 def plot_library_sizes(adata:ad.AnnData, # normalised (obs['size_train'], obs['split'])
                        ax=None):
     "Histogram of per-cell train-gene library size (log10) by cell split; returns the axes."
