@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .core import atomic_path, strip_version
-from .data import as_counts
+from .data import as_counts, CSRWriter
 
 # %% auto #0
 __all__ = ['TABULA_SAPIENS_COLLECTION', 'TABULA_SAPIENS_ALL_CELLS', 'CENSUS_VERSION', 'protein_coding', 'write_local_census',
@@ -118,11 +118,11 @@ def _write_h5ad_blocks(path:str|Path, # h5ad to write
                        obs:pd.DataFrame, var:pd.DataFrame, uns:dict):
     "Write an h5ad whose X is appended block by block, atomically."
     import h5py
-    from anndata.io import write_elem, sparse_dataset
+    from anndata.io import write_elem
     with atomic_path(path) as tmp, h5py.File(tmp, 'w') as f:
-        for i, b in enumerate(blocks):
-            if i == 0: write_elem(f, 'X', b, dataset_kwargs=dict(chunks=(2**20,), compression='gzip'))
-            else: sparse_dataset(f['X']).append(b)
+        X = CSRWriter(f, 'X', len(var), np.int32)    # a 64-bit indptr: Tabula Sapiens v2 holds more than 2^31 counts
+        for b in blocks: X.append(b)
+        X.close()
         write_elem(f, 'obs', obs); write_elem(f, 'var', var); write_elem(f, 'uns', uns)
         f.attrs['encoding-type'], f.attrs['encoding-version'] = 'anndata', '0.1.0'  # what makes the groups an AnnData
     return Path(path)

@@ -20,8 +20,8 @@ from .splits import SPLITS, split_genes, split_cells, split_mask
 # %% auto #0
 __all__ = ['MIN_CELLS_PER_GENE', 'MIN_GENES_PER_CELL', 'as_counts', 'CountReader', 'read_counts', 'ids_from_symbols',
            'filter_counts', 'normalize', 'bin_edges', 'bin_expression', 'rank_expression', 'prepare_counts',
-           'preprocess', 'ExpressionStore', 'read_store', 'CellBatches', 'cell_loader', 'plot_library_sizes',
-           'bin_occupancy', 'plot_bin_occupancy']
+           'CSRWriter', 'preprocess', 'ExpressionStore', 'read_store', 'CellBatches', 'cell_loader',
+           'plot_library_sizes', 'bin_occupancy', 'plot_bin_occupancy']
 
 # %% ../nbs/04_data.ipynb #0008
 def _is_counts(m) -> bool:
@@ -322,20 +322,32 @@ def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData
     return bin_expression(adata, n_bins=n_bins)
 
 # %% ../nbs/04_data.ipynb #0048
-class _CSRAppender:
-    "A CSR matrix written to a zarr group block of rows by block of rows (anndata's on-disk sparse format)."
-    def __init__(self, group, key:str, n_cols:int, dtype, chunk:int=1 << 21):
+class CSRWriter:
+    "A CSR matrix written block of rows by block of rows into a zarr or h5py group, in anndata's on-disk sparse format (readable as X or a layer)."
+    def __init__(self, group, # an open zarr group or h5py File/Group
+                 key:str, # where, e.g. 'X' or 'layers/counts'
+                 n_cols:int, # columns (genes)
+                 dtype, # the values' dtype
+                 chunk:int=1 << 21, # values per on-disk chunk
+                ):
         self.group, self.key, self.n_cols, self.dtype, self.chunk, self.ds = group, key, n_cols, np.dtype(dtype), chunk, None
+        self.h5 = type(group).__module__.startswith('h5py')
     def append(self, m:sp.csr_matrix):
+        "Append rows; the first call creates the matrix, with a 64-bit indptr so that it may grow past 2^31 values."
         from anndata.io import write_elem, sparse_dataset
         m = sp.csr_matrix(m, dtype=self.dtype)
         if self.ds is None:
             import zarr
-            kw = dict(chunks=(self.chunk,), **({'shards': None} if int(zarr.__version__.split('.')[0]) >= 3 else {}))
-            write_elem(self.group, self.key, m, dataset_kwargs=kw)
-            self.ds = sparse_dataset(self.group[self.key])
+            zarr3 = not self.h5 and int(zarr.__version__.split('.')[0]) >= 3
+            write_elem(self.group, self.key, m, dataset_kwargs=dict(chunks=(self.chunk,), **({'shards': None} if zarr3 else {})))
+            g = self.group[self.key]; ip = g['indptr'][...].astype(np.int64); del g['indptr']
+            if self.h5: g.create_dataset('indptr', data=ip, maxshape=(None,), chunks=(1 << 16,))
+            else: g.create_array('indptr', shape=ip.shape, dtype=np.int64, chunks=(1 << 16,))[...] = ip
+            self.ds = sparse_dataset(g)
         elif m.shape[0]: self.ds.append(m)
+        return self
     def close(self):
+        "Make sure the matrix exists (an empty one when no row came)."
         if self.ds is None: self.append(sp.csr_matrix((0, self.n_cols), dtype=self.dtype))
 
 def _uns_safe(d):
@@ -431,9 +443,9 @@ def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks 
         tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent))
         try:
             root = zarr.open_group(str(tmp), mode='w')
-            X, C, B = (_CSRAppender(root, 'X', g.n_vars, np.float32), _CSRAppender(root, 'layers/counts', g.n_vars, np.int32),
-                       _CSRAppender(root, 'layers/bins', g.n_vars, np.int8))
-            Rk = _CSRAppender(root, 'layers/rank', g.n_vars, np.float32) if ranks else None
+            X, C, B = (CSRWriter(root, 'X', g.n_vars, np.float32), CSRWriter(root, 'layers/counts', g.n_vars, np.int32),
+                       CSRWriter(root, 'layers/bins', g.n_vars, np.int8))
+            Rk = CSRWriter(root, 'layers/rank', g.n_vars, np.float32) if ranks else None
             kept, size, sums, t1 = np.zeros(reader.shape[0], bool), [], {}, time.time()
             for s, e, m in reader.blocks(chunk_cells, block_nnz):
                 m = m[:, cols]
