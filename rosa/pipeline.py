@@ -88,6 +88,8 @@ class RunConfig:
             v = getattr(self, k)
             if v is not None and not Path(v).exists(): raise FileNotFoundError(f"{k}: {v} does not exist")
         if not self.embeddings: raise ValueError("no embedding to compare")
+        r = self.gene_split.get('regions')
+        if isinstance(r, str) and not Path(r).exists(): raise FileNotFoundError(f"gene_split.regions: {r} does not exist")
         if self.gene_ids not in ('ensembl', 'symbol'): raise ValueError(f"gene_ids must be 'ensembl' or 'symbol', got {self.gene_ids!r}")
         for reg, chosen, args in ((EMBEDDINGS, self.embeddings, (self,)), (MODELS, self.models, ())):
             reg.check(chosen)
