@@ -134,6 +134,8 @@ def run(argv:list|None=None # the arguments after `rosa run` (default: the comma
                    '"test_regions": ["fold3"], "val_regions": ["fold4"], "guard": 196608}\' (BED folds as Enformer/Borzoi hold out)')
     p.add_argument('--cell_split', type=_json_flag, metavar='JSON', help='`split_cells` arguments, e.g. \'{"by": "donor_id"}\' or \'{"by": "tissue", "test_groups": ["lung"]}\'')
     p.add_argument('--pseudobulk', type=_json_flag, metavar='JSON', help='model pseudobulks instead of cells, e.g. \'{"by": ["donor_id", "cell_type"], "min_cells": 10}\'')
+    p.add_argument('--embedding', action='append', metavar='NAME=PATH', help='a gene embedding table of your own (h5ad .varm, parquet, csv/tsv or npz '
+                   'keyed by Ensembl gene id), compared as embedding NAME (repeatable)')
     p.add_argument('--bins', choices=['halving', 'quantile'], help="expression bins: per-cell halving bins (default) or equal-frequency bins")
     p.add_argument('--chunk_cells', type=int, help='cells per block of the data step (default 20000): memory is bounded by it')
     p.add_argument('--gene_ids', help="what the counts' var index holds: 'ensembl' ids (default) or gene 'symbol's, mapped through the GTF's gene_name")
@@ -141,6 +143,10 @@ def run(argv:list|None=None # the arguments after `rosa run` (default: the comma
     params, rest = _parse(p, sys.argv[2:] if argv is None else argv, DEFAULT_EMBEDDINGS, DEFAULT_MODELS)
     cfg = read_json(rest.pop('config')) if 'config' in rest else {}
     if 'test_chroms' in rest: cfg['gene_split'] = dict(cfg.get('gene_split') or rest.pop('gene_split', {}), by='chrom', test_chroms=rest.pop('test_chroms').split(','))
+    for t in rest.pop('embedding', None) or []:
+        name, sep, path = t.partition('=')
+        if not sep or not name or not path: sys.exit(f"rosa run: --embedding takes NAME=PATH, got {t!r}")
+        cfg.setdefault('tables', {})[name] = path
     cfg.update(rest)
     missing = [k for k in ('counts', 'fasta', 'gtf') if not cfg.get(k)]
     if missing: sys.exit(f"rosa run: missing {', '.join('--' + k for k in missing)} (or give them in --config)")

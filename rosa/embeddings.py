@@ -4,8 +4,8 @@
 
 # %% ../nbs/09_embeddings.ipynb #0003
 from __future__ import annotations
-import hashlib, inspect
-from dataclasses import dataclass, field
+import hashlib, inspect, warnings
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 import anndata as ad
 
-from .core import Registry, reverse_complement
+from .core import Registry, RegistryError, reverse_complement, strip_version
 from .reference import Annotation, Genome, read_annotation
 from .tss import gene_tss
 from .enformer import pretrain_enformer, load_enformer, enformer_weights, embed_genes
@@ -21,7 +21,8 @@ from .esm import read_proteins, pretrain_esm, load_esm, esm_file, add_esm
 
 # %% auto #0
 __all__ = ['EMBEDDINGS', 'EmbeddingContext', 'requires', 'genes_only', 'compute_embedding', 'enformer_embedding',
-           'kmer_embedding', 'add_onehot', 'add_random', 'permuted_embedding', 'esm_embedding']
+           'kmer_embedding', 'add_onehot', 'add_random', 'permuted_embedding', 'esm_embedding', 'read_embedding_table',
+           'table_embedding', 'register_table']
 
 # %% ../nbs/09_embeddings.ipynb #0005
 EMBEDDINGS = Registry('embedding', runtime=('adata', 'ctx', 'key_added', 'seed', 'device', 'progress'))
@@ -193,3 +194,68 @@ def esm_embedding(adata, ctx:EmbeddingContext,
     else: model, alphabet = pretrain_esm(proteins.dropna(), ctx.work('model'), steps=steps, seed=seed, device=device,
                                          progress=progress, **pretrain)
     add_esm(adata, proteins, model, alphabet, key_added=key_added, batch_size=batch_size, device=device, progress=progress)
+
+# %% ../nbs/09_embeddings.ipynb #0025
+def read_embedding_table(path:str|Path, # h5ad (varm[key] or X), parquet, csv/tsv, or npz (arrays `genes` and `key`, default 'embedding')
+                         key:str|None=None, # which varm (h5ad) or array (npz); None: the only varm, else X / 'embedding'
+                        ) -> pd.DataFrame:
+    "A gene embedding table from a file: one row per gene, indexed by unversioned Ensembl id, float32 columns."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"embedding table {path} does not exist")
+    name = path.name.lower()
+    if name.endswith('.h5ad'):
+        a = ad.read_h5ad(path, backed='r')
+        try:
+            keys = list(a.varm.keys())
+            if key is None and len(keys) > 1: raise ValueError(f"{path} has several varm embeddings {keys}: choose one with key")
+            k = key or (keys[0] if keys else None)
+            if k is not None and k not in keys: raise KeyError(f"{path} has no varm[{k!r}] (it has {keys or 'none'})")
+            M = a.varm[k] if k is not None else a.X[...]
+            M = M.toarray() if sp.issparse(M) else np.asarray(M)
+            df = pd.DataFrame(M, index=a.var_names.astype(str))
+        finally: a.file.close()
+    elif name.endswith('.npz'):
+        z = np.load(path, allow_pickle=False)
+        try: genes = next((z[g] for g in ('genes', 'gene_ids', 'gene_id') if g in z.files), None)
+        except ValueError as e: raise ValueError(f"{path}: its gene ids are an object array; save them as strings (np.array(ids, dtype=str))") from e
+        k = key or 'embedding'
+        if genes is None or k not in z.files: raise KeyError(f"{path} needs arrays 'genes' and {k!r} (it has {z.files})")
+        df = pd.DataFrame(z[k], index=genes.astype(str))
+    elif name.endswith(('.parquet', '.pq')): df = pd.read_parquet(path)
+    elif name.endswith(('.csv', '.tsv', '.txt', '.csv.gz', '.tsv.gz')): df = pd.read_csv(path, sep=None, engine='python', index_col=0)
+    else: raise ValueError(f"embedding table {path}: unknown format (h5ad, parquet, csv/tsv or npz)")
+    if not name.endswith(('.h5ad', '.npz')):
+        ids = [c for c in ('gene_id', 'gene_ids', 'ensembl_id', 'feature_id') if c in df.columns]
+        if ids: df = df.set_index(ids[0])
+        df = df.select_dtypes('number')
+    if df.shape[1] == 0: raise ValueError(f"embedding table {path} has no numeric columns")
+    df.index = strip_version(df.index.astype(str))
+    dup = df.index[df.index.duplicated()].unique()
+    if len(dup): raise ValueError(f"embedding table {path}: genes listed twice {list(dup[:5])}")
+    return df.astype(np.float32)
+
+def table_embedding(adata, # genes of the run
+                    path:str='', # the table (`read_embedding_table`)
+                    key:str|None=None, # its varm / array name
+                    key_added:str='table', # writes varm[key_added]
+                   ):
+    "A gene embedding of your own, e.g. published Enformer TSS embeddings: matched by Ensembl id, unmatched genes reported (NaN rows: the models give them the train-gene mean)."
+    df = read_embedding_table(path, key)
+    ids = strip_version(adata.var_names)
+    hit = ids.isin(df.index)
+    if not hit.any(): raise ValueError(f"embedding table {path}: none of the run's {adata.n_vars} genes (e.g. {list(ids[:3])}) is in it (e.g. {list(df.index[:3])})")
+    if (~hit).any(): warnings.warn(f"embedding {key_added!r}: {(~hit).sum()} of {adata.n_vars} genes are not in {path} (e.g. {list(adata.var_names[~hit][:3])}); they get no embedding")
+    adata.varm[key_added] = df.reindex(ids).to_numpy(np.float32)
+    adata.uns[key_added] = dict(path=str(path), dims=int(df.shape[1]), matched=int(hit.sum()), unmatched=int((~hit).sum()), table_genes=int(len(df)))
+    return adata
+
+def register_table(name:str, # the embedding's name in runs and tables
+                   path:str|Path, # the table
+                   key:str|None=None, # its varm / array name
+                  ) -> str:
+    "Register an embedding table of your own as embedding `name`: it then joins a run like any registered embedding."
+    if name in EMBEDDINGS and not EMBEDDINGS[name].meta.get('table'):
+        raise RegistryError(f"{name!r} is a registered embedding ({EMBEDDINGS[name].doc}): give your table another name")
+    P = make_dataclass(f'{name}_table', [('path', str, field(default=str(path))), ('key', str|None, field(default=key))])
+    EMBEDDINGS.register(name, params=P, table=True, files=('path',))(table_embedding)
+    return name

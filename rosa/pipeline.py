@@ -19,7 +19,7 @@ from .core import strip_version
 from .reference import Annotation, Genome, read_annotation
 from .data import preprocess, read_store, ExpressionStore, MIN_CELLS_PER_GENE, MIN_GENES_PER_CELL
 from .splits import split_cells, split_summary, read_regions
-from .embeddings import EMBEDDINGS, EmbeddingContext, compute_embedding, genes_only, requires
+from .embeddings import EMBEDDINGS, EmbeddingContext, compute_embedding, genes_only, requires, register_table
 from .models import MODELS
 import rosa.training  # registers the transformer in MODELS
 from .evaluation import METRICS, noise_ceiling, compare, wide_table, to_markdown, plot_comparison, grammar_probe
@@ -53,6 +53,7 @@ class RunConfig:
     truth:str|None = None           # optional oracle (`truth.h5ad` of a synthetic world) for the noise ceiling
     seed:int = 0                    # seed of the splits and of every model
     embeddings:dict = field(default_factory=lambda: _named(DEFAULT_EMBEDDINGS))  # name -> parameters (`EMBEDDINGS`)
+    tables:dict = field(default_factory=dict)  # name -> gene embedding table of your own (a path, or {'path', 'key'}): joins the embeddings
     models:dict = field(default_factory=lambda: _named(DEFAULT_MODELS))          # name -> parameters (`MODELS`); the gene-agnostic baseline always runs
     metrics:tuple = ('pearson', 'spearman')  # names in `METRICS`
     gene_split:dict = field(default_factory=dict)  # `split_genes` arguments (its defaults for the rest)
@@ -67,6 +68,9 @@ class RunConfig:
 
     def __post_init__(self):
         self.embeddings, self.models = _named(self.embeddings), _named(self.models)
+        for name, t in self.tables.items():
+            t = t if isinstance(t, dict) else dict(path=str(t))
+            register_table(name, t['path'], t.get('key')); self.embeddings.setdefault(name, {})
         self.metrics = tuple(self.metrics.split(',') if isinstance(self.metrics, str) else self.metrics)
 
     def set(self, values:dict # {'<embedding or model>.<parameter>': value}, e.g. {'transformer.steps': 100}
@@ -145,6 +149,7 @@ def step_embedding(rf:RunFolder, cfg:RunConfig, name:str, genes:ad.AnnData, ann,
     "One gene embedding of the run's genes (`EMBEDDINGS[name]`), as a genes-only AnnData."
     e = EMBEDDINGS[name]; p = e.make(cfg.embeddings[name])
     files = {k: Path(getattr(cfg, k)) for k in e.meta.get('inputs', ()) if getattr(cfg, k, None) is not None}
+    files.update({f'{name}.{k}': Path(getattr(p, k)) for k in e.meta.get('files', ())})   # files given as parameters count by content
     ups = {u: upstream[u] for u in requires(name, p)}
     params = dict(asdict(p), seed=cfg.seed)
     inputs = dict(genes=fingerprint(genes=list(genes.var_names)), **files, **{f'embedding {u}': r.key for u, r in ups.items()},
