@@ -142,7 +142,9 @@ def run(argv:list|None=None # the arguments after `rosa run` (default: the comma
     p.add_argument('--check', action='store_true', help='check the inputs and settings (the preflight) and stop, computing nothing')
     params, rest = _parse(p, sys.argv[2:] if argv is None else argv, DEFAULT_EMBEDDINGS, DEFAULT_MODELS)
     cfg = read_json(rest.pop('config')) if 'config' in rest else {}
-    if 'test_chroms' in rest: cfg['gene_split'] = dict(cfg.get('gene_split') or rest.pop('gene_split', {}), by='chrom', test_chroms=rest.pop('test_chroms').split(','))
+    for k in ('gene_split', 'cell_split'):    # a flag's settings over the config file's
+        if k in rest: cfg[k] = {**(cfg.get(k) or {}), **rest.pop(k)}
+    if 'test_chroms' in rest: cfg['gene_split'] = dict(cfg.get('gene_split') or {}, by='chrom', test_chroms=rest.pop('test_chroms').split(','))
     for t in rest.pop('embedding', None) or []:
         name, sep, path = t.partition('=')
         if not sep or not name or not path: sys.exit(f"rosa run: --embedding takes NAME=PATH, got {t!r}")

@@ -18,9 +18,9 @@ from .core import write_h5ad, strip_version
 from .splits import SPLITS, split_genes, split_cells, split_mask
 
 # %% auto #0
-__all__ = ['MIN_CELLS_PER_GENE', 'MIN_GENES_PER_CELL', 'as_counts', 'CountReader', 'read_counts', 'ids_from_symbols',
-           'filter_counts', 'normalize', 'bin_edges', 'bin_expression', 'rank_expression', 'prepare_counts',
-           'CSRWriter', 'preprocess', 'ExpressionStore', 'read_store', 'CellBatches', 'cell_loader',
+__all__ = ['MIN_CELLS_PER_GENE', 'MIN_GENES_PER_CELL', 'as_counts', 'CountReader', 'read_counts', 'symbol_ids',
+           'ids_from_symbols', 'filter_counts', 'normalize', 'bin_edges', 'bin_expression', 'rank_expression',
+           'prepare_counts', 'CSRWriter', 'preprocess', 'ExpressionStore', 'read_store', 'CellBatches', 'cell_loader',
            'plot_library_sizes', 'bin_occupancy', 'plot_bin_occupancy']
 
 # %% ../nbs/04_data.ipynb #0008
@@ -105,10 +105,11 @@ class CountReader:
 
     @property
     def shape(self): return self.matrix.shape
-    def block(self, s:int, e:int) -> sp.csr_matrix:
-        "Cells [s, e) as CSR int32 counts; an error names the file, the matrix and the cells if they are not counts."
+    def block(self, s:int, e:int, check:bool=True) -> sp.csr_matrix:
+        "Cells [s, e) as CSR int32 counts; an error names the file, the matrix and the cells if they are not counts (check=False: read as they are)."
         m = self.matrix[s:e]
-        return as_counts(m, f"{self.path}:{self.name} (cells {s}..{e})")
+        if check: return as_counts(m, f"{self.path}:{self.name} (cells {s}..{e})")
+        m = sp.csr_matrix(m, dtype=np.int32); m.eliminate_zeros(); return m
     def bounds(self, size:int|None=None, nnz:int=8_000_000) -> list:
         "Blocks [s, e) of consecutive cells: `size` cells each, or (size=None) as many as hold about `nnz` counts (at least one cell)."
         n = self.shape[0]
@@ -118,9 +119,9 @@ class CountReader:
             return [(int(s), int(e)) for s, e in zip(edges[:-1], edges[1:]) if e > s]
         if size is None: size = max(1, nnz // max(1, self.shape[1]))
         return list(_row_chunks(n, size))
-    def blocks(self, size:int|None=None, nnz:int=8_000_000):
+    def blocks(self, size:int|None=None, nnz:int=8_000_000, check:bool=True):
         "(start, end, counts) for consecutive blocks of cells (see `bounds`)."
-        for s, e in self.bounds(size, nnz): yield s, e, self.block(s, e)
+        for s, e in self.bounds(size, nnz): yield s, e, self.block(s, e, check)
     def close(self):
         if self.file is not None: self.file.close(); self.file = None
     def __enter__(self): return self
@@ -138,22 +139,29 @@ def read_counts(path:str|Path # h5ad with raw counts in X, layers['counts'] or r
         return ad.AnnData(X=X, obs=r.obs, var=r.var, **extra)
 
 # %% ../nbs/04_data.ipynb #0017
+def symbol_ids(symbols, # gene symbols (e.g. a counts' var index)
+               genes:pd.DataFrame, # one row per gene indexed by Ensembl id, with `gene_name` (`rosa.reference.Annotation.genes`)
+              ) -> tuple:
+    "`(ids, known, unknown, ambiguous)`: each symbol's Ensembl id, and masks of the symbols naming exactly one gene, none, several."
+    names = genes.gene_name.astype(str); n = names.value_counts()
+    to_id = pd.Series(names.index, index=names.values)[lambda s: s.index.map(n) == 1]
+    sym = pd.Index(np.asarray(symbols).astype(str))
+    return pd.Index(to_id.reindex(sym).values), sym.isin(to_id.index), ~sym.isin(n.index), sym.isin(n.index[n > 1])
+
 def ids_from_symbols(adata:ad.AnnData, # counts whose var index holds gene symbols
                      genes:pd.DataFrame, # one row per gene indexed by Ensembl id, with `gene_name` (`rosa.reference.Annotation.genes`)
                     ) -> ad.AnnData:
     "The counts re-indexed by Ensembl gene id through the annotation's gene names; unknown and ambiguous symbols are dropped and reported."
-    names = genes.gene_name.astype(str); n = names.value_counts()
-    to_id = pd.Series(names.index, index=names.values)[lambda s: s.index.map(n) == 1]
     sym = pd.Index(adata.var_names.astype(str))
-    unknown, ambiguous = sym[~sym.isin(n.index)], sym[sym.isin(n.index[n > 1])]
-    keep = sym.isin(to_id.index)
+    ids, keep, unk, amb = symbol_ids(sym, genes)
+    unknown, ambiguous = sym[unk], sym[amb]
     if not keep.any(): raise ValueError(f"counts: none of the {len(sym)} gene symbols (e.g. {list(sym[:3])}) is a gene_name of the annotation")
     if len(unknown) or len(ambiguous):
         warnings.warn(f"{len(unknown)} gene symbols are not in the annotation (e.g. {list(unknown[:3])}) and {len(ambiguous)} name "
                       f"several of its genes (e.g. {list(ambiguous[:3])}): those genes are left out")
     out = adata[:, keep].copy()
     out.var['gene_symbol'] = out.var_names.values
-    out.var_names = to_id.reindex(out.var_names).values
+    out.var_names = ids[keep]
     out.uns.setdefault('rosa', {})['gene_ids'] = dict(source='symbol', mapped=int(keep.sum()), unknown=len(unknown), ambiguous=len(ambiguous))
     return out
 
@@ -293,6 +301,38 @@ def rank_expression(adata:ad.AnnData, # counts (var['split'] set)
     return adata
 
 # %% ../nbs/04_data.ipynb #0040
+def _annotate_genes(var:pd.DataFrame, genes:pd.DataFrame|None, chrom, gene_ids:str, path) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    "Which counted genes to keep (a mask over var), their var with the annotation's columns, and what was left out."
+    report = {}
+    keep = np.ones(len(var), bool); var = var.copy()
+    if gene_ids == 'symbol':
+        if genes is None or 'gene_name' not in genes: raise ValueError("gene_ids='symbol' needs the annotation's genes (with gene_name)")
+        sym = pd.Index(var.index.astype(str)); ids, keep, unknown, ambiguous = symbol_ids(sym, genes)
+        report.update(symbols_unknown=int(unknown.sum()), symbols_ambiguous=int(ambiguous.sum()))
+        if not keep.any(): raise ValueError(f"counts: none of the {len(sym)} gene symbols of {path} (e.g. {list(sym[:3])}) is a gene_name of the annotation")
+        var['gene_symbol'] = sym.values
+        var.index = pd.Index(np.where(keep, ids, sym.values).astype(str))
+    elif gene_ids != 'ensembl': raise ValueError(f"gene_ids must be 'ensembl' or 'symbol', got {gene_ids!r}")
+    if genes is not None:
+        known = var.index.isin(genes.index)
+        if not (keep & known).any():
+            raise ValueError(f"counts: none of the {len(var)} genes of {path} (e.g. {list(var.index[:3])}) is in the annotation")
+        report['not_in_annotation'] = int((keep & ~known).sum())
+        keep &= known
+        for c in genes.columns:
+            if c not in var: var[c] = genes[c].reindex(var.index).values
+    if chrom is not None:
+        ch = pd.Series(chrom); ch.index = strip_version(ch.index); ch = ch[~ch.index.duplicated()].reindex(var.index)
+        if ch[keep].isna().all(): raise ValueError(f"chrom knows none of the genes, e.g. {list(var.index[:3])}")
+        report['no_chromosome'] = int((keep & ch.isna().values).sum())
+        keep &= ch.notna().values; var['chrom'] = ch.astype(object).values
+    if 'chrom' in var: var['chrom'] = var['chrom'].astype(str)
+    lost = {k: v for k, v in report.items() if v}
+    if lost: warnings.warn(f"{path}: dropping {int((~keep).sum())} genes of the {len(var)} counted ("
+                           + ', '.join(f"{v} {k.replace('_', ' ')}" for k, v in lost.items()) + f"), e.g. {list(var.index[~keep][:3])}")
+    return keep, var, report
+
+# %% ../nbs/04_data.ipynb #0041
 def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData already read with read_counts
                    gene_split:dict|None=None, # arguments of split_genes, e.g. dict(test_chroms=['chr2'])
                    cell_split:dict|None=None, # arguments of split_cells
@@ -306,13 +346,9 @@ def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData
     if isinstance(data, (str, Path)): adata = read_counts(data)
     else: adata = data; adata.X = as_counts(_counts(adata), 'the counts (layers[\'counts\'] or X)')
     if chrom is not None:
-        ch = pd.Series(chrom); ch.index = strip_version(ch.index)
-        ch = ch[~ch.index.duplicated()].reindex(adata.var_names)
-        if ch.isna().all(): raise ValueError(f"chrom knows none of the genes, e.g. {list(adata.var_names[:3])}")
-        if ch.isna().any():
-            warnings.warn(f"dropping {int(ch.isna().sum())} genes without a chromosome, e.g. {list(ch.index[ch.isna()][:5])}")
-            adata = adata[:, ch.notna().values].copy(); ch = ch.dropna()
-        adata.var['chrom'] = ch.astype(str).values
+        keep, var, _ = _annotate_genes(adata.var, None, chrom, 'ensembl', 'counts')
+        adata.var = var
+        if not keep.all(): adata = adata[:, keep].copy()
     filter_counts(adata, min_cells_per_gene=min_cells_per_gene, min_genes_per_cell=0)
     split_genes(adata, **(gene_split or {}))
     filter_counts(adata, min_cells_per_gene=0, min_genes_per_cell=max(1, min_genes_per_cell))
@@ -321,7 +357,7 @@ def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData
     normalize(adata, target_sum=target_sum)
     return bin_expression(adata, n_bins=n_bins)
 
-# %% ../nbs/04_data.ipynb #0048
+# %% ../nbs/04_data.ipynb #0049
 class CSRWriter:
     "A CSR matrix written block of rows by block of rows into a zarr or h5py group, in anndata's on-disk sparse format (readable as X or a layer)."
     def __init__(self, group, # an open zarr group or h5py File/Group
@@ -354,43 +390,6 @@ def _uns_safe(d):
     "Values a zarr/h5ad `uns` can hold (None dropped, tuples as lists, numpy scalars as Python)."
     import json
     return json.loads(json.dumps(d, default=lambda o: o.item() if hasattr(o, 'item') else str(o)), object_hook=lambda x: {k: v for k, v in x.items() if v is not None})
-
-# %% ../nbs/04_data.ipynb #0049
-def _annotate_genes(var:pd.DataFrame, genes:pd.DataFrame|None, chrom, gene_ids:str, path) -> tuple[np.ndarray, pd.DataFrame, dict]:
-    "Which counted genes to keep (a mask over var), their var with the annotation's columns, and what was left out."
-    report = {}
-    keep = np.ones(len(var), bool); var = var.copy()
-    if gene_ids == 'symbol':
-        if genes is None or 'gene_name' not in genes: raise ValueError("gene_ids='symbol' needs the annotation's genes (with gene_name)")
-        names = genes.gene_name.astype(str); n = names.value_counts()
-        to_id = pd.Series(names.index, index=names.values)[lambda s: s.index.map(n) == 1]
-        sym = pd.Index(var.index.astype(str)); keep = sym.isin(to_id.index)
-        report.update(symbols_unknown=int((~sym.isin(n.index)).sum()), symbols_ambiguous=int(sym.isin(n.index[n > 1]).sum()))
-        if not keep.any(): raise ValueError(f"counts: none of the {len(sym)} gene symbols of {path} (e.g. {list(sym[:3])}) is a gene_name of the annotation")
-        var['gene_symbol'] = sym.values
-        var.index = pd.Index(np.where(keep, to_id.reindex(sym).values, sym.values).astype(str))
-    elif gene_ids != 'ensembl': raise ValueError(f"gene_ids must be 'ensembl' or 'symbol', got {gene_ids!r}")
-    if genes is not None:
-        known = var.index.isin(genes.index)
-        if not (keep & known).any():
-            raise ValueError(f"counts: none of the {len(var)} genes of {path} (e.g. {list(var.index[:3])}) is in the annotation")
-        report['not_in_annotation'] = int((keep & ~known).sum())
-        keep &= known
-        for c in genes.columns:
-            if c not in var: var[c] = genes[c].reindex(var.index).values
-    if chrom is not None:
-        ch = pd.Series(chrom); ch.index = strip_version(ch.index); ch = ch[~ch.index.duplicated()].reindex(var.index)
-        if ch[keep].isna().all(): raise ValueError(f"chrom knows none of the genes, e.g. {list(var.index[:3])}")
-        report['no_chromosome'] = int((keep & ch.isna().values).sum())
-        keep &= ch.notna().values; var['chrom'] = ch.astype(object).values
-    if 'chrom' in var: var['chrom'] = var['chrom'].astype(str)
-    lost = {k: v for k, v in report.items() if v}
-    if lost: warnings.warn(f"{path}: {int((~keep).sum())} of {len(var)} counted genes are left out ("
-                           + ', '.join(f"{v} {k.replace('_', ' ')}" for k, v in lost.items()) + f"), e.g. {list(var.index[~keep][:3])}")
-    return keep, var, report
-
-def _with_rosa(a:ad.AnnData, **records) -> ad.AnnData:
-    a.uns.setdefault('rosa', {}).update(records); return a
 
 # %% ../nbs/04_data.ipynb #0050
 def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks of cells), or an AnnData
@@ -447,15 +446,14 @@ def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks 
                        CSRWriter(root, 'layers/bins', g.n_vars, np.int8))
             Rk = CSRWriter(root, 'layers/rank', g.n_vars, np.float32) if ranks else None
             kept, size, sums, t1 = np.zeros(reader.shape[0], bool), [], {}, time.time()
-            for s, e, m in reader.blocks(chunk_cells, block_nnz):
+            for s, e, m in reader.blocks(chunk_cells, block_nnz, check=False):   # the scan checked every block
                 m = m[:, cols]
                 ntr = np.bincount(_rows(m)[train[m.indices]], minlength=m.shape[0])
                 k = ntr >= min_genes; kept[s:e] = k; m = m[k]
                 if pb is not None:
                     a = ad.AnnData(m, obs=obs.iloc[s:e][k][pb['by']].astype(str))
                     r = sc.get.aggregate(a, by=pb['by'], func='sum')
-                    ones = ad.AnnData(np.ones((a.n_obs, 1), np.float32), obs=a.obs)
-                    n = sc.get.aggregate(ones, by=pb['by'], func='sum').layers['sum'][:, 0]
+                    n = a.obs.value_counts(pb['by']).reindex(pd.MultiIndex.from_frame(r.obs[pb['by']].astype(str))).to_numpy()
                     for name, row, c in zip(r.obs_names, r.layers['sum'], n):
                         acc = sums.setdefault(name, [np.zeros(g.n_vars), 0, r.obs.loc[name]]); acc[0] += row; acc[1] += int(c)
                     continue

@@ -17,7 +17,8 @@ from .store import RunFolder, Format, FORMATS, code_version
 from .synthetic import make_world, load_world, WorldConfig, WORLD_FORMAT
 from .core import strip_version
 from .reference import Annotation, Genome, read_annotation
-from .data import preprocess, read_store, ExpressionStore, MIN_CELLS_PER_GENE, MIN_GENES_PER_CELL
+from .tss import gene_tss
+from .data import preprocess, read_store, symbol_ids, ExpressionStore, MIN_CELLS_PER_GENE, MIN_GENES_PER_CELL
 from .splits import split_cells, split_summary, read_regions
 from .embeddings import EMBEDDINGS, EmbeddingContext, compute_embedding, genes_only, requires, register_table
 from .models import MODELS
@@ -117,8 +118,7 @@ def step_annotation(rf:RunFolder, cfg:RunConfig):
 
 def gene_table(ann:Annotation) -> pd.DataFrame:
     "One row per annotated gene (gene_name, gene_type, chrom, strand) with its canonical TSS: what the data step joins to var."
-    tx = ann.transcripts
-    tss = tx.sort_values('canonical', ascending=False, kind='stable').groupby('gene_key').tss.first()
+    c = gene_tss(ann.transcripts); tss = c[c.canonical].set_index('gene_key').tss   # the canonical TSS as `rosa.tss` defines it
     return ann.genes[['gene_name', 'gene_type', 'chrom', 'strand']].assign(canonical_tss=tss.reindex(ann.genes.index).astype('int64'))
 
 def _gene_split(cfg:RunConfig) -> dict:
@@ -225,10 +225,9 @@ def preflight(cfg:RunConfig) -> list:
         var, obs = counts.var_names.copy(), counts.obs.copy()
     finally: counts.file.close()
     if cfg.gene_ids == 'symbol':
-        g = ann.genes; n = g.gene_name.astype(str).value_counts()
-        one = pd.Index(var.astype(str)).isin(n.index[n == 1])
+        ids, one, *_ = symbol_ids(var, ann.genes)
         if not one.any(): raise ValueError(f"counts: none of the {len(var)} gene symbols of {cfg.counts} (e.g. {list(var[:3])}) is a gene_name of {cfg.gtf}")
-        ids = pd.Index(g.index[g.gene_name.astype(str).isin(set(var[one]))]); hit = np.ones(len(ids), bool)
+        ids = ids[one]; hit = np.ones(len(ids), bool)
         lines = [f"genes: {one.sum():,} of the {len(var):,} gene symbols name one gene of the annotation"
                  + (f"; {(~one).sum():,} are unknown or name several and are left out (e.g. {list(var[~one][:3])})" if (~one).any() else '')]
     else:

@@ -15,7 +15,7 @@ from .core import atomic_path, file_digest, strip_version
 
 # %% auto #0
 __all__ = ['REFERENCES', 'TRANSCRIPT_COLUMNS', 'CDS_COLUMNS', 'md5_of', 'fetch_reference', 'Annotation', 'read_annotation',
-           'Genome']
+           'chrom_key', 'Genome']
 
 # %% ../nbs/03_reference.ipynb #0005
 REFERENCES = dict(
@@ -153,10 +153,14 @@ def read_annotation(gtf:str|Path # GENCODE/Ensembl GTF (may be gzipped)
     return _ANNOTATIONS[key]
 
 # %% ../nbs/03_reference.ipynb #0027
+def chrom_key(chroms) -> np.ndarray:
+    "One spelling per chromosome, to match names across files: 'chr' dropped and M as MT (chr1 and 1 give '1', chrM and MT give 'MT')."
+    return pd.Series(np.asarray(chroms, dtype=str)).str.replace(r'^chr', '', regex=True).replace('M', 'MT').to_numpy(dtype=object)
+
 def _aliases(chrom:str) -> list:
     "The other spellings of a chromosome name: chr1 <-> 1, chrM <-> MT."
-    base = chrom[3:] if chrom.startswith('chr') else chrom
-    return [n for b in (('MT', 'M') if base in ('M', 'MT') else (base,)) for n in (b, 'chr' + b) if n != chrom]
+    base = chrom_key([chrom])[0]
+    return [n for b in (('MT', 'M') if base == 'MT' else (base,)) for n in (b, 'chr' + b) if n != chrom]
 
 class Genome:
     "A lazily read FASTA: `fetch` cuts exact sequence, `window` N-padded windows centred on a position."

@@ -12,6 +12,8 @@ import anndata as ad
 
 from .core import file_digest
 
+from .reference import chrom_key
+
 # %% auto #0
 __all__ = ['SPLITS', 'split_genes', 'read_regions', 'split_cells', 'split_mask', 'split_summary']
 
@@ -116,7 +118,7 @@ def split_genes(adata:ad.AnnData,
                        if isinstance(regions, pd.DataFrame) else (str(regions), file_digest(regions)))
         region_rec = dict(regions=src, regions_sha256=digest, region_names=names, val_regions=val_regions, test_regions=test_regions)
         detail = (f"by regions: val_regions={val_regions}, test_regions={test_regions}, {int((~inside).sum())} of {adata.n_vars} genes in no region "
-                  f"(gene chromosomes e.g. {_short(sorted(set(ch), key=_natural), 3)}; BED's {_short(sorted(set(_norm_chrom(bed['chrom'])), key=_natural), 3)}, 'chr' dropped)")
+                  f"(gene chromosomes e.g. {_short(sorted(set(ch), key=_natural), 3)}; BED's {_short(sorted(set(chrom_key(bed['chrom'])), key=_natural), 3)}, 'chr' dropped)")
     else:
         lab = _assign(adata.n_vars, f, rng); detail = f"random, fractions={tuple(f)}, {adata.n_vars} genes"
     drop = np.zeros(adata.n_vars, bool)
@@ -160,18 +162,13 @@ def read_regions(regions:str|Path|pd.DataFrame, # BED path (.gz too), or a frame
     if bad.any(): raise ValueError(f"{src}: {int(bad.sum())} regions lack integer start <= end, e.g. {df[bad].iloc[0].tolist()}")
     return df.astype(dict(start=np.int64, end=np.int64))
 
-def _norm_chrom(chroms) -> np.ndarray:
-    "Chromosome names without UCSC's 'chr', so that 'chr1' meets '1' and chrM meets MT."
-    c = pd.Series(np.asarray(chroms, dtype=str)).str.replace(r'^chr', '', regex=True, case=False)
-    return c.replace('M', 'MT').to_numpy(dtype=object)
-
 def _positions(adata, key, tss_key, why):
     "Each gene's chromosome ('chr' dropped) and 0-based TSS from var, or an error naming the missing column."
     miss = [c for c in (key, tss_key) if c not in adata.var]
     if miss: raise ValueError(f"split_genes({why}) needs {', '.join(f'var[{c!r}]' for c in miss)} (chromosome, 0-based TSS), but var has only {list(adata.var.columns)}")
     bad = (adata.var[key].isna() | adata.var[tss_key].isna()).to_numpy()
     if bad.any(): raise ValueError(f"{int(bad.sum())} genes have no var[{key!r}] or var[{tss_key!r}], e.g. {list(adata.var_names[bad][:5])}")
-    return _norm_chrom(adata.var[key]), adata.var[tss_key].to_numpy(np.int64)
+    return chrom_key(adata.var[key]), adata.var[tss_key].to_numpy(np.int64)
 
 def _in_any(start, end, pos) -> np.ndarray:
     "Whether each position lies in one of the half-open intervals [start, end), which may overlap."
@@ -183,7 +180,7 @@ def _region_labels(chrom, tss, bed, val_regions, test_regions):
     "Each gene's split from the regions holding its TSS (test beats val beats train; in no region: train), and whether it is in any."
     split = np.where(bed['name'].isin(test_regions), 'test', np.where(bed['name'].isin(val_regions), 'val', 'train'))
     hit = {s: np.zeros(len(tss), bool) for s in SPLITS}
-    for (c, s), b in bed.groupby([_norm_chrom(bed['chrom']), split]):   # a loop over chromosomes, not genes
+    for (c, s), b in bed.groupby([chrom_key(bed['chrom']), split]):   # a loop over chromosomes, not genes
         on = np.flatnonzero(chrom == c)
         hit[s][on] = _in_any(b['start'].to_numpy(), b['end'].to_numpy(), tss[on])
     lab = np.full(len(tss), 'train', dtype=object)
