@@ -535,6 +535,11 @@ class ExpressionStore:
     def rows(self, s:int, e:int, layer:str='X') -> sp.csr_matrix:
         "Cells [s, e) of a layer, as CSR."
         return self.matrix(layer)[s:e]
+    def to_adata(self) -> ad.AnnData:
+        "obs, var and uns in memory; X and the layers as backed sparse datasets, read by rows: the models' view of the data at any size."
+        a = ad.AnnData(X=self.matrix('X'), obs=self.obs.copy(), var=self.var.copy(), uns=dict(self.uns))
+        for l in self.layers[1:]: a.layers[l] = self.matrix(l)
+        return a
     def to_memory(self) -> ad.AnnData:
         "The whole store as an in-memory AnnData (X = layers['log1p'])."
         a = ad.read_zarr(self.path); a.layers['log1p'] = a.X

@@ -145,11 +145,10 @@ def kmer_embedding(adata, ctx:EmbeddingContext,
 @EMBEDDINGS.register('onehot')
 def add_onehot(adata, # AnnData
                key_added:str='onehot', # writes varm[key_added]
-               sparse:bool|None=None, # store as scipy CSR (None: when more than 4,096 genes)
+               sparse:bool=True, # store as scipy CSR, the index the models use (False: a dense identity, standardised like any embedding)
               ):
     "Write the identity (one dimension per gene) to `adata.varm[key_added]`."
     n = adata.n_vars
-    if sparse is None: sparse = n > 4096
     adata.varm[key_added] = sp.identity(n, np.float32, format='csr') if sparse else np.eye(n, dtype=np.float32)
     return adata
 

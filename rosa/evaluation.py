@@ -4,6 +4,7 @@
 
 # %% ../nbs/13_evaluation.ipynb #0003
 from __future__ import annotations
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,11 @@ import matplotlib.pyplot as plt
 from .core import Registry
 from .splits import split_mask
 from .models import agnostic
+from .predictions import Predictions, Profiles, as_predictions
 
 # %% auto #0
-__all__ = ['METRICS', 'pearson', 'spearman', 'r2', 'correlations', 'quadrant_metrics', 'oracle_prediction', 'noise_ceiling',
-           'compare', 'wide_table', 'to_markdown', 'plot_comparison', 'plot_heatmap', 'plot_scatter',
+__all__ = ['METRICS', 'SUMS', 'pearson', 'spearman', 'r2', 'correlations', 'quadrant_metrics', 'oracle_prediction',
+           'noise_ceiling', 'compare', 'wide_table', 'to_markdown', 'plot_comparison', 'plot_heatmap', 'plot_scatter',
            'plot_gene_correlations', 'grammar_probe']
 
 # %% ../nbs/13_evaluation.ipynb #0007
@@ -57,26 +59,56 @@ def _rows(t:np.ndarray, p:np.ndarray, metrics) -> dict:
     return out
 
 # %% ../nbs/13_evaluation.ipynb #0010
-def _matrix(adata, x, what):
-    "A layer name ('X' or a layer) or an array of shape adata.shape."
-    if isinstance(x, str):
-        if x == 'X': m = adata.X
-        elif x in adata.layers: m = adata.layers[x]
-        else: raise KeyError(f"{what} {x!r} is neither 'X' nor a layer of adata (layers: {list(adata.layers.keys())})")
-    else: m = x
-    if m.shape != adata.shape: raise ValueError(f"{what} has shape {m.shape}, expected {adata.shape}")
-    return m.tocsr() if sp.issparse(m) else np.asarray(m)
+def _matrix(adata, x, what) -> Predictions:
+    "A layer name ('X' or a layer), an array or `Predictions` of shape adata.shape, read by blocks."
+    return as_predictions(x, adata, what)
 
-def _block(m, rows, cols):
-    b = m[rows][:, cols] if sp.issparse(m) else m[np.ix_(rows, cols)]
-    return b.toarray() if sp.issparse(b) else np.asarray(b)
+def _block(m:Predictions, rows, cols) -> np.ndarray: return m.block(rows, cols)
+
+SUMS = ('pearson', 'r2')   # metrics across cells computed from running sums: one pass over blocks of cells
+
+def _column_sums(T, P, rows, cols, step) -> dict:
+    "Per gene (column) over `rows`: n, shifted sums of t, p, t², p², tp, (t-p)², and min/max of each; one pass over blocks of rows."
+    z = lambda: np.zeros(len(cols))
+    s = dict(t=z(), p=z(), tt=z(), pp=z(), tp=z(), e=z(), tmin=np.full(len(cols), np.inf), tmax=np.full(len(cols), -np.inf))
+    s['pmin'], s['pmax'] = s['tmin'].copy(), s['tmax'].copy()
+    shift = None
+    for i in range(0, len(rows), step):
+        r = rows[i:i+step]
+        t, p = T.block(r, cols).astype(np.float64), P.block(r, cols).astype(np.float64)
+        if shift is None: shift = t.mean(0), p.mean(0)        # shifted sums: no cancellation when means dwarf spreads
+        e = ((t - p)**2).sum(0); t, p = t - shift[0], p - shift[1]
+        s['t'] += t.sum(0); s['p'] += p.sum(0); s['tt'] += (t*t).sum(0); s['pp'] += (p*p).sum(0); s['tp'] += (t*p).sum(0); s['e'] += e
+        for k, v in (('t', t), ('p', p)):
+            s[k+'min'] = np.minimum(s[k+'min'], v.min(0)); s[k+'max'] = np.maximum(s[k+'max'], v.max(0))
+    s['n'] = len(rows)
+    return s
+
+def _from_sums(s:dict, metrics) -> dict:
+    "Pearson and R² per column from `_column_sums`, with constancy flags."
+    n = s['n']
+    with np.errstate(invalid='ignore', divide='ignore'):
+        ct, cp = s['tt'] - s['t']**2 / n, s['pp'] - s['p']**2 / n          # centred sums of squares
+        out = {}
+        if 'pearson' in metrics: out['pearson'] = np.clip((s['tp'] - s['t'] * s['p'] / n) / np.sqrt(ct * cp), -1, 1)
+        if 'r2' in metrics: out['r2'] = 1 - s['e'] / ct
+    const_t, const_p = s['tmax'] == s['tmin'], s['pmax'] == s['pmin']
+    if 'pearson' in out: out['pearson'][const_t | const_p] = np.nan
+    if 'r2' in out: out['r2'][const_t] = np.nan
+    return dict(out, const_truth=const_t, const_pred=const_p)
+
+def _quadrant_columns(T:Predictions, rows, cols, step) -> sp.csc_matrix|np.ndarray:
+    "The truth of a quadrant held by columns: CSC from one pass over blocks of rows (truth is sparse), or dense if it is."
+    if getattr(T, 'm', None) is not None and isinstance(T.m, np.ndarray): return T.m[np.ix_(rows, cols)]
+    parts = [sp.csr_matrix(T.block(rows[i:i+step], cols)) for i in range(0, len(rows), step)]
+    return sp.vstack(parts, format='csc') if parts else sp.csc_matrix((0, len(cols)))
 
 def correlations(adata:ad.AnnData, # cells x genes with var['split'], obs['split']
-                 pred, # predictions: a layer name or an array (n_cells, n_genes)
+                 pred, # predictions: `Predictions`, a layer name or an array (n_cells, n_genes)
                  genes:str|tuple='test', # gene split(s) of the quadrant
                  cells:str|tuple='test', # cell split(s) of the quadrant
                  across:str='cells', # 'cells': one correlation per gene; 'genes': one per cell
-                 truth='X', # observed log1p expression: a layer name or an array
+                 truth='X', # observed log1p expression: a layer name, an array or `Predictions`
                  metrics:tuple=('pearson', 'spearman'), # names in METRICS
                  max_elements:int=20_000_000, # dense values at a time
                 ) -> pd.DataFrame:
@@ -85,21 +117,27 @@ def correlations(adata:ad.AnnData, # cells x genes with var['split'], obs['split
     METRICS.check(metrics)
     T, P = _matrix(adata, truth, 'truth'), _matrix(adata, pred, 'pred')
     rows, cols = np.flatnonzero(split_mask(adata, 'cells', cells)), np.flatnonzero(split_mask(adata, 'genes', genes))
-    parts = []
     if across == 'genes':
-        step = max(1, max_elements // len(cols))
+        step, parts = max(1, max_elements // max(1, len(cols))), []
         for i in range(0, len(rows), step):
-            r = rows[i:i+step]; parts.append(_rows(_block(T, r, cols), _block(P, r, cols), metrics))
+            r = rows[i:i+step]; parts.append(_rows(T.block(r, cols), P.block(r, cols), metrics))
         index = adata.obs_names[rows]
+        res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {m: np.array([]) for m in metrics}
     else:
-        Tq = T[rows].tocsc() if sp.issparse(T) else T[rows]
-        step = max(1, max_elements // len(rows))
-        for j in range(0, len(cols), step):
-            c = cols[j:j+step]
-            t = Tq[:, c]; t = t.toarray() if sp.issparse(t) else np.asarray(t)
-            parts.append(_rows(t.T, _block(P, rows, c).T, metrics))
+        step = max(1, max_elements // max(1, len(cols)))
+        res = _from_sums(_column_sums(T, P, rows, cols, step), [m for m in metrics if m in SUMS])
+        rest = [m for m in metrics if m not in SUMS]
+        if rest:   # exact per gene column: the quadrant's truth by columns, predictions read a group of columns at a time
+            Tq, width = _quadrant_columns(T, rows, cols, step), max(1, max_elements // max(1, len(rows)))
+            vals = {m: [] for m in rest}
+            for j in range(0, len(cols), width):
+                t = Tq[:, j:j+width]; t = t.toarray() if sp.issparse(t) else np.asarray(t)
+                v = _rows(t.T, P.block(rows, cols[j:j+width]).T, rest)
+                for m in rest: vals[m].append(v[m])
+            res.update({m: np.concatenate(v) for m, v in vals.items()})
+        res = {**{m: res[m] for m in metrics}, 'const_truth': res['const_truth'], 'const_pred': res['const_pred']}
         index = adata.var_names[cols]
-    df = pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, index=index)
+    df = pd.DataFrame(res, index=index)
     df.index.name = 'gene' if across == 'cells' else 'cell'
     return df
 
@@ -130,8 +168,8 @@ def quadrant_metrics(adata:ad.AnnData, # cells x genes with var['split'], obs['s
 def oracle_prediction(adata:ad.AnnData, # cells x genes with obs['cell_type'], var['split']
                       truth, # truth AnnData or .h5ad path (cell types x genes, X = log1p(1e4 * rate))
                       renormalise:bool=True, # renormalise the rates over adata's train genes, as the counts were
-                     ) -> np.ndarray:
-    "The oracle: each cell's type's true log-normalised expression, `(n_cells, n_genes)` float32."
+                     ) -> Profiles:
+    "The oracle: each cell's type's true log-normalised expression, a profile per type."
     if not isinstance(truth, ad.AnnData): truth = ad.read_h5ad(truth)
     if 'cell_type' not in adata.obs: raise KeyError("adata.obs['cell_type'] is missing")
     gi = truth.var_names.get_indexer(adata.var_names)
@@ -145,7 +183,7 @@ def oracle_prediction(adata:ad.AnnData, # cells x genes with obs['cell_type'], v
         rate = np.expm1(X) / 1e4
         R = rate[:, split_mask(adata, 'genes', 'train')].sum(1, keepdims=True)
         X = np.log1p(1e4 * rate / R)
-    return X[ti].astype(np.float32)
+    return Profiles(X.astype(np.float32), ti, names=truth.obs_names)
 
 def noise_ceiling(adata:ad.AnnData, # cells x genes with obs['cell_type']
                   truth_h5ad, # truth .h5ad path or AnnData
@@ -323,7 +361,11 @@ def grammar_probe(adata:ad.AnnData, # genes in var (matched to the truth by the 
     if missing: raise KeyError(f"embeddings not in adata.varm: {missing} (have {list(adata.varm.keys())})")
     cv = KFold(folds, shuffle=True, random_state=seed); rows = {}
     for k in keys:
-        E = np.asarray(adata.varm[k], np.float64); E = (E - E.mean(0)) / np.where(E.std(0) > 0, E.std(0), 1)
+        E = adata.varm[k]
+        if sp.issparse(E):
+            if E.shape[0] * E.shape[1] > 2.5e7: warnings.warn(f"{k!r} is a sparse {E.shape} embedding: too big to probe densely"); rows[k] = np.full(Y.shape[1], np.nan); continue
+            E = E.toarray()
+        E = np.asarray(E, np.float64); E = (E - E.mean(0)) / np.where(E.std(0) > 0, E.std(0), 1)
         P = cross_val_predict(RidgeCV(alphas=np.logspace(-2, 5, 15)), E, Y, cv=cv)
         rows[k] = pearson(Y.T, P.T)                         # one r per feature, across genes
     out = pd.DataFrame.from_dict(rows, orient='index', columns=cols)

@@ -13,18 +13,30 @@ import anndata as ad
 
 from .core import Registry
 from .splits import split_mask
+from .predictions import Predictions, Profiles, CellValues, _as_positions
 
 # %% auto #0
-__all__ = ['MODELS', 'ALPHAS', 'GAMMAS', 'gene_embeddings', 'agnostic', 'ridge_celltype', 'ridge_cell', 'kernel_celltype',
-           'model_params', 'fit_predict']
+__all__ = ['MODELS', 'BLOCK_CELLS', 'ALPHAS', 'GAMMAS', 'is_index', 'gene_embeddings', 'agnostic', 'ridge_celltype', 'ridge_cell',
+           'kernel_celltype', 'model_params', 'fit_predict']
 
 # %% ../nbs/10_models.ipynb #0008
+def is_index(E) -> bool:
+    "Whether an embedding is one-hot rows (each gene its own dimension): used as an index, never densified."
+    if not sp.issparse(E): return False
+    E = E.tocsr()
+    return E.nnz == E.shape[0] and (np.diff(E.indptr) == 1).all() and (E.data == 1).all() and len(np.unique(E.indices)) == E.shape[0]
+
 def gene_embeddings(adata:ad.AnnData, # cells x genes with varm[key]
                     key:str, # embedding name in adata.varm ('enformer', 'esm', 'onehot', 'random')
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "`(E, mean, sd)`: varm[key] standardised with train-gene statistics; missing (NaN) rows become 0."
+                   ) -> tuple:
+    "`(E, mean, sd)`: varm[key] standardised with train-gene statistics (missing rows become 0); a one-hot index stays sparse and as it is."
     if key not in adata.varm: raise KeyError(f"no gene embedding {key!r} in adata.varm (have {list(adata.varm.keys())})")
-    E = np.asarray(adata.varm[key], dtype=np.float64)
+    E = adata.varm[key]
+    if is_index(E): return E.tocsr().astype(np.float64), np.zeros(E.shape[1]), np.ones(E.shape[1])
+    if sp.issparse(E):
+        if E.shape[0] * E.shape[1] > 5e7: raise ValueError(f"varm[{key!r}] is a sparse {E.shape} matrix that is not one-hot: store it dense")
+        E = E.toarray()
+    E = np.asarray(E, dtype=np.float64)
     if E.ndim != 2: raise ValueError(f"varm[{key!r}] must be (n_genes, d), got shape {E.shape}")
     bad = ~np.isfinite(E).all(1)
     if bad.any():
@@ -38,16 +50,31 @@ def gene_embeddings(adata:ad.AnnData, # cells x genes with varm[key]
     Z[bad] = 0.
     return Z, mean, sd
 
+def _mm(A, B) -> np.ndarray:
+    "A @ B as a dense float64 array, whichever of them is sparse."
+    C = A @ B
+    return C.toarray() if sp.issparse(C) else np.asarray(C, dtype=np.float64)
+
 def _layer(adata, layer):
-    "adata.X or a layer, as CSR (sparse) or ndarray."
+    "adata.X or a layer: CSR, ndarray, or anndata's backed sparse dataset (read by rows, never whole)."
     X = adata.X if layer in (None, 'X') else adata.layers[layer]
-    return X.tocsr() if sp.issparse(X) else np.asarray(X)
+    if isinstance(X, np.ndarray) or isinstance(X, sp.csr_matrix): return X
+    return X.tocsr() if sp.issparse(X) else X
+
+def _rows(X, rows) -> sp.csr_matrix|np.ndarray:
+    "Rows (sorted positions) of an in-memory or backed matrix."
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows): return X[int(rows[0]):int(rows[-1]) + 1]
+    return X[rows]
 
 def _dense(X, rows=None, cols=None, dtype=np.float32):
-    "Dense block X[rows][:, cols] of a sparse or dense matrix."
-    if rows is not None: X = X[rows]
+    "Dense block X[rows][:, cols] of a sparse, dense or backed matrix."
+    if rows is not None: X = _rows(X, np.asarray(rows))
     if cols is not None: X = X[:, cols]
     return (X.toarray() if sp.issparse(X) else np.asarray(X)).astype(dtype, copy=False)
+
+def _blocks(rows:np.ndarray, size:int):
+    "Consecutive slices of `rows`: what bounds the memory of a pass over cells."
+    for i in range(0, len(rows), size): yield i, rows[i:i+size]
 
 def _positions(sel, index:pd.Index, what:str) -> np.ndarray:
     "Integer positions of `sel` (None = all, bool mask, integer positions or names) in `index`."
@@ -68,34 +95,42 @@ def _gene_folds(n:int, cross_fit:int, seed:int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n) % min(cross_fit, n)
 
 # %% ../nbs/10_models.ipynb #0011
-MODELS = Registry('model', runtime=('adata', 'key', 'info', 'seed', 'device', 'ckpt', 'layer', 'verbose', 'progress'))
+MODELS = Registry('model', runtime=('adata', 'key', 'info', 'seed', 'device', 'ckpt', 'layer', 'verbose', 'progress', 'cells', 'genes', 'out'))
 
 # %% ../nbs/10_models.ipynb #0013
+BLOCK_CELLS = 8192   # cells read at once by a pass over the data: what bounds a model's memory at any number of cells
+
 @MODELS.register('agnostic', embedding=False)
-def agnostic(adata:ad.AnnData, # cells x genes, X = log1p
+def agnostic(adata:ad.AnnData, # cells x genes, X = log1p (in memory or backed)
              layer:str='X', # expression layer
-            ) -> np.ndarray:
-    "Each cell's mean over its train genes, for every gene: `(n_cells, n_genes)` float32."
+            ) -> Profiles:
+    "Each cell's mean over its train genes, for every gene: one all-zero profile plus a per-cell offset."
     X = _layer(adata, layer)
     tr = np.flatnonzero(split_mask(adata, 'genes', 'train'))
-    m = np.asarray(X[:, tr].sum(1), dtype=np.float64).ravel() / len(tr)
-    return np.repeat(m[:, None].astype(np.float32), adata.n_vars, axis=1)
+    m = np.empty(adata.n_obs)
+    for i, r in _blocks(np.arange(adata.n_obs), BLOCK_CELLS):
+        m[i:i+len(r)] = np.asarray(_rows(X, r)[:, tr].sum(1), dtype=np.float64).ravel() / len(tr)
+    return Profiles(np.zeros((1, adata.n_vars), np.float32), np.zeros(adata.n_obs, np.int64), m.astype(np.float32))
 
 # %% ../nbs/10_models.ipynb #0016
 ALPHAS = (1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5)
 
 class _RidgeSVD:
-    "Ridge regression on a fixed design (train genes' embeddings) for many targets and penalties."
-    def __init__(self, E_train:np.ndarray):
-        self.U, self.s, Vt = np.linalg.svd(E_train, full_matrices=False)
-        self.V = Vt.T
+    "Ridge regression on a fixed design (train genes' embeddings) for many targets and penalties; one-hot rows need no SVD."
+    def __init__(self, E_train):
+        if sp.issparse(E_train):        # one-hot rows select distinct columns: U = I, s = 1, V = the selection
+            n = E_train.shape[0]
+            self.U, self.s, self.V = sp.identity(n, format='csr'), np.ones(n), E_train.T.tocsr()
+        else:
+            self.U, self.s, Vt = np.linalg.svd(E_train, full_matrices=False)
+            self.V = Vt.T
     def shrink(self, alpha): return self.s / (self.s**2 + alpha)
-    def project(self, Yc): return self.U.T @ Yc                      # (k, m) from centred targets (n_train, m)
-    def predict(self, UtY, alpha, E): return (E @ self.V) @ (self.shrink(alpha)[:, None] * UtY)
+    def project(self, Yc): return _mm(self.U.T, Yc)                  # (k, m) from centred targets (n_train, m)
+    def predict(self, UtY, alpha, E): return _mm(_mm(E, self.V) if sp.issparse(E) else E @ self.V, self.shrink(alpha)[:, None] * UtY)
     def gcv(self, Yc, alpha):
         "Generalised cross-validation error on the train genes."
         h = self.s**2 / (self.s**2 + alpha)
-        r = Yc - self.U @ (h[:, None] * self.project(Yc))
+        r = Yc - _mm(self.U, h[:, None] * self.project(Yc))
         return float((r**2).mean() / (1 - h.sum() / len(Yc))**2)
 
 def _select_alpha(ridge, Yc, m, E_val, Y_val, alphas, info):
@@ -116,30 +151,30 @@ def _check_alpha(p):
 
 # %% ../nbs/10_models.ipynb #0018
 def _type_means(X, types:np.ndarray, rows:np.ndarray, cols:np.ndarray, n_types:int) -> tuple[np.ndarray, np.ndarray]:
-    "Mean of X[rows, cols] per cell type code, (n_types, len(cols)), and the number of rows per type."
-    M = sp.csr_matrix((np.ones(len(rows)), (types[rows], np.arange(len(rows)))), shape=(n_types, len(rows)))
-    n = np.asarray(M.sum(1)).ravel()
-    S = M @ X[rows][:, cols]
-    S = S.toarray() if sp.issparse(S) else np.asarray(S)
+    "Mean of X[rows, cols] per cell type code, (n_types, len(cols)), and the number of rows per type; one pass over blocks of rows."
+    S = np.zeros((n_types, len(cols)))
+    for _, r in _blocks(rows, BLOCK_CELLS):
+        M = sp.csr_matrix((np.ones(len(r)), (types[r], np.arange(len(r)))), shape=(n_types, len(r)))
+        S += _mm(M, _rows(X, r)[:, cols])
+    n = np.bincount(types[rows], minlength=n_types)
     return S / np.maximum(n, 1)[:, None], n
 
 def _celltype_targets(adata, layer):
-    "Cell-type codes, train / val gene masks, and the types' mean train-cell profiles of train and val genes (genes, types)."
+    "Cell types, train / val gene masks, and the types' mean train-cell profiles of train and val genes (genes, types)."
     if 'cell_type' not in adata.obs: raise KeyError("adata.obs['cell_type'] is missing")
     X = _layer(adata, layer)
     g_tr, g_va = split_mask(adata, 'genes', 'train'), split_mask(adata, 'genes', 'val', required=False)
     c_tr = np.flatnonzero(split_mask(adata, 'cells', 'train'))
     ct = pd.Categorical(adata.obs['cell_type']); codes = ct.codes.astype(np.int64); nt = len(ct.categories)
     if (codes < 0).any(): raise ValueError("adata.obs['cell_type'] has missing values")
-    n = np.bincount(codes[c_tr], minlength=nt)
-    if (n == 0).any(): warnings.warn(f"cell types without train cells get the mean train-cell profile: {list(ct.categories[n == 0])}")
-    def means(cols):
-        Y, n = _type_means(X, codes, c_tr, cols, nt)
-        Y[n == 0] = np.asarray(X[c_tr][:, cols].mean(0)).ravel()     # a type without train cells: all train cells
-        return Y.T                                                    # (genes, types)
-    Ytr = means(np.flatnonzero(g_tr))
-    Yva = means(np.flatnonzero(g_va)) if g_va.any() else None
-    return codes, g_tr, g_va, Ytr, Yva
+    cols = np.flatnonzero(g_tr | g_va)
+    Y, n = _type_means(X, codes, c_tr, cols, nt)                      # train and val genes in one pass
+    if (n == 0).any():
+        warnings.warn(f"cell types without train cells get the mean train-cell profile: {list(ct.categories[n == 0])}")
+        Y[n == 0] = (Y * n[:, None]).sum(0) / n.sum()                 # a type without train cells: all train cells
+    Y = Y.T                                                           # (genes, types)
+    Ytr, Yva = Y[g_tr[cols]], (Y[g_va[cols]] if g_va.any() else None)
+    return ct, codes, g_tr, g_va, Ytr, Yva
 
 @MODELS.register('ridge_celltype', check=_check_alpha, obs=('cell_type',))
 def ridge_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type']
@@ -148,16 +183,16 @@ def ridge_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type'
                    alphas:tuple=ALPHAS, # grid for the penalty
                    layer:str='X', # expression layer
                    info:dict|None=None, # filled with the chosen alpha and its selection errors
-                  ) -> np.ndarray:
-    "Per cell type, ridge from embedding to the type's mean train-cell expression; `(n_cells, n_genes)` float32."
+                  ) -> Profiles:
+    "Per cell type, ridge from embedding to the type's mean train-cell expression: one profile per type."
     info = {} if info is None else info
     E, *_ = gene_embeddings(adata, key)
-    codes, g_tr, g_va, Ytr, Yva = _celltype_targets(adata, layer)
+    ct, codes, g_tr, g_va, Ytr, Yva = _celltype_targets(adata, layer)
     m = Ytr.mean(0); ridge = _RidgeSVD(E[g_tr])
     if alpha is None: alpha = _select_alpha(ridge, Ytr - m, m, E[g_va], Yva, alphas, info)
     else: info.update(alpha=float(alpha), alpha_by='given')
-    P = (m + ridge.predict(ridge.project(Ytr - m), alpha, E)).T.astype(np.float32)   # (types, genes)
-    return P[codes]
+    P = (m + ridge.predict(ridge.project(Ytr - m), alpha, E)).T      # (types, genes)
+    return Profiles(P, codes, names=ct.categories)
 
 # %% ../nbs/10_models.ipynb #0023
 def _check_ridge_cell(p):
@@ -167,7 +202,7 @@ def _check_ridge_cell(p):
     if p.chunk < 1 or p.n_select < 1: raise ValueError(f"chunk and n_select must be >= 1, got chunk={p.chunk}, n_select={p.n_select}")
 
 @MODELS.register('ridge_cell', check=_check_ridge_cell)
-def ridge_cell(adata:ad.AnnData, # cells x genes, X = log1p
+def ridge_cell(adata:ad.AnnData, # cells x genes, X = log1p (in memory or backed)
                key:str, # gene embedding in adata.varm
                alpha:float|None=None, # ridge penalty; None picks it from `alphas` on val genes
                alphas:tuple=ALPHAS, # grid for the penalty
@@ -177,8 +212,11 @@ def ridge_cell(adata:ad.AnnData, # cells x genes, X = log1p
                seed:int=0, # seed for the cells that pick alpha
                info:dict|None=None, # filled with the chosen alpha and its selection errors
                cross_fit:int=5, # folds over train genes: each is predicted by fits without it (0: in-sample fits)
-              ) -> np.ndarray:
-    "Per cell, ridge from embedding to the cell's own train-gene values; `(n_cells, n_genes)` float32."
+               cells=None, # cells to predict (positions or mask; None = all)
+               genes=None, # genes to predict (positions or mask; None = all)
+               out=None, # folder of the chunked store to write (None: in memory)
+              ) -> CellValues:
+    "Per cell, ridge from embedding to the cell's own train-gene values; the cells x genes asked for, written chunk by chunk."
     info = {} if info is None else info
     E, *_ = gene_embeddings(adata, key)
     X = _layer(adata, layer)
@@ -192,42 +230,49 @@ def ridge_cell(adata:ad.AnnData, # cells x genes, X = log1p
         Yva = _dense(X, rows, np.flatnonzero(g_va), np.float64).T if g_va.any() else None
         alpha = _select_alpha(ridge, Ytr - m, m, E[g_va], Yva, alphas, info)
     else: info.update(alpha=float(alpha), alpha_by='given')
+    res = CellValues.create(out, adata.shape, cells, genes)
     # fits: (train genes fitted, as positions in `tr`; genes predicted; their ridge). All train genes predict every
     # gene; with cross-fitting, a train gene's value in a cell must not be fitted to predict itself, so each fold of
     # train genes is then predicted again from the other folds.
-    fits = [(np.arange(len(tr)), np.arange(adata.n_vars), ridge)]
+    fits = [(np.arange(len(tr)), res.genes, ridge)]
     folds = _gene_folds(len(tr), cross_fit, seed)
     for k in np.unique(folds[folds >= 0]):
-        sel = np.flatnonzero(folds != k); fits.append((sel, tr[folds == k], _RidgeSVD(E[tr[sel]])))
-    fits = [(sel, cols, r.shrink(alpha), E[cols] @ r.V, r.U, r.U.sum(0)) for sel, cols, r in fits]  # Uᵀ1: centring without densifying
-    out = np.empty(adata.shape, np.float32)
-    for i in range(0, adata.n_obs, chunk):
-        Xc = X[i:i+chunk][:, tr]                                               # sliced once per chunk of cells
-        for sel, cols, f, EV, U, Ut1 in fits:
+        sel = np.flatnonzero(folds != k); cols = tr[folds == k]; cols = cols[res._col[cols] >= 0]
+        if len(cols): fits.append((sel, cols, _RidgeSVD(E[tr[sel]])))
+    fits = [(sel, res._col[cols], r.shrink(alpha), (E[cols] @ r.V), r.U, np.asarray(r.U.sum(0)).ravel()) for sel, cols, r in fits]  # Uᵀ1: centring without densifying
+    k = max(len(f[2]) for f in fits)
+    step = max(1, min(chunk, (1 << 24) // k))           # a one-hot index has k = n_train: keep (cells x k) bounded
+    for i, rows in _blocks(res.cells, step):
+        Xc = _rows(X, rows)[:, tr]                                               # read once per chunk of cells
+        block = np.empty((len(rows), len(res.genes)), np.float32)
+        for sel, lc, f, EV, U, Ut1 in fits:
             Xs = Xc if len(sel) == len(tr) else Xc[:, sel]
             m = np.asarray(Xs.sum(1), dtype=np.float64).ravel() / len(sel)
-            Z = np.asarray(Xs @ U, dtype=np.float64) - m[:, None] * Ut1        # (Y - m) U
-            out[i:i+chunk, cols] = m[:, None] + (Z * f) @ EV.T
+            Z = _mm(Xs, U) - m[:, None] * Ut1                                    # (Y - m) U
+            block[:, lc] = m[:, None] + _mm(EV, (Z * f).T).T
+        res[i:i+len(rows)] = block
     info.update(cross_fit=int(cross_fit))
-    return out
+    return res
 
 # %% ../nbs/10_models.ipynb #0026
 GAMMAS = (0.25, 1., 4., 16.)
 
-def _unit(E:np.ndarray) -> np.ndarray:
-    "Rows scaled to unit length; zero rows (genes without an embedding) stay zero."
+def _unit(E):
+    "Rows scaled to unit length; zero rows (genes without an embedding) stay zero; one-hot rows are unit already."
+    if sp.issparse(E): return E
     n = np.linalg.norm(E, axis=1, keepdims=True)
     return E / np.where(n > 0, n, 1.)
 
-def _sqdist(A:np.ndarray, B:np.ndarray) -> np.ndarray:
-    "Squared Euclidean distances between the rows of A and B."
-    return np.clip((A**2).sum(1)[:, None] + (B**2).sum(1)[None] - 2 * A @ B.T, 0, None)
+def _sqdist(A, B) -> np.ndarray:
+    "Squared Euclidean distances between the rows of A and B (dense or sparse)."
+    sq = lambda M: np.asarray(M.multiply(M).sum(1)).ravel() if sp.issparse(M) else (M**2).sum(1)
+    return np.clip(sq(A)[:, None] + sq(B)[None] - 2 * _mm(A, B.T), 0, None)
 
-def _kernel_features(K:np.ndarray, train:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "From the kernel of every gene with the train genes `(n, n_train)`: `(Φ of the train genes, Φ of every gene)`."
-    lam, Q = np.linalg.eigh(K[train])
+def _kernel_features(K:np.ndarray, landmarks:np.ndarray) -> np.ndarray:
+    "Nyström features `Φ` of every gene from its kernel with the landmark genes `(n, m)`: `Φ Φᵀ` is K where the landmarks span it, exactly K on the landmarks."
+    lam, Q = np.linalg.eigh(K[landmarks])
     keep = lam > 1e-10 * lam.max(); lam, Q = lam[keep], Q[:, keep]
-    return Q * np.sqrt(lam), K @ (Q / np.sqrt(lam))
+    return K @ (Q / np.sqrt(lam))
 
 def _check_kernel(p):
     "`_check_alpha`, and kernel widths > 0."
@@ -235,6 +280,7 @@ def _check_kernel(p):
     if p.gamma is not None and not p.gamma > 0: raise ValueError(f"gamma must be > 0 or None (picked on val genes), got {p.gamma!r}")
     if p.gamma is None and (not len(p.gammas) or min(p.gammas) <= 0):
         raise ValueError(f"gammas must be a non-empty grid of widths > 0, got {p.gammas!r}")
+    if p.n_landmarks < 1: raise ValueError(f"n_landmarks must be at least 1, got {p.n_landmarks}")
 
 @MODELS.register('kernel_celltype', check=_check_kernel, obs=('cell_type',))
 def kernel_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type']
@@ -243,27 +289,31 @@ def kernel_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type
                     alpha:float|None=None, # ridge penalty; None picks it from `alphas` on val genes
                     gammas:tuple=GAMMAS, # grid for the kernel width
                     alphas:tuple=ALPHAS, # grid for the penalty
+                    n_landmarks:int=3000, # exact up to this many train genes; above it, Nyström on this many (seeded) train genes
+                    seed:int=0, # seed of the landmarks
                     layer:str='X', # expression layer
                     info:dict|None=None, # filled with the chosen gamma and alpha and their selection errors
-                   ) -> np.ndarray:
-    "Per cell type, RBF kernel ridge from embedding to the type's mean train-cell expression; `(n_cells, n_genes)` float32."
+                   ) -> Profiles:
+    "Per cell type, RBF kernel ridge from embedding to the type's mean train-cell expression: one profile per type."
     info = {} if info is None else info
     E, *_ = gene_embeddings(adata, key)
     U = _unit(E)
-    codes, g_tr, g_va, Ytr, Yva = _celltype_targets(adata, layer)
+    ct, codes, g_tr, g_va, Ytr, Yva = _celltype_targets(adata, layer)
     m = Ytr.mean(0); train = np.flatnonzero(g_tr)
-    D = _sqdist(U, U[train])                                 # one distance matrix for every width on the grid
+    L = train if len(train) <= n_landmarks else np.sort(np.random.default_rng(seed).choice(train, n_landmarks, replace=False))
+    D = _sqdist(U, U[L])                                     # one distance matrix for every width on the grid
     best = None
     for g in ((gamma,) if gamma is not None else gammas):
-        Phi_tr, Phi = _kernel_features(np.exp(-g * D), train)
-        ridge = _RidgeSVD(Phi_tr); sel = {}
+        Phi = _kernel_features(np.exp(-g * D), L)
+        ridge = _RidgeSVD(Phi[g_tr]); sel = {}
         a = _select_alpha(ridge, Ytr - m, m, Phi[g_va], Yva, alphas if alpha is None else (alpha,), sel)
         if best is None or min(sel['alpha_err']) < best[0]: best = (min(sel['alpha_err']), g, a, ridge, Phi, sel)
     _, g, a, ridge, Phi, sel = best
-    info.update(sel, gamma=float(g), gamma_by='given' if gamma is not None else sel['alpha_by'])
+    info.update(sel, gamma=float(g), gamma_by='given' if gamma is not None else sel['alpha_by'],
+                kernel='exact' if len(L) == len(train) else f'nystrom ({len(L)} landmarks)')
     if alpha is not None: info['alpha_by'] = 'given'
-    P = (m + ridge.predict(ridge.project(Ytr - m), a, Phi)).T.astype(np.float32)     # (types, genes)
-    return P[codes]
+    P = (m + ridge.predict(ridge.project(Ytr - m), a, Phi)).T      # (types, genes)
+    return Profiles(P, codes, names=ct.categories)
 
 # %% ../nbs/10_models.ipynb #0038
 def model_params(model:str, # a name in MODELS
@@ -274,13 +324,15 @@ def model_params(model:str, # a name in MODELS
     if 'check' in e.meta: e.meta['check'](p)
     return p
 
-def fit_predict(adata:ad.AnnData, # cells x genes
+def fit_predict(adata:ad.AnnData, # cells x genes (in memory, or with backed matrices: `ExpressionStore.to_adata`)
                 model:str, # a name in MODELS
                 key:str|None=None, # gene embedding in adata.varm (not used by models registered with embedding=False)
-                **kwargs, # the model's parameters, and runtime arguments (MODELS.runtime: info, seed, device, ckpt, ...)
-               ) -> np.ndarray:
-    "Fit `model` on `adata` with embedding `key` and predict every cell x gene: `(n_cells, n_genes)` float32."
+                **kwargs, # the model's parameters, and runtime arguments (MODELS.runtime: info, seed, device, ckpt, cells, genes, out, ...)
+               ) -> Predictions:
+    "Fit `model` on `adata` with embedding `key`; its `Predictions` (profiles, or the cells x genes asked for, in a store at `out` if given)."
     e = MODELS[model]
     if key is None and e.meta.get('embedding', True): raise ValueError(f"model {model!r} needs a gene embedding key")
     runtime = {k: kwargs.pop(k) for k in list(kwargs) if k in MODELS.runtime}
-    return e.call(adata, params=model_params(model, kwargs), key=key, **runtime)
+    p = e.call(adata, params=model_params(model, kwargs), key=key, **runtime)
+    if not isinstance(p, Predictions): raise TypeError(f"model {model!r} returned {type(p).__name__}, not Predictions")
+    return p

@@ -19,9 +19,10 @@ from .core import strip_version
 from .reference import Annotation, Genome, read_annotation
 from .tss import gene_tss
 from .data import preprocess, read_store, symbol_ids, ExpressionStore, MIN_CELLS_PER_GENE, MIN_GENES_PER_CELL
-from .splits import split_cells, split_summary, read_regions
+from .splits import split_cells, split_summary, read_regions, split_mask
 from .embeddings import EMBEDDINGS, EmbeddingContext, compute_embedding, genes_only, requires, register_table
 from .models import MODELS
+from .predictions import Predictions, Profiles, CellValues, save_predictions, read_predictions
 import rosa.training  # registers the transformer in MODELS
 from .evaluation import METRICS, noise_ceiling, compare, wide_table, to_markdown, plot_comparison, grammar_probe
 
@@ -32,6 +33,7 @@ __all__ = ['DEFAULT_EMBEDDINGS', 'DEFAULT_MODELS', 'HEADLINE', 'DEMO', 'RunConfi
 # %% ../nbs/14_pipeline.ipynb #0005
 FORMATS['annotation'] = Format('', lambda a, p: a.write(p), Annotation.read, directory=True)
 FORMATS['store'] = Format('.zarr', lambda write, p: write(p), read_store, directory=True)   # the data step writes its store itself, block by block
+FORMATS['predictions'] = Format('', lambda p, path: p(path) if callable(p) else save_predictions(p, path), read_predictions, directory=True)   # a per-cell model writes its store itself, chunk by chunk
 
 # %% ../nbs/14_pipeline.ipynb #0007
 DEFAULT_EMBEDDINGS = ('enformer', 'esm', 'onehot', 'random')
@@ -66,6 +68,8 @@ class RunConfig:
     bins:str = 'halving'            # expression bins: 'halving' or 'quantile' (equal-frequency)
     chunk_cells:int = 20_000        # cells per block of the data step (memory is bounded by it)
     device:str|None = None          # 'cuda', 'cpu' or None (CUDA when available)
+    gene_splits:tuple = ('train', 'test')  # gene splits evaluated (per-cell models predict only these genes)
+    cell_splits:tuple = ('train', 'test')  # cell splits evaluated (per-cell models predict only these cells)
 
     def __post_init__(self):
         self.embeddings, self.models = _named(self.embeddings), _named(self.models)
@@ -73,6 +77,8 @@ class RunConfig:
             t = t if isinstance(t, dict) else dict(path=str(t))
             register_table(name, t['path'], t.get('key')); self.embeddings.setdefault(name, {})
         self.metrics = tuple(self.metrics.split(',') if isinstance(self.metrics, str) else self.metrics)
+        for k in ('gene_splits', 'cell_splits'):
+            v = getattr(self, k); setattr(self, k, tuple(v.split(',') if isinstance(v, str) else v))
 
     def set(self, values:dict # {'<embedding or model>.<parameter>': value}, e.g. {'transformer.steps': 100}
            ) -> RunConfig:
@@ -105,6 +111,9 @@ class RunConfig:
             missing = [u for u in requires(name, self.embeddings[name]) if u not in self.embeddings]
             if missing: raise ValueError(f"embedding {name!r} is computed from {missing}: add {' and '.join(missing)} to the embeddings")
         METRICS.check(self.metrics)
+        for k in ('gene_splits', 'cell_splits'):
+            bad = [v for v in getattr(self, k) if v not in ('train', 'val', 'test')]
+            if bad or not getattr(self, k): raise ValueError(f"{k} must name splits among train, val, test, got {getattr(self, k)!r}")
         return self
 
 # %% ../nbs/14_pipeline.ipynb #0010
@@ -173,17 +182,23 @@ def _order(embeddings:dict) -> list:
 
 # %% ../nbs/14_pipeline.ipynb #0015
 def step_prediction(rf:RunFolder, cfg:RunConfig, model:str, emb:str|None, data, emb_step=None, adata=None):
-    "One model's predictions (`MODELS[model]`) on one embedding: a cells x genes float32 array."
+    "One model's predictions (`MODELS[model]`) on one embedding: profiles, or a per-cell store of the evaluated cells x genes."
     e = MODELS[model]; p = e.make(cfg.models.get(model, {}))
     name = f'predictions/{model}' + (f'/{emb}' if emb else '')
     params = dict(asdict(p), seed=cfg.seed)
     inputs = dict(data=data.key, **({'embedding': emb_step.key} if emb else {}))
+    adata = data.value.to_adata() if adata is None else adata
+    per_cell = 'cells' in inspect.signature(e.fn).parameters             # it predicts the cells x genes asked for, not profiles
+    cells, genes = split_mask(adata, 'cells', cfg.cell_splits), split_mask(adata, 'genes', cfg.gene_splits)
+    if per_cell: params['predict'] = dict(cells=list(cfg.cell_splits), genes=list(cfg.gene_splits))
     ckpt = rf.workdir(name, key=rf.key(name, params, inputs, e.version()))/'model.pt'
-    adata = data.value.to_memory() if adata is None else adata
-    def compute(): return np.asarray(e.call(adata, params=p, key=emb, seed=cfg.seed, device=cfg.device, ckpt=ckpt), np.float32)
+    def compute():
+        fit = lambda out: e.call(adata, params=p, key=emb, seed=cfg.seed, device=cfg.device, ckpt=ckpt, cells=cells, genes=genes, out=out)
+        return (lambda path: save_predictions(fit(path), path)) if per_cell else fit(None)
     def check(x):
-        if x.shape != adata.shape: raise ValueError(f"its shape is {x.shape}, the data's {adata.shape}")
-    return rf.step(name, compute, fmt='zarr', params=params, inputs=inputs, code=e.version(), check=check)
+        if tuple(x.shape) != adata.shape: raise ValueError(f"its shape is {tuple(x.shape)}, the data's {adata.shape}")
+        if not x.holds(cells, genes): raise ValueError(f"it does not hold every evaluated cell and gene ({', '.join(cfg.cell_splits)} cells, {', '.join(cfg.gene_splits)} genes)")
+    return rf.step(name, compute, fmt='predictions', params=params, inputs=inputs, code=e.version(), check=check)
 
 def _layer(model, emb): return f'pred_{model}' + (f'_{emb}' if emb else '')
 
@@ -287,10 +302,11 @@ def preflight(cfg:RunConfig) -> list:
 # %% ../nbs/14_pipeline.ipynb #0020
 @dataclass
 class RunResult:
-    "What `run` returns: the AnnData with everything, the comparison table (tidy), and the run folder."
+    "What `run` returns: the AnnData (genes, cells, embeddings; matrices read from the data store), the comparison table (tidy), the run folder, and each (model, embedding)'s `Predictions`."
     adata:ad.AnnData
     table:pd.DataFrame
     out:Path
+    predictions:dict = field(default_factory=dict)
     @property
     def wide(self) -> pd.DataFrame: return wide_table(self.table)
     def __repr__(self): return f'RunResult({self.out}, {self.adata.n_obs} cells x {self.adata.n_vars} genes, {self.table.model.nunique()} models)'
@@ -299,6 +315,19 @@ HEADLINE = dict(genes='test', cells='test')   # the quadrant that matters: held-
 
 # %% ../nbs/14_pipeline.ipynb #0021
 def _sizes(split:pd.Series) -> str: return ', '.join(f'{k} {v:,}' for k, v in split.value_counts().items())
+
+def _summary(adata:ad.AnnData, preds:dict, run_dir:Path) -> ad.AnnData:
+    "What `rosa.h5ad` keeps: genes, cells, embeddings, splits, the cell-type profiles; per-cell predictions and the matrices by link."
+    s = ad.AnnData(obs=adata.obs.copy(), var=adata.var.copy(), varm=dict(adata.varm), uns=dict(adata.uns))
+    s.uns['data'] = 'data.zarr'                     # the expression matrices: `rosa.data.read_store(run_dir/'data.zarr')`
+    links = {}
+    for (model, emb), p in preds.items():
+        name = _layer(model, emb); path = f'predictions/{model}' + (f'/{emb}' if emb else '')
+        links[name] = dict(model=model, embedding=emb, kind=p.kind, path=path)
+        if isinstance(p, Profiles):
+            links[name].update(profiles=p.profiles, index=p.index, **({} if p.offset is None else dict(offset=p.offset)))
+    s.uns['predictions'] = links
+    return s
 
 def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden by `kwargs`)
         params:dict|None=None, # {'<embedding or model>.<parameter>': value} overrides (`RunConfig.set`)
@@ -319,7 +348,7 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
     _log(f'  {len(tx)} transcripts of {tx.gene_key.nunique()} genes', t0)
     _log(f'[2/6] counts from {cfg.counts}'); t0 = time.time()
     data = step_data(rf, cfg, ann)
-    adata = data.value.to_memory()   # the models below hold the matrix in memory; the store streams cells (`cell_loader`)
+    adata = data.value.to_adata()    # obs and var in memory, the matrices read from the store by blocks of cells
     _log(f"  {adata.n_obs} {'pseudobulks' if cfg.pseudobulk else 'cells'} ({_sizes(adata.obs.split)}) x {adata.n_vars} genes ({_sizes(adata.var.split)})", t0)
     for _, r in split_summary(adata).iterrows():
         if r.split != 'train': _log(f'  held-out {r.axis}, {r.split}: {r.n:,} ({r.fraction:.0%}), {r.defined_by}')
@@ -338,12 +367,13 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
     preds = {}
     for model, emb in jobs:
         t1 = time.time(); s = step_prediction(rf, cfg, model, emb, data, embs.get(emb), adata)
-        adata.layers[_layer(model, emb)] = s.value; preds[(model, emb or '')] = _layer(model, emb)
+        preds[(model, emb or '')] = s.value
         if s.computed: _log(f'  {model}' + (f' on {emb}' if emb else ''), t1)
     _log('  done', t0)
     _log('[5/6] evaluation per quadrant'); t0 = time.time()
-    ceiling = noise_ceiling(adata, cfg.truth, metrics=cfg.metrics) if cfg.truth else None
-    table = compare(adata, preds, ceiling=ceiling, metrics=cfg.metrics)
+    quadrants = dict(metrics=cfg.metrics, gene_splits=cfg.gene_splits, cell_splits=cfg.cell_splits)
+    ceiling = noise_ceiling(adata, cfg.truth, **quadrants) if cfg.truth else None
+    table = compare(adata, preds, ceiling=ceiling, **quadrants)
     if cfg.truth and 'tss' in adata.var:
         adata.uns['tss_accuracy'] = tss_accuracy(adata, tx, cfg.truth)
         _log(f"  chosen TSS = true active TSS for {adata.uns['tss_accuracy']['enformer']:.1%} of genes "
@@ -356,10 +386,10 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
     _log('  done', t0)
     _log('[6/6] report'); t0 = time.time()
     write_report(run_dir, adata, table, cfg)
-    write_h5ad(adata, run_dir/'rosa.h5ad')
+    write_h5ad(_summary(adata, preds, run_dir), run_dir/'rosa.h5ad')
     _log(f'  {run_dir}/rosa.h5ad, table.csv, report.md', t0)
     _log(f'finished in {time.time() - T:.0f}s')
-    return RunResult(adata, table, run_dir)
+    return RunResult(adata, table, run_dir, preds)
 
 # %% ../nbs/14_pipeline.ipynb #0023
 def tss_accuracy(adata, tx:pd.DataFrame, truth:str|Path) -> dict:

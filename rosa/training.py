@@ -19,18 +19,19 @@ from einops import repeat
 
 from .core import default_device, seed_everything, torch_save, params_from_signature, read_checkpoint
 from .splits import split_mask
-from .models import MODELS, gene_embeddings, _layer, _dense, _positions, _gene_folds
+from .models import MODELS, gene_embeddings, is_index, _layer, _dense, _rows, _blocks, _positions, _gene_folds
+from .predictions import CellValues
 from .transformer import TransformerConfig, ExpressionTransformer, ENCODERS
 
 # %% auto #0
-__all__ = ['TransformerParams', 'train_transformer', 'load_transformer', 'predict_transformer', 'transformer']
+__all__ = ['TransformerParams', 'gene_inputs', 'train_transformer', 'load_transformer', 'predict_transformer', 'transformer']
 
 # %% ../nbs/12_training.ipynb #0007
 class _Cells:
     "Rows of (train-gene values, bins) for sampling: dense on the device when small, else sliced from CSR per batch."
     def __init__(self, X, B, rows, cols, device, max_dense=int(5e7)):
         self.device = device
-        X, B = X[rows][:, cols], (B[rows][:, cols] if sp.issparse(B) else np.asarray(B)[rows][:, cols])
+        X, B = _rows(X, rows)[:, cols], _rows(B, rows)[:, cols]
         self.dense = len(rows) * len(cols) <= max_dense
         if self.dense: X, B = torch.from_numpy(_dense(X)).to(device), torch.from_numpy(_dense(B, dtype=np.int8)).to(device)
         self.X, self.B = X, B    # bins stay int8: 8x less memory than int64
@@ -43,6 +44,15 @@ def _split_genes(rng, n_cells, n_genes, n_context, n_targets):
     "Per cell, a random context set and a disjoint target set of gene positions: (cells, n_context), (cells, n_targets)."
     perm = rng.permuted(np.tile(np.arange(n_genes), (n_cells, 1)), axis=1)[:, :n_context+n_targets]
     return perm[:, :n_context], perm[:, n_context:]
+
+def gene_inputs(adata:ad.AnnData, # genes with varm[key]
+                key:str, # gene embedding
+               ) -> tuple[np.ndarray, bool]:
+    "What the transformer reads of each gene: its raw embedding row (float32), or for a one-hot index its position (int64)."
+    if key not in adata.varm: raise KeyError(f"no gene embedding {key!r} in adata.varm (have {list(adata.varm.keys())})")
+    E = adata.varm[key]
+    if is_index(E): return E.tocsr().indices.astype(np.int64), True     # one 1 per row: the row's column is the gene's index
+    return (E.toarray() if sp.issparse(E) else np.asarray(E)).astype(np.float32), False
 
 def _batch(cells, idx, ctx, tgt, E, device):
     "Model inputs for cells `idx` (positions in `cells`) with context/target gene positions (within train genes)."
@@ -67,6 +77,7 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
                       n_heads:int=4, # attention heads
                       encoder:str='standard', # encoder variant (key in ENCODERS)
                       n_latents:int=32, # latent tokens of the 'perceiver' encoder
+                      n_features:int=64, # random features per head of the 'performer' encoder
                       lr:float=1e-3, # AdamW learning rate (after warm-up)
                       weight_decay:float=0.01, # AdamW weight decay
                       warmup:int=50, # linear warm-up steps
@@ -98,8 +109,9 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
         n_targets = max(1, min(n_targets, n_tr // 4)); n_context = min(n_context, n_tr - n_targets)
         warnings.warn(f"only {n_tr} train genes: using n_context={n_context}, n_targets={n_targets}")
     batch_cells = min(batch_cells, len(c_tr))
+    raw, index = gene_inputs(adata, key)   # the model standardises a raw embedding itself, in training as at prediction
     cfg = TransformerConfig(d_emb=E.shape[1], d_model=d_model, n_heads=n_heads, n_layers=n_layers,
-                            d_ff=2*d_model, encoder=encoder, n_latents=n_latents)
+                            d_ff=2*d_model, encoder=encoder, n_latents=n_latents, n_features=n_features, gene_index=index)
     hp = dict(key=key, cfg=asdict(cfg), batch_cells=batch_cells, n_context=n_context, n_targets=n_targets, lr=lr,
               weight_decay=weight_decay, warmup=warmup, eval_every=eval_every, patience=patience, seed=seed,
               n_val_cells=n_val_cells, data=_digest(adata.var_names[g_tr], adata.obs_names[c_tr], adata.obs_names[c_va]),
@@ -108,15 +120,13 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
 
     seed_everything(seed)
     model = ExpressionTransformer(cfg)
-    model.emb_mean.copy_(torch.from_numpy(mean)); model.emb_sd.copy_(torch.from_numpy(sd))
+    if not index: model.emb_mean.copy_(torch.from_numpy(mean)); model.emb_sd.copy_(torch.from_numpy(sd))
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1., (s + 1) / max(1, warmup)))
     rng = np.random.default_rng(seed)
-    # the model standardises its inputs itself (emb_mean/emb_sd), in training as at prediction: feed it the raw embedding
-    raw = adata.varm[key]; raw = raw.toarray() if sp.issparse(raw) else np.asarray(raw)
-    Et = torch.from_numpy(raw[g_tr].astype(np.float32)).to(device)   # training gathers train genes' embeddings only
-    X, B = _layer(adata, layer), adata.layers['bins']
+    Et = torch.from_numpy(raw[g_tr]).to(device)   # training gathers train genes' embeddings only
+    X, B = _layer(adata, layer), _layer(adata, 'bins')
     train = _Cells(X, B, c_tr, g_tr, device)
     # fixed val batch, val cells only. select='genes': context from train genes, targets the val genes, which no training
     # batch ever holds (the model that best predicts genes it never saw); 'cells': train genes, a context/target split
@@ -124,7 +134,7 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
     c_sel = np.sort(vrng.choice(len(c_va), min(n_val_cells, len(c_va)), replace=False)) if len(c_va) else np.array([], int)
     v_cols = np.r_[g_tr, g_va] if select == 'genes' else g_tr
     val = _Cells(X, B, c_va[c_sel], v_cols, device) if len(c_sel) else None
-    Ev = Et if select == 'cells' else torch.cat([Et, torch.from_numpy(raw[g_va].astype(np.float32)).to(device)])
+    Ev = Et if select == 'cells' else torch.cat([Et, torch.from_numpy(raw[g_va]).to(device)])
     if not len(c_sel): vsplit = None
     elif select == 'genes':
         vsplit = (_split_genes(vrng, len(c_sel), n_tr, n_context, 0)[0], np.tile(np.arange(n_tr, len(v_cols)), (len(c_sel), 1)))
@@ -194,7 +204,7 @@ def load_transformer(ckpt:str|Path, # checkpoint written by train_transformer
 # %% ../nbs/12_training.ipynb #0010
 @torch.no_grad()
 def predict_transformer(model:ExpressionTransformer, # trained by `train_transformer`
-                        adata:ad.AnnData, # cells x genes with X, layers['bins'], varm[key]
+                        adata:ad.AnnData, # cells x genes with X, layers['bins'], varm[key] (in memory or backed)
                         key:str, # gene embedding in adata.varm (the one the model was trained on)
                         cells=None, # cells to predict (names, positions or mask); None = all
                         genes=None, # genes to predict (names, positions or mask); None = all
@@ -207,37 +217,43 @@ def predict_transformer(model:ExpressionTransformer, # trained by `train_transfo
                         layer:str='X', # expression layer
                         device:str|None=None, # None = the model's device
                         cross_fit:int=5, # folds over train genes: a queried train gene's context leaves its fold out (0: may hold it)
-                       ) -> np.ndarray:
-    "Predicted log1p expression `(n_cells, n_genes)` float32 for the requested cells and genes."
+                        out=None, # folder of the chunked store to write (None: in memory)
+                       ) -> CellValues:
+    "Predicted log1p expression of the requested cells x genes, written block of cells by block of cells."
     if context != 'train': raise ValueError(f"context={context!r}: only 'train' (the cell's train genes) is supported")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).eval()
-    E = np.asarray(adata.varm[key], dtype=np.float32) if key in adata.varm else None
-    if E is None: raise KeyError(f"no gene embedding {key!r} in adata.varm (have {list(adata.varm.keys())})")
-    if E.shape[1] != model.cfg.d_emb:
-        raise ValueError(f"varm[{key!r}] has {E.shape[1]} dimensions, the model was trained on {model.cfg.d_emb}")
-    ci, gi = _positions(cells, adata.obs_names, 'cells'), _positions(genes, adata.var_names, 'genes')
+    E, index = gene_inputs(adata, key)
+    if index != model.cfg.gene_index or (not index and E.shape[1] != model.cfg.d_emb):
+        have = 'a one-hot index' if index else f'{E.shape[1]} dimensions'
+        raise ValueError(f"varm[{key!r}] has {have}; the model was trained on " + ('a one-hot index' if model.cfg.gene_index else f'{model.cfg.d_emb} dimensions'))
+    res = CellValues.create(out, adata.shape, _positions(cells, adata.obs_names, 'cells'), _positions(genes, adata.var_names, 'genes'))
+    ci, gi = res.cells, res.genes
     g_tr = np.flatnonzero(split_mask(adata, 'genes', 'train'))
     n = n_context or getattr(model, 'n_context', len(g_tr))
-    X, B = _layer(adata, layer), adata.layers['bins']
+    X, B = _layer(adata, layer), _layer(adata, 'bins')
     fold = np.full(adata.n_vars, -1)                              # -1: not a train gene (or no cross-fitting)
     fold[g_tr] = _gene_folds(len(g_tr), cross_fit, seed)
-    out = np.zeros((len(ci), len(gi)), np.float32)
-    for k in np.unique(fold[gi]):                                 # query groups, each with its own context pool
+    groups = []                                                   # query groups, each with its own context pool and draws
+    for k in np.unique(fold[gi]):
         q = np.flatnonzero(fold[gi] == k); pool = g_tr[fold[g_tr] != k] if k >= 0 else g_tr
         rng = np.random.default_rng([seed, int(k) + 1])           # the same draws whichever block is asked for
-        Eq = torch.from_numpy(E[gi[q]]).to(device)                # raw: the model standardises with its train stats
-        for _ in range(n_draws):
-            ctx = np.sort(rng.choice(pool, min(n, len(pool)), replace=False))
-            Ec = torch.from_numpy(E[ctx]).to(device)
-            for i in range(0, len(ci), batch_cells):
-                rows = ci[i:i+batch_cells]
-                x = torch.from_numpy(_dense(X, rows, ctx)).to(device)
-                b = torch.from_numpy(_dense(B, rows, ctx, np.int64)).to(device)
-                mem = model.encode(repeat(Ec, 'n e -> b n e', b=len(rows)), x, b)
+        ctxs = [np.sort(rng.choice(pool, min(n, len(pool)), replace=False)) for _ in range(n_draws)]
+        groups.append((q, torch.from_numpy(E[gi[q]]).to(device), ctxs))   # raw: the model standardises with its train stats
+    cols = np.unique(np.concatenate([c for *_, ctxs in groups for c in ctxs]))
+    at = np.searchsorted(cols, np.arange(adata.n_vars))           # a context gene's column among `cols`
+    for i, rows in _blocks(ci, batch_cells):
+        Xr, Br = _dense(_rows(X, rows), None, cols), _dense(_rows(B, rows), None, cols, np.int64)  # each cell read once
+        block = np.zeros((len(rows), len(gi)), np.float32)
+        for q, Eq, ctxs in groups:
+            for ctx in ctxs:
+                x, b = torch.from_numpy(Xr[:, at[ctx]]).to(device), torch.from_numpy(Br[:, at[ctx]]).to(device)
+                Ec = torch.from_numpy(E[ctx]).to(device)
+                mem = model.encode(repeat(Ec, 'n ... -> b n ...', b=len(rows)), x, b)
                 for j in range(0, len(q), query_chunk):
-                    out[i:i+batch_cells, q[j:j+query_chunk]] += model.decode(mem, Eq[j:j+query_chunk], x.mean(1)).float().cpu().numpy()
-    return out / n_draws
+                    block[:, q[j:j+query_chunk]] += model.decode(mem, Eq[j:j+query_chunk], x.mean(1)).float().cpu().numpy()
+        res[i:i+len(rows)] = block / n_draws
+    return res
 
 # %% ../nbs/12_training.ipynb #0025
 def _check_transformer(p):
@@ -245,6 +261,7 @@ def _check_transformer(p):
     if p.encoder not in ENCODERS: raise ValueError(f"unknown transformer encoder {p.encoder!r}; have {list(ENCODERS)}")
     if p.select not in (None, 'genes', 'cells'): raise ValueError(f"transformer select must be None, 'genes' or 'cells', got {p.select!r}")
     if p.encoder == 'perceiver' and p.n_latents < 1: raise ValueError(f"n_latents must be at least 1, got {p.n_latents}")
+    if p.encoder == 'performer' and p.n_features < 1: raise ValueError(f"n_features must be at least 1, got {p.n_features}")
     if p.d_model % p.n_heads: raise ValueError(f"d_model ({p.d_model}) must be a multiple of n_heads ({p.n_heads})")
     if p.n_draws < 1: raise ValueError(f"n_draws must be at least 1, got {p.n_draws}")
 
@@ -263,8 +280,9 @@ def transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins'], va
                 n_draws:int=1, # context subsamples to average over at prediction
                 batch_cells_predict:int=128, # cells per forward pass at prediction
                 seed:int=0, device:str|None=None, ckpt:str|Path|None=None, layer:str='X', verbose:bool=False,
+                cells=None, genes=None, out=None, # what to predict, and the store's folder (`predict_transformer`)
                 **train, # `train_transformer` arguments
-               ) -> np.ndarray:
-    "Train an `ExpressionTransformer` and predict every cell x gene from its train genes: `(n_cells, n_genes)` float32."
+               ) -> CellValues:
+    "Train an `ExpressionTransformer` and predict the cells x genes asked for from their train genes."
     m = train_transformer(adata, key, seed=seed, device=device, ckpt=ckpt, layer=layer, verbose=verbose, **train)
-    return predict_transformer(m, adata, key, n_draws=n_draws, batch_cells=batch_cells_predict, layer=layer)
+    return predict_transformer(m, adata, key, cells=cells, genes=genes, n_draws=n_draws, batch_cells=batch_cells_predict, layer=layer, out=out)
