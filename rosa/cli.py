@@ -138,6 +138,8 @@ def run(argv:list|None=None # the arguments after `rosa run` (default: the comma
                    'keyed by Ensembl gene id), compared as embedding NAME (repeatable)')
     p.add_argument('--bins', choices=['halving', 'quantile'], help="expression bins: per-cell halving bins (default) or equal-frequency bins")
     p.add_argument('--chunk_cells', type=int, help='cells per block of the data step (default 20000): memory is bounded by it')
+    p.add_argument('--gene_splits', help="gene splits to evaluate, comma-separated (default train,test); per-cell models predict only these genes")
+    p.add_argument('--cell_splits', help="cell splits to evaluate, comma-separated (default train,test; 'test' alone at atlas scale); per-cell models predict only these cells")
     p.add_argument('--gene_ids', help="what the counts' var index holds: 'ensembl' ids (default) or gene 'symbol's, mapped through the GTF's gene_name")
     p.add_argument('--check', action='store_true', help='check the inputs and settings (the preflight) and stop, computing nothing')
     params, rest = _parse(p, sys.argv[2:] if argv is None else argv, DEFAULT_EMBEDDINGS, DEFAULT_MODELS)

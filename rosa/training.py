@@ -24,20 +24,28 @@ from .predictions import CellValues
 from .transformer import TransformerConfig, ExpressionTransformer, ENCODERS
 
 # %% auto #0
-__all__ = ['TransformerParams', 'gene_inputs', 'train_transformer', 'load_transformer', 'predict_transformer', 'transformer']
+__all__ = ['MAX_DENSE', 'TransformerParams', 'gene_inputs', 'train_transformer', 'load_transformer', 'predict_transformer',
+           'transformer']
 
 # %% ../nbs/12_training.ipynb #0007
+MAX_DENSE = int(5e7)   # train cells x genes held dense on the device up to this many values
+
 class _Cells:
-    "Rows of (train-gene values, bins) for sampling: dense on the device when small, else sliced from CSR per batch."
-    def __init__(self, X, B, rows, cols, device, max_dense=int(5e7)):
-        self.device = device
+    "Rows of (train-gene values, bins) for sampling: dense on the device when small; else CSR in memory, or read from a backed store per batch."
+    def __init__(self, X, B, rows, cols, device):
+        self.device, self.rows, self.cols = device, np.asarray(rows), np.asarray(cols)
+        self.dense = len(rows) * len(cols) <= MAX_DENSE
+        self.backed = not self.dense and not (sp.issparse(X) or isinstance(X, np.ndarray))
+        if self.backed: self.X, self.B = X, B; return    # a store: read each batch's cells from it, memory stays one batch
         X, B = _rows(X, rows)[:, cols], _rows(B, rows)[:, cols]
-        self.dense = len(rows) * len(cols) <= max_dense
         if self.dense: X, B = torch.from_numpy(_dense(X)).to(device), torch.from_numpy(_dense(B, dtype=np.int8)).to(device)
         self.X, self.B = X, B    # bins stay int8: 8x less memory than int64
     def __call__(self, idx):
         if self.dense: return self.X[torch.from_numpy(idx).to(self.device)], self.B[torch.from_numpy(idx).to(self.device)].long()
-        x, b = _dense(self.X, idx), _dense(self.B, idx, dtype=np.int64)
+        if self.backed:
+            o = np.argsort(self.rows[idx], kind='stable'); r = self.rows[idx][o]; back = np.argsort(o, kind='stable')
+            x, b = _dense(_rows(self.X, r), None, self.cols)[back], _dense(_rows(self.B, r), None, self.cols, np.int64)[back]
+        else: x, b = _dense(self.X, idx), _dense(self.B, idx, dtype=np.int64)
         return torch.from_numpy(x).to(self.device), torch.from_numpy(b).to(self.device)
 
 def _split_genes(rng, n_cells, n_genes, n_context, n_targets):
