@@ -57,7 +57,22 @@ def write_table(ids, path:Path, d:int=3072, seed:int=0):
     E = np.random.default_rng(seed).standard_normal((len(ids), d), dtype=np.float32)
     np.savez(path, genes=np.asarray(ids, dtype=str), embedding=E)
 
-STAGE = re.compile(r'^(\[\d/6\] .*?|  \S.*?)\s+\((\d+\.\d)s\)$')
+TIMED = re.compile(r'^(.*?)\s+\((\d+\.\d)s\)$')    # a line rosa run logs with its seconds
+STEP = re.compile(r'^\[(\d)/6\]')
+
+def _stages(lines, model) -> dict:
+    "Seconds of the data step, the model's fit, the evaluation and the whole run, from `rosa run`'s log."
+    out, step = {}, None
+    for line in lines:
+        if STEP.match(line): step = int(STEP.match(line).group(1)); continue
+        m = TIMED.match(line)
+        if not m: continue
+        label, sec = m.group(1).strip(), float(m.group(2))
+        if step == 2 and 'genes (train' in label: out['data'] = sec
+        elif step == 4 and label.startswith(model): out['model'] = sec
+        elif step == 5 and label == 'done': out['evaluation'] = sec
+        elif step == 6: out['report'] = sec
+    return out
 
 def run_model(model:str, a, files:dict) -> dict:
     "One `rosa run` with one model, in its own process: wall time, peak RSS and the logged stage seconds."
@@ -67,16 +82,13 @@ def run_model(model:str, a, files:dict) -> dict:
     code = f"import json; from rosa.pipeline import run; run(**json.loads({json.dumps(json.dumps(cfg))}))"
     t0 = time.perf_counter()
     p = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    stages, tail = {}, []
+    lines = []
     for line in p.stdout:
-        line = line.rstrip('\n')
-        for part in line.split('\r'):
-            m = STAGE.match(part)
-            if m: stages[m.group(1).strip()] = float(m.group(2))
-        if '\r' not in line: print(f'  | {line}', flush=True); tail.append(line)
+        line = line.rstrip('\n').split('\r')[-1]          # a progress bar's last state
+        print(f'  | {line}', flush=True); lines.append(line)
     _, status, ru = os.wait4(p.pid, 0)
     return dict(model=model, ok=os.waitstatus_to_exitcode(status) == 0, seconds=time.perf_counter() - t0,
-                peak_rss_gib=ru.ru_maxrss * 1024 / GIB, stages=stages, tail=tail[-5:])
+                peak_rss_gib=ru.ru_maxrss * 1024 / GIB, stages=_stages(lines, model), tail=lines[-5:])
 
 def main(a):
     a.workdir = Path(a.workdir); a.workdir.mkdir(parents=True, exist_ok=True)
@@ -97,11 +109,11 @@ def report(res) -> str:
     lines = [f"rosa run at {res['n_cells']:,} cells x {res['n_genes']:,} genes ({res['nnz']:,} counts), a 3,072-d table, "
              "held-out genes x held-out cells evaluated; one process per model (the first also runs the data step)", '',
              '| model | ok | wall | peak RSS | data step | the model | evaluation |', '|---|---|---:|---:|---:|---:|---:|']
+    nan = float('nan')
     for r in res['rows']:
-        s = r['stages']; fit = next((v for k, v in s.items() if k.startswith(r['model'])), float('nan'))
-        data = next((v for k, v in s.items() if k.startswith(('  ', '[2/6]')) and 'cells (' in k), float('nan'))
+        s = r['stages']
         lines.append(f"| {r['model']} | {'yes' if r['ok'] else 'FAILED'} | {r['seconds']:.0f} s | {r['peak_rss_gib']:.2f} GiB | "
-                     f"{data:.0f} s | {fit:.0f} s | {s.get('done', float('nan')):.0f} s |")
+                     f"{s.get('data', nan):.0f} s | {s.get('model', nan):.0f} s | {s.get('evaluation', nan):.0f} s |")
     return '\n'.join(lines)
 
 if __name__ == '__main__':

@@ -28,7 +28,8 @@ from .evaluation import METRICS, noise_ceiling, compare, wide_table, to_markdown
 
 # %% auto #0
 __all__ = ['DEFAULT_EMBEDDINGS', 'DEFAULT_MODELS', 'HEADLINE', 'DEMO', 'RunConfig', 'step_annotation', 'gene_table', 'step_data',
-           'step_embedding', 'step_prediction', 'preflight', 'RunResult', 'run', 'tss_accuracy', 'write_report', 'demo']
+           'step_embedding', 'step_prediction', 'preflight', 'RunResult', 'run', 'tss_accuracy', 'write_report', 'demo',
+           'read_run']
 
 # %% ../nbs/14_pipeline.ipynb #0005
 FORMATS['annotation'] = Format('', lambda a, p: a.write(p), Annotation.read, directory=True)
@@ -321,9 +322,9 @@ def _summary(adata:ad.AnnData, preds:dict, run_dir:Path) -> ad.AnnData:
     s = ad.AnnData(obs=adata.obs.copy(), var=adata.var.copy(), varm=dict(adata.varm), uns=dict(adata.uns))
     s.uns['data'] = 'data.zarr'                     # the expression matrices: `rosa.data.read_store(run_dir/'data.zarr')`
     links = {}
-    for (model, emb), p in preds.items():
+    for i, ((model, emb), p) in enumerate(preds.items()):
         name = _layer(model, emb); path = f'predictions/{model}' + (f'/{emb}' if emb else '')
-        links[name] = dict(model=model, embedding=emb, kind=p.kind, path=path)
+        links[name] = dict(model=model, embedding=emb, kind=p.kind, path=path, order=i)   # h5ad sorts keys: keep the run's order
         if isinstance(p, Profiles):
             links[name].update(profiles=p.profiles, index=p.index, **({} if p.offset is None else dict(offset=p.offset)))
     s.uns['predictions'] = links
@@ -454,3 +455,20 @@ def demo(out:str|Path='rosa_demo', # run folder; the world goes to <out>/world
         if k in kwargs and not isinstance(kwargs[k], dict):
             kwargs[k] = {n: DEMO[k].get(n, {}) for n in _named(kwargs[k])}
     return run(params=params, **{**files, **base, **kwargs})
+
+# %% ../nbs/14_pipeline.ipynb #30064918
+def read_run(out:str|Path # a run folder `run` finished
+            ) -> RunResult:
+    "A finished run, reopened from its folder: the AnnData over the data store, the comparison table and every model's `Predictions`."
+    out = Path(out)
+    if not (out/'rosa.h5ad').exists(): raise FileNotFoundError(f"{out} holds no finished run (no rosa.h5ad): run it first")
+    s = ad.read_h5ad(out/'rosa.h5ad')
+    a = read_store(out/s.uns['data']).to_adata()
+    if not a.var_names.equals(s.var_names) or not a.obs_names.equals(s.obs_names):
+        raise ValueError(f"{out}: rosa.h5ad and {s.uns['data']} hold other genes or cells: the data step ran again after the report")
+    a.obs, a.var, a.uns = s.obs, s.var, {k: v for k, v in s.uns.items() if k != 'predictions'}
+    for k in s.varm: a.varm[k] = s.varm[k]
+    links = sorted(s.uns['predictions'].values(), key=lambda d: int(d['order']))
+    preds = {(str(d['model']), str(d['embedding'])): read_predictions(out/str(d['path'])) for d in links}
+    table = pd.read_csv(out/'table.csv'); table['embedding'] = table['embedding'].fillna('')
+    return RunResult(a, table, out, preds)

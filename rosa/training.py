@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_training.ipynb #0003
 from __future__ import annotations
-import hashlib, time, warnings
+import hashlib, itertools, logging, math, time, warnings
 from dataclasses import asdict, dataclass, fields, make_dataclass
 from pathlib import Path
 
@@ -15,7 +15,11 @@ import anndata as ad
 import torch
 from torch import nn
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, IterableDataset
 from einops import repeat
+import lightning as L
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 
 from .core import default_device, seed_everything, torch_save, params_from_signature, read_checkpoint
 from .splits import split_mask
@@ -24,8 +28,8 @@ from .predictions import CellValues
 from .transformer import TransformerConfig, ExpressionTransformer, ENCODERS
 
 # %% auto #0
-__all__ = ['MAX_DENSE', 'TransformerParams', 'gene_inputs', 'train_transformer', 'load_transformer', 'predict_transformer',
-           'transformer']
+__all__ = ['MAX_DENSE', 'TransformerParams', 'gene_inputs', 'BinsTransformer', 'bin_stats', 'lr_factor', 'train_transformer',
+           'load_transformer', 'predict_transformer', 'transformer']
 
 # %% ../nbs/12_training.ipynb #0007
 MAX_DENSE = int(5e7)   # train cells x genes held dense on the device up to this many values
@@ -62,22 +66,192 @@ def gene_inputs(adata:ad.AnnData, # genes with varm[key]
     if is_index(E): return E.tocsr().indices.astype(np.int64), True     # one 1 per row: the row's column is the gene's index
     return (E.toarray() if sp.issparse(E) else np.asarray(E)).astype(np.float32), False
 
-def _batch(cells, idx, ctx, tgt, E, device):
-    "Model inputs for cells `idx` (positions in `cells`) with context/target gene positions (within train genes)."
+def _batch(cells, idx, ctx, tgt, E, device, target='values'):
+    "Model inputs for cells `idx` (positions in `cells`) with context/target gene positions (within train genes), and the targets' values or bins."
     x, b = cells(idx)
     ctx, tgt = torch.from_numpy(ctx).to(device), torch.from_numpy(tgt).to(device)
-    return (E[ctx], x.gather(1, ctx), b.gather(1, ctx), E[tgt]), x.gather(1, tgt)
+    # targets shared by every cell (the val genes): one (t, e) block, not b copies (64 x 2,000 genes x 3,072 dims is 1.5 GB)
+    te = E[tgt[0]] if len(tgt) > 1 and bool((tgt == tgt[:1]).all()) else E[tgt]
+    return (E[ctx], x.gather(1, ctx), b.gather(1, ctx), te), (x if target == 'values' else b).gather(1, tgt)
 
 def _digest(*arrays) -> str:
     h = hashlib.sha256()
     for x in arrays: h.update('\x1f'.join(map(str, x)).encode()); h.update(b'\x1e')
     return h.hexdigest()[:16]
 
+# %% ../nbs/12_training.ipynb #b002
+class _Batches(IterableDataset):
+    "Endless micro-batches: step `s`'s cells and genes are drawn from a generator seeded by (seed, s); this process's shares of them."
+    def __init__(self, cells, E, n_cells, batch_cells, n_context, n_targets, seed, start=0, rank=0, world=1, accumulate=1, target='values'):
+        self.cells, self.E, self.n_cells, self.batch_cells, self.n_context, self.n_targets = cells, E, n_cells, batch_cells, n_context, n_targets
+        self.seed, self.start, self.rank, self.world, self.accumulate, self.target = seed, start, rank, world, accumulate, target
+    def __iter__(self):
+        parts = self.world * self.accumulate
+        for s in itertools.count(self.start):
+            rng = np.random.default_rng([self.seed, s])
+            idx = rng.choice(self.n_cells, self.batch_cells, replace=False)
+            ctx, tgt = _split_genes(rng, self.batch_cells, len(self.E), self.n_context, self.n_targets)
+            for j in range(self.accumulate):
+                q = slice(self.rank * self.accumulate + j, None, parts)   # this process's j-th share of the step's cells
+                yield _batch(self.cells, idx[q], ctx[q], tgt[q], self.E, self.E.device, self.target)
+
+# %% ../nbs/12_training.ipynb #b005
+class BinsTransformer(ExpressionTransformer):
+    "`ExpressionTransformer` whose head gives each query gene's bin logits; `decode` returns their expected log1p value."
+    def __init__(self, cfg:TransformerConfig):
+        super().__init__(cfg)
+        self.head = nn.Sequential(nn.LayerNorm(cfg.d_model), nn.Linear(cfg.d_model, cfg.n_bins))
+        self.register_buffer('bin_values', torch.zeros(cfg.n_bins))   # mean log1p of the train values in each bin
+
+    def logits(self, memory, tgt_emb):
+        "Memory (b m d), query embeddings (b t e) or shared (t e) -> bin logits (b t n_bins)."
+        q = self.query(self.standardise(tgt_emb))
+        if q.ndim == 2: q = repeat(q, 't d -> b t d', b=memory.shape[0])
+        for blk in self.decoder: q = blk(q, memory)
+        return self.head(q)
+
+    def decode(self, memory, tgt_emb, offset=None):
+        "Expected log1p value (b t) under the bin logits; `offset` is unused (bins are already relative to the cell)."
+        return self.logits(memory, tgt_emb).float().softmax(-1) @ self.bin_values.float()
+
+def bin_stats(X, # log1p values (cells x genes; in memory or backed)
+              B, # their bins, same shape
+              rows:np.ndarray, # the cells counted (train cells)
+              cols:np.ndarray, # the genes counted (train genes)
+              n_bins:int, # number of bins
+              block:int=4096, # cells read at once
+             ) -> tuple[np.ndarray, np.ndarray]:
+    "Class weights (inverse frequency, averaging 1 over the values counted; 0 for an empty bin) and the mean value of each bin, over rows x cols only."
+    n, s = np.zeros(n_bins), np.zeros(n_bins)
+    for _, r in _blocks(np.asarray(rows), block):
+        b = _dense(_rows(B, r), None, cols, np.int64).ravel()
+        if len(b) and (b.min() < 0 or b.max() >= n_bins): raise ValueError(f"bins outside [0, {n_bins}) in the train cells x train genes")
+        n += np.bincount(b, minlength=n_bins); s += np.bincount(b, _dense(_rows(X, r), None, cols).ravel().astype(np.float64), minlength=n_bins)
+    seen = n > 0
+    w = np.where(seen, n.sum() / (seen.sum() * np.maximum(n, 1)), 0.)      # sum over bins of frequency x weight = 1
+    return w.astype(np.float32), np.where(seen, s / np.maximum(n, 1), 0.).astype(np.float32)
+
+# %% ../nbs/12_training.ipynb #b008
+def lr_factor(step:int, # optimiser step (0-based)
+              warmup:int, # linear warm-up steps
+              steps:int, # total steps: the end of the cosine
+              schedule:str='cosine', # 'cosine' or 'constant' after the warm-up
+              floor:float=0., # the cosine's end, as a fraction of the peak (min_lr / lr)
+             ) -> float:
+    "The learning rate at `step` as a fraction of the peak `lr`."
+    if step < warmup: return (step + 1) / warmup
+    if schedule == 'constant': return 1.
+    t = min(1., (step - warmup) / max(1, steps - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+# %% ../nbs/12_training.ipynb #b011
+for _name in ('lightning.pytorch', 'lightning.fabric'): logging.getLogger(_name).setLevel(logging.WARNING)   # no banners in rosa run's output
+warnings.filterwarnings('ignore', message=r'.*isinstance\(treespec, LeafSpec\)')   # Lightning 2.6 on torch 2.13, in every process
+
+def _network(cfg:TransformerConfig, loss:str='mse') -> ExpressionTransformer:
+    "The network a loss trains: one value per query gene (mse) or bin logits (bins)."
+    return (BinsTransformer if loss == 'bins' else ExpressionTransformer)(cfg)
+
+_HISTORY = ['step', 'train_loss', 'val_loss', 'seconds']
+
+class _Plan(L.LightningModule):
+    "A training run for Lightning: the loss, AdamW and its schedule, step-seeded batches, selection on val with early stopping, rosa's checkpoint."
+    def __init__(self, net, data:dict, hp:dict, fp:str, steps:int, schedule:str, min_lr:float, accumulate:int,
+                 resume:dict|None, ckpt, ckpt_every:int, verbose:bool):
+        super().__init__()
+        self.net, self.data, self.hp, self.fp, self.steps, self.schedule, self.min_lr = net, data, hp, fp, steps, schedule, min_lr
+        self.accumulate, self.ckpt, self.ckpt_every, self.verbose = accumulate, ckpt, ckpt_every, verbose
+        self.state = resume['state'] if resume else dict(step=0, best=None, best_loss=float('inf'), bad=0, history=[], stopped=False)
+        self.opt_state, self.k0 = resume['opt'] if resume else None, self.state['step']   # the step this call starts at
+
+    def on_fit_start(self):
+        # the data go to this process's device here, after Lightning has placed the model (and spawned its processes)
+        d, dev = self.data, self.device
+        self.target = 'bins' if self.hp['loss'] == 'bins' else 'values'
+        self.cells = _Cells(d['X'], d['B'], d['c_tr'], d['g_tr'], dev)
+        self.Et = torch.from_numpy(d['raw'][d['g_tr']]).to(dev)    # training gathers train genes' embeddings only
+        self.val = _Cells(d['X'], d['B'], d['c_val'], d['v_cols'], dev) if len(d['c_val']) else None
+        self.Ev = self.Et if d['select'] == 'cells' else torch.cat([self.Et, torch.from_numpy(d['raw'][d['g_va']]).to(dev)])
+        self.w = torch.from_numpy(d['w']).to(dev) if d['w'] is not None else None
+        self.t0, self.run_loss, self.seen = time.time(), [], self.trainer.global_step
+
+    def train_dataloader(self):
+        d, hp = self.data, self.hp
+        return DataLoader(_Batches(self.cells, self.Et, len(d['c_tr']), hp['batch_cells'], hp['n_context'], hp['n_targets'], hp['seed'],
+                                   start=self.k0, rank=self.global_rank, world=self.trainer.world_size,
+                                   accumulate=self.accumulate, target=self.target), batch_size=None)
+
+    def configure_optimizers(self):
+        hp = self.hp
+        opt = torch.optim.AdamW(self.net.parameters(), lr=hp['lr'], weight_decay=hp['weight_decay'])
+        if self.opt_state is not None: opt.load_state_dict(self.opt_state)
+        for g in opt.param_groups: g['lr'] = g['initial_lr'] = hp['lr']   # the schedule sets each step's rate from the step alone
+        f = lambda s: lr_factor(s + self.k0, hp['warmup'], self.steps, self.schedule, self.min_lr / hp['lr'])
+        return dict(optimizer=opt, lr_scheduler=dict(scheduler=torch.optim.lr_scheduler.LambdaLR(opt, f), interval='step'))
+
+    def _out(self, inp):
+        if self.target == 'values': return self.net(*inp)
+        return self.net.logits(self.net.encode(*inp[:3]), inp[3])
+
+    def _loss(self, out, y, reduction='mean'):
+        if self.target == 'values': return F.mse_loss(out.float(), y, reduction=reduction)
+        l = F.cross_entropy(out.flatten(0, 1).float(), y.flatten(), reduction='none') * self.w[y.flatten()]
+        return l.mean() if reduction == 'mean' else l.sum()   # a mean over targets, not over weights: shares of a batch average to the whole
+
+    def training_step(self, batch, batch_idx):
+        inp, y = batch
+        loss = self._loss(self._out(inp), y)
+        if not torch.isfinite(loss): raise FloatingPointError(f"non-finite training loss at step {self.k0 + self.trainer.global_step}")
+        self.run_loss.append(loss.detach())
+        return loss
+
+    @torch.no_grad()
+    def val_loss(self) -> float:
+        "Mean loss on the fixed val batch (val cells; val genes, or train genes with select='cells')."
+        d, tot = self.data, 0.
+        (ctx, tgt), n = d['vsplit'], len(d['c_val'])
+        self.net.eval()
+        for i in range(0, n, 64):
+            inp, y = _batch(self.val, np.arange(i, min(i+64, n)), ctx[i:i+64], tgt[i:i+64], self.Ev, self.device, self.target)
+            with self.trainer.precision_plugin.forward_context(): tot += self._loss(self._out(inp), y, 'sum').item()
+        self.net.train()
+        return tot / (n * tgt.shape[1])
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.trainer.global_step == self.seen: return       # within an accumulation: no optimiser step yet
+        self.seen, s = self.trainer.global_step, self.state
+        s['step'] = self.k0 + self.seen
+        if s['step'] % self.hp['eval_every'] == 0 or s['step'] == self.steps:
+            tl = self.trainer.strategy.reduce(torch.stack(self.run_loss).mean(), reduce_op='mean').item(); self.run_loss = []   # over all processes
+            vl = self.val_loss() if self.val is not None else tl
+            s['history'].append(dict(step=s['step'], train_loss=tl, val_loss=vl, seconds=round(time.time() - self.t0, 2)))
+            if self.logger: self.logger.log_metrics(dict(train_loss=tl, val_loss=vl), step=s['step'])
+            if self.verbose and self.trainer.is_global_zero: print(s['history'][-1])
+            if vl < s['best_loss']:
+                s['best_loss'], s['bad'] = vl, 0
+                s['best'] = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+            else:
+                s['bad'] += 1
+                if s['bad'] >= self.hp['patience']: s['stopped'] = self.trainer.should_stop = True   # a resumed run stays stopped
+        if s['step'] % self.ckpt_every == 0: self.save()
+
+    def save(self):
+        "rosa's checkpoint, atomically, from the first process."
+        if self.ckpt is None or not self.trainer.is_global_zero: return
+        torch_save(dict(fingerprint=self.fp, hparams=self.hp, model=self.net.state_dict(), opt=self.trainer.optimizers[0].state_dict(),
+                        state=self.state), self.ckpt)
+
+    def on_fit_end(self):
+        self.save()
+        if self.state['best'] is not None: self.net.load_state_dict(self.state['best'])
+        # what a spawned process hands back besides the weights (Lightning returns rank 0's callback_metrics)
+        self.trainer.callback_metrics['rosa_history'] = torch.tensor([[h[k] for k in _HISTORY] for h in self.state['history']], dtype=torch.float64)
+
 # %% ../nbs/12_training.ipynb #0008
 def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins'], var/obs['split']
                       key:str, # gene embedding in adata.varm
                       steps:int=500, # optimiser steps (total, including resumed ones)
-                      batch_cells:int=32, # cells per step
+                      batch_cells:int=32, # cells per step (over all processes and micro-batches)
                       n_context:int=64, # context genes per cell (sampled from its train genes)
                       n_targets:int=64, # masked target genes per cell (other train genes)
                       d_model:int=64, # token width
@@ -86,7 +260,7 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
                       encoder:str='standard', # encoder variant (key in ENCODERS)
                       n_latents:int=32, # latent tokens of the 'perceiver' encoder
                       n_features:int=64, # random features per head of the 'performer' encoder
-                      lr:float=1e-3, # AdamW learning rate (after warm-up)
+                      lr:float=1e-3, # AdamW learning rate (the peak, after warm-up)
                       weight_decay:float=0.01, # AdamW weight decay
                       warmup:int=50, # linear warm-up steps
                       eval_every:int=50, # steps between val evaluations
@@ -99,10 +273,21 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
                       ckpt_every:int=200, # steps between checkpoints
                       layer:str='X', # expression layer
                       verbose:bool=False, # print the val loss at each evaluation
+                      schedule:str='cosine', # after the warm-up: 'cosine' decay to min_lr at `steps`, or 'constant'
+                      min_lr:float=1e-5, # the cosine's final learning rate
+                      accumulate:int=1, # micro-batches per step (gradient accumulation): each holds batch_cells / (processes x accumulate) cells
+                      loss:str='mse', # 'mse' on log1p values, or 'bins': class-weighted cross-entropy over layers['bins']
+                      devices:int|str=1, # devices (processes) per node: an int, or 'auto'
+                      num_nodes:int=1, # machines
+                      strategy:str|None=None, # Lightning strategy for several devices: 'ddp' (a launched script), 'ddp_spawn', ...; None: Lightning's choice
+                      precision:str|None=None, # Lightning precision; None: 'bf16-mixed' on CUDA, '32-true' on the CPU
                      ) -> ExpressionTransformer:
     "Train an `ExpressionTransformer` on train cells x train genes, selecting weights on val cells; returns it in eval mode."
-    device = default_device(device)
+    dev = default_device(device)
     if 'bins' not in adata.layers: raise KeyError("adata.layers['bins'] is missing: run the data step (rosa.data) first")
+    if loss not in ('mse', 'bins'): raise ValueError(f"loss must be 'mse' or 'bins', got {loss!r}")
+    if schedule not in ('cosine', 'constant'): raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    if accumulate < 1: raise ValueError(f"accumulate must be at least 1, got {accumulate}")
     E, mean, sd = gene_embeddings(adata, key)
     g_tr = np.flatnonzero(split_mask(adata, 'genes', 'train'))
     c_tr = np.flatnonzero(split_mask(adata, 'cells', 'train'))
@@ -118,85 +303,63 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
         warnings.warn(f"only {n_tr} train genes: using n_context={n_context}, n_targets={n_targets}")
     batch_cells = min(batch_cells, len(c_tr))
     raw, index = gene_inputs(adata, key)   # the model standardises a raw embedding itself, in training as at prediction
-    cfg = TransformerConfig(d_emb=E.shape[1], d_model=d_model, n_heads=n_heads, n_layers=n_layers,
-                            d_ff=2*d_model, encoder=encoder, n_latents=n_latents, n_features=n_features, gene_index=index)
+    n_bins = adata.uns.get('rosa', {}).get('bins', {}).get('n_bins', TransformerConfig.n_bins)
+    cfg = TransformerConfig(d_emb=E.shape[1], d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=2*d_model, n_bins=n_bins,
+                            encoder=encoder, n_latents=n_latents, n_features=n_features, gene_index=index)
     hp = dict(key=key, cfg=asdict(cfg), batch_cells=batch_cells, n_context=n_context, n_targets=n_targets, lr=lr,
               weight_decay=weight_decay, warmup=warmup, eval_every=eval_every, patience=patience, seed=seed,
               n_val_cells=n_val_cells, data=_digest(adata.var_names[g_tr], adata.obs_names[c_tr], adata.obs_names[c_va]),
+              schedule=schedule, min_lr=min_lr, loss=loss,
               **({} if select == 'cells' else dict(select=select, val_genes=_digest(adata.var_names[g_va]))))
     fp = hashlib.sha256(repr(sorted(hp.items())).encode()).hexdigest()[:16]
 
     seed_everything(seed)
-    model = ExpressionTransformer(cfg)
+    model = _network(cfg, loss)
     if not index: model.emb_mean.copy_(torch.from_numpy(mean)); model.emb_sd.copy_(torch.from_numpy(sd))
-    model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1., (s + 1) / max(1, warmup)))
-    rng = np.random.default_rng(seed)
-    Et = torch.from_numpy(raw[g_tr]).to(device)   # training gathers train genes' embeddings only
     X, B = _layer(adata, layer), _layer(adata, 'bins')
-    train = _Cells(X, B, c_tr, g_tr, device)
+    w = None
+    if loss == 'bins':   # class weights and bin values from train cells x train genes only
+        w, v = bin_stats(X, B, c_tr, g_tr, n_bins); model.bin_values.copy_(torch.from_numpy(v))
     # fixed val batch, val cells only. select='genes': context from train genes, targets the val genes, which no training
     # batch ever holds (the model that best predicts genes it never saw); 'cells': train genes, a context/target split
     vrng = np.random.default_rng(seed + 1)
     c_sel = np.sort(vrng.choice(len(c_va), min(n_val_cells, len(c_va)), replace=False)) if len(c_va) else np.array([], int)
     v_cols = np.r_[g_tr, g_va] if select == 'genes' else g_tr
-    val = _Cells(X, B, c_va[c_sel], v_cols, device) if len(c_sel) else None
-    Ev = Et if select == 'cells' else torch.cat([Et, torch.from_numpy(raw[g_va]).to(device)])
     if not len(c_sel): vsplit = None
     elif select == 'genes':
         vsplit = (_split_genes(vrng, len(c_sel), n_tr, n_context, 0)[0], np.tile(np.arange(n_tr, len(v_cols)), (len(c_sel), 1)))
     else: vsplit = _split_genes(vrng, len(c_sel), n_tr, n_context, n_targets)
-    n_vt = vsplit[1].shape[1] if vsplit is not None else 0
+    data = dict(X=X, B=B, raw=raw, c_tr=c_tr, g_tr=g_tr, g_va=g_va, c_val=c_va[c_sel], v_cols=v_cols, vsplit=vsplit, select=select, w=w)
 
-    state = dict(step=0, best=None, best_loss=float('inf'), bad=0, history=[], stopped=False)
-    c = read_checkpoint(ckpt, map_location=device, weights_only=False) if ckpt is not None else None
-    if c is not None:
-        if c.get('fingerprint') == fp:
-            model.load_state_dict(c['model']); opt.load_state_dict(c['opt']); sched.load_state_dict(c['sched'])
-            rng.bit_generator.state = c['rng']; state = c['state']
-        else: warnings.warn(f"checkpoint {ckpt} was made with other settings or data: starting afresh")
-
-    def save():
-        if ckpt is not None:
-            torch_save(dict(fingerprint=fp, hparams=hp, model=model.state_dict(), opt=opt.state_dict(),
-                            sched=sched.state_dict(), rng=rng.bit_generator.state, state=state), ckpt)
-
-    @torch.no_grad()
-    def val_loss():
-        model.eval(); tot = 0.
-        for i in range(0, len(c_sel), 64):
-            inp, y = _batch(val, np.arange(i, min(i+64, len(c_sel))), vsplit[0][i:i+64], vsplit[1][i:i+64], Ev, device)
-            tot += F.mse_loss(model(*inp), y, reduction='sum').item()
-        model.train(); return tot / (len(c_sel) * n_vt)
-
-    model.train(); t0 = time.time(); run_loss = []
-    while not state['stopped'] and state['step'] < steps:
-        idx = rng.choice(len(c_tr), batch_cells, replace=False)
-        ctx, tgt = _split_genes(rng, batch_cells, n_tr, n_context, n_targets)
-        inp, y = _batch(train, idx, ctx, tgt, Et, device)
-        loss = F.mse_loss(model(*inp), y)
-        if not torch.isfinite(loss): raise FloatingPointError(f"non-finite training loss at step {state['step']}")
-        opt.zero_grad(set_to_none=True); loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
-        state['step'] += 1; run_loss.append(loss.item())
-        if state['step'] % eval_every == 0 or state['step'] == steps:
-            vl = val_loss() if val is not None else float(np.mean(run_loss))
-            state['history'].append(dict(step=state['step'], train_loss=float(np.mean(run_loss)), val_loss=vl,
-                                         seconds=round(time.time() - t0, 2)))
-            run_loss = []
-            if verbose: print(state['history'][-1])
-            if vl < state['best_loss']:
-                state['best_loss'], state['bad'] = vl, 0
-                state['best'] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                state['bad'] += 1
-                if state['bad'] >= patience: state['stopped'] = True   # early stop: a resumed run stays stopped
-        if state['step'] % ckpt_every == 0: save()
-    save()
-    if state['best'] is not None: model.load_state_dict(state['best'])
+    c = read_checkpoint(ckpt, map_location='cpu', weights_only=False) if ckpt is not None else None
+    if c is not None and c.get('fingerprint') != fp:
+        warnings.warn(f"checkpoint {ckpt} was made with other settings or data: starting afresh"); c = None
+    if c is not None: model.load_state_dict(c['model'])
+    plan = _Plan(model, data, hp, fp, steps, schedule, min_lr, accumulate, c, ckpt, ckpt_every, verbose)
+    state = plan.state
+    if not state['stopped'] and state['step'] < steps:
+        trainer = L.Trainer(accelerator='gpu' if dev.type == 'cuda' else 'cpu',
+                            devices=[dev.index] if dev.index is not None and devices == 1 else devices, num_nodes=num_nodes,
+                            strategy=strategy or 'auto', precision=precision or ('bf16-mixed' if dev.type == 'cuda' else '32-true'),
+                            max_steps=steps - state['step'], accumulate_grad_batches=accumulate, gradient_clip_val=1.0,
+                            logger=CSVLogger(Path(ckpt).parent, name=f'{Path(ckpt).stem}_logs') if ckpt is not None else False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False, log_every_n_steps=eval_every)
+        parts = trainer.world_size * accumulate
+        if batch_cells % parts: raise ValueError(f"batch_cells={batch_cells} must be a multiple of processes x accumulate = {parts}")
+        if trainer.logger: trainer.logger.log_hyperparams(hp)
+        with warnings.catch_warnings():   # batches are cut from data already on the device: loader workers would only copy them
+            warnings.filterwarnings('ignore', message='.*does not have many workers')
+            trainer.fit(plan)
+        if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):   # spawned: the main process only has rank 0's results
+            h = trainer.callback_metrics['rosa_history'].reshape(-1, len(_HISTORY)).tolist()
+            state = dict(state, history=[dict(zip(_HISTORY, r), step=int(r[0])) for r in h])
+        model.to(dev)   # Lightning's teardown leaves it on the CPU
+    else:
+        if state['best'] is not None: model.load_state_dict(state['best'])
+        model.to(dev)
     model.eval()
-    model.history, model.hparams, model.n_context = pd.DataFrame(state['history']), hp, n_context
+    model.history, model.hparams, model.n_context = pd.DataFrame(state['history'], columns=_HISTORY), hp, n_context
     return model
 
 def load_transformer(ckpt:str|Path, # checkpoint written by train_transformer
@@ -204,9 +367,9 @@ def load_transformer(ckpt:str|Path, # checkpoint written by train_transformer
                     ) -> ExpressionTransformer:
     "The selected (best-on-val) model from a `train_transformer` checkpoint, in eval mode."
     c = torch.load(ckpt, map_location=default_device(device), weights_only=False)
-    model = ExpressionTransformer(TransformerConfig(**c['hparams']['cfg'])).to(default_device(device))
+    model = _network(TransformerConfig(**c['hparams']['cfg']), c['hparams'].get('loss', 'mse')).to(default_device(device))
     model.load_state_dict(c['state']['best'] if c['state']['best'] is not None else c['model'])
-    model.history, model.hparams, model.n_context = pd.DataFrame(c['state']['history']), c['hparams'], c['hparams']['n_context']
+    model.history, model.hparams, model.n_context = pd.DataFrame(c['state']['history'], columns=_HISTORY), c['hparams'], c['hparams']['n_context']
     return model.eval()
 
 # %% ../nbs/12_training.ipynb #0010
@@ -271,6 +434,9 @@ def _check_transformer(p):
     if p.encoder == 'perceiver' and p.n_latents < 1: raise ValueError(f"n_latents must be at least 1, got {p.n_latents}")
     if p.encoder == 'performer' and p.n_features < 1: raise ValueError(f"n_features must be at least 1, got {p.n_features}")
     if p.d_model % p.n_heads: raise ValueError(f"d_model ({p.d_model}) must be a multiple of n_heads ({p.n_heads})")
+    if p.loss not in ('mse', 'bins'): raise ValueError(f"transformer loss must be 'mse' or 'bins', got {p.loss!r}")
+    if p.schedule not in ('cosine', 'constant'): raise ValueError(f"transformer schedule must be 'cosine' or 'constant', got {p.schedule!r}")
+    if p.accumulate < 1: raise ValueError(f"accumulate must be at least 1, got {p.accumulate}")
     if p.n_draws < 1: raise ValueError(f"n_draws must be at least 1, got {p.n_draws}")
 
 @dataclass
