@@ -13,7 +13,7 @@ import anndata as ad
 
 from .core import Registry
 from .splits import split_mask
-from .predictions import Predictions, Profiles, CellValues, _as_positions
+from .predictions import Predictions, Profiles, CellValues, _as_positions, _index
 
 # %% auto #0
 __all__ = ['MODELS', 'BLOCK_CELLS', 'ALPHAS', 'GAMMAS', 'is_index', 'gene_embeddings', 'agnostic', 'ridge_celltype', 'ridge_cell',
@@ -64,8 +64,7 @@ def _layer(adata, layer):
 
 def _rows(X, rows) -> sp.csr_matrix|np.ndarray:
     "Rows (sorted positions) of an in-memory or backed matrix."
-    if len(rows) and rows[-1] - rows[0] + 1 == len(rows): return X[int(rows[0]):int(rows[-1]) + 1]
-    return X[rows]
+    return X[_index(np.asarray(rows))]             # a slice where the rows are consecutive: backed readers read it whole
 
 def _dense(X, rows=None, cols=None, dtype=np.float32):
     "Dense block X[rows][:, cols] of a sparse, dense or backed matrix."
@@ -79,13 +78,9 @@ def _blocks(rows:np.ndarray, size:int):
 
 def _positions(sel, index:pd.Index, what:str) -> np.ndarray:
     "Integer positions of `sel` (None = all, bool mask, integer positions or names) in `index`."
-    if sel is None: return np.arange(len(index))
-    sel = np.asarray(sel)
-    if sel.dtype == bool:
-        if len(sel) != len(index): raise ValueError(f"{what} mask has length {len(sel)}, expected {len(index)}")
-        return np.flatnonzero(sel)
-    if np.issubdtype(sel.dtype, np.integer): return sel.astype(np.int64)
-    pos = index.get_indexer(sel)
+    if sel is None or isinstance(sel, slice) or np.asarray(sel).dtype == bool or np.issubdtype(np.asarray(sel).dtype, np.integer):
+        return _as_positions(sel, len(index), what)
+    sel = np.asarray(sel); pos = index.get_indexer(sel)
     if (pos < 0).any(): raise KeyError(f"unknown {what}: {list(sel[pos < 0][:5])}")
     return pos
 
