@@ -16,13 +16,14 @@ import anndata as ad
 from .core import Registry, RegistryError, reverse_complement, strip_version
 from .reference import Annotation, Genome, read_annotation
 from .tss import gene_tss
-from .enformer import pretrain_enformer, load_enformer, enformer_weights, embed_genes
+from .enformer import pretrain_enformer, load_enformer, enformer_weights, embed_genes, tss_embedding, TSS_RULES
 from .esm import read_proteins, pretrain_esm, load_esm, esm_file, add_esm
 
 # %% auto #0
 __all__ = ['EMBEDDINGS', 'EmbeddingContext', 'requires', 'genes_only', 'compute_embedding', 'enformer_embedding',
-           'kmer_embedding', 'add_onehot', 'add_random', 'permuted_embedding', 'esm_embedding', 'read_embedding_table',
-           'table_embedding', 'register_table']
+           'enformer_center', 'enformer_bins', 'enformer_top', 'enformer_cage_mean', 'kmer_embedding', 'add_onehot',
+           'add_random', 'permuted_embedding', 'esm_embedding', 'read_embedding_table', 'table_embedding',
+           'register_table']
 
 # %% ../nbs/09_embeddings.ipynb #0005
 EMBEDDINGS = Registry('embedding', runtime=('adata', 'ctx', 'key_added', 'seed', 'device', 'progress'))
@@ -99,6 +100,11 @@ def enformer_embedding(adata, ctx:EmbeddingContext,
                        window:int=_default(pretrain_enformer, 'window'), # its input length (bp)
                        pretrain:dict={}, # more `pretrain_enformer` / `small_enformer` settings (dim, depth, lr, ...)
                        batch_size:int=8, # windows per forward pass when embedding
+                       neighbours:int=2, # embeddings kept for this many bins on each side of every TSS (`enformer_bins`, `enformer_top`)
+                       rc_average:bool=True, # average each window with its reverse complement
+                       precision:str='auto', # 'bf16' autocast or 'fp32' ('auto': bf16 on CUDA)
+                       num_workers:int=0, # DataLoader processes reading the FASTA
+                       embed:dict={}, # more `embed_tss` settings (span, cage_tracks, chunk, compile)
                        key_added:str='enformer', seed:int=0, device:str|None=None, progress:bool=True):
     "Enformer's embedding at each gene's TSS with the strongest predicted CAGE (`embed_genes`)."
     if weights is not None: model = load_enformer(weights, device=device)
@@ -106,9 +112,44 @@ def enformer_embedding(adata, ctx:EmbeddingContext,
         if ctx.tracks is None: raise ValueError("the 'enformer' embedding needs weights or bulk tracks to pretrain on")
         model = pretrain_enformer(ctx.fasta, ctx.tracks, ctx.work('model'), steps=steps, seed=seed, window=window,
                                   device=device, progress=progress, **pretrain)
-    scored = embed_genes(adata, ctx.ann().transcripts, ctx.genome, model, batch_size=batch_size, key_added=key_added,
-                         cache=ctx.work('tss_cache'), device=device, progress=progress)
+    scored = embed_genes(adata, ctx.ann().transcripts, ctx.genome, model, store=ctx.work('tss')/'outputs.zarr', key_added=key_added,
+                         batch_size=batch_size, neighbours=neighbours, rc_average=rc_average, precision=precision,
+                         num_workers=num_workers, device=device, progress=progress, **embed)
     adata.uns[f'{key_added}_candidates'] = scored.reset_index(drop=True)
+
+def _from_store(adata, ctx:EmbeddingContext, rule:str, key_added:str, **kw):
+    "Embedding by TSS rule `rule` from the `enformer` embedding's store (no model runs)."
+    up = ctx.upstream['enformer']
+    emb, best = tss_embedding(up.uns['enformer_candidates'], list(adata.var_names), rule, store=up.uns['enformer']['store'], **kw)
+    adata.varm[key_added] = emb
+    adata.var['tss'] = best.tss.to_numpy(np.int64); adata.var['tss_cage'] = best.cage.to_numpy(np.float32)
+
+_from_enformer = dict(inputs=('fasta', 'gtf'), requires=lambda p: ['enformer'])
+
+@EMBEDDINGS.register('enformer_center', **_from_enformer)
+def enformer_center(adata, ctx:EmbeddingContext, key_added:str='enformer_center'):
+    "Enformer's embedding at the annotation's canonical TSS (the centre bin of a window centred on it)."
+    _from_store(adata, ctx, 'center', key_added)
+
+@EMBEDDINGS.register('enformer_bins', **_from_enformer)
+def enformer_bins(adata, ctx:EmbeddingContext,
+                  bins:int=2, # bins on each side of the TSS's (at most the `enformer` embedding's `neighbours`)
+                  key_added:str='enformer_bins'):
+    "Enformer's embedding averaged over the strongest TSS's bin and `bins` bins on each side."
+    _from_store(adata, ctx, 'bins', key_added, bins=bins)
+
+@EMBEDDINGS.register('enformer_top', **_from_enformer)
+def enformer_top(adata, ctx:EmbeddingContext,
+                 top:int=5, # the strongest TSSs (by predicted CAGE)
+                 bins:int=2, # bins on each side of each TSS's
+                 key_added:str='enformer_top'):
+    "Enformer's embedding averaged over the `top` strongest TSSs x their bins and `bins` bins on each side."
+    _from_store(adata, ctx, 'top', key_added, bins=bins, top=top)
+
+@EMBEDDINGS.register('enformer_cage_mean', **_from_enformer)
+def enformer_cage_mean(adata, ctx:EmbeddingContext, key_added:str='enformer_cage_mean'):
+    "Enformer's embedding averaged over every candidate TSS's bin, weighted by its predicted CAGE."
+    _from_store(adata, ctx, 'cage_mean', key_added)
 
 # %% ../nbs/09_embeddings.ipynb #0010
 def _check_kmer(p, cfg=None):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_enformer.ipynb #0003
 from __future__ import annotations
-import hashlib, math, time, warnings
+import hashlib, math, os, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,14 @@ from enformer_pytorch.modeling_enformer import AttentionPool
 from .core import default_device, seed_everything, torch_save, read_checkpoint, atomic_path, fingerprint
 from .reference import Annotation, Genome, read_annotation
 from .tss import gene_tss, one_hot, tss_bin
+from .store import ChunkStore
 
 # %% auto #0
-__all__ = ['BEDGRAPH', 'BIGWIG', 'WINDOW', 'PUBLISHED', 'HUMAN_CAGE', 'read_signal_files', 'track_chroms', 'read_tracks',
-           'track_arrays', 'small_enformer', 'model_window', 'PairAttentionPool', 'fast_pools', 'peak_bins',
-           'predict_region', 'track_correlation', 'pretrain_enformer', 'load_enformer', 'enformer_weights',
-           'cage_track_indices', 'embed_genes', 'plot_cage']
+__all__ = ['BEDGRAPH', 'BIGWIG', 'WINDOW', 'PUBLISHED', 'PUBLISHED_SHAPE', 'HUMAN_CAGE', 'TSS_RULES', 'read_signal_files',
+           'track_chroms', 'read_tracks', 'track_arrays', 'small_enformer', 'model_window', 'PairAttentionPool',
+           'fast_pools', 'peak_bins', 'predict_region', 'track_correlation', 'pretrain_enformer', 'full_size_enformer',
+           'load_enformer', 'enformer_weights', 'cage_track_indices', 'gene_windows', 'WindowSequences', 'tss_outputs',
+           'embed_tss', 'tss_embedding', 'embed_genes', 'plot_cage']
 
 # %% ../nbs/07_enformer.ipynb #x
 BEDGRAPH = ('.bedgraph', '.bedgraph.gz', '.bg', '.bg.gz')
@@ -325,11 +327,38 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
         val = dict(chrom=val_chrom, r=dict(zip(names, r.tolist())), mean_r=float(np.nanmean(r)))
         if progress: print(f"held-out {val_chrom}: mean track r = {val['mean_r']:.3f}")
     if trained or not ckpt.exists(): save(final=True)
-    model.history, model.val, model.track_names = history, val, names
+    model.history, model.val, model.track_names, model.trained_bins = history, val, names, n_out
     return model
 
 # %% ../nbs/07_enformer.ipynb #0026
 PUBLISHED = 'EleutherAI/enformer-official-rough'
+
+def _trained_bins(params:dict, config) -> int:
+    "The central output bins a rosa-pretrained model was trained to predict (all of them for any other model)."
+    tw, tb = params.get('train_window'), params.get('target_bins')
+    if tw is None and tb is None: return int(config.target_length)
+    tw = tw or int(getattr(config, 'window', 196_608))
+    return int(tb) if tb is not None else tw // 128 - 2 * (tw // 128 // 8)
+
+PUBLISHED_SHAPE = dict(dim=1536, depth=11, heads=8, output_heads=dict(human=5313, mouse=1643), target_length=896)
+
+def _published_shape(model) -> bool:
+    c = model.config
+    return (c.dim, c.depth, c.heads, c.target_length, model_window(model)) == (1536, 11, 8, 896, 196_608)
+
+def _tf_gamma(model, on:bool=True):
+    "Switch the TensorFlow-matching relative positions on (the published weights were trained with them; they need 196,608-bp inputs)."
+    from enformer_pytorch.modeling_enformer import Attention
+    for m in model.modules():
+        if isinstance(m, Attention): m.use_tf_gamma = on
+    return model
+
+def full_size_enformer(seed:int=0, # seed of the random weights
+                       device:str|None=None, # None: CUDA if available
+                      ) -> Enformer:
+    "The published architecture (dim 1,536, 11 layers, 196,608-bp windows, 896 bins, 5,313 human tracks) with random weights: the real shapes, FLOPs and speed where the weights cannot be fetched."
+    seed_everything(seed)
+    return fast_pools(_tf_gamma(Enformer.from_hparams(**PUBLISHED_SHAPE))).eval().to(default_device(device))
 
 def load_enformer(path_or_name:str|Path=PUBLISHED, # checkpoint file/folder, save_pretrained folder, or a hub name
                   device:str|None=None # None: CUDA if available
@@ -345,12 +374,14 @@ def load_enformer(path_or_name:str|Path=PUBLISHED, # checkpoint file/folder, sav
         cfg = {k: v for k, v in state['config'].items() if k not in ('transformers_version', 'model_type', 'architectures')}
         model = Enformer(EnformerConfig(**cfg)); model.load_state_dict(state['model'])
         model.history, model.val, model.track_names = state.get('history', []), state.get('val'), state.get('track_names')
+        model.trained_bins = _trained_bins(state.get('params', {}), model.config)
     elif p.is_dir():
         model = from_pretrained(str(p), local_files_only=True)
     else:
         try: model = from_pretrained(str(path_or_name), local_files_only=True,
                                      **({'target_length': 896} if str(path_or_name) == PUBLISHED else {}))
         except OSError as e: raise _no_weights(path_or_name) from e
+    if _published_shape(model): _tf_gamma(model)   # the published weights saved in a local folder, too
     return fast_pools(model).eval().to(dev)
 
 def _no_weights(path_or_name) -> FileNotFoundError:
@@ -383,100 +414,246 @@ def _model_digest(model) -> str:
     for k, v in model.state_dict().items(): h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
-def _read_chunk(f:Path, emb_dim:int):
-    "A cached chunk, validated (None with a warning if damaged)."
-    try:
-        with np.load(f, allow_pickle=False) as z: c = {k: z[k] for k in ('chrom', 'tss', 'cage', 'emb')}
-        n = len(c['tss'])
-        ok = (c['chrom'].shape == (n,) and c['cage'].shape == (n,) and c['emb'].shape == (n, emb_dim)
-              and np.isfinite(c['cage']).all() and np.isfinite(c['emb']).all())
-        if ok: return c
-        msg = 'wrong shapes or non-finite values'
-    except Exception as e: msg = f'{type(e).__name__}: {e}'
-    warnings.warn(f"embedding cache chunk {f} is damaged ({msg}); recomputing its windows")
-    f.unlink()
-    return None
+# %% ../nbs/07_enformer.ipynb #a0e6eb62
+def gene_windows(candidates:pd.DataFrame, # `gene_tss` rows (gene_key, chrom, tss: 0-based), in gene order
+                 window:int, # input length (bp)
+                 bin_size:int=128, # bp per output bin
+                 n_out:int=896, # output bins (the central ones of the window)
+                 span:int|None=None, # central output bins a TSS may fall in (None: all of them less `margin` on each side)
+                 margin:int=0, # output bins kept free at each edge (for neighbouring-bin readouts)
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "One window per gene placed so that all its candidate TSSs fall in the central `span` output bins (more windows only where they spread wider): the windows, and the candidates with their window and output bin."
+    span = n_out - 2 * margin if span is None else int(span)
+    if not 1 <= span <= n_out - 2 * margin:
+        raise ValueError(f"span={span} must be 1..{n_out - 2 * margin} (the {n_out} output bins less margin={margin} on each side)")
+    lo = (n_out - span) // 2                          # the first output bin a TSS may fall in
+    c = candidates.reset_index(drop=True)
+    gbin = c.tss.to_numpy(np.int64) // bin_size       # the TSS's bin on the genome's 128-bp grid
+    win = np.empty(len(c), np.int64); rows = []
+    for gene, idx in c.groupby('gene_key', sort=False).indices.items():
+        idx = idx[np.argsort(gbin[idx], kind='stable')]; g = gbin[idx]; i = 0
+        while i < len(g):
+            j = int(np.searchsorted(g, g[i] + span))  # the candidates within `span` bins of the first left over
+            s = g[i] - (span - (g[j - 1] - g[i] + 1) + 1) // 2   # the cluster in the middle of the span
+            rows.append((gene, c.chrom.iat[idx[0]], (s - lo + n_out // 2) * bin_size)); win[idx[i:j]] = len(rows) - 1
+            i = j
+    windows = pd.DataFrame(rows, columns=['gene_key', 'chrom', 'center'])
+    c['window'] = win
+    c['bin'] = gbin - (windows.center.to_numpy()[win] // bin_size - n_out // 2)
+    return windows, c
 
-# %% ../nbs/07_enformer.ipynb #0033
+# %% ../nbs/07_enformer.ipynb #6b4464dc
+class WindowSequences(torch.utils.data.Dataset):
+    "One-hot windows (length, 4) read lazily from a FASTA, each process opening its own handle (safe in DataLoader workers)."
+    def __init__(self, fasta:str|Path|Genome, # the genome
+                 chroms, centers, # each window's chromosome and centre (0-based, as `Genome.window`)
+                 length:int # window length (bp); N-padded past chromosome ends
+                ):
+        g = fasta if isinstance(fasta, Genome) else Genome(fasta)
+        self.path, self.chrom_map, self.length = g.path, g.chrom_map, int(length)
+        self.chroms, self.centers = [str(c) for c in chroms], np.asarray(centers, np.int64)
+        for c in dict.fromkeys(self.chroms): g.fasta_name(c)    # fail now, naming the chromosome, not mid-run
+        self._genome, self._pid = g, os.getpid()
+    def __len__(self): return len(self.centers)
+    def __getitem__(self, i:int) -> torch.Tensor:
+        if self._pid != os.getpid(): self._genome, self._pid = Genome(self.path, self.chrom_map), os.getpid()  # a forked worker: its own file handle
+        return torch.from_numpy(one_hot(self._genome.window(self.chroms[i], self.centers[i], self.length)))
+
+# %% ../nbs/07_enformer.ipynb #6f2be25c
+def _trunk_tokens(model:Enformer, x:torch.Tensor) -> torch.Tensor:
+    "Enformer's trunk up to the transformer's output: (batch, tokens, dim), before the crop and the pointwise layer."
+    h = model.conv_tower(model.stem(rearrange(x, 'b n d -> b d n')))
+    return model.transformer(rearrange(h, 'b d n -> b n d'))
+
+def tss_outputs(model:Enformer, # an Enformer in eval mode
+                x:torch.Tensor, # (windows, length, 4) one-hot, on the model's device
+                win:torch.Tensor, # (slots,) each slot's window in `x`
+                bins:torch.Tensor, # (slots,) its output bin (0..target_length-1)
+                cage_idx:list, # the head's tracks to score
+                neighbours:int=0, # also the embeddings of this many bins on each side
+                rc_average:bool=True, # average with the reverse-complement window's outputs at the same genomic bins
+                trunk=None, # the trunk function (default `_trunk_tokens`; a compiled one)
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    "The head's `cage_idx` tracks at each slot's bin (slots, tracks) and the embeddings at it and its neighbours (slots, 2k+1, 2 dim): nothing else is computed past the transformer."
+    n_out, k = model.crop_final.target_length, int(neighbours)
+    lin = model._heads['human'][0]; W, b = lin.weight[cage_idx], lin.bias[cage_idx]
+    off = torch.arange(-k, k + 1, device=x.device)
+    def one(xx, bb):
+        h = (trunk or _trunk_tokens)(model, xx); crop = (h.shape[1] - n_out) // 2
+        e = model.final_pointwise(h[win[:, None], crop + bb[:, None] + off])    # only the bins asked for
+        return torch.nn.functional.softplus(torch.nn.functional.linear(e[:, k], W, b)), e
+    cage, emb = one(x, bins)
+    if rc_average:   # the reverse strand's bins run backwards: the same genomic bins are n_out - 1 - b, neighbours mirrored
+        c2, e2 = one(x.flip(1, 2), n_out - 1 - bins)
+        cage, emb = (cage + c2) / 2, (emb + e2.flip(1)) / 2
+    return cage, emb
+
+# %% ../nbs/07_enformer.ipynb #2288e076
+def _rank_world(rank, world):
+    if rank is not None and world is not None: return int(rank), int(world)
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+def _precision(precision:str, dev:torch.device) -> str:
+    if precision == 'auto': return 'bf16' if dev.type == 'cuda' else 'fp32'
+    if precision not in ('bf16', 'fp32'): raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    return precision
+
+def embed_tss(candidates:pd.DataFrame, # `gene_tss` rows of the genes to embed
+              fasta:str|Path|Genome, # genome FASTA (or an open `Genome`)
+              model:Enformer, # `load_enformer` / `pretrain_enformer`
+              store:str|Path, # the `ChunkStore` the outputs stream into (resumed when it exists)
+              span:int|None=None, # central output bins a TSS may fall in; None: those the model was trained on, less `neighbours`
+              neighbours:int=2, # embeddings kept for this many bins on each side of every TSS (for the `bins` and `top` rules)
+              cage_tracks=None, # CAGE track indices; default see `cage_track_indices`
+              batch_size:int=8, # windows per forward pass
+              chunk:int=64, # windows per chunk of the store (the unit of resumption)
+              rc_average:bool=True, # average each window with its reverse complement
+              precision:str='auto', # 'bf16' (autocast) or 'fp32'; 'auto': bf16 on CUDA, fp32 elsewhere
+              compile:bool=False, # `torch.compile` the trunk first
+              num_workers:int=0, # DataLoader processes reading the FASTA
+              rank:int|None=None, world:int|None=None, # this process's share of the chunks (None: torch.distributed's, or 0 of 1)
+              device:str|None=None, # None: CUDA if available
+              progress:bool=True, # tqdm bar (windows/s, ETA)
+             ) -> pd.DataFrame|None:
+    "Every candidate TSS's predicted CAGE (at its bin) and embeddings (its bin and neighbours) into a resumable store; the candidates with their window, bin, store row and CAGE (None while other processes' chunks are unfinished)."
+    dev = default_device(device); model = model.eval().to(dev); prec = _precision(precision, dev)
+    genome = fasta if isinstance(fasta, Genome) else Genome(fasta)
+    window, bin_size, n_out = model_window(model), 2 ** model.config.num_downsamples, model.config.target_length
+    if span is None: span = min(getattr(model, 'trained_bins', n_out), n_out - 2 * neighbours)
+    windows, cand = gene_windows(candidates, window, bin_size, n_out, span=span, margin=neighbours)
+    cage_idx = cage_track_indices(model, cage_tracks)
+    seqs = WindowSequences(genome, windows.chrom, windows.center, window)
+    n_chunks = max(1, -(-len(windows) // chunk))
+    cand = cand.iloc[np.argsort(cand.window.to_numpy(), kind='stable')].reset_index(drop=True)   # window by window: a chunk's rows are consecutive
+    first = np.searchsorted(cand.window.to_numpy(), np.arange(0, n_chunks * chunk + 1, chunk))
+    rows = int(np.diff(first).max())
+    cand['row'] = (cand.window.to_numpy() // chunk) * rows + (np.arange(len(cand)) - first[cand.window.to_numpy() // chunk])
+    key = dict(weights=_model_digest(model), genome=genome.path.resolve(), chrom_map=genome.chrom_map,
+               windows=fingerprint(w=windows.to_dict('list'), c=cand[['window', 'bin']].to_dict('list')),
+               readout=dict(cage=cage_idx, neighbours=neighbours, rc=rc_average, window=window, n_out=n_out), precision=prec)
+    cs = ChunkStore(store, n_chunks, rows, dict(cage=((len(cage_idx),), 'float32'), emb=((2 * neighbours + 1, model.dim * 2), 'float32')), key)
+    rank, world = _rank_world(rank, world)
+    todo = cs.todo(rank, world)
+    trunk = torch.compile(_trunk_tokens, dynamic=True) if compile else _trunk_tokens
+    if todo:
+        batches = [list(range(i * chunk + j, min(i * chunk + j + batch_size, (i + 1) * chunk, len(windows))))
+                   for i in todo for j in range(0, chunk, batch_size) if i * chunk + j < len(windows)]
+        dl = torch.utils.data.DataLoader(seqs, batch_sampler=batches, num_workers=num_workers, pin_memory=dev.type == 'cuda',
+                                         persistent_workers=False)
+        bar = tqdm(total=sum(map(len, batches)), unit='window', desc='enformer windows', disable=not progress)
+        wins, bins = cand.window.to_numpy(), cand.bin.to_numpy()
+        parts, current = [], None
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == 'bf16'):
+            for ids, x in zip(batches, dl):
+                i = ids[0] // chunk
+                if current is not None and i != current: cs.write(current, **_join(parts)); parts = []
+                current = i
+                sel = slice(np.searchsorted(wins, ids[0]), np.searchsorted(wins, ids[-1], side='right'))
+                w = torch.as_tensor(wins[sel] - ids[0], device=dev); b = torch.as_tensor(bins[sel], device=dev)
+                cage, emb = tss_outputs(model, x.to(dev, non_blocking=True), w, b, cage_idx, neighbours, rc_average, trunk)
+                parts.append(dict(cage=cage.float().cpu().numpy(), emb=emb.float().cpu().numpy())); bar.update(len(ids))
+            if current is not None: cs.write(current, **_join(parts))
+        bar.close()
+    if world > 1:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized(): dist.barrier()
+    if not cs.complete: return None
+    cand['cage'] = cs['cage'][...][cand.row.to_numpy()].mean(1)
+    cand.attrs.update(store=str(cs.path), n_windows=len(windows), n_computed=sum(min(chunk, len(windows) - i * chunk) for i in todo),
+                      span=span, neighbours=neighbours, precision=prec, window=window, cage_tracks=len(cage_idx))
+    return cand
+
+def _join(parts:list) -> dict: return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+# %% ../nbs/07_enformer.ipynb #1c92ce17
+TSS_RULES = {
+    'cage': "the embedding at the TSS with the strongest predicted CAGE (ties: the canonical TSS)",
+    'center': "the embedding at the annotation's canonical TSS (the centre bin of a window centred on it)",
+    'bins': "the mean over the strongest TSS's bin and `bins` bins on each side",
+    'top': "the mean over the `top` strongest TSSs x (`bins` bins on each side of each)",
+    'cage_mean': "the mean over every candidate TSS's bin, weighted by its predicted CAGE",
+}
+
+def tss_embedding(cand:pd.DataFrame, # `embed_tss`'s candidates (with row, cage, canonical)
+                  genes:list, # gene keys, in the order of the output rows
+                  rule:str='cage', # a key of `TSS_RULES`
+                  bins:int|None=None, # neighbouring bins on each side for 'bins' and 'top' (None: all the store holds)
+                  top:int=5, # TSSs for 'top'
+                  store:str|Path|None=None, # the store (None: `cand.attrs['store']`, as `embed_tss` returns it)
+                 ) -> tuple[np.ndarray, pd.DataFrame]:
+    "A gene embedding (genes, d) from the store by a TSS rule, read chunk by chunk; and per gene its primary TSS (the strongest, the canonical for 'center') with its CAGE, window and bin."
+    import scipy.sparse as sp
+    if rule not in TSS_RULES: raise ValueError(f"unknown TSS rule {rule!r}; choose one of {list(TSS_RULES)}")
+    cs = ChunkStore.open(store or cand.attrs['store']); emb = cs['emb']; K = (emb.shape[1] - 1) // 2
+    b = K if bins is None else int(bins)
+    if not 0 <= b <= K: raise ValueError(f"bins={b}: the store holds {K} neighbouring bins on each side (embed with neighbours >= {b})")
+    missing = sorted(set(genes) - set(cand.gene_key))
+    if missing: raise KeyError(f"{len(missing)} genes have no candidate in the store, e.g. {missing[:5]}")
+    c = cand[cand.gene_key.isin(set(genes))]
+    ranked = c.sort_values(['cage', 'canonical'], ascending=False, kind='stable')
+    gi = pd.Index(genes).get_indexer
+    if rule == 'center': pick = c[c.canonical]
+    elif rule == 'top': pick = ranked.groupby('gene_key', sort=False).head(top)
+    elif rule == 'cage_mean': pick = c
+    else: pick = ranked.groupby('gene_key', sort=False).head(1)
+    w = np.ones(len(pick))
+    if rule == 'cage_mean': w = pick.cage.to_numpy(np.float64) + 1e-12     # all-zero CAGE: the plain mean
+    rows = gi(pick.gene_key)
+    w = w / np.bincount(rows, weights=w, minlength=len(genes))[rows]
+    G = sp.csr_matrix((w, (rows, pick.row.to_numpy())), shape=(len(genes), emb.shape[0]))
+    bw = np.zeros(2 * K + 1); spread = b if rule in ('bins', 'top') else 0
+    bw[K - spread:K + spread + 1] = 1 / (2 * spread + 1)
+    out = np.zeros((len(genes), emb.shape[2]))
+    for r0 in range(0, emb.shape[0], cs.rows):
+        Gc = G[:, r0:r0 + cs.rows]
+        if Gc.nnz: out += Gc @ np.einsum('rkd,k->rd', np.nan_to_num(emb[r0:r0 + cs.rows]), bw)
+    first = (c[c.canonical] if rule == 'center' else ranked.groupby('gene_key', sort=False).head(1)).set_index('gene_key').loc[list(genes)]
+    return out.astype(np.float32), first
+
+# %% ../nbs/07_enformer.ipynb #90a5b481
 @torch.inference_mode()
 def embed_genes(adata, # AnnData; var index = unversioned gene ids
                 transcripts:pd.DataFrame|Annotation|str|Path, # `read_annotation(gtf).transcripts`, an `Annotation` or a GTF
                 fasta:str|Path|Genome, # genome FASTA (or an open `Genome`)
                 model:Enformer, # `load_enformer` / `pretrain_enformer`
-                batch_size:int=8, # windows per forward pass
-                cage_tracks=None, # CAGE track indices; default see `cage_track_indices`
+                store:str|Path|None=None, # the resumable store of the TSS outputs (None: a temporary folder)
+                rule:str='cage', # how a gene's TSSs make its embedding: a key of `TSS_RULES`
                 key_added:str='enformer', # varm key for the embeddings
-                cache:str|Path|None=None, # folder for resumable per-TSS outputs (None: no cache)
-                chunk:int=256, # candidates per cache chunk
-                device:str|None=None, # None: CUDA if available
-                progress:bool=True, # tqdm bar
-                rc_average:bool=True, # average each window's outputs with its reverse complement's (as Enformer's evaluation)
+                bins:int|None=None, top:int=5, # the 'bins' / 'top' rules' settings (`tss_embedding`)
+                **kwargs, # `embed_tss` settings: batch_size, span, neighbours, cage_tracks, rc_average, precision, num_workers, device, progress...
                ) -> pd.DataFrame:
-    "Embed every gene at its strongest predicted TSS into `adata.varm[key_added]`; returns the scored candidates."
-    dev = default_device(device); model = model.eval().to(dev)
-    genome = fasta if isinstance(fasta, Genome) else Genome(fasta)
+    "Embed every gene of `adata` from its candidate TSSs' Enformer outputs into `adata.varm[key_added]`; returns the scored candidates."
     if not isinstance(transcripts, pd.DataFrame):
         transcripts = (transcripts if isinstance(transcripts, Annotation) else read_annotation(transcripts)).transcripts
+    if rule not in TSS_RULES: raise ValueError(f"unknown TSS rule {rule!r}; choose one of {list(TSS_RULES)}")
     genes = list(adata.var_names)
     known = set(transcripts.gene_key) | set(transcripts.gene_id)
     missing = [g for g in genes if g not in known]
     if missing: raise KeyError(f"{len(missing)} genes of adata.var have no candidate TSS in the transcripts, e.g. {', '.join(missing[:5])}")
-    cand = gene_tss(transcripts, genes)
-    cage_idx = cage_track_indices(model, cage_tracks)
-    window, bin_size, n_out = model_window(model), 2 ** model.config.num_downsamples, model.config.target_length
-    centre = tss_bin(0, 0, window, bin_size, n_out)
-    emb_dim = model.dim * 2
-    # one computation per distinct window position
-    pos = cand[['chrom', 'tss']].drop_duplicates().reset_index(drop=True)
-    for c in pos.chrom.unique(): genome.fasta_name(c)
-    done = {}
-    cdir = None
-    if cache is not None:
-        cdir = Path(cache) / fingerprint(model=_model_digest(model), fasta=genome.path.resolve(), window=window,
-                                         cage=cage_idx, chrom_map=genome.chrom_map, grid=bin_size,
-                                         **({'rc': True} if rc_average else {}))
-        cdir.mkdir(parents=True, exist_ok=True)
-        for f in sorted(cdir.glob('chunk-*.npz')):
-            c = _read_chunk(f, emb_dim)
-            if c is not None:
-                for ch, t, cg, e in zip(c['chrom'], c['tss'], c['cage'], c['emb']): done[(str(ch), int(t))] = (float(cg), e)
-    todo = [(c, int(t)) for c, t in zip(pos.chrom, pos.tss) if (c, int(t)) not in done]
-    bar = tqdm(total=len(todo), desc=f'{key_added} windows', disable=not progress or not todo)
-    for i0 in range(0, len(todo), chunk):
-        part = todo[i0:i0 + chunk]; cages, embs = [], []
-        for j in range(0, len(part), batch_size):
-            x = np.stack([one_hot(genome.window(c, t - t % bin_size, window)) for c, t in part[j:j + batch_size]])  # on the bin grid
-            xb = torch.from_numpy(x).to(dev)
-            out, emb = model(xb, head='human', return_embeddings=True)
-            if rc_average:   # the reverse strand's window: its bins run backwards, so flip them back before averaging
-                o2, e2 = model(xb.flip(1, 2), head='human', return_embeddings=True)
-                out, emb = (out + o2.flip(1)) / 2, (emb + e2.flip(1)) / 2
-            cages.append(reduce(out[:, centre, cage_idx].float(), 'b t -> b', 'mean').cpu().numpy())
-            embs.append(emb[:, centre].float().cpu().numpy()); bar.update(len(part[j:j + batch_size]))
-        cages, embs = np.concatenate(cages), np.concatenate(embs).astype(np.float32)
-        for (c, t), cg, e in zip(part, cages, embs): done[(c, t)] = (float(cg), e)
-        if cdir is not None:
-            with atomic_path(cdir / f'chunk-{time.time_ns()}.npz') as tmp, open(tmp, 'wb') as fh:
-                np.savez(fh, chrom=np.array([c for c, _ in part]), tss=np.array([t for _, t in part], np.int64), cage=cages, emb=embs)
-    bar.close()
-    cand = cand.copy()
-    cand['cage'] = [done[(c, int(t))][0] for c, t in zip(cand.chrom, cand.tss)]
-    # strongest predicted CAGE; ties go to the canonical TSS
-    best_idx = cand.sort_values(['cage', 'canonical'], ascending=False, kind='stable').groupby('gene_key', sort=False).head(1).index
-    cand['chosen'] = cand.index.isin(best_idx)
+    if store is None:
+        import tempfile; store = Path(tempfile.mkdtemp(prefix='rosa-enformer-'))/'tss.zarr'
+    cand = embed_tss(gene_tss(transcripts, genes), fasta, model, store, **kwargs)
+    if cand is None: return None                 # other processes' chunks are still to come
     to_key = {**dict(zip(transcripts.gene_id, transcripts.gene_key)), **{k: k for k in transcripts.gene_key}}
-    best = cand.loc[best_idx].set_index('gene_key').loc[[to_key[g] for g in genes]]
+    keys = [to_key[g] for g in genes]
+    emb, best = tss_embedding(cand, keys, rule, bins=bins, top=top)
     canonical = set(transcripts.transcript_id[transcripts.canonical])
     def pick(ts):  # the canonical transcript when it starts here, else the first
         ts = ts.split(','); return next((t for t in ts if t in canonical), ts[0])
-    adata.varm[key_added] = np.stack([done[(c, int(t))][1] for c, t in zip(best.chrom, best.tss)]).astype(np.float32)
+    adata.varm[key_added] = emb
     v = adata.var
     v['tss'] = best.tss.to_numpy(np.int64); v['tss_transcript'] = [pick(s) for s in best.transcripts]
-    v['tss_cage'] = best.cage.to_numpy(np.float32)
+    v['tss_cage'] = best.cage.to_numpy(np.float32); v['tss_bin'] = best.bin.to_numpy(np.int64)
+    v['tss_window'] = best.window.to_numpy(np.int64)
     v['n_tss'] = cand.groupby('gene_key').size().reindex(best.index).to_numpy(np.int64)
     v['chrom'] = best.chrom.to_numpy(str); v['strand'] = best.strand.to_numpy(str)
-    adata.uns[key_added] = dict(window=window, cage_tracks=len(cage_idx), n_candidates=len(cand), n_windows=len(pos),
-                                n_computed=len(todo), cache=str(cdir) if cdir else '', rc_average=rc_average)
+    a = cand.attrs
+    adata.uns[key_added] = dict(rule=rule, window=a['window'], cage_tracks=a['cage_tracks'], n_candidates=len(cand),
+                                n_windows=a['n_windows'], n_computed=a['n_computed'], store=a['store'], span=a['span'],
+                                neighbours=a['neighbours'], precision=a['precision'], rc_average=kwargs.get('rc_average', True))
+    cand['chosen'] = pd.MultiIndex.from_frame(cand[['gene_key', 'tss']]).isin(list(zip(best.index, best.tss)))
     return cand
 
 # %% ../nbs/07_enformer.ipynb #0041

@@ -16,7 +16,7 @@ import anndata as ad
 from .core import fingerprint, file_digest, write_json, read_json, atomic_path, code_version
 
 # %% auto #0
-__all__ = ['FORMATS', 'CURRENT', 'Format', 'write_output', 'StepResult', 'RunFolder']
+__all__ = ['FORMATS', 'CURRENT', 'Format', 'write_output', 'StepResult', 'RunFolder', 'ChunkStore']
 
 # %% ../nbs/01_store.ipynb #0006
 @dataclass
@@ -148,3 +148,86 @@ class RunFolder:
         rec = self.record(name)
         return StepResult(self._read(name, fmt, rec, check), key, path, True)
     def __repr__(self): return f"RunFolder({self.root})"
+
+# %% ../nbs/01_store.ipynb #c469d874
+def _digest(a:np.ndarray) -> str: return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:32]
+
+class ChunkStore:
+    "Zarr arrays filled chunk by chunk by a resumable (and shardable) job, each chunk vouched for by its own completion record."
+    def __init__(self, path:str|Path, # the store (a folder); created when missing
+                 n_chunks:int, # chunks of the job
+                 rows:int, # rows per chunk (the zarr chunk along the first axis)
+                 arrays:dict, # name -> (trailing shape, dtype) of each array; its first axis has n_chunks x rows rows
+                 key:dict, # what makes the results (weights, inputs, rules): a store made by other work is not reused
+                 fill:float=np.nan, # the value of rows no chunk writes (padding)
+                ):
+        import zarr
+        self.path, self.n_chunks, self.rows = Path(path), int(n_chunks), int(rows)
+        fields = {k: fingerprint(v=v) for k, v in key.items()}
+        meta = dict(format='rosa-chunks-1', key=fingerprint(**key), fields=fields, n_chunks=self.n_chunks, rows=self.rows,
+                    arrays={k: [list(map(int, s)), np.dtype(d).str] for k, (s, d) in arrays.items()})
+        if not self.path.exists():   # built beside, then renamed: a store is whole or absent, whoever wins a race
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f'.{self.path.name}.', suffix='.tmp', dir=self.path.parent))
+            g = zarr.open_group(str(tmp), mode='w')
+            for k, (shape, dtype) in arrays.items():
+                g.create_array(k, shape=(self.n_chunks * self.rows, *shape), chunks=(self.rows, *shape), dtype=dtype,
+                               fill_value=fill if np.dtype(dtype).kind == 'f' else 0)
+            g.attrs['rosa'] = meta; (tmp/'done').mkdir()
+            try: os.rename(tmp, self.path)
+            except OSError: shutil.rmtree(tmp, ignore_errors=True)   # another process made it first
+        try: old = zarr.open_group(str(self.path), mode='r').attrs['rosa']
+        except Exception as e: raise ValueError(f"{self.path} exists but is not a rosa chunk store ({type(e).__name__}: {e}); move it away") from e
+        if old['key'] != meta['key'] or old['arrays'] != meta['arrays'] or (old['n_chunks'], old['rows']) != (self.n_chunks, self.rows):
+            diff = [k for k in set(fields) | set(old.get('fields', {})) if fields.get(k) != old.get('fields', {}).get(k)]
+            raise ValueError(f"{self.path} was made by other work (different {', '.join(sorted(diff)) or 'layout'}): "
+                             "it is not reused; give another path or delete it")
+        self.group, self.meta = zarr.open_group(str(self.path), mode='r+'), old
+
+    @classmethod
+    def open(cls, path:str|Path):
+        "An existing store, to read (its layout and key as it was made)."
+        import zarr
+        self = cls.__new__(cls); self.path = Path(path)
+        if not self.path.exists(): raise FileNotFoundError(f"no chunk store at {self.path}")
+        try: self.group = zarr.open_group(str(self.path), mode='r'); self.meta = self.group.attrs['rosa']
+        except Exception as e: raise ValueError(f"{self.path} is not a rosa chunk store ({type(e).__name__}: {e})") from e
+        self.n_chunks, self.rows = self.meta['n_chunks'], self.meta['rows']
+        return self
+
+    def record_path(self, i:int) -> Path: return self.path/'done'/f'{i:06d}.json'
+    def done(self) -> list:
+        "The chunks that have a completion record."
+        return sorted(int(p.stem) for p in (self.path/'done').glob('*.json'))
+    def todo(self, rank:int=0, world:int=1) -> list:
+        "The chunks of process `rank` of `world` (`rank`, `rank` + `world`, ...) that have no completion record."
+        have = set(self.done()); return [i for i in range(rank, self.n_chunks, world) if i not in have]
+    @property
+    def complete(self) -> bool: return len(self.done()) == self.n_chunks
+
+    def write(self, i:int, **values):
+        "Write chunk `i`'s values (at most `rows` rows each, every array), then its completion record."
+        if not 0 <= i < self.n_chunks: raise IndexError(f"chunk {i} is not in 0..{self.n_chunks - 1}")
+        if set(values) != set(self.meta['arrays']): raise KeyError(f"chunk {i}: give every array {sorted(self.meta['arrays'])}, got {sorted(values)}")
+        n = {len(v) for v in values.values()}
+        if len(n) != 1 or n.pop() > self.rows: raise ValueError(f"chunk {i}: arrays must have the same number of rows, at most {self.rows}")
+        digests = {}
+        for k, v in values.items():
+            a = self.group[k]; full = np.full((self.rows, *a.shape[1:]), a.fill_value, a.dtype); full[:len(v)] = v
+            a[i * self.rows:(i + 1) * self.rows] = full; digests[k] = _digest(full)
+        write_json(dict(chunk=i, rows=len(v), sha256=digests, finished=time.strftime('%Y-%m-%d %H:%M:%S')), self.record_path(i))
+
+    def verify(self) -> list:
+        "Reread every recorded chunk; drop the record of each whose values differ from its digest. Returns those chunks."
+        bad = []
+        for i in self.done():
+            try:
+                rec = read_json(self.record_path(i))
+                ok = all(_digest(self.group[k][i * self.rows:(i + 1) * self.rows]) == d for k, d in rec['sha256'].items())
+            except Exception: ok = False
+            if not ok: bad.append(i); self.record_path(i).unlink(missing_ok=True)
+        if bad: warnings.warn(f"{self.path}: chunks {bad[:10]} do not hold what their records say; they will be computed again")
+        return bad
+
+    def __getitem__(self, name:str): return self.group[name]
+    def __repr__(self): return f"ChunkStore({self.path}, {len(self.done())}/{self.n_chunks} chunks of {self.rows} rows)"
