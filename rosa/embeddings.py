@@ -226,14 +226,17 @@ def esm_embedding(adata, ctx:EmbeddingContext,
                   weights:str|None=None, # published weights: a `.pt` file or a model name (None: pretrain a small ESM-2 on the proteins)
                   steps:int=_default(pretrain_esm, 'steps'), # pretraining steps of the small ESM-2
                   pretrain:dict={}, # more `pretrain_esm` / `small_esm` settings (num_layers, embed_dim, lr, ...)
-                  batch_size:int=8, # proteins per forward pass when embedding
+                  tokens:int|None=None, # tokens per forward pass (length-sorted batches; None: 16,384 on CUDA, one protein at a time on a CPU)
+                  overlap:int=256, # residues shared by consecutive windows of a protein longer than 1,022
+                  precision:str='auto', # 'bf16' autocast or 'fp32' ('auto': bf16 on CUDA)
                   key_added:str='esm', seed:int=0, device:str|None=None, progress:bool=True):
     "ESM-2's mean residue embedding of each gene's canonical protein (zeros for genes without one)."
     proteins = read_proteins(ctx.ann(), ctx.genome, genes=list(adata.var_names))
     if weights is not None: model, alphabet = load_esm(weights)
     else: model, alphabet = pretrain_esm(proteins.dropna(), ctx.work('model'), steps=steps, seed=seed, device=device,
                                          progress=progress, **pretrain)
-    add_esm(adata, proteins, model, alphabet, key_added=key_added, batch_size=batch_size, device=device, progress=progress)
+    add_esm(adata, proteins, model, alphabet, key_added=key_added, tokens=tokens, overlap=overlap, precision=precision,
+            store=ctx.work('store')/'esm.zarr', device=device, progress=progress)
 
 # %% ../nbs/09_embeddings.ipynb #0025
 def read_embedding_table(path:str|Path, # h5ad (varm[key] or X), parquet, csv/tsv, or npz (arrays `genes` and `key`, default 'embedding')

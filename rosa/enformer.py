@@ -19,7 +19,7 @@ from enformer_pytorch.modeling_enformer import AttentionPool
 from .core import default_device, seed_everything, torch_save, read_checkpoint, atomic_path, fingerprint
 from .reference import Annotation, Genome, read_annotation
 from .tss import gene_tss, one_hot, tss_bin
-from .store import ChunkStore
+from .store import ChunkStore, job_shard, job_precision
 
 # %% auto #0
 __all__ = ['BEDGRAPH', 'BIGWIG', 'WINDOW', 'PUBLISHED', 'PUBLISHED_SHAPE', 'HUMAN_CAGE', 'TSS_RULES', 'read_signal_files',
@@ -489,17 +489,6 @@ def tss_outputs(model:Enformer, # an Enformer in eval mode
     return cage, emb
 
 # %% ../nbs/07_enformer.ipynb #2288e076
-def _rank_world(rank, world):
-    if rank is not None and world is not None: return int(rank), int(world)
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-def _precision(precision:str, dev:torch.device) -> str:
-    if precision == 'auto': return 'bf16' if dev.type == 'cuda' else 'fp32'
-    if precision not in ('bf16', 'fp32'): raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
-    return precision
-
 def embed_tss(candidates:pd.DataFrame, # `gene_tss` rows of the genes to embed
               fasta:str|Path|Genome, # genome FASTA (or an open `Genome`)
               model:Enformer, # `load_enformer` / `pretrain_enformer`
@@ -518,7 +507,7 @@ def embed_tss(candidates:pd.DataFrame, # `gene_tss` rows of the genes to embed
               progress:bool=True, # tqdm bar (windows/s, ETA)
              ) -> pd.DataFrame|None:
     "Every candidate TSS's predicted CAGE (at its bin) and embeddings (its bin and neighbours) into a resumable store; the candidates with their window, bin, store row and CAGE (None while other processes' chunks are unfinished)."
-    dev = default_device(device); model = model.eval().to(dev); prec = _precision(precision, dev)
+    dev = default_device(device); model = model.eval().to(dev); prec = job_precision(precision, dev)
     genome = fasta if isinstance(fasta, Genome) else Genome(fasta)
     window, bin_size, n_out = model_window(model), 2 ** model.config.num_downsamples, model.config.target_length
     if span is None: span = min(getattr(model, 'trained_bins', n_out), n_out - 2 * neighbours)
@@ -534,7 +523,7 @@ def embed_tss(candidates:pd.DataFrame, # `gene_tss` rows of the genes to embed
                windows=fingerprint(w=windows.to_dict('list'), c=cand[['window', 'bin']].to_dict('list')),
                readout=dict(cage=cage_idx, neighbours=neighbours, rc=rc_average, window=window, n_out=n_out), precision=prec)
     cs = ChunkStore(store, n_chunks, rows, dict(cage=((len(cage_idx),), 'float32'), emb=((2 * neighbours + 1, model.dim * 2), 'float32')), key)
-    rank, world = _rank_world(rank, world)
+    rank, world = job_shard(rank, world)
     todo = cs.todo(rank, world)
     trunk = torch.compile(_trunk_tokens, dynamic=True) if compile else _trunk_tokens
     if todo:

@@ -13,12 +13,12 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 import esm
-from einops import rearrange
 from esm.model.esm2 import ESM2
 from tqdm.auto import tqdm
 
 from .core import default_device, seed_everything, torch_save, read_checkpoint, translate, reverse_complement, strip_version
 from .reference import Annotation, Genome, read_annotation
+from .store import ChunkStore, job_shard, job_precision
 
 # %% auto #0
 __all__ = ['translate_cds', 'read_proteins', 'small_esm', 'save_esm', 'pretrain_esm', 'esm_file', 'load_esm', 'embed_proteins',
@@ -208,41 +208,104 @@ def load_esm(name_or_path:str|Path='esm2_t33_650M_UR50D', # model name, a `.pt` 
     return model.eval(), alphabet
 
 # %% ../nbs/08_esm.ipynb #0040
-def _tiles(n:int, max_len:int) -> list[tuple[int, int]]:
-    "The fewest near-equal consecutive pieces of `range(n)` of at most `max_len`."
-    k = -(-n // max_len); edges = np.linspace(0, n, k + 1).round().astype(int)
-    return list(zip(edges[:-1], edges[1:]))
+def _tiles(n:int, # protein length
+           max_len:int, # residues per tile at most
+           overlap:int=0, # residues consecutive tiles share, at least
+          ) -> list[tuple[int, int, int, int]]:
+    "Tiles `(start, end, own_start, own_end)` of `range(n)`: the whole when `n <= max_len`, else the fewest tiles of `max_len`, evenly spaced; each residue is owned by the tile whose centre is nearest (where it is farthest from an edge)."
+    if n <= max_len: return [(0, n, 0, n)]
+    if not 0 <= overlap < max_len: raise ValueError(f"overlap={overlap} must be 0..{max_len - 1} (less than max_len)")
+    k = 1 + -(-(n - max_len) // (max_len - overlap))   # k tiles cover max_len + (k - 1) x (max_len - overlap) residues
+    starts = np.round(np.arange(k) * (n - max_len) / (k - 1)).astype(int)
+    cuts = [0, *((starts[:-1] + starts[1:] + max_len) // 2), n]   # midway between consecutive tiles' centres
+    return [(int(s), int(s) + max_len, int(a), int(b)) for s, a, b in zip(starts, cuts[:-1], cuts[1:])]
+
+def _batches(lengths:list, # residues of each piece
+             tokens:int, # budget of a batch: rows x (its longest piece + 2)
+             batch_size:int|None=None, # at most this many rows too
+            ) -> list[list[int]]:
+    "Indices of `lengths` in batches, longest first, each within the token budget (a piece above it alone; `tokens=0`: every piece alone)."
+    out = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):   # stable: equal lengths in input order
+        b = out[-1] if out else None
+        if b and (len(b) + 1) * (lengths[b[0]] + 2) <= tokens and (batch_size is None or len(b) < batch_size): b.append(i)
+        else: out.append([i])
+    return out
+
+def _embed_chunk(model:ESM2, convert, seqs:list, layer:int, max_len:int, overlap:int, tokens:int, batch_size:int|None,
+                 device:torch.device, bar=None) -> np.ndarray:
+    "The embeddings (len(seqs), d) float32 of one chunk of proteins: its tiles in token-budget batches, each residue from the tile that owns it."
+    pieces = [(i, *t) for i, s in enumerate(seqs) for t in _tiles(len(s), max_len, overlap)]
+    left = np.bincount([p[0] for p in pieces], minlength=len(seqs))   # pieces still to run, per protein
+    sums = np.zeros((len(seqs), model.embed_dim), np.float64)
+    for b in _batches([e - s for _, s, e, _, _ in pieces], tokens, batch_size):
+        batch = [pieces[j] for j in b]
+        _, _, toks = convert([('', seqs[i][s:e]) for i, s, e, _, _ in batch])
+        rep = model(toks.to(device, non_blocking=True), repr_layers=[layer])['representations'][layer]
+        # the owned residues of each row (+1: <cls>), summed in float64 on the device; one copy to the host per batch
+        part = torch.stack([r[1 + a - s:1 + z - s].double().sum(0) for r, (_, s, _, a, z) in zip(rep, batch)]).cpu().numpy()
+        for (i, *_), t in zip(batch, part): sums[i] += t; left[i] -= 1
+        if bar is not None: bar.update(int(sum(left[i] == 0 for i in {p[0] for p in batch})))
+    return (sums / np.array([len(s) for s in seqs], np.float64)[:, None]).astype(np.float32)
+
+def _weights_digest(model) -> str:
+    "A digest of a model's parameter names and values (any dtype)."
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode()); h.update(v.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 def embed_proteins(model:ESM2, # an ESM-2 (from `small_esm`, `pretrain_esm` or `load_esm`)
                    alphabet:esm.data.Alphabet, # its alphabet
                    proteins, # protein strings (list or Series)
-                   batch_size:int=8, # pieces per forward pass
+                   tokens:int|None=None, # tokens per forward pass: rows x (longest piece + <cls>/<eos>); None: 16,384 on CUDA, one window a pass elsewhere
+                   batch_size:int|None=None, # at most this many pieces per forward pass as well (None: the token budget alone)
                    layer:int=-1, # which layer's representations (-1: the last)
-                   max_len:int=1022, # longer proteins are tiled into pieces of at most this many residues
+                   max_len:int=1022, # longer proteins are tiled into windows of this many residues
+                   overlap:int=256, # residues consecutive windows share, at least
+                   precision:str='auto', # 'bf16' (autocast) or 'fp32'; 'auto': bf16 on CUDA, fp32 elsewhere
+                   store:str|Path|None=None, # a `ChunkStore` the embeddings stream into, resumed when it exists (None: in memory)
+                   chunk:int=512, # proteins per chunk: chunk j is proteins j x chunk .. (j + 1) x chunk - 1 (the unit of resumption)
+                   rank:int|None=None, world:int|None=None, # this process's share of the chunks (None: torch.distributed's, or 0 of 1)
                    device:str|None=None, # None: CUDA when available
-                   progress:bool=True, # show a progress bar
-                  ) -> np.ndarray:
-    "Per-protein embeddings (n, d) float32: the mean residue representation of `layer`."
+                   progress:bool=True, # show a progress bar (proteins/s)
+                  ) -> np.ndarray|None:
+    "Per-protein embeddings (n, d) float32, the mean residue representation of `layer`; None while other processes' chunks of the store are unfinished."
     seqs = list(proteins.values if isinstance(proteins, pd.Series) else proteins)
     empty = [i for i, s in enumerate(seqs) if not isinstance(s, str) or not s]
     if empty: raise ValueError(f"embed_proteins got {len(empty)} missing/empty proteins (e.g. index {empty[0]})")
     layer = layer if layer >= 0 else model.num_layers + 1 + layer
     if not 0 <= layer <= model.num_layers: raise ValueError(f"layer {layer} out of range for {model.num_layers} layers")
-    device = default_device(device); model = model.eval().to(device)
-    pieces = [(i, s[a:b]) for i, s in enumerate(seqs) for a, b in _tiles(len(s), max_len)]
-    pieces.sort(key=lambda t: len(t[1]))  # similar lengths together: less padding
-    convert = alphabet.get_batch_converter()
-    sums, counts = np.zeros((len(seqs), model.embed_dim), np.float64), np.zeros(len(seqs))
-    with torch.no_grad():
-        for b in tqdm(range(0, len(pieces), batch_size), disable=not progress, desc='embed proteins'):
-            chunk = pieces[b:b + batch_size]
-            _, _, toks = convert([(str(i), s) for i, s in chunk])
-            toks = toks.to(device)
-            rep = model(toks, repr_layers=[layer])['representations'][layer]
-            keep = ~(toks.eq(alphabet.padding_idx) | toks.eq(alphabet.cls_idx) | toks.eq(alphabet.eos_idx))
-            total = (rep * rearrange(keep, 'b t -> b t 1')).sum(1).double().cpu().numpy()
-            for (i, s), t in zip(chunk, total): sums[i] += t; counts[i] += len(s)
-    return (sums / counts[:, None]).astype(np.float32)
+    if not 0 <= overlap < max_len: raise ValueError(f"overlap={overlap} must be 0..{max_len - 1} (less than max_len)")
+    if not seqs: return np.zeros((0, model.embed_dim), np.float32)
+    dev = default_device(device); prec = job_precision(precision, dev)
+    if tokens is None: tokens = 16_384 if dev.type == 'cuda' else 0   # 0: every window alone; on a CPU batches were slower
+    rank, world = job_shard(rank, world)
+    if not 0 <= rank < world: raise ValueError(f"rank={rank} must be 0..{world - 1} (world={world})")
+    if world > 1 and store is None: raise ValueError("embed_proteins with world > 1 needs a store: each process writes its chunks there")
+    n_chunks = max(1, -(-len(seqs) // chunk))
+    if store is None: cs, todo, out = None, list(range(n_chunks)), np.zeros((len(seqs), model.embed_dim), np.float32)
+    else:
+        # tokens, batch_size and the device change only the batching, not what is computed: not part of the key
+        key = dict(weights=_weights_digest(model), proteins=hashlib.sha256('\n'.join(seqs).encode()).hexdigest()[:16],
+                   embedding='mean residue representation', layer=layer, max_len=max_len, overlap=overlap, precision=prec)
+        cs = ChunkStore(store, n_chunks, chunk, dict(emb=((model.embed_dim,), 'float32')), key)
+        todo = cs.todo(rank, world)
+    if todo:
+        model = model.eval().to(dev); convert = alphabet.get_batch_converter()
+        bar = tqdm(total=sum(min(chunk, len(seqs) - c * chunk) for c in todo), unit='protein', desc='embed proteins', disable=not progress)
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == 'bf16'):
+            for c in todo:
+                lo, hi = c * chunk, min((c + 1) * chunk, len(seqs))
+                emb = _embed_chunk(model, convert, seqs[lo:hi], layer, max_len, overlap, tokens, batch_size, dev, bar)
+                if cs is None: out[lo:hi] = emb
+                else: cs.write(c, emb=emb)
+        bar.close()
+    if cs is None: return out
+    if world > 1:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized(): dist.barrier()
+    return cs['emb'][:len(seqs)] if cs.complete else None
 
 # %% ../nbs/08_esm.ipynb #0043
 def add_esm(adata, # AnnData, var index = unversioned gene ids
@@ -250,9 +313,9 @@ def add_esm(adata, # AnnData, var index = unversioned gene ids
             model:ESM2, # the protein language model
             alphabet:esm.data.Alphabet, # its alphabet
             key_added:str='esm', # writes varm[key_added]
-            **kwargs, # passed to `embed_proteins` (batch_size, layer, max_len, device, progress)
+            **kwargs, # passed to `embed_proteins` (tokens, batch_size, layer, max_len, overlap, precision, store, chunk, rank, world, device, progress)
            ):
-    "Write protein embeddings to `adata.varm[key_added]` (zeros for genes without protein) and `var['has_protein']`."
+    "Write protein embeddings to `adata.varm[key_added]` (zeros for genes without protein) and `var['has_protein']`; None (adata untouched) while other processes' chunks of the store are unfinished."
     proteins = pd.Series(proteins, dtype=object) if isinstance(proteins, dict) else proteins
     genes = adata.var_names
     unknown = genes[~genes.isin(proteins.index)]
@@ -261,12 +324,16 @@ def add_esm(adata, # AnnData, var index = unversioned gene ids
     p = proteins.reindex(genes)
     has = np.array([isinstance(s, str) and len(s) > 0 for s in p.values])
     emb = np.zeros((len(genes), model.embed_dim), np.float32)
-    if has.any(): emb[has] = embed_proteins(model, alphabet, list(p.values[has]), **kwargs)
+    if has.any():
+        e = embed_proteins(model, alphabet, list(p.values[has]), **kwargs)
+        if e is None: return None
+        emb[has] = e
     adata.varm[key_added] = emb
     adata.var['has_protein'] = has
     adata.uns[key_added] = dict(embedding='mean residue representation', model=type(model).__name__,
                                 num_layers=model.num_layers, embed_dim=model.embed_dim,
-                                layer=kwargs.get('layer', -1), n_without_protein=int((~has).sum()))
+                                layer=kwargs.get('layer', -1), n_without_protein=int((~has).sum()),
+                                **({'store': str(kwargs['store'])} if kwargs.get('store') is not None else {}))
     return adata
 
 # %% ../nbs/08_esm.ipynb #0046

@@ -16,7 +16,7 @@ import anndata as ad
 from .core import fingerprint, file_digest, write_json, read_json, atomic_path, code_version
 
 # %% auto #0
-__all__ = ['FORMATS', 'CURRENT', 'Format', 'write_output', 'StepResult', 'RunFolder', 'ChunkStore']
+__all__ = ['FORMATS', 'CURRENT', 'Format', 'write_output', 'StepResult', 'RunFolder', 'job_shard', 'job_precision', 'ChunkStore']
 
 # %% ../nbs/01_store.ipynb #0006
 @dataclass
@@ -150,6 +150,19 @@ class RunFolder:
     def __repr__(self): return f"RunFolder({self.root})"
 
 # %% ../nbs/01_store.ipynb #c469d874
+def job_shard(rank:int|None=None, world:int|None=None) -> tuple[int, int]:
+    "This process's share of a job: the given `rank` of `world`, else torch.distributed's when it is initialised, else 0 of 1."
+    if rank is not None and world is not None: return int(rank), int(world)
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+def job_precision(precision:str, device) -> str:
+    "'bf16' or 'fp32' for a model's inference on `device` ('auto': bf16 autocast on CUDA, fp32 elsewhere)."
+    if precision == 'auto': return 'bf16' if str(device).startswith('cuda') else 'fp32'
+    if precision not in ('bf16', 'fp32'): raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    return precision
+
 def _digest(a:np.ndarray) -> str: return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:32]
 
 class ChunkStore:
