@@ -71,6 +71,7 @@ class RunConfig:
     device:str|None = None          # 'cuda', 'cpu' or None (CUDA when available)
     gene_splits:tuple = ('train', 'test')  # gene splits evaluated (per-cell models predict only these genes)
     cell_splits:tuple = ('train', 'test')  # cell splits evaluated (per-cell models predict only these cells)
+    model_embeddings:dict = field(default_factory=dict)  # model -> the embeddings it runs on (default: every embedding of the run)
 
     def __post_init__(self):
         self.embeddings, self.models = _named(self.embeddings), _named(self.models)
@@ -111,6 +112,10 @@ class RunConfig:
         for name in self.embeddings:
             missing = [u for u in requires(name, self.embeddings[name]) if u not in self.embeddings]
             if missing: raise ValueError(f"embedding {name!r} is computed from {missing}: add {' and '.join(missing)} to the embeddings")
+        for m, es in self.model_embeddings.items():
+            if m not in self.models: raise ValueError(f"model_embeddings: {m!r} is not one of this run's models ({', '.join(self.models)})")
+            bad = [e for e in es if e not in self.embeddings]
+            if bad: raise ValueError(f"model_embeddings: {m!r} names {bad}, not among this run's embeddings ({', '.join(self.embeddings)})")
         METRICS.check(self.metrics)
         for k in ('gene_splits', 'cell_splits'):
             bad = [v for v in getattr(self, k) if v not in ('train', 'val', 'test')]
@@ -364,7 +369,7 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
         _log(f'  {name}: {s.value.varm[name].shape[1]} dims' + ('' if s.computed else ' (cached)'), t1)
     _log('  done', t0)
     _log(f'[4/6] models: agnostic + {", ".join(cfg.models)} x {len(cfg.embeddings)} embeddings'); t0 = time.time()
-    jobs = [('agnostic', None)] + [(m, e) for m in cfg.models for e in cfg.embeddings]
+    jobs = [('agnostic', None)] + [(m, e) for m in cfg.models for e in cfg.embeddings if e in cfg.model_embeddings.get(m, cfg.embeddings)]
     preds = {}
     for model, emb in jobs:
         t1 = time.time(); s = step_prediction(rf, cfg, model, emb, data, embs.get(emb), adata)
@@ -432,8 +437,10 @@ def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig):
 # %% ../nbs/14_pipeline.ipynb #0027
 DEMO = dict(embeddings=dict(enformer=dict(steps=3500, window=1024, pretrain=dict(dim=48, heads=2, depth=1, target_bins=2, peak_fraction=1.,
                                                                               loss='mse', batch_size=64, lr=3e-3)),
+                            enformer_center={}, enformer_bins={}, enformer_top={}, enformer_cage_mean={},
                             esm=dict(steps=400), onehot={}, random={}),
-            models=dict(ridge_celltype={}, kernel_celltype={}, ridge_cell={}, transformer=dict(steps=1000, patience=3)))
+            models=dict(ridge_celltype={}, kernel_celltype={}, ridge_cell={}, transformer=dict(steps=1000, patience=3)),
+            model_embeddings=dict(transformer=['enformer', 'esm', 'onehot', 'random']))   # the TSS rules with the closed-form models: minutes saved
 
 def demo(out:str|Path='rosa_demo', # run folder; the world goes to <out>/world
          seed:int=0, # seed of the world and of the run
@@ -454,6 +461,8 @@ def demo(out:str|Path='rosa_demo', # run folder; the world goes to <out>/world
     for k in ('embeddings', 'models'):     # a list of names keeps DEMO's settings for the names it shares with DEMO
         if k in kwargs and not isinstance(kwargs[k], dict):
             kwargs[k] = {n: DEMO[k].get(n, {}) for n in _named(kwargs[k])}
+    if 'embeddings' in kwargs: base.pop('model_embeddings')   # the embeddings chosen: every model runs on each
+    elif 'models' in kwargs: base['model_embeddings'] = {m: e for m, e in DEMO['model_embeddings'].items() if m in kwargs['models']}
     return run(params=params, **{**files, **base, **kwargs})
 
 # %% ../nbs/14_pipeline.ipynb #30064918
