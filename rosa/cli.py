@@ -12,7 +12,7 @@ from .core import read_json
 from .synthetic import WorldConfig
 
 # %% auto #0
-__all__ = ['COMMANDS', 'world', 'load_plugins', 'demo', 'run', 'census', 'main']
+__all__ = ['COMMANDS', 'world', 'load_plugins', 'demo', 'run', 'census', 'compare', 'main']
 
 # %% ../nbs/15_cli.ipynb #0005
 @call_parse
@@ -95,9 +95,12 @@ def _parse(p:argparse.ArgumentParser, argv:list, embeddings, models) -> tuple[di
     return _split(vars(p.parse_args(argv)))
 
 def _print_table(r):
-    from rosa.evaluation import to_markdown
-    w = r.wide
-    print('\n' + to_markdown(w, columns=[c for c in w.columns if c.startswith('test genes')]))
+    "The headline table (held-out genes x held-out cells, both directions, with intervals and shares): the rest is in report.md."
+    from rosa.evaluation import to_markdown, headline
+    from rosa.pipeline import HEADLINE
+    metric = r.table.metric.iloc[0]
+    print(f'\nheld-out genes x held-out cells: {metric} [95% CI]; share = (value - agnostic) / (ceiling - agnostic)\n'
+          + to_markdown(headline(r.table, metric=metric, **HEADLINE)))
     print(f'\nrun folder: {r.out} (report.md, table.csv, rosa.h5ad)')
 
 # %% ../nbs/15_cli.ipynb #0007
@@ -183,7 +186,18 @@ def census(out:str='census.h5ad', # h5ad to write (raw counts, CELLxGENE schema)
     print(f'{p}  ({p.stat().st_size/1e6:.1f} MB)')
 
 # %% ../nbs/15_cli.ipynb #0010
-COMMANDS = dict(demo=demo, run=run, world=world, census=census)
+def compare(argv:list|None=None # the arguments after `rosa compare` (default: the command line's)
+           ):
+    "Put finished runs' headline tables side by side: held-out genes x held-out cells, across cells and across genes."
+    from rosa.pipeline import compare_runs
+    from rosa.evaluation import to_markdown
+    p = argparse.ArgumentParser(prog='rosa compare', description=compare.__doc__)
+    p.add_argument('runs', nargs='+', help='run folders (of rosa run or rosa demo)')
+    p.add_argument('--metric', default='pearson', help='the metric shown (default pearson)')
+    a = p.parse_args(sys.argv[2:] if argv is None else argv)
+    print(to_markdown(compare_runs(a.runs, metric=a.metric), digits=3))
+
+COMMANDS = dict(demo=demo, run=run, compare=compare, world=world, census=census)
 
 def _one_line(e:BaseException) -> str:
     "An error as one line: its message (a KeyError's without the quotes), newlines folded."
@@ -199,7 +213,7 @@ def main():
     cmd, argv = sys.argv[1], [a for a in sys.argv[2:] if a != '--debug']
     if cmd not in COMMANDS: sys.exit(f"rosa: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}")
     try:
-        if cmd in ('demo', 'run'): return COMMANDS[cmd](argv)
+        if cmd in ('demo', 'run', 'compare'): return COMMANDS[cmd](argv)
         f = COMMANDS[cmd].__wrapped__
         args = vars(anno_parser(f, prog=f'rosa {cmd}').parse_args(argv))
         for k in ('pdb', 'xtra'): args.pop(k, None)

@@ -4,25 +4,28 @@
 
 # %% ../nbs/13_evaluation.ipynb #0003
 from __future__ import annotations
-import warnings
+import json, warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.stats import rankdata
+from scipy.stats import rankdata, poisson, nbinom, gamma as gamma_dist
+from scipy.special import gammaln
 import anndata as ad
 import matplotlib.pyplot as plt
 
 from .core import Registry
 from .splits import split_mask
 from .models import agnostic
-from .predictions import Predictions, Profiles, as_predictions
+from .predictions import Predictions, Profiles, CellValues, as_predictions
 
 # %% auto #0
-__all__ = ['METRICS', 'SUMS', 'pearson', 'spearman', 'r2', 'correlations', 'quadrant_metrics', 'oracle_prediction',
-           'noise_ceiling', 'compare', 'wide_table', 'to_markdown', 'plot_comparison', 'plot_heatmap', 'plot_scatter',
-           'plot_gene_correlations', 'grammar_probe']
+__all__ = ['METRICS', 'SUMS', 'pearson', 'spearman', 'r2', 'correlations', 'bootstrap_ci', 'quadrant_metrics',
+           'oracle_prediction', 'expected_log1p', 'bayes_prediction', 'noise_ceiling', 'split_half_ceiling',
+           'add_shares', 'compare', 'paired_differences', 'wide_table', 'headline', 'to_markdown', 'plot_comparison',
+           'plot_heatmap', 'plot_scatter', 'plot_gene_correlations', 'marker_means', 'plot_markers', 'bin_confusion',
+           'plot_bin_confusion', 'nearest_similarity', 'plot_similarity', 'grammar_probe']
 
 # %% ../nbs/13_evaluation.ipynb #0007
 METRICS = Registry('metric', runtime=('truth', 'pred'))
@@ -141,7 +144,21 @@ def correlations(adata:ad.AnnData, # cells x genes with var['split'], obs['split
     df.index.name = 'gene' if across == 'cells' else 'cell'
     return df
 
-# %% ../nbs/13_evaluation.ipynb #0013
+# %% ../nbs/13_evaluation.ipynb #90ad5cff
+def bootstrap_ci(values, # one value per item (NaN ignored)
+                 n_boot:int=1000, # resamples (fewer when items x resamples would pass `max_draws`)
+                 ci:float=0.95, # coverage of the interval
+                 seed:int=0, # seed of the resampling
+                 max_draws:int=20_000_000, # items x resamples drawn at a time, at most
+                ) -> tuple[float, float]:
+    "Percentile bootstrap interval of the mean over items (resampled with replacement); NaNs when there are fewer than 2 items."
+    v = np.asarray(values, np.float64); v = v[~np.isnan(v)]; n = len(v)
+    if n < 2: return np.nan, np.nan
+    rng = np.random.default_rng(seed); B = max(200, min(n_boot, max_draws // n)); step = max(1, max_draws // n)
+    means = np.concatenate([v[rng.integers(0, n, (min(step, B - i), n))].mean(1) for i in range(0, B, step)])
+    lo, hi = np.quantile(means, [(1 - ci) / 2, (1 + ci) / 2])
+    return float(lo), float(hi)
+
 def quadrant_metrics(adata:ad.AnnData, # cells x genes with var['split'], obs['split']
                      pred, # predictions: a layer name or an array (n_cells, n_genes)
                      truth='X', # observed log1p expression: a layer name or an array
@@ -149,8 +166,10 @@ def quadrant_metrics(adata:ad.AnnData, # cells x genes with var['split'], obs['s
                      cell_splits:tuple=('train', 'test'), # cell splits to evaluate
                      metrics:tuple=('pearson', 'spearman'), # names in METRICS
                      max_elements:int=20_000_000, # dense values at a time
+                     n_boot:int=1000, # bootstrap resamples of the items for the intervals (0: none)
+                     units:dict|None=None, # if a dict: filled with each quadrant's per-item values, keyed (genes, cells, metric, across)
                     ) -> pd.DataFrame:
-    "Tidy table of mean metrics per quadrant (gene split x cell split), metric and direction."
+    "Tidy table of mean metrics per quadrant (gene split x cell split), metric and direction, with 95% bootstrap intervals over the items."
     recs = []
     for gs in gene_splits:
         for cs in cell_splits:
@@ -159,17 +178,19 @@ def quadrant_metrics(adata:ad.AnnData, # cells x genes with var['split'], obs['s
                 ok = ~df.const_truth
                 for m in metrics:
                     v = df.loc[ok, m]
+                    lo, hi = bootstrap_ci(v.to_numpy(), n_boot) if n_boot else (np.nan, np.nan)
                     recs.append(dict(genes=gs, cells=cs, metric=m, across=across,
-                                     value=float(v.mean()) if v.notna().any() else np.nan,
+                                     value=float(v.mean()) if v.notna().any() else np.nan, ci_low=lo, ci_high=hi,
                                      n=int(v.notna().sum()), n_const_truth=int((~ok).sum()), n_nan=int(v.isna().sum())))
+                    if units is not None: units[(gs, cs, m, across)] = v
     return pd.DataFrame(recs)
 
-# %% ../nbs/13_evaluation.ipynb #0018
+# %% ../nbs/13_evaluation.ipynb #07c070ab
 def oracle_prediction(adata:ad.AnnData, # cells x genes with obs['cell_type'], var['split']
                       truth, # truth AnnData or .h5ad path (cell types x genes, X = log1p(1e4 * rate))
                       renormalise:bool=True, # renormalise the rates over adata's train genes, as the counts were
                      ) -> Profiles:
-    "The oracle: each cell's type's true log-normalised expression, a profile per type."
+    "The type-mean oracle: each cell's type's true log-normalised expression, a profile per type."
     if not isinstance(truth, ad.AnnData): truth = ad.read_h5ad(truth)
     if 'cell_type' not in adata.obs: raise KeyError("adata.obs['cell_type'] is missing")
     gi = truth.var_names.get_indexer(adata.var_names)
@@ -185,14 +206,161 @@ def oracle_prediction(adata:ad.AnnData, # cells x genes with obs['cell_type'], v
         X = np.log1p(1e4 * rate / R)
     return Profiles(X.astype(np.float32), ti, names=truth.obs_names)
 
-def noise_ceiling(adata:ad.AnnData, # cells x genes with obs['cell_type']
-                  truth_h5ad, # truth .h5ad path or AnnData
-                  **kwargs, # passed to quadrant_metrics (truth, gene_splits, cell_splits, methods)
-                 ) -> pd.DataFrame:
-    "`quadrant_metrics` of the oracle prediction: the best any model can reach in expectation."
-    return quadrant_metrics(adata, oracle_prediction(adata, truth_h5ad), **kwargs)
+def _pmf_sum(mu, scale, r, n_terms, max_elements):
+    "Σ_x pmf(x) log1p(scale x) (NB of size r; Poisson for r None), elements sorted by mean so each group sums only as far as its tail."
+    out = np.zeros(mu.shape); order = np.flatnonzero(mu > 0)
+    order = order[np.argsort(mu[order], kind='stable')]
+    i = 0
+    while i < len(order):
+        K = n_terms(mu[order[min(len(order), i + 512) - 1]])
+        j = min(len(order), i + max(512, max_elements // K)); K = n_terms(mu[order[j - 1]])
+        idx = order[i:j]; m, s = mu[idx], scale[idx]; x = np.arange(K, dtype=np.float64)
+        if r is None: lp = x[None] * np.log(m)[:, None] - m[:, None] - gammaln(x + 1)[None]
+        else: lp = ((gammaln(x + r) - gammaln(r) - gammaln(x + 1))[None] + x[None] * np.log(m / (r + m))[:, None]
+                    + (r * np.log(r / (r + m)))[:, None])
+        p = np.exp(lp)
+        out[idx] = (p * np.log1p(s[:, None] * x[None])).sum(1) / p.sum(1)   # renormalised over the 1 - tol it covers
+        i = j
+    return out
 
-# %% ../nbs/13_evaluation.ipynb #0023
+def _poisson_log1p(lam, scale, tol, max_elements, exact_below:float=100.):
+    "E[log1p(scale x)], x ~ Poisson(lam): the pmf sum below `exact_below`, third order around the mean above."
+    out = np.empty(lam.shape); small = lam <= exact_below
+    out[small] = _pmf_sum(lam[small], scale[small], None, lambda m: int(poisson.ppf(1 - tol, m)) + 2, max_elements)
+    l, s = lam[~small], scale[~small]; u = 1 + s * l
+    out[~small] = np.log1p(s * l) - 0.5 * s**2 * l / u**2 + s**3 * l / (3 * u**3)
+    return out
+
+def expected_log1p(mu, # means of the counts (any shape)
+                   scale, # the factor inside log1p (target_sum / library), broadcast against mu
+                   dispersion:float=0., # NB over-dispersion φ (variance μ + φμ²); 0: Poisson
+                   max_terms:int=2000, # longest pmf sum; means whose tail is longer go through the gamma mixture
+                   nodes:int=160, # trapezoid nodes over log t of the gamma mixing
+                   tol:float=1e-10, # pmf mass left out of each sum
+                   max_elements:int=4_000_000, # values at a time
+                  ) -> np.ndarray:
+    "E[log1p(scale · x)] for x ~ NB(mean mu, dispersion), elementwise: the Bayes prediction of a log-normalised count."
+    mu, scale = np.broadcast_arrays(np.asarray(mu, np.float64), np.asarray(scale, np.float64))
+    shape = mu.shape; mu, scale = mu.ravel(), scale.ravel()
+    if (mu < 0).any() or not np.isfinite(mu).all(): raise ValueError("mu must be finite and non-negative")
+    if dispersion < 0: raise ValueError(f"dispersion must be non-negative, got {dispersion!r}")
+    if dispersion == 0: return _poisson_log1p(mu, scale, tol, max_elements).reshape(shape)
+    r = 1 / float(dispersion); out = np.empty(mu.shape)
+    n_terms = lambda m: int(nbinom.ppf(1 - tol, r, r / (r + m))) + 2
+    grid = np.geomspace(1e-6, max(1., mu.max(initial=0.)), 200); short = np.array([n_terms(g) for g in grid]) <= max_terms
+    exact = mu <= (grid[short].max() if short.any() else -1.)
+    out[exact] = _pmf_sum(mu[exact], scale[exact], r, n_terms, max_elements)
+    if (~exact).any():   # NB(μ, φ) = Poisson(μ t / r) with t ~ Gamma(r): trapezoid in log t, the Poisson at each node
+        u = np.linspace(np.log(gamma_dist.ppf(tol, r)), np.log(gamma_dist.ppf(1 - tol, r)), nodes)
+        w = np.exp(r * u - np.exp(u)); w /= w.sum()
+        m, s = mu[~exact], scale[~exact]
+        for i in range(0, len(m), max(1, max_elements // nodes)):
+            lam = m[i:i + max_elements // nodes, None] * np.exp(u)[None] / r
+            g = _poisson_log1p(lam.ravel(), np.repeat(s[i:i + len(lam)], nodes), tol, max_elements).reshape(lam.shape)
+            out[np.flatnonzero(~exact)[i:i + len(lam)]] = g @ w
+    return out.reshape(shape)
+
+def bayes_prediction(adata:ad.AnnData, # cells x genes from the data step: obs['size_train'], var['split']
+                     truth, # truth AnnData or .h5ad path of the world that drew the counts (with uns['cells'])
+                     cells=None, # cell positions (or a mask) to predict; None: all
+                     genes=None, # gene positions (or a mask); None: all
+                    ) -> CellValues:
+    "The Bayes predictor under the world's noise model: E[log1p(target_sum · x / size_train)], x ~ NB(depth · rate, φ), per cell."
+    if not isinstance(truth, ad.AnnData): truth = ad.read_h5ad(truth)
+    if 'cells' not in truth.uns: raise KeyError("the truth records no per-cell depths (uns['cells']): a world written by an older rosa")
+    if 'size_train' not in adata.obs: raise KeyError("adata.obs['size_train'] is missing: normalise the counts first (rosa.data.normalize)")
+    cells_t = truth.uns['cells']
+    ci = pd.Index(cells_t.index).get_indexer(adata.obs_names)
+    if (ci < 0).any(): raise KeyError(f"{(ci < 0).sum()} cells are not in the truth (pseudobulks?), e.g. {list(adata.obs_names[ci < 0][:3])}")
+    gi = truth.var_names.get_indexer(adata.var_names)
+    if (gi < 0).any(): raise KeyError(f"{(gi < 0).sum()} genes are not in the truth, e.g. {list(adata.var_names[gi < 0][:5])}")
+    ti = truth.obs_names.get_indexer(cells_t['cell_type'].astype(str).to_numpy()[ci])
+    phi = float(json.loads(truth.uns['config'])['dispersion'])
+    target = float(adata.uns.get('rosa', {}).get('normalize', {}).get('target_sum', 1e4))
+    out = CellValues.create(None, adata.shape, cells, genes)
+    rate = np.asarray(truth.layers['rate'], np.float64)[:, gi[out.genes]]
+    depth = cells_t['library'].to_numpy(np.float64)[ci]; size = adata.obs['size_train'].to_numpy(np.float64)
+    step = max(1, 4_000_000 // max(1, len(out.genes)))
+    for i in range(0, len(out.cells), step):
+        r = out.cells[i:i + step]
+        out.values[i:i + len(r)] = expected_log1p(depth[r, None] * rate[ti[r]], target / size[r, None], phi)
+    return out
+
+def noise_ceiling(adata:ad.AnnData, # cells x genes with obs['cell_type'] (and obs['size_train'] for the Bayes ceiling)
+                  truth_h5ad, # truth .h5ad path or AnnData
+                  gene_splits:tuple=('train', 'test'), # gene splits to evaluate
+                  cell_splits:tuple=('train', 'test'), # cell splits to evaluate
+                  **kwargs, # passed to quadrant_metrics (truth, metrics, ...)
+                 ) -> pd.DataFrame:
+    "`quadrant_metrics` of the Bayes predictor (the type-mean oracle where the world recorded no depths): the attainable."
+    truth = truth_h5ad if isinstance(truth_h5ad, ad.AnnData) else ad.read_h5ad(truth_h5ad)
+    try: pred = bayes_prediction(adata, truth, split_mask(adata, 'cells', cell_splits), split_mask(adata, 'genes', gene_splits))
+    except KeyError as e:
+        warnings.warn(f"noise ceiling: {_one(e)}; using the type-mean oracle, which is not an upper bound at low depth")
+        pred = oracle_prediction(adata, truth)
+    return quadrant_metrics(adata, pred, gene_splits=gene_splits, cell_splits=cell_splits, **kwargs)
+
+def _one(e): return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+# %% ../nbs/13_evaluation.ipynb #988d7847
+def _group_means(T:Predictions, rows, groups, n_groups, cols, step) -> np.ndarray:
+    "Mean of T over the cells of each group: (n_groups, len(cols)), read by blocks of cells."
+    s, n = np.zeros((n_groups, len(cols))), np.bincount(groups, minlength=n_groups).astype(np.float64)
+    for i in range(0, len(rows), step):
+        g = groups[i:i+step]
+        ind = sp.csr_matrix((np.ones(len(g)), (g, np.arange(len(g)))), shape=(n_groups, len(g)))
+        s += ind @ T.block(rows[i:i+step], cols).astype(np.float64)
+    with np.errstate(invalid='ignore'): return s / n[:, None]
+
+def split_half_ceiling(adata:ad.AnnData, # cells x genes with obs['cell_type'], obs['split'], var['split']
+                       gene_splits:tuple=('train', 'test'), # gene splits to evaluate
+                       cell_splits:tuple=('train', 'test'), # cell splits to evaluate
+                       metrics:tuple=('pearson', 'spearman'), # names in METRICS
+                       truth='X', # observed log1p expression
+                       seed:int=0, # seed of the halves
+                       correct:bool=True, # Spearman-Brown correct each item's correlation to the whole's
+                       n_boot:int=1000, # bootstrap resamples for the intervals (0: none)
+                       max_elements:int=20_000_000, # dense values at a time
+                      ) -> pd.DataFrame:
+    "The attainable without a truth: each type's pseudobulk from one half of its cells predicts the other half, Spearman-Brown corrected to the whole."
+    METRICS.check(metrics)
+    if 'cell_type' not in adata.obs: raise KeyError("adata.obs['cell_type'] is missing: the split-half ceiling needs cell types")
+    T = _matrix(adata, truth, 'truth')
+    rng = np.random.default_rng(seed)
+    types = pd.factorize(adata.obs['cell_type'].astype(str))[0]
+    splits = pd.factorize(adata.obs['split'].astype(str))[0]
+    half = np.zeros(adata.n_obs, np.int64)
+    for g in pd.Series(np.arange(adata.n_obs)).groupby([splits, types]).indices.values():   # halves within each split and type
+        g = rng.permutation(g); half[g[len(g) // 2:]] = 1
+    n_types = types.max() + 1; group = (splits * n_types + types) * 2 + half
+    n_groups = (splits.max() + 1) * n_types * 2
+    cols = np.flatnonzero(split_mask(adata, 'genes', gene_splits))
+    step = max(1, max_elements // max(1, len(cols)))
+    prof = np.zeros((n_groups, adata.n_vars), np.float32)
+    prof[:, cols] = _group_means(T, np.arange(adata.n_obs), group, n_groups, cols, step)
+    n = np.bincount(group, minlength=n_groups).reshape(-1, n_types, 2)        # a type's empty half (a single cell): the split's half mean
+    P = prof.reshape(-1, n_types, 2, adata.n_vars)
+    fill = np.einsum('sth,sthg->shg', n, np.nan_to_num(P)) / np.maximum(n.sum(1), 1)[..., None]
+    prof = np.where((n == 0)[..., None], fill[:, None], P).reshape(n_groups, -1).astype(np.float32)
+    other = Profiles(prof, group ^ 1)                            # each cell predicted from the other half of its type
+    A, B = Profiles(prof, group & ~1), Profiles(prof, group | 1)  # the two halves' pseudobulks, side by side
+    recs = []
+    for gs in gene_splits:
+        for cs in cell_splits:
+            for across in ('cells', 'genes'):
+                r = correlations(adata, other, gs, cs, across, truth, metrics, max_elements)
+                rel = correlations(adata, B, gs, cs, across, A, metrics, max_elements)
+                ok = ~r.const_truth
+                for m in metrics:
+                    rr = rel[m].clip(upper=1.).where(rel[m] > 0)         # a split-half reliability <= 0: no ceiling for that item
+                    v = (r[m] * np.sqrt(2 / (1 + rr))).clip(upper=1.)[ok] if correct and m in ('pearson', 'spearman') else r[m][ok]
+                    lo, hi = bootstrap_ci(v.to_numpy(), n_boot) if n_boot else (np.nan, np.nan)
+                    recs.append(dict(genes=gs, cells=cs, metric=m, across=across,
+                                     value=float(v.mean()) if v.notna().any() else np.nan, ci_low=lo, ci_high=hi,
+                                     n=int(v.notna().sum()), n_const_truth=int((~ok).sum()), n_nan=int(v.isna().sum())))
+    return pd.DataFrame(recs).assign(embedding='split-half')
+
+# %% ../nbs/13_evaluation.ipynb #ad6b5bc8
 def _col(genes, cells, metric, across): return f'{genes} genes x {cells} cells: {metric} across {across}'
 
 def _split_name(name) -> tuple[str, str]:
@@ -200,6 +368,21 @@ def _split_name(name) -> tuple[str, str]:
     if isinstance(name, tuple) and len(name) == 2: return tuple(map(str, name))
     if isinstance(name, str): return name, ''
     raise ValueError(f"prediction names are (model, embedding) pairs or a model's name, got {name!r}")
+
+_KEY = ['genes', 'cells', 'metric', 'across']
+
+def add_shares(table:pd.DataFrame # compare's tidy table (with its ceiling and agnostic rows)
+              ) -> pd.DataFrame:
+    "Each row's `fraction` of the ceiling and `gene_share` = (value - agnostic) / (ceiling - agnostic), per quadrant, metric and direction."
+    t = table.copy()
+    def ref(model):
+        r = t[t.model == model].drop_duplicates(_KEY).set_index(_KEY)['value']
+        return pd.Series(t.set_index(_KEY).index.map(r.to_dict()), index=t.index, dtype=float)
+    ceil, ag = ref('ceiling'), ref('agnostic').fillna(0.)   # agnostic across genes is constant: no ranking, 0
+    with np.errstate(invalid='ignore', divide='ignore'):
+        t['fraction'] = t.value / ceil
+        t['gene_share'] = (t.value - ag) / (ceil - ag)
+    return t
 
 def compare(adata:ad.AnnData, # cells x genes with X = observed log1p and the prediction layers
             preds:dict, # (model, embedding) -> prediction (layer name or array); a plain str key is a model without embedding
@@ -209,18 +392,45 @@ def compare(adata:ad.AnnData, # cells x genes with X = observed log1p and the pr
             gene_splits:tuple=('train', 'test'), # gene splits
             cell_splits:tuple=('train', 'test'), # cell splits
             metrics:tuple=('pearson', 'spearman'), # names in METRICS
+            n_boot:int=1000, # bootstrap resamples for the intervals (0: none)
+            units:dict|None=None, # if a dict: filled with the per-item values, {(model, embedding): {(genes, cells, metric, across): Series}}
            ) -> pd.DataFrame:
-    "Tidy comparison table: one row per (model, embedding) x quadrant (genes, cells) x metric x direction (across)."
-    kw = dict(truth=truth, gene_splits=gene_splits, cell_splits=cell_splits, metrics=metrics)
+    "Tidy comparison table: one row per (model, embedding) x quadrant (genes, cells) x metric x direction (across), with intervals and shares."
+    kw = dict(truth=truth, gene_splits=gene_splits, cell_splits=cell_splits, metrics=metrics, n_boot=n_boot)
     preds = {_split_name(k): v for k, v in preds.items()}
     if baseline and not any(m == 'agnostic' for m, _ in preds): preds = {('agnostic', ''): agnostic(adata), **preds}
-    parts = [quadrant_metrics(adata, pred, **kw).assign(model=m, embedding=e) for (m, e), pred in preds.items()]
+    parts = []
+    for (m, e), pred in preds.items():
+        u = {} if units is not None else None
+        parts.append(quadrant_metrics(adata, pred, units=u, **kw).assign(model=m, embedding=e))
+        if units is not None: units[(m, e)] = u
     if ceiling is not None:
         if not isinstance(ceiling, pd.DataFrame): ceiling = noise_ceiling(adata, ceiling, **kw)
-        parts.append(ceiling.assign(model='ceiling', embedding='oracle'))
-    t = pd.concat(parts, ignore_index=True)
-    first = ['model', 'embedding', 'genes', 'cells', 'metric', 'across', 'value']
+        parts.append(ceiling.assign(model='ceiling', embedding=ceiling['embedding'] if 'embedding' in ceiling else 'oracle'))
+    t = add_shares(pd.concat(parts, ignore_index=True))
+    first = ['model', 'embedding', 'genes', 'cells', 'metric', 'across', 'value', 'ci_low', 'ci_high', 'fraction', 'gene_share']
     return t[first + [c for c in t.columns if c not in first]]
+
+def paired_differences(units:dict, # compare's `units`
+                       genes:str='test', cells:str='test', # the quadrant
+                       n_boot:int=1000, # bootstrap resamples of the items
+                      ) -> pd.DataFrame:
+    "For each model, every pair of its embeddings: the mean per-item difference (a - b) with its paired bootstrap interval."
+    recs = []
+    by_model = {}
+    for (m, e), u in units.items():
+        if e: by_model.setdefault(m, []).append(e)
+    for m, embs in by_model.items():
+        for i, a in enumerate(embs):
+            for b in embs[i + 1:]:
+                for (gs, cs, metric, across), va in units[(m, a)].items():
+                    if (gs, cs) != (genes, cells): continue
+                    vb = units[(m, b)][(gs, cs, metric, across)]
+                    d = (va - vb.reindex(va.index)).dropna()   # the same items, paired
+                    lo, hi = bootstrap_ci(d.to_numpy(), n_boot)
+                    recs.append(dict(model=m, a=a, b=b, genes=gs, cells=cs, metric=metric, across=across,
+                                     difference=float(d.mean()) if len(d) else np.nan, ci_low=lo, ci_high=hi, n=len(d)))
+    return pd.DataFrame(recs, columns=['model', 'a', 'b', 'genes', 'cells', 'metric', 'across', 'difference', 'ci_low', 'ci_high', 'n'])
 
 def wide_table(table:pd.DataFrame, # compare's tidy table
                value:str='value', # the column to spread
@@ -230,6 +440,24 @@ def wide_table(table:pd.DataFrame, # compare's tidy table
     order = list(dict.fromkeys(zip(t.model, t.embedding))); cols = list(dict.fromkeys(t.column))
     w = t.pivot_table(index=['model', 'embedding'], columns='column', values=value, aggfunc='first', dropna=False)
     return w.reindex(index=pd.MultiIndex.from_tuples(order, names=['model', 'embedding']), columns=cols).rename_axis(columns=None)
+
+def _interval(v, lo, hi, digits=2):
+    if np.isnan(v): return 'n/a'
+    return f'{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]' if not np.isnan(lo) else f'{v:.{digits}f}'
+
+def headline(table:pd.DataFrame, # compare's tidy table
+             genes:str='test', cells:str='test', # the quadrant
+             metric:str='pearson', # the metric
+             digits:int=2, # decimals
+            ) -> pd.DataFrame:
+    "One quadrant, both directions: each row's value with its 95% interval and its gene-specific share, as text."
+    q = table[(table.genes == genes) & (table.cells == cells) & (table.metric == metric)]
+    order = list(dict.fromkeys(zip(q.model, q.embedding))); out = {}
+    for across in ('cells', 'genes'):
+        s = q[q.across == across].drop_duplicates(['model', 'embedding']).set_index(['model', 'embedding']).reindex(order)
+        out[f'across {across}'] = [_interval(*r, digits=digits) for r in s[['value', 'ci_low', 'ci_high']].to_numpy(float)]
+        if 'gene_share' in s: out[f'share ({across[0]})'] = ['' if np.isnan(v) else f'{v:.{digits}f}' for v in s.gene_share.to_numpy(float)]
+    return pd.DataFrame(out, index=pd.MultiIndex.from_tuples(order, names=['model', 'embedding']))
 
 def to_markdown(table:pd.DataFrame, # e.g. wide_table's output
                 digits:int=3, # decimals
@@ -325,16 +553,143 @@ def plot_gene_correlations(adata:ad.AnnData, # cells x genes
                            cells:str='test', # cell split
                            method:str='pearson', # 'pearson' or 'spearman'
                            truth='X', # observed expression
-                           ax=None, # matplotlib axes
+                           axes=None, # matplotlib axes, one per prediction
+                           ncols:int=4, # panels per row
                           ):
-    "Distribution of per-gene correlations (across cells) for each prediction; returns the axes."
+    "Histograms of per-gene correlations (across cells), a panel per prediction with its mean dashed; returns the axes."
+    n = len(layers); ncols = max(1, min(ncols, n))
+    if axes is None: _, axes = plt.subplots(-(-n // ncols), ncols, figsize=(2.5 * ncols, 1.9 * -(-n // ncols) + 0.5), sharex=True, squeeze=False)
+    axes = np.ravel(axes)
+    for ax, (name, p) in zip(axes, layers.items()):
+        r = correlations(adata, p, genes, cells, 'cells', truth, (method,)).query('~const_truth')[method].dropna()
+        ax.hist(r, bins=np.linspace(-1, 1, 41), color='C0')
+        if len(r): ax.axvline(r.mean(), ls='--', c='k', lw=1)
+        ax.set_title(f"{name}\nmean {r.mean():.2f}" if len(r) else f'{name}\nn/a', fontsize=8); ax.tick_params(labelsize=7)
+    for ax in axes[n:]: ax.axis('off')
+    for ax in axes[max(0, n - ncols):n]: ax.set_xlabel(f'{method} across cells, per gene ({genes} genes x {cells} cells)' if n == 1 else f'{method} across cells', fontsize=8)
+    return axes[:n]
+
+# %% ../nbs/13_evaluation.ipynb #9e5eeae1
+def _cell_sample(adata, cells, max_cells, seed):
+    rows = np.flatnonzero(split_mask(adata, 'cells', cells))
+    return np.sort(np.random.default_rng(seed).choice(rows, max_cells, replace=False)) if len(rows) > max_cells else rows
+
+def marker_means(adata:ad.AnnData, # cells x genes with obs['cell_type']
+                 pred, # predictions
+                 genes:str='test', cells:str='test', # the quadrant
+                 n_markers:int=3, # marker genes per cell type
+                 max_types:int=12, # the most frequent cell types shown
+                 max_cells:int=5000, # cells sampled (seeded) to find and show the markers
+                 truth='X', seed:int=0,
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "Observed and predicted mean expression per cell type of each type's marker genes (the held-out genes most specific to it, observed)."
+    rows = _cell_sample(adata, cells, max_cells, seed); cols = np.flatnonzero(split_mask(adata, 'genes', genes))
+    t = adata.obs['cell_type'].astype(str).to_numpy()[rows]
+    keep = pd.Series(t).value_counts().index[:max_types]
+    rows, t = rows[np.isin(t, keep)], t[np.isin(t, keep)]
+    means = lambda M: pd.DataFrame(_block(M, rows, cols), columns=adata.var_names[cols]).groupby(t).mean().reindex(keep)
+    obs, prd = means(_matrix(adata, truth, 'truth')), means(_matrix(adata, pred, 'pred'))
+    spec = obs - np.stack([np.delete(obs.to_numpy(), i, 0).max(0) for i in range(len(obs))])   # above the next type's mean
+    chosen = []
+    for ty in keep:
+        chosen += [g for g in spec.loc[ty].sort_values(ascending=False).index if g not in chosen][:n_markers]
+    return obs[chosen], prd[chosen]
+
+def plot_markers(adata:ad.AnnData, pred, # as for `marker_means`
+                 axes=None, # two matplotlib axes
+                 **kwargs, # marker_means' arguments
+                ):
+    "Observed vs predicted marker-gene heat maps by cell type, each gene z-scored over the types; returns the axes."
     import seaborn as sns
-    d = pd.concat([correlations(adata, p, genes, cells, 'cells', truth, (method,)).query('~const_truth')[method]
-                   .rename('r').reset_index().assign(model=name) for name, p in layers.items()])
-    if ax is None: _, ax = plt.subplots(figsize=(1.1 * len(layers) + 2, 3))
-    sns.boxplot(d, x='model', y='r', ax=ax, fliersize=2, color='C0')
-    ax.set_ylabel(f'{method} across cells, per gene'); ax.set_xlabel('')
-    ax.set_title(f'{genes} genes x {cells} cells', fontsize=9); ax.tick_params(axis='x', rotation=30, labelsize=8)
+    obs, prd = marker_means(adata, pred, **kwargs)
+    if 'feature_name' in adata.var: obs, prd = (m.rename(columns=adata.var['feature_name'].astype(str).to_dict()) for m in (obs, prd))
+    z = lambda m: (m - m.mean(0)) / m.std(0).replace(0, 1)
+    if axes is None: _, axes = plt.subplots(1, 2, figsize=(0.22 * obs.shape[1] * 2 + 3.5, 0.3 * len(obs) + 1.6), sharey=True)
+    for ax, m, title in zip(axes, (obs, prd), ('observed', 'predicted')):
+        sns.heatmap(z(m), ax=ax, cmap='vlag', center=0, vmin=-2.5, vmax=2.5, cbar=ax is axes[-1], xticklabels=True, yticklabels=True)
+        ax.set_title(title, fontsize=9); ax.tick_params(labelsize=6); ax.set_xlabel('')
+    return axes
+
+# %% ../nbs/13_evaluation.ipynb #1429534b
+def bin_confusion(adata:ad.AnnData, # cells x genes with layers['bins'] (rosa.data.bin_expression)
+                  pred, # predictions
+                  genes:str='test', cells:str='test', # the quadrant
+                  bins='bins', # the observed bins: a layer name or `Predictions`
+                  max_elements:int=20_000_000, # dense values at a time
+                 ) -> pd.DataFrame:
+    "Observed bin x predicted bin over a quadrant, rows summing to 1; a cell's predictions are binned by rank with its observed bins' counts."
+    B, P = _matrix(adata, bins, 'bins'), _matrix(adata, pred, 'pred')
+    rows, cols = np.flatnonzero(split_mask(adata, 'cells', cells)), np.flatnonzero(split_mask(adata, 'genes', genes))
+    k = int(adata.uns.get('rosa', {}).get('bins', {}).get('n_bins', 0)) or 128   # bins are int8: at most 127
+    counts, step = np.zeros((k, k), np.int64), max(1, max_elements // max(1, len(cols)))
+    for i in range(0, len(rows), step):
+        b = np.rint(B.block(rows[i:i+step], cols)).astype(np.int64); p = P.block(rows[i:i+step], cols)
+        pb = np.empty_like(b)   # the cell's observed bins, sorted, dealt out in the order of its predictions
+        np.put_along_axis(pb, np.argsort(p, 1, kind='stable'), np.sort(b, 1), 1)
+        counts += np.bincount((b * k + pb).ravel(), minlength=k * k).reshape(k, k)
+    if k == 128: k = int(np.flatnonzero(counts.sum(0) + counts.sum(1)).max(initial=0)) + 1; counts = counts[:k, :k]
+    with np.errstate(invalid='ignore'): cm = counts / counts.sum(1, keepdims=True)
+    return pd.DataFrame(cm, index=pd.RangeIndex(len(cm), name='observed bin'), columns=pd.RangeIndex(len(cm), name='predicted bin'))
+
+def plot_bin_confusion(cm:pd.DataFrame, # bin_confusion's output
+                       ax=None, title:str='', # matplotlib axes, a title
+                      ):
+    "The bins' confusion matrix, rows normalised; returns the axes."
+    import seaborn as sns
+    if ax is None: _, ax = plt.subplots(figsize=(4, 3.4))
+    sns.heatmap(cm, annot=cm.shape[0] <= 10, fmt='.2f', cmap='Blues', vmin=0, vmax=1, ax=ax, annot_kws=dict(fontsize=7))
+    ax.set_title(title or 'observed bin → predicted bin (rows sum to 1)', fontsize=9)
+    return ax
+
+# %% ../nbs/13_evaluation.ipynb #44580e2e
+def nearest_similarity(sequences:pd.Series, # sequences indexed by gene (proteins, say); None/NaN where a gene has none
+                       train, # the genes to search (e.g. the training genes)
+                       k:int=3, # k-mer length
+                       chunk:int=1024, # query genes scored at a time
+                      ) -> pd.DataFrame:
+    "Each gene's most similar gene among `train` (itself excluded): cosine similarity of k-mer counts, and which gene."
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.preprocessing import normalize
+    s = sequences[sequences.map(lambda x: isinstance(x, str) and len(x) >= k)]
+    out = pd.DataFrame({'similarity': np.nan, 'nearest': None}, index=sequences.index)
+    ref = s.index[s.index.isin(pd.Index(train))]
+    if not len(ref) or not len(s): return out
+    # sklearn's char n-grams: a sparse k-mer count matrix without a hand-written tokenizer
+    X = normalize(CountVectorizer(analyzer='char', ngram_range=(k, k), lowercase=False, dtype=np.float32).fit_transform(s.to_numpy()))
+    R = X[s.index.get_indexer(ref)].T.tocsc()
+    ref_pos = pd.Index(s.index).get_indexer(ref)
+    sim, best = np.empty(len(s)), np.empty(len(s), np.int64)
+    for i in range(0, len(s), chunk):
+        S = (X[i:i+chunk] @ R).toarray()
+        own = np.flatnonzero((ref_pos >= i) & (ref_pos < i + chunk))
+        S[ref_pos[own] - i, own] = -np.inf                      # a gene is not its own neighbour
+        best[i:i+chunk] = S.argmax(1); sim[i:i+chunk] = S[np.arange(len(S)), best[i:i+chunk]]
+    out.loc[s.index, 'similarity'] = np.where(np.isfinite(sim), sim, np.nan)
+    out.loc[s.index, 'nearest'] = ref.to_numpy()[best]
+    out['similarity'] = out.similarity.astype(float)
+    return out
+
+def plot_similarity(adata:ad.AnnData, # cells x genes
+                    similarity:pd.Series, # per gene: similarity of the nearest training gene (`nearest_similarity`)
+                    layers:dict, # name -> prediction
+                    genes:str='test', cells:str='test', # the quadrant
+                    method:str='pearson', # 'pearson' or 'spearman'
+                    truth='X', # observed expression
+                    n_bins:int=6, # similarity bins of the mean lines
+                    ax=None, # matplotlib axes
+                   ):
+    "Held-out-gene accuracy (correlation across cells) against the similarity of the nearest training gene: how much of it is paralogy; returns the axes."
+    if ax is None: _, ax = plt.subplots(figsize=(5, 3.4))
+    x = similarity.reindex(adata.var_names[split_mask(adata, 'genes', genes)])
+    edges = np.unique(np.nanquantile(x, np.linspace(0, 1, n_bins + 1))) if x.notna().any() else np.array([0., 1.])
+    for i, (name, p) in enumerate(layers.items()):
+        r = correlations(adata, p, genes, cells, 'cells', truth, (method,)).query('~const_truth')[method]
+        d = pd.DataFrame({'x': x.reindex(r.index), 'r': r}).dropna()
+        ax.scatter(d.x, d.r, s=5, alpha=0.25, color=f'C{i}')
+        b = d.groupby(pd.cut(d.x, edges, include_lowest=True), observed=True)
+        ax.plot(b.x.mean(), b.r.mean(), '-o', ms=3, color=f'C{i}', label=name)
+    ax.set_xlabel('similarity of the nearest training gene (k-mer cosine)'); ax.set_ylabel(f'{method} across cells, per gene')
+    ax.set_title(f'{genes} genes x {cells} cells', fontsize=9); ax.legend(fontsize=7)
     return ax
 
 # %% ../nbs/13_evaluation.ipynb #0037

@@ -24,12 +24,15 @@ from .embeddings import EMBEDDINGS, EmbeddingContext, compute_embedding, genes_o
 from .models import MODELS
 from .predictions import Predictions, Profiles, CellValues, save_predictions, read_predictions
 import rosa.training  # registers the transformer in MODELS
-from .evaluation import METRICS, noise_ceiling, compare, wide_table, to_markdown, plot_comparison, grammar_probe
+from .evaluation import (METRICS, noise_ceiling, split_half_ceiling, compare, wide_table, to_markdown, grammar_probe, paired_differences,
+                             headline, nearest_similarity, bin_confusion, plot_comparison, plot_scatter, plot_gene_correlations,
+                             plot_markers, plot_bin_confusion, plot_similarity, _label)
+from .esm import read_proteins
 
 # %% auto #0
 __all__ = ['DEFAULT_EMBEDDINGS', 'DEFAULT_MODELS', 'HEADLINE', 'DEMO', 'RunConfig', 'step_annotation', 'gene_table', 'step_data',
-           'step_embedding', 'step_prediction', 'preflight', 'RunResult', 'run', 'tss_accuracy', 'write_report', 'demo',
-           'read_run']
+           'step_embedding', 'step_prediction', 'preflight', 'RunResult', 'run', 'tss_accuracy', 'report_figures',
+           'nearest_train_protein', 'write_report', 'demo', 'read_run', 'compare_runs']
 
 # %% ../nbs/14_pipeline.ipynb #0005
 FORMATS['annotation'] = Format('', lambda a, p: a.write(p), Annotation.read, directory=True)
@@ -313,8 +316,11 @@ class RunResult:
     table:pd.DataFrame
     out:Path
     predictions:dict = field(default_factory=dict)
+    paired:pd.DataFrame|None = None   # paired differences between embeddings, per model, in the headline quadrant
     @property
     def wide(self) -> pd.DataFrame: return wide_table(self.table)
+    @property
+    def headline(self) -> pd.DataFrame: return headline(self.table, **HEADLINE)
     def __repr__(self): return f'RunResult({self.out}, {self.adata.n_obs} cells x {self.adata.n_vars} genes, {self.table.model.nunique()} models)'
 
 HEADLINE = dict(genes='test', cells='test')   # the quadrant that matters: held-out genes in held-out cells
@@ -378,8 +384,11 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
     _log('  done', t0)
     _log('[5/6] evaluation per quadrant'); t0 = time.time()
     quadrants = dict(metrics=cfg.metrics, gene_splits=cfg.gene_splits, cell_splits=cfg.cell_splits)
-    ceiling = noise_ceiling(adata, cfg.truth, **quadrants) if cfg.truth else None
-    table = compare(adata, preds, ceiling=ceiling, **quadrants)
+    ceiling = noise_ceiling(adata, cfg.truth, **quadrants) if cfg.truth else split_half_ceiling(adata, seed=cfg.seed, **quadrants)
+    nearest_train_protein(adata, ann.value, cfg.fasta)
+    units = {}
+    table = compare(adata, preds, ceiling=ceiling, units=units, **quadrants)
+    paired = paired_differences(units, **HEADLINE) if all(s in q for s, q in zip(HEADLINE.values(), (cfg.gene_splits, cfg.cell_splits))) else None
     if cfg.truth and 'tss' in adata.var:
         adata.uns['tss_accuracy'] = tss_accuracy(adata, tx, cfg.truth)
         _log(f"  chosen TSS = true active TSS for {adata.uns['tss_accuracy']['enformer']:.1%} of genes "
@@ -391,11 +400,11 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
             _log(f"  {k} embedding encodes basal strength r = {r['core (GC boxes)']:.2f}, TF motifs r = {r['TF motifs (mean)']:.2f} (probe)")
     _log('  done', t0)
     _log('[6/6] report'); t0 = time.time()
-    write_report(run_dir, adata, table, cfg)
+    write_report(run_dir, adata, table, cfg, paired, preds)
     write_h5ad(_summary(adata, preds, run_dir), run_dir/'rosa.h5ad')
     _log(f'  {run_dir}/rosa.h5ad, table.csv, report.md', t0)
     _log(f'finished in {time.time() - T:.0f}s')
-    return RunResult(adata, table, run_dir, preds)
+    return RunResult(adata, table, run_dir, preds, paired)
 
 # %% ../nbs/14_pipeline.ipynb #0023
 def tss_accuracy(adata, tx:pd.DataFrame, truth:str|Path) -> dict:
@@ -407,16 +416,86 @@ def tss_accuracy(adata, tx:pd.DataFrame, truth:str|Path) -> dict:
                 canonical=float((canon.values == active.values).mean()))
 
 # %% ../nbs/14_pipeline.ipynb #0025
-def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig):
-    "Write `table.csv` (tidy), `report.md` and the plots of a run."
+def _best(table:pd.DataFrame, metric:str) -> tuple[str, str]|None:
+    "The (model, embedding) with the best headline value across cells."
+    q = table[(table.genes == HEADLINE['genes']) & (table.cells == HEADLINE['cells']) & (table.metric == metric) & (table.across == 'cells')
+              & ~table.model.isin(['agnostic', 'ceiling'])].dropna(subset=['value'])
+    return None if q.empty else tuple(q.loc[q.value.idxmax(), ['model', 'embedding']])
+
+def _figure(run_dir:Path, name:str, caption:str, draw) -> list:
+    "Draw one figure into `<name>.png` (a failure warns and leaves it out); its Markdown lines."
     import matplotlib.pyplot as plt
+    try:
+        fig = np.ravel(draw())[0].figure
+        fig.savefig(run_dir/f'{name}.png', dpi=110, bbox_inches='tight'); plt.close(fig)
+        return [f'![{name}]({name}.png)', '', caption, '']
+    except Exception as e:
+        warnings.warn(f'{name} plot failed: {e}'); return []
+
+def report_figures(run_dir:Path, adata, table:pd.DataFrame, preds:dict, metric:str='pearson') -> list:
+    "The report's figures, written as PNGs beside `report.md`; returns their Markdown."
+    q, md = dict(genes=HEADLINE['genes'], cells=HEADLINE['cells']), []
+    md += _figure(run_dir, 'comparison', 'Held-out genes x held-out cells, every row; the dashed line is the ceiling.',
+                  lambda: plot_comparison(table, metric=metric, **q))
+    best = _best(table, metric)
+    if best is None or best not in preds: return md
+    m, e = best; label = _label(m, e); p = preds[best]
+    ranked = (table[(table.model == m) & (table.embedding != '') & (table.metric == metric) & (table.across == 'cells')
+                    & (table.genes == q['genes']) & (table.cells == q['cells'])].sort_values('value', ascending=False).embedding.tolist())
+    embs = ranked[:3] + ranked[-1:] if len(ranked) > 4 else ranked
+    md += _figure(run_dir, 'scatter', f'{label} (the best row across cells): predicted against observed for the most variable held-out genes, in held-out cells.',
+                  lambda: plot_scatter(adata, p, gene_split=q['genes'], cell_split=q['cells']))
+    md += _figure(run_dir, 'correlations', f'{m} on each embedding: per-gene {metric} across held-out cells, held-out genes.',
+                  lambda: plot_gene_correlations(adata, {x: preds[(m, x)] for x in ranked if (m, x) in preds}, method=metric, **q))
+    if 'cell_type' in adata.obs:
+        md += _figure(run_dir, 'markers', f"{label}: each cell type's held-out marker genes, observed and predicted (z-scored over the types).",
+                      lambda: plot_markers(adata, p, **q))
+    if 'bins' in adata.layers:
+        md += _figure(run_dir, 'bins', f"{label}: the bins' confusion matrix over the held-out quadrant (a cell's predictions binned by rank with its observed bins' counts).",
+                      lambda: plot_bin_confusion(bin_confusion(adata, p, **q), title=f'{label}: observed → predicted bin'))
+    if adata.var.get('nearest_train_similarity') is not None and adata.var.nearest_train_similarity.notna().any():
+        md += _figure(run_dir, 'similarity', f'{m}: held-out-gene accuracy against the protein similarity of the nearest training gene (k-mer cosine): how much of it is paralogy.',
+                      lambda: plot_similarity(adata, adata.var.nearest_train_similarity, {x: preds[(m, x)] for x in embs if (m, x) in preds}, method=metric, **q))
+    return md
+
+def nearest_train_protein(adata, annotation:Annotation, fasta:str|Path):
+    "Each gene's most similar training gene by protein (k-mer cosine), into var['nearest_train_gene'] and var['nearest_train_similarity']."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')   # genes whose CDS does not translate have no protein: no neighbour, not an error here
+        prot = read_proteins(annotation, Genome(fasta), genes=list(adata.var_names), strict=False)
+    sim = nearest_similarity(prot, adata.var_names[adata.var.split == 'train'])
+    adata.var['nearest_train_gene'] = sim.nearest.fillna('').astype(str).to_numpy()
+    adata.var['nearest_train_similarity'] = sim.similarity.to_numpy(np.float32)
+
+def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig,
+                 paired:pd.DataFrame|None=None, # `paired_differences` of the headline quadrant
+                 preds:dict|None=None, # (model, embedding) -> `Predictions`, for the figures
+                ):
+    "Write `table.csv` (tidy), `paired.csv`, `report.md` and the plots of a run."
     with atomic_path(run_dir/'table.csv') as tmp: table.to_csv(tmp, index=False)
+    if paired is not None:
+        with atomic_path(run_dir/'paired.csv') as tmp: paired.to_csv(tmp, index=False)
     md = [f'# rosa run: {run_dir}', '',
           f'{adata.n_obs} cells x {adata.n_vars} genes; genes split {dict(adata.var.split.value_counts())}, '
           f'cells split {dict(adata.obs.split.value_counts())}. Seed {cfg.seed}.', '',
           f"{', '.join(cfg.metrics)} across cells per gene and across genes per cell (means), on log1p-normalised expression, per quadrant "
           '(gene split x cell split; `test` = held out). `agnostic` cannot know a gene (each cell\'s mean over its train genes); '
-          '`ceiling` is the oracle (true per-cell-type means) where the world knows it.', '', to_markdown(wide_table(table)), '',
+          '`ceiling` is, where the world knows its truth, the Bayes predictor under its noise model (each cell\'s expected '
+          'log-normalised value given its type\'s rates, its depth and the dispersion): the attainable; on real data '
+          '(`ceiling · split-half`) each type\'s pseudobulk from one half of its cells predicting the other half, '
+          'Spearman-Brown corrected to the whole: what the type\'s mean scores.', '',
+          f"## Held-out genes x held-out cells ({cfg.metrics[0]})", '',
+          '95% bootstrap intervals over genes (across cells) and over cells (across genes); `share` is the gene-specific share of '
+          'what is attainable, (value - agnostic) / (ceiling - agnostic), the agnostic baseline counting 0 across genes.', '',
+          to_markdown(headline(table, metric=cfg.metrics[0], **HEADLINE)), '']
+    if paired is not None and len(paired):
+        d = paired[paired.metric == cfg.metrics[0]]
+        d = pd.DataFrame({'model': d.model, 'difference': d.a + ' - ' + d.b, 'across': d.across,
+                          'mean [95% CI]': [f'{v:+.3f} [{l:+.3f}, {h:+.3f}]' for v, l, h in d[['difference', 'ci_low', 'ci_high']].to_numpy(float)]})
+        md += ['Paired differences between embeddings for the same model (the same genes or cells, resampled together):', '',
+               to_markdown(d.set_index('model')), '']
+    md += ['## Figures', ''] + report_figures(run_dir, adata, table, preds or {}, cfg.metrics[0])
+    md += ['## Every quadrant', '', to_markdown(wide_table(table)), '',
           '## Splits', '', to_markdown(split_summary(adata).set_index(['axis', 'split']), digits=2), '']
     if 'tss_accuracy' in adata.uns:
         a = adata.uns['tss_accuracy']
@@ -427,11 +506,6 @@ def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig):
         md += ['What each gene embedding encodes of the world\'s planted grammar (`rosa.evaluation.grammar_probe`: Pearson r of '
                'ridge probes cross-validated over genes; a held-out gene\'s cell-type pattern needs the TF motifs):', '',
                to_markdown(p.rename_axis('embedding'), digits=2), '']
-    try:
-        ax = plot_comparison(table, metric=cfg.metrics[0]); fig = np.ravel(ax)[0].figure
-        fig.savefig(run_dir/'comparison.png', dpi=110, bbox_inches='tight'); plt.close(fig)
-        md += ['![comparison](comparison.png)', '']
-    except Exception as e: warnings.warn(f'comparison plot failed: {e}')
     with atomic_path(run_dir/'report.md') as tmp: Path(tmp).write_text('\n'.join(md))
 
 # %% ../nbs/14_pipeline.ipynb #0027
@@ -480,4 +554,30 @@ def read_run(out:str|Path # a run folder `run` finished
     links = sorted(s.uns['predictions'].values(), key=lambda d: int(d['order']))
     preds = {(str(d['model']), str(d['embedding'])): read_predictions(out/str(d['path'])) for d in links}
     table = pd.read_csv(out/'table.csv'); table['embedding'] = table['embedding'].fillna('')
-    return RunResult(a, table, out, preds)
+    paired = pd.read_csv(out/'paired.csv') if (out/'paired.csv').exists() else None
+    return RunResult(a, table, out, preds, paired)
+
+# %% ../nbs/14_pipeline.ipynb #40c6b809
+def compare_runs(runs, # run folders, or {name: run folder | RunResult | compare's tidy table}
+                 metric:str='pearson', # the metric shown
+                ) -> pd.DataFrame:
+    "The headline quadrant (held-out genes x held-out cells) of several runs side by side: a column per run and direction."
+    if not isinstance(runs, dict):
+        names = [Path(r).name for r in runs]
+        runs = dict(zip(names if len(set(names)) == len(names) else map(str, runs), runs))
+    cols, order = {}, []
+    for name, r in runs.items():
+        if isinstance(r, RunResult): t = r.table
+        elif isinstance(r, pd.DataFrame): t = r
+        else:
+            p = Path(r)/'table.csv'
+            if not p.exists(): raise FileNotFoundError(f"{r} holds no finished run (no table.csv)")
+            t = pd.read_csv(p); t['embedding'] = t['embedding'].fillna('')
+        q = t[(t.genes == HEADLINE['genes']) & (t.cells == HEADLINE['cells']) & (t.metric == metric)]
+        if q.empty: raise ValueError(f"run {name!r} has no {metric} in the headline quadrant {HEADLINE}")
+        for across in ('cells', 'genes'):
+            s = q[q.across == across].drop_duplicates(['model', 'embedding']).set_index(['model', 'embedding'])['value']
+            cols[f'{name}: across {across}'] = s; order += [k for k in s.index if k not in order]
+    out = pd.DataFrame({k: v.reindex(order) for k, v in cols.items()})
+    out.index = pd.MultiIndex.from_tuples(order, names=['model', 'embedding'])
+    return out

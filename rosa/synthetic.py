@@ -39,6 +39,7 @@ class WorldConfig:
     bin_size:int = 128        # output bin of the sequence model and of the bulk tracks
     chrom_length:int|None = None  # fix every chromosome's length (None: as long as its genes need)
     mean_library:float = 3000.  # mean UMIs per cell
+    library_sd:float = 0.35   # log-sd of the cells' library sizes (depth varies across cells)
     dispersion:float = 0.2    # negative-binomial over-dispersion phi (var = mu + phi mu^2)
     frac_lncrna:float = 0.1   # fraction of genes without a protein
     frac_family:float = 0.8   # fraction of coding genes in paralog families
@@ -56,6 +57,7 @@ class WorldConfig:
         if self.window % self.bin_size: raise ValueError(f"window={self.window} must be a multiple of bin_size={self.bin_size}")
         if self.window < 2048: raise ValueError(f"window={self.window} is too short to hold a promoter and enhancers (>= 2048)")
         if self.n_tissues > self.n_cell_types: raise ValueError(f"n_tissues={self.n_tissues} exceeds n_cell_types={self.n_cell_types}")
+        if self.library_sd < 0: raise ValueError(f"library_sd must be non-negative, got {self.library_sd!r}")
         for k in 'mean_library dispersion'.split():
             if getattr(self, k) <= 0: raise ValueError(f"{k} must be positive, got {getattr(self, k)!r}")
         if self.orphans_per_gene < 0: raise ValueError(f"orphans_per_gene must be >= 0, got {self.orphans_per_gene}")
@@ -389,7 +391,7 @@ def make_world(out_dir:str|Path,  # folder to write the world into (created)
     ct = np.sort(rng.choice(cfg.n_cell_types, cfg.n_cells, p=props))
     donor = rng.integers(0, cfg.n_donors, cfg.n_cells)
     donor_eff = rng.normal(0, 0.1, cfg.n_donors)
-    lib = np.exp(rng.normal(np.log(cfg.mean_library) - 0.35**2 / 2, 0.35, cfg.n_cells) + donor_eff[donor])
+    lib = np.exp(rng.normal(np.log(cfg.mean_library) - cfg.library_sd**2 / 2, cfg.library_sd, cfg.n_cells) + donor_eff[donor])
     mu = lib[:, None] * rate[ct]
     lam = rng.gamma(1 / cfg.dispersion, mu * cfg.dispersion)
     X = sp.csr_matrix(rng.poisson(lam).astype(np.int32))
@@ -412,6 +414,8 @@ def make_world(out_dir:str|Path,  # folder to write the world into (created)
     truth = ad.AnnData(np.log1p(1e4 * rate).astype(np.float32), obs=pd.DataFrame(dict(tissue=[f'tissue_{t}' for t in tissue_of]), index=ct_names), var=tvar)
     truth.layers['rate'] = rate.astype(np.float32)
     truth.varm['motif_scores'] = S.astype(np.float32)
+    # each cell's type and true depth: with the dispersion (config), what the Bayes-optimal ceiling needs
+    truth.uns['cells'] = pd.DataFrame(dict(cell_type=obs.cell_type.astype(str).values, library=lib), index=obs.index)
     truth.uns.update(tf_activity=A.astype(np.float32), bulk_activity=B.astype(np.float32), motifs=np.array(consensus),
                      pwms=pwms.astype(np.float32), tata=TATA, gc_box=GC_BOX, config=json.dumps(asdict(cfg)))
     write_h5ad(truth, out/'truth.h5ad')
