@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 from .core import Registry
 from .splits import split_mask
 from .models import agnostic
-from .predictions import Predictions, Profiles, CellValues, as_predictions
+from .predictions import Predictions, Matrix, Profiles, CellValues, as_predictions
 
 # %% auto #0
 __all__ = ['METRICS', 'SUMS', 'pearson', 'spearman', 'r2', 'correlations', 'bootstrap_ci', 'quadrant_metrics',
@@ -396,6 +396,9 @@ def compare(adata:ad.AnnData, # cells x genes with X = observed log1p and the pr
             units:dict|None=None, # if a dict: filled with the per-item values, {(model, embedding): {(genes, cells, metric, across): Series}}
            ) -> pd.DataFrame:
     "Tidy comparison table: one row per (model, embedding) x quadrant (genes, cells) x metric x direction (across), with intervals and shares."
+    T = _matrix(adata, truth, 'truth')
+    if isinstance(T, Matrix) and not isinstance(T.m, np.ndarray) and not sp.issparse(T.m) and np.prod(T.shape) <= 20_000_000:
+        truth = Matrix(T.m[:])    # a small backed truth is read once, not once per prediction and quadrant
     kw = dict(truth=truth, gene_splits=gene_splits, cell_splits=cell_splits, metrics=metrics, n_boot=n_boot)
     preds = {_split_name(k): v for k, v in preds.items()}
     if baseline and not any(m == 'agnostic' for m, _ in preds): preds = {('agnostic', ''): agnostic(adata), **preds}
@@ -566,6 +569,7 @@ def plot_gene_correlations(adata:ad.AnnData, # cells x genes
         if len(r): ax.axvline(r.mean(), ls='--', c='k', lw=1)
         ax.set_title(f"{name}\nmean {r.mean():.2f}" if len(r) else f'{name}\nn/a', fontsize=8); ax.tick_params(labelsize=7)
     for ax in axes[n:]: ax.axis('off')
+    axes[0].figure.tight_layout()
     for ax in axes[max(0, n - ncols):n]: ax.set_xlabel(f'{method} across cells, per gene ({genes} genes x {cells} cells)' if n == 1 else f'{method} across cells', fontsize=8)
     return axes[:n]
 

@@ -476,8 +476,7 @@ def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig,
     if paired is not None:
         with atomic_path(run_dir/'paired.csv') as tmp: paired.to_csv(tmp, index=False)
     md = [f'# rosa run: {run_dir}', '',
-          f'{adata.n_obs} cells x {adata.n_vars} genes; genes split {dict(adata.var.split.value_counts())}, '
-          f'cells split {dict(adata.obs.split.value_counts())}. Seed {cfg.seed}.', '',
+          f'{adata.n_obs} cells x {adata.n_vars} genes; genes split {_sizes(adata.var.split)}, cells split {_sizes(adata.obs.split)}. Seed {cfg.seed}.', '',
           f"{', '.join(cfg.metrics)} across cells per gene and across genes per cell (means), on log1p-normalised expression, per quadrant "
           '(gene split x cell split; `test` = held out). `agnostic` cannot know a gene (each cell\'s mean over its train genes); '
           '`ceiling` is, where the world knows its truth, the Bayes predictor under its noise model (each cell\'s expected '
@@ -489,11 +488,12 @@ def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig,
           'what is attainable, (value - agnostic) / (ceiling - agnostic), the agnostic baseline counting 0 across genes.', '',
           to_markdown(headline(table, metric=cfg.metrics[0], **HEADLINE)), '']
     if paired is not None and len(paired):
-        d = paired[paired.metric == cfg.metrics[0]]
-        d = pd.DataFrame({'model': d.model, 'difference': d.a + ' - ' + d.b, 'across': d.across,
-                          'mean [95% CI]': [f'{v:+.3f} [{l:+.3f}, {h:+.3f}]' for v, l, h in d[['difference', 'ci_low', 'ci_high']].to_numpy(float)]})
-        md += ['Paired differences between embeddings for the same model (the same genes or cells, resampled together):', '',
-               to_markdown(d.set_index('model')), '']
+        d = paired[(paired.metric == cfg.metrics[0]) & (paired.a == paired.groupby('model').a.transform('first'))]   # each model's first embedding against the others
+        ci = lambda v, l, h: 'n/a' if np.isnan(v) else f'{v:+.3f} [{l:+.3f}, {h:+.3f}]'
+        d = d.assign(difference=d.a + ' - ' + d.b, value=[ci(*r) for r in d[['difference', 'ci_low', 'ci_high']].to_numpy(float)])
+        w = d.pivot(index=['model', 'difference'], columns='across', values='value').reindex(list(dict.fromkeys(zip(d.model, d.difference))))
+        md += ['Paired differences between embeddings for the same model (the same genes or cells resampled together; '
+               'every pair in `paired.csv`):', '', to_markdown(w.rename(columns=lambda c: f'across {c}').rename_axis(columns=None)), '']
     md += ['## Figures', ''] + report_figures(run_dir, adata, table, preds or {}, cfg.metrics[0])
     md += ['## Every quadrant', '', to_markdown(wide_table(table)), '',
           '## Splits', '', to_markdown(split_summary(adata).set_index(['axis', 'split']), digits=2), '']
@@ -514,7 +514,7 @@ DEMO = dict(embeddings=dict(enformer=dict(steps=3500, window=1024, pretrain=dict
                             enformer_center={}, enformer_bins={}, enformer_top={}, enformer_cage_mean={},
                             esm=dict(steps=400), onehot={}, random={}),
             models=dict(ridge_celltype={}, kernel_celltype={}, ridge_cell={}, transformer=dict(steps=1000, patience=3)),
-            model_embeddings=dict(transformer=['enformer', 'esm', 'onehot', 'random']))   # the TSS rules with the closed-form models: minutes saved
+            model_embeddings=dict(transformer=['enformer', 'esm']))   # the TSS rules and the null embeddings with the closed-form models: minutes saved
 
 def demo(out:str|Path='rosa_demo', # run folder; the world goes to <out>/world
          seed:int=0, # seed of the world and of the run
