@@ -452,14 +452,16 @@ def headline(table:pd.DataFrame, # compare's tidy table
              genes:str='test', cells:str='test', # the quadrant
              metric:str='pearson', # the metric
              digits:int=2, # decimals
+             fraction:bool=False, # add each row's fraction of the ceiling
             ) -> pd.DataFrame:
-    "One quadrant, both directions: each row's value with its 95% interval and its gene-specific share, as text."
+    "One quadrant, both directions: each row's value with its 95% interval, its gene-specific share (and fraction of the ceiling), as text."
     q = table[(table.genes == genes) & (table.cells == cells) & (table.metric == metric)]
     order = list(dict.fromkeys(zip(q.model, q.embedding))); out = {}
     for across in ('cells', 'genes'):
         s = q[q.across == across].drop_duplicates(['model', 'embedding']).set_index(['model', 'embedding']).reindex(order)
         out[f'across {across}'] = [_interval(*r, digits=digits) for r in s[['value', 'ci_low', 'ci_high']].to_numpy(float)]
         if 'gene_share' in s: out[f'share ({across[0]})'] = ['' if np.isnan(v) else f'{v:.{digits}f}' for v in s.gene_share.to_numpy(float)]
+        if fraction and 'fraction' in s: out[f'of ceiling ({across[0]})'] = ['' if np.isnan(v) else f'{v:.{digits}f}' for v in s.fraction.to_numpy(float)]
     return pd.DataFrame(out, index=pd.MultiIndex.from_tuples(order, names=['model', 'embedding']))
 
 def to_markdown(table:pd.DataFrame, # e.g. wide_table's output

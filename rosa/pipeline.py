@@ -485,8 +485,9 @@ def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig,
           'Spearman-Brown corrected to the whole: what the type\'s mean scores.', '',
           f"## Held-out genes x held-out cells ({cfg.metrics[0]})", '',
           '95% bootstrap intervals over genes (across cells) and over cells (across genes); `share` is the gene-specific share of '
-          'what is attainable, (value - agnostic) / (ceiling - agnostic), the agnostic baseline counting 0 across genes.', '',
-          to_markdown(headline(table, metric=cfg.metrics[0], **HEADLINE)), '']
+          'what is attainable, (value - agnostic) / (ceiling - agnostic), the agnostic baseline counting 0 across genes; '
+          '`of ceiling` is value / ceiling.', '',
+          to_markdown(headline(table, metric=cfg.metrics[0], fraction=True, **HEADLINE)), '']
     if paired is not None and len(paired):
         d = paired[(paired.metric == cfg.metrics[0]) & (paired.a == paired.groupby('model').a.transform('first'))]   # each model's first embedding against the others
         ci = lambda v, l, h: 'n/a' if np.isnan(v) else f'{v:+.3f} [{l:+.3f}, {h:+.3f}]'
