@@ -159,6 +159,12 @@ def bootstrap_ci(values, # one value per item (NaN ignored)
     lo, hi = np.quantile(means, [(1 - ci) / 2, (1 + ci) / 2])
     return float(lo), float(hi)
 
+def _record(v:pd.Series, n_const:int, n_boot:int, **key) -> dict:
+    "One row of a quadrant table: the mean of the items' values `v`, its bootstrap interval and the counts."
+    lo, hi = bootstrap_ci(v.to_numpy(), n_boot) if n_boot else (np.nan, np.nan)
+    return dict(**key, value=float(v.mean()) if v.notna().any() else np.nan, ci_low=lo, ci_high=hi,
+                n=int(v.notna().sum()), n_const_truth=n_const, n_nan=int(v.isna().sum()))
+
 def quadrant_metrics(adata:ad.AnnData, # cells x genes with var['split'], obs['split']
                      pred, # predictions: a layer name or an array (n_cells, n_genes)
                      truth='X', # observed log1p expression: a layer name or an array
@@ -178,10 +184,7 @@ def quadrant_metrics(adata:ad.AnnData, # cells x genes with var['split'], obs['s
                 ok = ~df.const_truth
                 for m in metrics:
                     v = df.loc[ok, m]
-                    lo, hi = bootstrap_ci(v.to_numpy(), n_boot) if n_boot else (np.nan, np.nan)
-                    recs.append(dict(genes=gs, cells=cs, metric=m, across=across,
-                                     value=float(v.mean()) if v.notna().any() else np.nan, ci_low=lo, ci_high=hi,
-                                     n=int(v.notna().sum()), n_const_truth=int((~ok).sum()), n_nan=int(v.isna().sum())))
+                    recs.append(_record(v, int((~ok).sum()), n_boot, genes=gs, cells=cs, metric=m, across=across))
                     if units is not None: units[(gs, cs, m, across)] = v
     return pd.DataFrame(recs)
 
@@ -354,10 +357,7 @@ def split_half_ceiling(adata:ad.AnnData, # cells x genes with obs['cell_type'], 
                 for m in metrics:
                     rr = rel[m].clip(upper=1.).where(rel[m] > 0)         # a split-half reliability <= 0: no ceiling for that item
                     v = (r[m] * np.sqrt(2 / (1 + rr))).clip(upper=1.)[ok] if correct and m in ('pearson', 'spearman') else r[m][ok]
-                    lo, hi = bootstrap_ci(v.to_numpy(), n_boot) if n_boot else (np.nan, np.nan)
-                    recs.append(dict(genes=gs, cells=cs, metric=m, across=across,
-                                     value=float(v.mean()) if v.notna().any() else np.nan, ci_low=lo, ci_high=hi,
-                                     n=int(v.notna().sum()), n_const_truth=int((~ok).sum()), n_nan=int(v.isna().sum())))
+                    recs.append(_record(v, int((~ok).sum()), n_boot, genes=gs, cells=cs, metric=m, across=across))
     return pd.DataFrame(recs).assign(embedding='split-half')
 
 # %% ../nbs/13_evaluation.ipynb #ad6b5bc8
@@ -552,8 +552,13 @@ def plot_scatter(adata:ad.AnnData, # cells x genes
     axes[0].set_ylabel('observed log1p', fontsize=8)
     return axes
 
+def _per_gene(adata, p, genes, cells, method, truth) -> pd.Series:
+    "Per-gene correlations across cells of a prediction, or `p` itself where the caller has them already (compare's `units`)."
+    if isinstance(p, pd.Series): return p
+    return correlations(adata, p, genes, cells, 'cells', truth, (method,)).query('~const_truth')[method]
+
 def plot_gene_correlations(adata:ad.AnnData, # cells x genes
-                           layers:dict, # name -> prediction layer or array
+                           layers:dict, # name -> prediction layer or array (or its per-gene correlations, a Series)
                            genes:str='test', # gene split
                            cells:str='test', # cell split
                            method:str='pearson', # 'pearson' or 'spearman'
@@ -566,7 +571,7 @@ def plot_gene_correlations(adata:ad.AnnData, # cells x genes
     if axes is None: _, axes = plt.subplots(-(-n // ncols), ncols, figsize=(2.5 * ncols, 1.9 * -(-n // ncols) + 0.5), sharex=True, squeeze=False)
     axes = np.ravel(axes)
     for ax, (name, p) in zip(axes, layers.items()):
-        r = correlations(adata, p, genes, cells, 'cells', truth, (method,)).query('~const_truth')[method].dropna()
+        r = _per_gene(adata, p, genes, cells, method, truth).dropna()
         ax.hist(r, bins=np.linspace(-1, 1, 41), color='C0')
         if len(r): ax.axvline(r.mean(), ls='--', c='k', lw=1)
         ax.set_title(f"{name}\nmean {r.mean():.2f}" if len(r) else f'{name}\nn/a', fontsize=8); ax.tick_params(labelsize=7)
@@ -677,7 +682,7 @@ def nearest_similarity(sequences:pd.Series, # sequences indexed by gene (protein
 
 def plot_similarity(adata:ad.AnnData, # cells x genes
                     similarity:pd.Series, # per gene: similarity of the nearest training gene (`nearest_similarity`)
-                    layers:dict, # name -> prediction
+                    layers:dict, # name -> prediction (or its per-gene correlations, a Series)
                     genes:str='test', cells:str='test', # the quadrant
                     method:str='pearson', # 'pearson' or 'spearman'
                     truth='X', # observed expression
@@ -689,7 +694,7 @@ def plot_similarity(adata:ad.AnnData, # cells x genes
     x = similarity.reindex(adata.var_names[split_mask(adata, 'genes', genes)])
     edges = np.unique(np.nanquantile(x, np.linspace(0, 1, n_bins + 1))) if x.notna().any() else np.array([0., 1.])
     for i, (name, p) in enumerate(layers.items()):
-        r = correlations(adata, p, genes, cells, 'cells', truth, (method,)).query('~const_truth')[method]
+        r = _per_gene(adata, p, genes, cells, method, truth)
         d = pd.DataFrame({'x': x.reindex(r.index), 'r': r}).dropna()
         ax.scatter(d.x, d.r, s=5, alpha=0.25, color=f'C{i}')
         b = d.groupby(pd.cut(d.x, edges, include_lowest=True), observed=True)

@@ -400,7 +400,7 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
             _log(f"  {k} embedding encodes basal strength r = {r['core (GC boxes)']:.2f}, TF motifs r = {r['TF motifs (mean)']:.2f} (probe)")
     _log('  done', t0)
     _log('[6/6] report'); t0 = time.time()
-    write_report(run_dir, adata, table, cfg, paired, preds)
+    write_report(run_dir, adata, table, cfg, paired, preds, units)
     write_h5ad(_summary(adata, preds, run_dir), run_dir/'rosa.h5ad')
     _log(f'  {run_dir}/rosa.h5ad, table.csv, report.md', t0)
     _log(f'finished in {time.time() - T:.0f}s')
@@ -432,7 +432,9 @@ def _figure(run_dir:Path, name:str, caption:str, draw) -> list:
     except Exception as e:
         warnings.warn(f'{name} plot failed: {e}'); return []
 
-def report_figures(run_dir:Path, adata, table:pd.DataFrame, preds:dict, metric:str='pearson') -> list:
+def report_figures(run_dir:Path, adata, table:pd.DataFrame, preds:dict, metric:str='pearson',
+                   units:dict|None=None, # compare's per-item values: the per-gene correlations are not computed again
+                  ) -> list:
     "The report's figures, written as PNGs beside `report.md`; returns their Markdown."
     q, md = dict(genes=HEADLINE['genes'], cells=HEADLINE['cells']), []
     md += _figure(run_dir, 'comparison', 'Held-out genes x held-out cells, every row; the dashed line is the ceiling.',
@@ -443,10 +445,11 @@ def report_figures(run_dir:Path, adata, table:pd.DataFrame, preds:dict, metric:s
     ranked = (table[(table.model == m) & (table.embedding != '') & (table.metric == metric) & (table.across == 'cells')
                     & (table.genes == q['genes']) & (table.cells == q['cells'])].sort_values('value', ascending=False).embedding.tolist())
     embs = ranked[:3] + ranked[-1:] if len(ranked) > 4 else ranked
+    per_gene = lambda x: (units or {}).get((m, x), {}).get((q['genes'], q['cells'], metric, 'cells'), preds[(m, x)])
     md += _figure(run_dir, 'scatter', f'{label} (the best row across cells): predicted against observed for the most variable held-out genes, in held-out cells.',
                   lambda: plot_scatter(adata, p, gene_split=q['genes'], cell_split=q['cells']))
     md += _figure(run_dir, 'correlations', f'{m} on each embedding: per-gene {metric} across held-out cells, held-out genes.',
-                  lambda: plot_gene_correlations(adata, {x: preds[(m, x)] for x in ranked if (m, x) in preds}, method=metric, **q))
+                  lambda: plot_gene_correlations(adata, {x: per_gene(x) for x in ranked if (m, x) in preds}, method=metric, **q))
     if 'cell_type' in adata.obs:
         md += _figure(run_dir, 'markers', f"{label}: each cell type's held-out marker genes, observed and predicted (z-scored over the types).",
                       lambda: plot_markers(adata, p, **q))
@@ -455,7 +458,7 @@ def report_figures(run_dir:Path, adata, table:pd.DataFrame, preds:dict, metric:s
                       lambda: plot_bin_confusion(bin_confusion(adata, p, **q), title=f'{label}: observed → predicted bin'))
     if adata.var.get('nearest_train_similarity') is not None and adata.var.nearest_train_similarity.notna().any():
         md += _figure(run_dir, 'similarity', f'{m}: held-out-gene accuracy against the protein similarity of the nearest training gene (k-mer cosine): how much of it is paralogy.',
-                      lambda: plot_similarity(adata, adata.var.nearest_train_similarity, {x: preds[(m, x)] for x in embs if (m, x) in preds}, method=metric, **q))
+                      lambda: plot_similarity(adata, adata.var.nearest_train_similarity, {x: per_gene(x) for x in embs if (m, x) in preds}, method=metric, **q))
     return md
 
 def nearest_train_protein(adata, annotation:Annotation, fasta:str|Path):
@@ -470,6 +473,7 @@ def nearest_train_protein(adata, annotation:Annotation, fasta:str|Path):
 def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig,
                  paired:pd.DataFrame|None=None, # `paired_differences` of the headline quadrant
                  preds:dict|None=None, # (model, embedding) -> `Predictions`, for the figures
+                 units:dict|None=None, # compare's per-item values, reused by the figures
                 ):
     "Write `table.csv` (tidy), `paired.csv`, `report.md` and the plots of a run."
     with atomic_path(run_dir/'table.csv') as tmp: table.to_csv(tmp, index=False)
@@ -495,7 +499,7 @@ def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig,
         w = d.pivot(index=['model', 'difference'], columns='across', values='value').reindex(list(dict.fromkeys(zip(d.model, d.difference))))
         md += ['Paired differences between embeddings for the same model (the same genes or cells resampled together; '
                'every pair in `paired.csv`):', '', to_markdown(w.rename(columns=lambda c: f'across {c}').rename_axis(columns=None)), '']
-    md += ['## Figures', ''] + report_figures(run_dir, adata, table, preds or {}, cfg.metrics[0])
+    md += ['## Figures', ''] + report_figures(run_dir, adata, table, preds or {}, cfg.metrics[0], units)
     md += ['## Every quadrant', '', to_markdown(wide_table(table)), '',
           '## Splits', '', to_markdown(split_summary(adata).set_index(['axis', 'split']), digits=2), '']
     if 'tss_accuracy' in adata.uns:
