@@ -112,10 +112,12 @@ def enformer_embedding(adata, ctx:EmbeddingContext,
         if ctx.tracks is None: raise ValueError("the 'enformer' embedding needs weights or bulk tracks to pretrain on")
         model = pretrain_enformer(ctx.fasta, ctx.tracks, ctx.work('model'), steps=steps, seed=seed, window=window,
                                   device=device, progress=progress, **pretrain)
+    path = str(weights) if weights is not None else str(ctx.work('model')/'enformer.pt')
     scored = embed_genes(adata, ctx.ann().transcripts, ctx.genome, model, store=ctx.work('tss')/'outputs.zarr', key_added=key_added,
                          batch_size=batch_size, neighbours=neighbours, rc_average=rc_average, precision=precision,
                          num_workers=num_workers, device=device, progress=progress, **embed)
     adata.uns[f'{key_added}_candidates'] = scored.reset_index(drop=True)
+    adata.uns[key_added]['weights'] = path   # what `rosa.apply` embeds new sequences with
 
 def _from_store(adata, ctx:EmbeddingContext, rule:str, key_added:str, **kw):
     "Embedding by TSS rule `rule` from the `enformer` embedding's store (no model runs)."
@@ -237,6 +239,7 @@ def esm_embedding(adata, ctx:EmbeddingContext,
                                          progress=progress, **pretrain)
     add_esm(adata, proteins, model, alphabet, key_added=key_added, tokens=tokens, overlap=overlap, precision=precision,
             store=ctx.work('store')/'esm.zarr', device=device, progress=progress)
+    adata.uns[key_added]['weights'] = str(weights) if weights is not None else str(ctx.work('model'))   # what `rosa.apply` embeds new proteins with
 
 # %% ../nbs/09_embeddings.ipynb #0025
 def read_embedding_table(path:str|Path, # h5ad (varm[key] or X), parquet, csv/tsv, or npz (arrays `genes` and `key`, default 'embedding')

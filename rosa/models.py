@@ -4,20 +4,23 @@
 
 # %% ../nbs/10_models.ipynb #0003
 from __future__ import annotations
-import warnings
+import json, warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import anndata as ad
 
-from .core import Registry
+from .core import Registry, atomic_path, write_json, read_json
 from .splits import split_mask
 from .predictions import Predictions, Profiles, CellValues, _as_positions, _index
 
 # %% auto #0
-__all__ = ['MODELS', 'BLOCK_CELLS', 'ALPHAS', 'GAMMAS', 'is_index', 'gene_embeddings', 'agnostic', 'ridge_celltype', 'ridge_cell',
-           'kernel_celltype', 'model_params', 'fit_predict']
+__all__ = ['MODELS', 'FITTED_FORMAT', 'FITTED', 'PROFILE_CELLS', 'BLOCK_CELLS', 'ALPHAS', 'GAMMAS', 'is_index', 'gene_embeddings',
+           'profile_cells', 'FittedModel', 'save_fitted', 'fitted_meta', 'read_fitted', 'AgnosticFit', 'agnostic',
+           'LinearFit', 'ridge_celltype', 'RidgeCellFit', 'ridge_cell', 'KernelFit', 'kernel_celltype', 'model_params',
+           'as_predictions_of', 'fit_predict']
 
 # %% ../nbs/10_models.ipynb #0008
 def is_index(E) -> bool:
@@ -93,20 +96,157 @@ def _gene_folds(n:int, cross_fit:int, seed:int) -> np.ndarray:
 # %% ../nbs/10_models.ipynb #0011
 MODELS = Registry('model', runtime=('adata', 'key', 'info', 'seed', 'device', 'ckpt', 'layer', 'verbose', 'progress', 'cells', 'genes', 'out'))
 
+# %% ../nbs/10_models.ipynb #146b1179
+FITTED_FORMAT = 1     # raise when the saved state of fitted models changes: an older state is then refused, never misread
+FITTED = {}           # class name -> `FittedModel` subclass: what `read_fitted` rebuilds
+PROFILE_CELLS = 512   # held-out cells per cell type whose mean makes a per-cell model's cell-type profile
+
+def _n_rows(E) -> int: return int(E) if np.isscalar(E) else E.shape[0]
+
+def _cell_types(adata, types=None) -> tuple[np.ndarray, list]:
+    "Each cell's type code and the types (in `types`' order when given; one type 'all' when obs has no cell_type)."
+    if 'cell_type' not in adata.obs:
+        if types is not None and list(types) != ['all']: raise KeyError("adata.obs['cell_type'] is missing")
+        return np.zeros(adata.n_obs, np.int64), ['all']
+    ct = pd.Categorical(adata.obs['cell_type'], categories=types) if types is not None else pd.Categorical(adata.obs['cell_type'])
+    codes = ct.codes.astype(np.int64)
+    if (codes < 0).any():
+        bad = pd.Series(adata.obs['cell_type'])[codes < 0].astype(str).unique()
+        raise ValueError(f"adata.obs['cell_type'] has missing values or types the model was not fitted on: {list(bad[:5])}")
+    return codes, [str(c) for c in ct.categories]
+
+def profile_cells(adata:ad.AnnData, # the run's cells (obs['split'], obs['cell_type'])
+                  codes:np.ndarray, # each cell's type code
+                  n_types:int, # number of types
+                  max_cells:int=PROFILE_CELLS, # at most this many per type (seeded choice)
+                  seed:int=0) -> list:
+    "Per cell type, the cells a per-cell model's profile averages: its held-out (test) cells, else all its cells."
+    test = split_mask(adata, 'cells', 'test', required=False); rng = np.random.default_rng(seed); out = []
+    for t in range(n_types):
+        c = np.flatnonzero((codes == t) & test)
+        if not len(c): c = np.flatnonzero(codes == t)
+        out.append(np.sort(rng.choice(c, max_cells, replace=False)) if len(c) > max_cells else c)
+    return out
+
+class FittedModel:
+    "A model fitted on a run: predicts a gene from its embedding alone, one profile per cell type (per cell too for per-cell models, from the cells' observed genes); saved as arrays plus readable hyperparameters."
+    per_cell = False    # True: its run predictions are per cell, and it needs the run's data (`data`) to predict
+    def __init__(self, model:str, # its name in MODELS
+                 key:str|None, # the gene embedding it reads (None: none)
+                 types:list, # the cell types, rows of `profiles`
+                 params:dict, # hyperparameters and what was selected (JSON)
+                 arrays:dict): # the fitted arrays
+        self.model, self.key, self.types = model, key, [str(t) for t in types]
+        self.params, self.arrays = dict(params), {k: np.asarray(v) for k, v in arrays.items()}
+    def __init_subclass__(cls, **kw): super().__init_subclass__(**kw); FITTED[cls.__name__] = cls
+
+    @property
+    def index(self) -> bool: return bool(self.params.get('index', False))
+    def standardise(self, E) -> np.ndarray|sp.csr_matrix:
+        "Embeddings as the model read its train genes: standardised with their mean and sd, a missing row at the train mean (0); a one-hot index as sparse rows (a gene it never saw: an empty row)."
+        if self.index:
+            n = int(self.params['n_index']); E = (E if sp.issparse(E) else sp.csr_matrix(np.asarray(E))).tocsr().astype(np.float64)
+            if E.shape[1] != n: raise ValueError(f"{self.key!r}: one-hot rows over {E.shape[1]} genes; the {self.model} model knows {n}")
+            return E
+        mean, sd = self.arrays['mean'], self.arrays['sd']
+        E = np.array(E.toarray() if sp.issparse(E) else E, dtype=np.float64)   # a copy: standardised in place
+        if E.ndim != 2 or E.shape[1] != len(mean):
+            raise ValueError(f"{self.key!r} embeddings of shape {E.shape}: the {self.model} model was fitted on {len(mean)} dimensions")
+        bad = ~np.isfinite(E).all(1)
+        E -= mean; E /= sd
+        Z = np.nan_to_num(E, copy=False, nan=0., posinf=0., neginf=0.); Z[bad] = 0.
+        return Z
+    def profiles(self, E, # gene embeddings (genes, d), raw as in varm[key]; a number of genes for a model without embedding
+                 data=None, # the run's AnnData (cells x genes), for per-cell models
+                ) -> np.ndarray:
+        "Predicted log1p expression of each cell type for these genes: (types, genes) float32."
+        return self._profiles(self.standardise(E) if self.key else _n_rows(E), data)
+    def _profiles(self, Z, data=None) -> np.ndarray: raise NotImplementedError   # from standardised embeddings
+    def predict(self, adata:ad.AnnData, # the data it was fitted on, with varm[key]
+                cells=None, genes=None, out=None, **kw) -> Predictions:
+        "The run's predictions of `adata`'s genes, as the model returned them (profiles, or the cells x genes asked for)."
+        codes, _ = _cell_types(adata, self.types)
+        return Profiles(self.profiles(adata.varm[self.key] if self.key else adata.n_vars), codes, names=self.types)
+    def __repr__(self):
+        size = sum(a.nbytes for a in self.arrays.values())
+        return f"{type(self).__name__}({self.model} on {self.key or 'no embedding'}; {len(self.types)} cell types, {size / 2**20:,.2f} MiB)"
+
+def _json_safe(o):
+    if isinstance(o, (np.integer, np.floating, np.bool_)): return o.item()
+    if isinstance(o, np.ndarray): return o.tolist()
+    if isinstance(o, tuple): return list(o)
+    return str(o)
+
+def save_fitted(f:FittedModel, # a fitted model
+                path:str|Path, # a folder: model.json (readable) and arrays.npz
+               ) -> Path:
+    "Write a fitted model: its class, model, embedding, cell types and hyperparameters as JSON, its arrays as .npz (no pickles)."
+    from rosa import __version__
+    path = Path(path); path.mkdir(parents=True, exist_ok=True)
+    meta = dict(format=FITTED_FORMAT, rosa=__version__, cls=type(f).__name__, model=f.model, key=f.key, types=f.types,
+                params=json.loads(json.dumps(f.params, default=_json_safe)),
+                arrays={k: [list(map(int, v.shape)), v.dtype.str] for k, v in f.arrays.items()})
+    with atomic_path(path/'arrays.npz') as tmp:
+        with open(tmp, 'wb') as fh: np.savez(fh, **f.arrays)
+    write_json(meta, path/'model.json')
+    return path
+
+def fitted_meta(path:str|Path) -> dict:
+    "A saved fitted model's model.json, checked: this rosa reads its format and knows its class."
+    from rosa import __version__
+    path = Path(path); mj = path/'model.json'
+    if not mj.exists(): raise FileNotFoundError(f"{path} holds no fitted model (no model.json)")
+    m = read_json(mj)
+    if m.get('format') != FITTED_FORMAT:
+        raise ValueError(f"{path}: a fitted model saved by rosa {m.get('rosa')} in saved-state format {m.get('format')}, which this rosa "
+                         f"({__version__}, format {FITTED_FORMAT}) cannot read: rerun the run to refit it")
+    if m.get('cls') not in FITTED:
+        raise ValueError(f"{path}: fitted model class {m.get('cls')!r} (model {m.get('model')!r}) is not defined here: "
+                         "import the module that registers it (rosa --plugin)")
+    return m
+
+def read_fitted(path:str|Path # a folder written by `save_fitted`
+               ) -> FittedModel:
+    "A fitted model saved by `save_fitted`, checked against its own record of arrays."
+    path = Path(path); m = fitted_meta(path)
+    try:
+        with np.load(path/'arrays.npz', allow_pickle=False) as z: arrays = {k: z[k] for k in z.files}
+    except Exception as e: raise ValueError(f"{path}/arrays.npz cannot be read ({type(e).__name__}: {e})") from e
+    have = {k: [list(v.shape), v.dtype.str] for k, v in arrays.items()}
+    if have != m['arrays']: raise ValueError(f"{path}: arrays.npz does not hold the arrays model.json lists ({sorted(set(have) ^ set(m['arrays'])) or 'shapes differ'})")
+    return FITTED[m['cls']](m['model'], m['key'], m['types'], m['params'], arrays)
+
 # %% ../nbs/10_models.ipynb #0013
 BLOCK_CELLS = 8192   # cells read at once by a pass over the data: what bounds a model's memory at any number of cells
+
+def _cell_means(adata, layer, tr, rows=None) -> np.ndarray:
+    "Each cell's mean over the train genes `tr` (positions), one block of cells at a time."
+    X = _layer(adata, layer); rows = np.arange(adata.n_obs) if rows is None else rows
+    m = np.empty(len(rows))
+    for i, r in _blocks(rows, BLOCK_CELLS):
+        m[i:i+len(r)] = np.asarray(_rows(X, r)[:, tr].sum(1), dtype=np.float64).ravel() / len(tr)
+    return m
+
+class AgnosticFit(FittedModel):
+    "The gene-agnostic baseline: each cell's mean over its train genes; per type, the mean level of its held-out cells, whatever the gene."
+    def _profiles(self, Z, data=None):
+        return np.repeat(self.arrays['level'][:, None], _n_rows(Z), 1).astype(np.float32)
+    def predict(self, adata, cells=None, genes=None, out=None, **kw):
+        m = _cell_means(adata, self.params.get('layer', 'X'), np.flatnonzero(split_mask(adata, 'genes', 'train')))
+        return Profiles(np.zeros((1, adata.n_vars), np.float32), np.zeros(adata.n_obs, np.int64), m.astype(np.float32))
 
 @MODELS.register('agnostic', embedding=False)
 def agnostic(adata:ad.AnnData, # cells x genes, X = log1p (in memory or backed)
              layer:str='X', # expression layer
             ) -> Profiles:
     "Each cell's mean over its train genes, for every gene: one all-zero profile plus a per-cell offset."
-    X = _layer(adata, layer)
-    tr = np.flatnonzero(split_mask(adata, 'genes', 'train'))
-    m = np.empty(adata.n_obs)
-    for i, r in _blocks(np.arange(adata.n_obs), BLOCK_CELLS):
-        m[i:i+len(r)] = np.asarray(_rows(X, r)[:, tr].sum(1), dtype=np.float64).ravel() / len(tr)
-    return Profiles(np.zeros((1, adata.n_vars), np.float32), np.zeros(adata.n_obs, np.int64), m.astype(np.float32))
+    codes, types = _cell_types(adata)
+    m = _cell_means(adata, layer, np.flatnonzero(split_mask(adata, 'genes', 'train')))
+    level = np.array([m[c].mean() if len(c) else np.nan for c in profile_cells(adata, codes, len(types))])
+    fit = AgnosticFit('agnostic', None, types, dict(layer=layer), dict(level=level))
+    p = Profiles(np.zeros((1, adata.n_vars), np.float32), np.zeros(adata.n_obs, np.int64), m.astype(np.float32))
+    p.fitted = fit
+    return p
 
 # %% ../nbs/10_models.ipynb #0016
 ALPHAS = (1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5)
@@ -176,6 +316,15 @@ def _celltype_targets(adata, layer):
     Ytr, Yva = Y[g_tr[cols]], (Y[g_va[cols]] if g_va.any() else None)
     return ct, codes, g_tr, g_va, Ytr, Yva
 
+def _embedding_params(E, mean, sd) -> tuple[dict, dict]:
+    "What a fitted model keeps of its embedding's standardisation: the train genes' mean and sd, or the one-hot index's size."
+    if sp.issparse(E): return dict(index=True, n_index=int(E.shape[1])), {}
+    return dict(index=False), dict(mean=mean, sd=sd)
+
+class LinearFit(FittedModel):
+    "Per cell type, a linear map of the standardised embedding: profiles = (m + Z W)ᵀ."
+    def _profiles(self, Z, data=None): return (self.arrays['m'] + _mm(Z, self.arrays['W'])).T.astype(np.float32)
+
 @MODELS.register('ridge_celltype', check=_check_alpha, obs=('cell_type',))
 def ridge_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type']
                    key:str, # gene embedding in adata.varm
@@ -186,13 +335,16 @@ def ridge_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type'
                   ) -> Profiles:
     "Per cell type, ridge from embedding to the type's mean train-cell expression: one profile per type."
     info = {} if info is None else info
-    E, *_ = gene_embeddings(adata, key)
+    E, mean, sd = gene_embeddings(adata, key)
     ct, codes, g_tr, g_va, Ytr, Yva = _celltype_targets(adata, layer)
     m = Ytr.mean(0); ridge = _RidgeSVD(E[g_tr])
     if alpha is None: alpha = _select_alpha(ridge, Ytr - m, m, E[g_va], Yva, alphas, info)
     else: info.update(alpha=float(alpha), alpha_by='given')
-    P = (m + ridge.predict(ridge.project(Ytr - m), alpha, E)).T      # (types, genes)
-    return Profiles(P, codes, names=ct.categories)
+    W = _mm(ridge.V, ridge.shrink(alpha)[:, None] * ridge.project(Ytr - m))   # (d, types): the fit in the embedding's space
+    ep, ea = _embedding_params(E, mean, sd)
+    fit = LinearFit('ridge_celltype', key, ct.categories, dict(alpha=float(alpha), layer=layer, **ep), dict(W=W, m=m, **ea))
+    p = Profiles(fit._profiles(E), codes, names=ct.categories); p.fitted = fit
+    return p
 
 # %% ../nbs/10_models.ipynb #0023
 def _check_ridge_cell(p):
@@ -200,6 +352,70 @@ def _check_ridge_cell(p):
     _check_alpha(p)
     if p.cross_fit == 1 or p.cross_fit < 0: raise ValueError(f"cross_fit must be 0 (in-sample) or at least 2 folds, got {p.cross_fit}")
     if p.chunk < 1 or p.n_select < 1: raise ValueError(f"chunk and n_select must be >= 1, got chunk={p.chunk}, n_select={p.n_select}")
+
+def _cell_fits(E, tr, ridge, cross_fit, seed, res) -> list:
+    "(train genes fitted, as positions in `tr`; output columns; the ridge; the predicted genes' rows through it) for every fit the store `res` needs."
+    # All train genes predict every gene; with cross-fitting, a train gene's value in a cell must not be fitted to predict
+    # itself, so each fold of train genes is then predicted again from the other folds.
+    fits = [(np.arange(len(tr)), res.genes, ridge)]
+    folds = _gene_folds(len(tr), cross_fit, seed)
+    for k in np.unique(folds[folds >= 0]):
+        sel = np.flatnonzero(folds != k); cols = tr[folds == k]; cols = cols[res._col[cols] >= 0]
+        if len(cols): fits.append((sel, cols, _RidgeSVD(E[tr[sel]])))
+    return [(sel, res._col[cols], r, E[cols] @ r.V) for sel, cols, r in fits]
+
+def _cell_pass(X, tr, rows, fits, alpha, chunk, n_out, write):
+    "Per cell, ridge on its own train-gene values: predictions (cells, n_out) of each fit's columns, written block by block (`write(i, rows, block)`)."
+    fits = [(sel, lc, r.shrink(alpha), EV, r.U, np.asarray(r.U.sum(0)).ravel()) for sel, lc, r, EV in fits]  # Uᵀ1: centring without densifying
+    k = max(len(f[2]) for f in fits)
+    step = max(1, min(chunk, (1 << 24) // k))           # a one-hot index has k = n_train: keep (cells x k) bounded
+    for i, r in _blocks(rows, step):
+        Xc = _rows(X, r)[:, tr]                                                  # read once per chunk of cells
+        block = np.empty((len(r), n_out), np.float32)
+        for sel, lc, f, EV, U, Ut1 in fits:
+            Xs = Xc if len(sel) == len(tr) else Xc[:, sel]
+            m = np.asarray(Xs.sum(1), dtype=np.float64).ravel() / len(sel)
+            Z = _mm(Xs, U) - m[:, None] * Ut1                                    # (Y - m) U
+            block[:, lc] = m[:, None] + _mm(EV, (Z * f).T).T
+        write(i, r, block)
+
+def _type_coefs(X, tr, ridge, alpha, groups) -> tuple[np.ndarray, np.ndarray]:
+    "Per group of cells (a cell type's profile cells), the mean of their cells' ridge fits: coefficients (groups, d) and intercepts."
+    f, U, Ut1 = ridge.shrink(alpha), ridge.U, np.asarray(ridge.U.sum(0)).ravel()
+    S, b = np.zeros((len(groups), len(f))), np.zeros(len(groups))
+    for t, rows in enumerate(groups):
+        for _, r in _blocks(rows, BLOCK_CELLS):
+            Xc = _rows(X, r)[:, tr]; m = np.asarray(Xc.sum(1), dtype=np.float64).ravel() / len(tr)
+            S[t] += ((_mm(Xc, U) - m[:, None] * Ut1) * f).sum(0); b[t] += m.sum()
+    n = np.array([len(g) for g in groups], np.float64); n = np.where(n > 0, n, np.nan)   # a type without cells: no profile
+    return _mm(ridge.V, (S / n[:, None]).T).T, b / n
+
+class RidgeCellFit(FittedModel):
+    "Ridge per cell on its own train genes; a cell type's profile is the mean of its held-out cells' fits (`profile_cells`)."
+    per_cell = True
+    def _profiles(self, Z, data=None): return (self.arrays['intercept'][:, None] + _mm(Z, self.arrays['coef'].T).T).astype(np.float32)
+    def _ridge(self, adata):
+        E = self.standardise(adata.varm[self.key]); tr = np.flatnonzero(split_mask(adata, 'genes', 'train'))
+        return E, tr, _RidgeSVD(E[tr])
+    def predict(self, adata, cells=None, genes=None, out=None, **kw):
+        "The run's per-cell predictions of the cells x genes asked for (a train gene cross-fitted), chunk by chunk into `out`."
+        p = self.params; E, tr, ridge = self._ridge(adata)
+        res = CellValues.create(out, adata.shape, cells, genes)
+        def write(i, r, block): res[i:i+len(r)] = block
+        _cell_pass(_layer(adata, p['layer']), tr, res.cells, _cell_fits(E, tr, ridge, p['cross_fit'], p['seed'], res),
+                   p['alpha'], p['chunk'], len(res.genes), write)
+        return res
+    def cells(self, E, # embeddings of the genes to predict (genes, d), raw
+              data:ad.AnnData, # the run's data (cells x genes, varm[key])
+              cells=None, # the cells (positions or mask; None = all)
+             ) -> np.ndarray:
+        "Per-cell predictions (cells, genes) of genes given by their embeddings, each from its cell's own fit on all its train genes."
+        p = self.params; Z = self.standardise(E); Ed, tr, ridge = self._ridge(data)
+        rows = _as_positions(cells, data.n_obs, 'cells'); out = np.empty((len(rows), Z.shape[0]), np.float32)
+        def write(i, r, block): out[i:i+len(r)] = block
+        _cell_pass(_layer(data, p['layer']), tr, rows, [(np.arange(len(tr)), np.arange(Z.shape[0]), ridge, Z @ ridge.V)],
+                   p['alpha'], p['chunk'], Z.shape[0], write)
+        return out
 
 @MODELS.register('ridge_cell', check=_check_ridge_cell)
 def ridge_cell(adata:ad.AnnData, # cells x genes, X = log1p (in memory or backed)
@@ -218,7 +434,7 @@ def ridge_cell(adata:ad.AnnData, # cells x genes, X = log1p (in memory or backed
               ) -> CellValues:
     "Per cell, ridge from embedding to the cell's own train-gene values; the cells x genes asked for, written chunk by chunk."
     info = {} if info is None else info
-    E, *_ = gene_embeddings(adata, key)
+    E, mean, sd = gene_embeddings(adata, key)
     X = _layer(adata, layer)
     g_tr, g_va = split_mask(adata, 'genes', 'train'), split_mask(adata, 'genes', 'val', required=False)
     tr = np.flatnonzero(g_tr)
@@ -230,28 +446,16 @@ def ridge_cell(adata:ad.AnnData, # cells x genes, X = log1p (in memory or backed
         Yva = _dense(X, rows, np.flatnonzero(g_va), np.float64).T if g_va.any() else None
         alpha = _select_alpha(ridge, Ytr - m, m, E[g_va], Yva, alphas, info)
     else: info.update(alpha=float(alpha), alpha_by='given')
-    res = CellValues.create(out, adata.shape, cells, genes)
-    # fits: (train genes fitted, as positions in `tr`; genes predicted; their ridge). All train genes predict every
-    # gene; with cross-fitting, a train gene's value in a cell must not be fitted to predict itself, so each fold of
-    # train genes is then predicted again from the other folds.
-    fits = [(np.arange(len(tr)), res.genes, ridge)]
-    folds = _gene_folds(len(tr), cross_fit, seed)
-    for k in np.unique(folds[folds >= 0]):
-        sel = np.flatnonzero(folds != k); cols = tr[folds == k]; cols = cols[res._col[cols] >= 0]
-        if len(cols): fits.append((sel, cols, _RidgeSVD(E[tr[sel]])))
-    fits = [(sel, res._col[cols], r.shrink(alpha), (E[cols] @ r.V), r.U, np.asarray(r.U.sum(0)).ravel()) for sel, cols, r in fits]  # Uᵀ1: centring without densifying
-    k = max(len(f[2]) for f in fits)
-    step = max(1, min(chunk, (1 << 24) // k))           # a one-hot index has k = n_train: keep (cells x k) bounded
-    for i, rows in _blocks(res.cells, step):
-        Xc = _rows(X, rows)[:, tr]                                               # read once per chunk of cells
-        block = np.empty((len(rows), len(res.genes)), np.float32)
-        for sel, lc, f, EV, U, Ut1 in fits:
-            Xs = Xc if len(sel) == len(tr) else Xc[:, sel]
-            m = np.asarray(Xs.sum(1), dtype=np.float64).ravel() / len(sel)
-            Z = _mm(Xs, U) - m[:, None] * Ut1                                    # (Y - m) U
-            block[:, lc] = m[:, None] + _mm(EV, (Z * f).T).T
-        res[i:i+len(rows)] = block
     info.update(cross_fit=int(cross_fit))
+    codes, types = _cell_types(adata)
+    coef, b = _type_coefs(X, tr, ridge, alpha, profile_cells(adata, codes, len(types)))
+    ep, ea = _embedding_params(E, mean, sd)
+    fit = RidgeCellFit('ridge_cell', key, types, dict(alpha=float(alpha), cross_fit=int(cross_fit), seed=int(seed), chunk=int(chunk), layer=layer, **ep),
+                       dict(coef=coef, intercept=b, **ea))
+    res = CellValues.create(out, adata.shape, cells, genes)
+    def write(i, r, block): res[i:i+len(r)] = block
+    _cell_pass(X, tr, res.cells, _cell_fits(E, tr, ridge, cross_fit, seed, res), alpha, chunk, len(res.genes), write)
+    res.fitted = fit
     return res
 
 # %% ../nbs/10_models.ipynb #0026
@@ -268,11 +472,15 @@ def _sqdist(A, B) -> np.ndarray:
     sq = lambda M: np.asarray(M.multiply(M).sum(1)).ravel() if sp.issparse(M) else (M**2).sum(1)
     return np.clip(sq(A)[:, None] + sq(B)[None] - 2 * _mm(A, B.T), 0, None)
 
+def _kernel_map(K_landmarks:np.ndarray) -> np.ndarray:
+    "The Nyström map `Q / sqrt(λ)` of the landmarks' kernel: a gene's features are its kernel with the landmarks times it."
+    lam, Q = np.linalg.eigh(K_landmarks)
+    keep = lam > 1e-10 * lam.max(); lam, Q = lam[keep], Q[:, keep]
+    return Q / np.sqrt(lam)
+
 def _kernel_features(K:np.ndarray, landmarks:np.ndarray) -> np.ndarray:
     "Nyström features `Φ` of every gene from its kernel with the landmark genes `(n, m)`: `Φ Φᵀ` is K where the landmarks span it, exactly K on the landmarks."
-    lam, Q = np.linalg.eigh(K[landmarks])
-    keep = lam > 1e-10 * lam.max(); lam, Q = lam[keep], Q[:, keep]
-    return K @ (Q / np.sqrt(lam))
+    return K @ _kernel_map(K[landmarks])
 
 def _check_kernel(p):
     "`_check_alpha`, and kernel widths > 0."
@@ -281,6 +489,18 @@ def _check_kernel(p):
     if p.gamma is None and (not len(p.gammas) or min(p.gammas) <= 0):
         raise ValueError(f"gammas must be a non-empty grid of widths > 0, got {p.gammas!r}")
     if p.n_landmarks < 1: raise ValueError(f"n_landmarks must be at least 1, got {p.n_landmarks}")
+
+class KernelFit(FittedModel):
+    "Per cell type, RBF kernel ridge: a gene's kernel with the landmark genes, through the Nyström map, times the fitted weights."
+    def landmarks(self):
+        "The landmark genes' unit-length standardised embeddings (a one-hot index: their rows of the identity)."
+        if not self.index: return self.arrays['landmarks']
+        L = self.arrays['landmark_genes']
+        return sp.csr_matrix((np.ones(len(L)), (np.arange(len(L)), L)), shape=(len(L), int(self.params['n_index'])))
+    def _profiles(self, Z, data=None): return self._from_distances(_sqdist(_unit(Z), self.landmarks()))
+    def _from_distances(self, D):
+        "Profiles from the genes' squared distances to the landmarks."
+        return (self.arrays['m'] + (np.exp(-self.params['gamma'] * D) @ self.arrays['map']) @ self.arrays['W']).T.astype(np.float32)
 
 @MODELS.register('kernel_celltype', check=_check_kernel, obs=('cell_type',))
 def kernel_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type']
@@ -296,7 +516,7 @@ def kernel_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type
                    ) -> Profiles:
     "Per cell type, RBF kernel ridge from embedding to the type's mean train-cell expression: one profile per type."
     info = {} if info is None else info
-    E, *_ = gene_embeddings(adata, key)
+    E, mean, sd = gene_embeddings(adata, key)
     U = _unit(E)
     ct, codes, g_tr, g_va, Ytr, Yva = _celltype_targets(adata, layer)
     m = Ytr.mean(0); train = np.flatnonzero(g_tr)
@@ -304,16 +524,21 @@ def kernel_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type
     D = _sqdist(U, U[L])                                     # one distance matrix for every width on the grid
     best = None
     for g in ((gamma,) if gamma is not None else gammas):
-        Phi = _kernel_features(np.exp(-g * D), L)
+        K = np.exp(-g * D); M = _kernel_map(K[L]); Phi = K @ M
         ridge = _RidgeSVD(Phi[g_tr]); sel = {}
         a = _select_alpha(ridge, Ytr - m, m, Phi[g_va], Yva, alphas if alpha is None else (alpha,), sel)
-        if best is None or min(sel['alpha_err']) < best[0]: best = (min(sel['alpha_err']), g, a, ridge, Phi, sel)
-    _, g, a, ridge, Phi, sel = best
+        if best is None or min(sel['alpha_err']) < best[0]: best = (min(sel['alpha_err']), g, a, ridge, M, sel)
+    _, g, a, ridge, M, sel = best
     info.update(sel, gamma=float(g), gamma_by='given' if gamma is not None else sel['alpha_by'],
                 kernel='exact' if len(L) == len(train) else f'nystrom ({len(L)} landmarks)')
     if alpha is not None: info['alpha_by'] = 'given'
-    P = (m + ridge.predict(ridge.project(Ytr - m), a, Phi)).T      # (types, genes)
-    return Profiles(P, codes, names=ct.categories)
+    W = ridge.V @ (ridge.shrink(a)[:, None] * ridge.project(Ytr - m))    # (features, types)
+    ep, ea = _embedding_params(E, mean, sd)
+    land = dict(landmark_genes=L) if sp.issparse(E) else dict(landmarks=np.asarray(U[L]))
+    fit = KernelFit('kernel_celltype', key, ct.categories, dict(gamma=float(g), alpha=float(a), kernel=info['kernel'], layer=layer, **ep),
+                    dict(map=M, W=W, m=m, **land, **ea))
+    p = Profiles(fit._from_distances(D), codes, names=ct.categories); p.fitted = fit
+    return p
 
 # %% ../nbs/10_models.ipynb #0038
 def model_params(model:str, # a name in MODELS
@@ -324,15 +549,22 @@ def model_params(model:str, # a name in MODELS
     if 'check' in e.meta: e.meta['check'](p)
     return p
 
+def as_predictions_of(result, # what a model function returned: `Predictions` (perhaps with `.fitted`) or a `FittedModel`
+                      adata:ad.AnnData, model:str, cells=None, genes=None, out=None, **kw) -> Predictions:
+    "A model's `Predictions`, its fitted model (when it has one) at `.fitted`: a `FittedModel` returned is asked for the run's predictions."
+    if isinstance(result, FittedModel):
+        p = result.predict(adata, cells=cells, genes=genes, out=out, **kw); p.fitted = result; return p
+    if not isinstance(result, Predictions): raise TypeError(f"model {model!r} returned {type(result).__name__}, not Predictions or a FittedModel")
+    return result
+
 def fit_predict(adata:ad.AnnData, # cells x genes (in memory, or with backed matrices: `ExpressionStore.to_adata`)
                 model:str, # a name in MODELS
                 key:str|None=None, # gene embedding in adata.varm (not used by models registered with embedding=False)
                 **kwargs, # the model's parameters, and runtime arguments (MODELS.runtime: info, seed, device, ckpt, cells, genes, out, ...)
                ) -> Predictions:
-    "Fit `model` on `adata` with embedding `key`; its `Predictions` (profiles, or the cells x genes asked for, in a store at `out` if given)."
+    "Fit `model` on `adata` with embedding `key`; its `Predictions` (profiles, or the cells x genes asked for, in a store at `out` if given), the fitted model at `.fitted`."
     e = MODELS[model]
     if key is None and e.meta.get('embedding', True): raise ValueError(f"model {model!r} needs a gene embedding key")
     runtime = {k: kwargs.pop(k) for k in list(kwargs) if k in MODELS.runtime}
-    p = e.call(adata, params=model_params(model, kwargs), key=key, **runtime)
-    if not isinstance(p, Predictions): raise TypeError(f"model {model!r} returned {type(p).__name__}, not Predictions")
-    return p
+    r = e.call(adata, params=model_params(model, kwargs), key=key, **runtime)
+    return as_predictions_of(r, adata, model, **{k: runtime.get(k) for k in ('cells', 'genes', 'out')})

@@ -21,7 +21,7 @@ from .tss import gene_tss
 from .data import preprocess, read_store, symbol_ids, ExpressionStore, MIN_CELLS_PER_GENE, MIN_GENES_PER_CELL
 from .splits import split_cells, split_summary, read_regions, split_mask
 from .embeddings import EMBEDDINGS, EmbeddingContext, compute_embedding, genes_only, requires, register_table
-from .models import MODELS
+from .models import MODELS, as_predictions_of, save_fitted, fitted_meta
 from .predictions import Predictions, Profiles, CellValues, save_predictions, read_predictions
 import rosa.training  # registers the transformer in MODELS
 from .evaluation import (METRICS, noise_ceiling, split_half_ceiling, compare, wide_table, to_markdown, grammar_probe, paired_differences,
@@ -37,7 +37,19 @@ __all__ = ['DEFAULT_EMBEDDINGS', 'DEFAULT_MODELS', 'HEADLINE', 'DEMO', 'RunConfi
 # %% ../nbs/14_pipeline.ipynb #0005
 FORMATS['annotation'] = Format('', lambda a, p: a.write(p), Annotation.read, directory=True)
 FORMATS['store'] = Format('.zarr', lambda write, p: write(p), read_store, directory=True)   # the data step writes its store itself, block by block
-FORMATS['predictions'] = Format('', lambda p, path: p(path) if callable(p) else save_predictions(p, path), read_predictions, directory=True)   # a per-cell model writes its store itself, chunk by chunk
+def _save_predictions(p, path:Path) -> Path:
+    "A model's predictions and, beside them in `fitted/`, the fitted model that made them."
+    save_predictions(p, path)
+    if p.fitted is not None: save_fitted(p.fitted, Path(path)/'fitted')
+    return path
+
+def _read_predictions(path:Path):
+    "Predictions read back; the fitted model is checked (format, class) and left on disk (`rosa.apply.load` reads it)."
+    p = read_predictions(path)
+    if (Path(path)/'fitted').exists(): fitted_meta(Path(path)/'fitted'); p.fitted_path = Path(path)/'fitted'
+    return p
+
+FORMATS['predictions'] = Format('', lambda p, path: p(path) if callable(p) else _save_predictions(p, path), _read_predictions, directory=True)   # a per-cell model writes its store itself, chunk by chunk
 
 # %% ../nbs/14_pipeline.ipynb #0007
 DEFAULT_EMBEDDINGS = ('enformer', 'esm', 'onehot', 'random')
@@ -202,8 +214,9 @@ def step_prediction(rf:RunFolder, cfg:RunConfig, model:str, emb:str|None, data, 
     if per_cell: params['predict'] = dict(cells=list(cfg.cell_splits), genes=list(cfg.gene_splits))
     ckpt = rf.workdir(name, key=rf.key(name, params, inputs, e.version()))/'model.pt'
     def compute():
-        fit = lambda out: e.call(adata, params=p, key=emb, seed=cfg.seed, device=cfg.device, ckpt=ckpt, cells=cells, genes=genes, out=out)
-        return (lambda path: save_predictions(fit(path), path)) if per_cell else fit(None)
+        fit = lambda out: as_predictions_of(e.call(adata, params=p, key=emb, seed=cfg.seed, device=cfg.device, ckpt=ckpt, cells=cells, genes=genes, out=out),
+                                            adata, model, cells=cells, genes=genes, out=out, device=cfg.device)
+        return (lambda path: _save_predictions(fit(path), path)) if per_cell else fit(None)
     def check(x):
         if tuple(x.shape) != adata.shape: raise ValueError(f"its shape is {tuple(x.shape)}, the data's {adata.shape}")
         if not x.holds(cells, genes): raise ValueError(f"it does not hold every evaluated cell and gene ({', '.join(cfg.cell_splits)} cells, {', '.join(cfg.gene_splits)} genes)")
@@ -336,6 +349,7 @@ def _summary(adata:ad.AnnData, preds:dict, run_dir:Path) -> ad.AnnData:
     for i, ((model, emb), p) in enumerate(preds.items()):
         name = _layer(model, emb); path = f'predictions/{model}' + (f'/{emb}' if emb else '')
         links[name] = dict(model=model, embedding=emb, kind=p.kind, path=path, order=i)   # h5ad sorts keys: keep the run's order
+        if getattr(p, 'fitted_path', None) is not None or p.fitted is not None: links[name]['fitted'] = f'{path}/fitted'
         if isinstance(p, Profiles):
             links[name].update(profiles=p.profiles, index=p.index, **({} if p.offset is None else dict(offset=p.offset)))
     s.uns['predictions'] = links
@@ -403,6 +417,8 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
     write_report(run_dir, adata, table, cfg, paired, preds, units)
     write_h5ad(_summary(adata, preds, run_dir), run_dir/'rosa.h5ad')
     _log(f'  {run_dir}/rosa.h5ad, table.csv, report.md', t0)
+    kept = [k for k, p in preds.items() if getattr(p, 'fitted_path', None) is None and p.fitted is None]
+    if kept: warnings.warn(f"no fitted model kept for {', '.join(_label(*k) for k in kept)}: rosa.load and rosa predict cannot apply {'it' if len(kept) == 1 else 'them'}")
     _log(f'finished in {time.time() - T:.0f}s')
     return RunResult(adata, table, run_dir, preds, paired)
 

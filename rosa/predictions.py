@@ -39,6 +39,7 @@ def _write_meta(path:Path, kind:str, shape:tuple, **extra):
 class Predictions:
     "Predicted log1p expression of a cells x genes matrix of `shape`, read by blocks; `cells` and `genes` are the positions it holds."
     kind = None
+    fitted = None    # the `rosa.models.FittedModel` that made them, when the model keeps one
     dtype = np.dtype(np.float32)
     ndim = 2
     def block(self, rows=None, cols=None) -> np.ndarray:

@@ -23,13 +23,13 @@ from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 
 from .core import default_device, seed_everything, torch_save, params_from_signature, read_checkpoint
 from .splits import split_mask
-from .models import MODELS, gene_embeddings, is_index, _layer, _dense, _rows, _blocks, _positions, _gene_folds
+from .models import MODELS, FittedModel, gene_embeddings, is_index, profile_cells, _cell_types, _layer, _dense, _rows, _blocks, _positions, _gene_folds
 from .predictions import CellValues
 from .transformer import TransformerConfig, ExpressionTransformer, ENCODERS
 
 # %% auto #0
 __all__ = ['MAX_DENSE', 'TransformerParams', 'gene_inputs', 'BinsTransformer', 'bin_stats', 'lr_factor', 'train_transformer',
-           'load_transformer', 'predict_transformer', 'transformer']
+           'load_transformer', 'predict_transformer', 'TransformerFit', 'transformer']
 
 # %% ../nbs/12_training.ipynb #0007
 MAX_DENSE = int(5e7)   # train cells x genes held dense on the device up to this many values
@@ -389,7 +389,8 @@ def predict_transformer(model:ExpressionTransformer, # trained by `train_transfo
                         device:str|None=None, # None = the model's device
                         cross_fit:int=5, # folds over train genes: a queried train gene's context leaves its fold out (0: may hold it)
                         out=None, # folder of the chunked store to write (None: in memory)
-                       ) -> CellValues:
+                        queries:np.ndarray|None=None, # raw embeddings (n, d) of genes to predict instead of `genes` (genes the data may not hold)
+                       ) -> CellValues|np.ndarray:
     "Predicted log1p expression of the requested cells x genes, written block of cells by block of cells."
     if context != 'train': raise ValueError(f"context={context!r}: only 'train' (the cell's train genes) is supported")
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -398,24 +399,31 @@ def predict_transformer(model:ExpressionTransformer, # trained by `train_transfo
     if index != model.cfg.gene_index or (not index and E.shape[1] != model.cfg.d_emb):
         have = 'a one-hot index' if index else f'{E.shape[1]} dimensions'
         raise ValueError(f"varm[{key!r}] has {have}; the model was trained on " + ('a one-hot index' if model.cfg.gene_index else f'{model.cfg.d_emb} dimensions'))
-    res = CellValues.create(out, adata.shape, _positions(cells, adata.obs_names, 'cells'), _positions(genes, adata.var_names, 'genes'))
-    ci, gi = res.cells, res.genes
     g_tr = np.flatnonzero(split_mask(adata, 'genes', 'train'))
-    n = n_context or getattr(model, 'n_context', len(g_tr))
-    X, B = _layer(adata, layer), _layer(adata, 'bins')
     fold = np.full(adata.n_vars, -1)                              # -1: not a train gene (or no cross-fitting)
     fold[g_tr] = _gene_folds(len(g_tr), cross_fit, seed)
+    if queries is None:
+        res = CellValues.create(out, adata.shape, _positions(cells, adata.obs_names, 'cells'), _positions(genes, adata.var_names, 'genes'))
+        ci, Eg, qfold = res.cells, E[res.genes], fold[res.genes]
+    else:                                                         # genes by their embeddings alone: no fold, every train gene is context
+        if index: raise ValueError(f"the transformer on the one-hot {key!r} knows only its run's genes: it cannot predict a gene by its embedding")
+        Eg = np.asarray(queries, np.float32)
+        if Eg.ndim != 2 or Eg.shape[1] != E.shape[1]: raise ValueError(f"queries have shape {Eg.shape}; the model reads {E.shape[1]} dimensions")
+        ci = np.unique(_positions(cells, adata.obs_names, 'cells')); qfold = np.full(len(Eg), -1)
+        res = np.zeros((len(ci), len(Eg)), np.float32)
+    n = n_context or getattr(model, 'n_context', len(g_tr))
+    X, B = _layer(adata, layer), _layer(adata, 'bins')
     groups = []                                                   # query groups, each with its own context pool and draws
-    for k in np.unique(fold[gi]):
-        q = np.flatnonzero(fold[gi] == k); pool = g_tr[fold[g_tr] != k] if k >= 0 else g_tr
+    for k in np.unique(qfold):
+        q = np.flatnonzero(qfold == k); pool = g_tr[fold[g_tr] != k] if k >= 0 else g_tr
         rng = np.random.default_rng([seed, int(k) + 1])           # the same draws whichever block is asked for
         ctxs = [np.sort(rng.choice(pool, min(n, len(pool)), replace=False)) for _ in range(n_draws)]
-        groups.append((q, torch.from_numpy(E[gi[q]]).to(device), ctxs))   # raw: the model standardises with its train stats
+        groups.append((q, torch.from_numpy(Eg[q]).to(device), ctxs))   # raw: the model standardises with its train stats
     cols = np.unique(np.concatenate([c for *_, ctxs in groups for c in ctxs]))
     at = np.searchsorted(cols, np.arange(adata.n_vars))           # a context gene's column among `cols`
     for i, rows in _blocks(ci, batch_cells):
         Xr, Br = _dense(_rows(X, rows), None, cols), _dense(_rows(B, rows), None, cols, np.int64)  # each cell read once
-        block = np.zeros((len(rows), len(gi)), np.float32)
+        block = np.zeros((len(rows), len(Eg)), np.float32)
         for q, Eq, ctxs in groups:
             for ctx in ctxs:
                 x, b = torch.from_numpy(Xr[:, at[ctx]]).to(device), torch.from_numpy(Br[:, at[ctx]]).to(device)
@@ -448,6 +456,39 @@ class _PredictParams:
 TransformerParams = make_dataclass('TransformerParams', [(f.name, f.type, f) for c in (params_from_signature(train_transformer, MODELS.runtime), _PredictParams)
                                                          for f in fields(c)])
 
+class TransformerFit(FittedModel):
+    "The trained network (its weights as arrays, its configuration as JSON); a cell type's profile is the mean of its held-out cells' predictions (`profile_cells`), each from the cell's own train genes."
+    per_cell = True
+    @classmethod
+    def from_network(cls, net:ExpressionTransformer, key:str, types:list, **params) -> 'TransformerFit':
+        "A fitted model holding `net`'s weights, its configuration and loss, and the prediction settings `params`."
+        arrays = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
+        return cls('transformer', key, types, dict(cfg=asdict(net.cfg), loss=net.hparams.get('loss', 'mse'), n_context=int(net.n_context),
+                                                   **params), arrays)
+    def network(self, device=None) -> ExpressionTransformer:
+        "The network, rebuilt from the saved configuration and weights, in eval mode."
+        net = _network(TransformerConfig(**self.params['cfg']), self.params['loss'])
+        net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.arrays.items()})
+        net.n_context = self.params['n_context']
+        return net.to(default_device(device)).eval()
+    def standardise(self, E): return np.asarray(E.toarray() if sp.issparse(E) else E, np.float32)   # the network standardises with its own train statistics
+    def _kw(self): p = self.params; return dict(n_draws=p['n_draws'], batch_cells=p['batch_cells'], layer=p['layer'], seed=p['seed'])
+    def predict(self, adata, cells=None, genes=None, out=None, device=None, **kw):
+        return predict_transformer(self.network(device), adata, self.key, cells=cells, genes=genes, out=out, **self._kw())
+    def cells(self, E, data:ad.AnnData, cells=None, device=None) -> np.ndarray:
+        "Per-cell predictions (cells, genes) of genes given by their raw embeddings, from each cell's own train genes."
+        return predict_transformer(self.network(device), data, self.key, cells=cells, queries=self.standardise(E), **self._kw())
+    def _profiles(self, Z, data=None, device=None):
+        if data is None: raise ValueError("the transformer predicts from cells' observed genes: give the run's data (data=...)")
+        codes, _ = _cell_types(data, self.types); groups = profile_cells(data, codes, len(self.types))
+        rows = np.concatenate(groups); V = self.cells(Z, data, rows, device)       # rows come back sorted
+        at = np.searchsorted(np.unique(rows), rows)
+        P, i = np.full((len(groups), len(Z)), np.nan, np.float32), 0
+        for t, g in enumerate(groups):
+            if len(g): P[t] = V[at[i:i+len(g)]].mean(0)
+            i += len(g)
+        return P
+
 @MODELS.register('transformer', params=TransformerParams, check=_check_transformer, docs=(train_transformer,))
 def transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins'], var/obs['split']
                 key:str, # gene embedding in adata.varm
@@ -457,6 +498,9 @@ def transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins'], va
                 cells=None, genes=None, out=None, # what to predict, and the store's folder (`predict_transformer`)
                 **train, # `train_transformer` arguments
                ) -> CellValues:
-    "Train an `ExpressionTransformer` and predict the cells x genes asked for from their train genes."
+    "Train an `ExpressionTransformer` and predict the cells x genes asked for from their train genes; the network kept as a `TransformerFit`."
     m = train_transformer(adata, key, seed=seed, device=device, ckpt=ckpt, layer=layer, verbose=verbose, **train)
-    return predict_transformer(m, adata, key, cells=cells, genes=genes, n_draws=n_draws, batch_cells=batch_cells_predict, layer=layer, out=out)
+    fit = TransformerFit.from_network(m, key, _cell_types(adata)[1], n_draws=n_draws, batch_cells=batch_cells_predict, layer=layer, seed=0)
+    res = predict_transformer(m, adata, key, cells=cells, genes=genes, n_draws=n_draws, batch_cells=batch_cells_predict, layer=layer, out=out)
+    res.fitted = fit
+    return res
