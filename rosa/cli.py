@@ -12,7 +12,7 @@ from .core import read_json
 from .synthetic import WorldConfig
 
 # %% auto #0
-__all__ = ['COMMANDS', 'world', 'load_plugins', 'demo', 'run', 'census', 'compare', 'main']
+__all__ = ['COMMANDS', 'world', 'load_plugins', 'demo', 'run', 'census', 'compare', 'predict', 'main']
 
 # %% ../nbs/15_cli.ipynb #0005
 @call_parse
@@ -197,7 +197,27 @@ def compare(argv:list|None=None # the arguments after `rosa compare` (default: t
     a = p.parse_args(sys.argv[2:] if argv is None else argv)
     print(to_markdown(compare_runs(a.runs, metric=a.metric), digits=3))
 
-COMMANDS = dict(demo=demo, run=run, compare=compare, world=world, census=census)
+def predict(argv:list|None=None # the arguments after `rosa predict` (default: the command line's)
+           ):
+    "Apply a finished run to new sequences: each cell type's predicted expression of every FASTA record (or of a GTF's genes)."
+    from rosa.apply import load
+    p = argparse.ArgumentParser(prog='rosa predict', description=predict.__doc__)
+    p.add_argument('run', help='a finished run folder (rosa run or rosa demo)')
+    p.add_argument('--fasta', required=True, help='sequences, one record each with its TSS in the header (>name tss=5000 strand=+), '
+                   "N-padded to the run's window; or, with --gtf, that annotation's genome")
+    p.add_argument('--gtf', help="genes of another annotation or assembly, their TSS chosen by the run's rule")
+    p.add_argument('--genes', help='of the GTF, these genes only (ids or symbols, comma-separated)')
+    p.add_argument('--out', default='predictions.h5ad', help='h5ad to write (sequences x cell types; a CSV beside it)')
+    p.add_argument('--block', type=int, default=1024, help='sequences embedded and predicted at once (bounds memory)')
+    p.add_argument('--device', help="'cuda' or 'cpu' (default: CUDA when available)")
+    a = p.parse_args(sys.argv[2:] if argv is None else argv)
+    run = load(a.run); t0 = time.time()
+    r = run.predict(a.fasta, gtf=a.gtf, genes=a.genes.split(',') if a.genes else None, out=a.out, block=a.block, device=a.device)
+    print(f"{r.n_obs:,} sequences x {r.n_vars} cell types, {len(r.layers)} models x embeddings -> {a.out} and "
+          f"{Path(a.out).with_suffix('.csv')} ({time.time() - t0:.0f}s; X = {r.uns['X']})")
+    r.file.close()
+
+COMMANDS = dict(demo=demo, run=run, predict=predict, compare=compare, world=world, census=census)
 
 def _one_line(e:BaseException) -> str:
     "An error as one line: its message (a KeyError's without the quotes), newlines folded."
@@ -213,7 +233,7 @@ def main():
     cmd, argv = sys.argv[1], [a for a in sys.argv[2:] if a != '--debug']
     if cmd not in COMMANDS: sys.exit(f"rosa: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}")
     try:
-        if cmd in ('demo', 'run', 'compare'): return COMMANDS[cmd](argv)
+        if cmd in ('demo', 'run', 'predict', 'compare'): return COMMANDS[cmd](argv)
         f = COMMANDS[cmd].__wrapped__
         args = vars(anno_parser(f, prog=f'rosa {cmd}').parse_args(argv))
         for k in ('pdb', 'xtra'): args.pop(k, None)
