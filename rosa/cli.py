@@ -201,8 +201,11 @@ def predict(argv:list|None=None # the arguments after `rosa predict` (default: t
            ):
     "Apply a finished run to new sequences: each cell type's predicted expression of every FASTA record (or of a GTF's genes)."
     from rosa.apply import load
+    argv = sys.argv[2:] if argv is None else argv
+    load_plugins(argv)                      # a model of your own: its fitted class must be defined to be read
     p = argparse.ArgumentParser(prog='rosa predict', description=predict.__doc__)
     p.add_argument('run', help='a finished run folder (rosa run or rosa demo)')
+    p.add_argument('--plugin', action='append', metavar='MODULE', help='a module or .py file that registers the run\'s own models (repeatable)')
     p.add_argument('--fasta', required=True, help='sequences, one record each with its TSS in the header (>name tss=5000 strand=+), '
                    "N-padded to the run's window; or, with --gtf, that annotation's genome")
     p.add_argument('--gtf', help="genes of another annotation or assembly, their TSS chosen by the run's rule")
@@ -210,7 +213,7 @@ def predict(argv:list|None=None # the arguments after `rosa predict` (default: t
     p.add_argument('--out', default='predictions.h5ad', help='h5ad to write (sequences x cell types; a CSV beside it)')
     p.add_argument('--block', type=int, default=1024, help='sequences embedded and predicted at once (bounds memory)')
     p.add_argument('--device', help="'cuda' or 'cpu' (default: CUDA when available)")
-    a = p.parse_args(sys.argv[2:] if argv is None else argv)
+    a = p.parse_args(argv)
     run = load(a.run); t0 = time.time()
     r = run.predict(a.fasta, gtf=a.gtf, genes=a.genes.split(',') if a.genes else None, out=a.out, block=a.block, device=a.device)
     print(f"{r.n_obs:,} sequences x {r.n_vars} cell types, {len(r.layers)} models x embeddings -> {a.out} and "
