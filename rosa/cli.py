@@ -234,6 +234,8 @@ def main():
         for k, f in COMMANDS.items(): print(f'  {k:8s} {f.__doc__}')
         return
     cmd, argv = sys.argv[1], [a for a in sys.argv[2:] if a != '--debug']
+    import warnings
+    if '--debug' not in sys.argv: warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {' '.join(str(msg).split())}\n"   # one plain line
     if cmd not in COMMANDS: sys.exit(f"rosa: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}")
     try:
         if cmd in ('demo', 'run', 'predict', 'compare'): return COMMANDS[cmd](argv)
