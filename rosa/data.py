@@ -63,6 +63,7 @@ class CountReader:
             keys = dict(zip(('X', "layers['counts']", 'raw.X'), ('X', 'layers/counts', 'raw/X')))
             obs, var = read_elem(f['obs']), read_elem(f['var'])
             raw_var = read_elem(f['raw/var']) if 'raw/var' in f else None
+        if len(obs) == 0: raise ValueError(f"counts: {self.path} holds 0 cells: there is nothing to read (an empty subset?)")
         for name, m in cands:
             if m is None or m.shape[0] == 0: continue
             head = m[:min(m.shape[0], 2000)]

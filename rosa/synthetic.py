@@ -17,7 +17,7 @@ from .core import atomic_path, write_json, read_json, write_h5ad, reverse_comple
 
 # %% auto #0
 __all__ = ['BASES', 'TATA', 'GC_BOX', 'WORLD_FORMAT', 'WorldConfig', 'World', 'make_world', 'load_world', 'count_sites',
-           'plot_grammar', 'plot_expression']
+           'NewGenes', 'world_normaliser', 'new_genes', 'plot_grammar', 'plot_expression']
 
 # %% ../nbs/02_synthetic.ipynb #0005
 @dataclass
@@ -298,12 +298,8 @@ def _write_text(path, text:str, gz=False):
         else: Path(tmp).write_text(text)
 
 # %% ../nbs/02_synthetic.ipynb #0020
-def make_world(out_dir:str|Path,  # folder to write the world into (created)
-               cfg:WorldConfig|None=None, # parameters; keyword arguments override its fields
-               **kwargs) -> World:
-    "Write a seeded synthetic world (FASTA, GTF, bulk CAGE tracks, counts h5ad, truth) and return its paths."
-    cfg = WorldConfig(**{**asdict(cfg or WorldConfig()), **kwargs}).check()
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+def _grammar(cfg:WorldConfig) -> dict:
+    "What a world draws before its genes (motifs, TF activities, coding genes and families, domains, family templates), and the generator as it is then."
     rng = np.random.default_rng(cfg.seed)
     pwms, consensus = _pwms(rng, cfg.n_tfs, consensus_p=cfg.motif_consensus)
     A = _activities(rng, cfg.n_cell_types, cfg.n_tfs)             # cell types x TFs
@@ -319,6 +315,17 @@ def make_world(out_dir:str|Path,  # folder to write the world into (created)
     comps = [None] * f if cfg.domain_composition is None else prng.dirichlet(np.full(len(_AA), cfg.domain_composition), f)
     domains = [_domain(prng, c) for c in comps]
     templates = [dict(n_core=int(rng.integers(1, 4)), tfs=list(rng.integers(0, cfg.n_tfs, int(rng.integers(2, 6))))) for _ in range(f)]
+    return dict(rng=rng, pwms=pwms, consensus=consensus, A=A, B=B, coding=coding, fam=fam, prng=prng, domains=domains, templates=templates)
+
+def make_world(out_dir:str|Path,  # folder to write the world into (created)
+               cfg:WorldConfig|None=None, # parameters; keyword arguments override its fields
+               **kwargs) -> World:
+    "Write a seeded synthetic world (FASTA, GTF, bulk CAGE tracks, counts h5ad, truth) and return its paths."
+    cfg = WorldConfig(**{**asdict(cfg or WorldConfig()), **kwargs}).check()
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    g = _grammar(cfg)
+    rng, pwms, consensus, A, B, coding, fam, prng, domains, templates = (g[k] for k in
+        ('rng', 'pwms', 'consensus', 'A', 'B', 'coding', 'fam', 'prng', 'domains', 'templates'))
     genes = [_make_gene(rng, i, cfg, pwms, fam[i], templates[fam[i]] if fam[i] >= 0 else None, domains, coding[i], prng)
              for i in range(cfg.n_genes)]
     # chromosomes: genes in order, chr1 the largest
@@ -437,6 +444,77 @@ def load_world(path:str|Path) -> World:
 def count_sites(seq:str, motifs) -> int:
     "Number of exact matches of any motif (either strand) in `seq`."
     return sum(seq.count(m) + seq.count(reverse_complement(m)) for m in motifs)
+
+# %% ../nbs/02_synthetic.ipynb #d8d8457c
+@dataclass
+class NewGenes:
+    "New genes of a world, written as sequences (`genes.fa`), as a small assembly (`assembly.fa`, `assembly.gtf`) and with their known answer (`truth.h5ad`)."
+    dir:Path
+    n_genes:int
+    @property
+    def fasta(self): return self.dir/'genes.fa'
+    @property
+    def assembly(self): return self.dir/'assembly.fa'
+    @property
+    def gtf(self): return self.dir/'assembly.gtf'
+    @property
+    def truth(self): return self.dir/'truth.h5ad'
+    def __repr__(self): return f"NewGenes({self.dir}, {self.n_genes} genes)"
+
+def _fasta_text(records) -> str:
+    "FASTA of (header, sequence) pairs, 60 bases a line."
+    return ''.join(f'>{h}\n' + ''.join(s[k:k+60] + '\n' for k in range(0, len(s), 60)) for h, s in records)
+
+def world_normaliser(truth:ad.AnnData) -> np.ndarray:
+    "Each cell type's log normaliser of the world's rates, logsumexp over its genes of beta + A·scores: what puts a new gene on the world's scale."
+    log_r = truth.var['beta'].to_numpy()[None] + truth.uns['tf_activity'] @ np.asarray(truth.varm['motif_scores']).T
+    m = log_r.max(1, keepdims=True)
+    return (m + np.log(np.exp(log_r - m).sum(1, keepdims=True))).ravel()
+
+def new_genes(world:World|str|Path, # a world written by `make_world` (or its folder)
+              out_dir:str|Path, # where to write them (created)
+              n_genes:int=200, # how many
+              seed:int=1, # their seed (the world's own seed is kept apart)
+              length:int|None=None, # bp of each `genes.fa` record around the active TSS (None: the world's window)
+             ) -> NewGenes:
+    "Genes the world never had, drawn from its own grammar (its motifs, TF activities and families) with its own law: their sequences, a small assembly holding them, and each cell type's true mean."
+    w = world if isinstance(world, World) else load_world(world)
+    cfg = WorldConfig(**w.cfg); g = _grammar(cfg); L = int(length or cfg.window)
+    truth = ad.read_h5ad(w.truth); logZ = world_normaliser(truth)
+    rng, prng = np.random.default_rng([cfg.seed, 7, seed]), np.random.default_rng([cfg.seed, 8, seed])
+    n_fam = len(g['templates']); genes, beta = [], []
+    for j in range(n_genes):
+        coding = bool(rng.random() >= cfg.frac_lncrna)
+        fam = int(rng.integers(n_fam)) if coding and n_fam and rng.random() < cfg.frac_family else -1
+        gene = _make_gene(rng, 10_000_000 + j, cfg, g['pwms'], fam, g['templates'][fam] if fam >= 0 else None, g['domains'], coding, prng)
+        genes.append(gene); beta.append(0.7 * gene.n_core + rng.normal(0, cfg.gene_noise))
+    S = np.stack([x.scores for x in genes]); beta = np.array(beta)
+    rate = np.exp(beta[None] + g['A'] @ S.T - logZ[:, None])                       # cell types x new genes, on the world's scale
+    records, contigs, rows, var = [], [], [], []
+    for j, x in enumerate(genes):
+        a = x.tss[x.active]; start = a - L // 2
+        lo, hi = max(start, 0), min(start + L, len(x.seq))
+        rec = 'N' * (lo - start) + ''.join(BASES[x.seq[lo:hi]]) + 'N' * (start + L - hi)
+        records.append((f'{x.gene_key} tss={L // 2} name={x.name}', rec))
+        x.chrom, x.offset = f'new{j + 1}', 2000
+        body = x.seq if x.strand == '+' else 3 - x.seq[::-1]
+        contigs.append((x.chrom, ''.join(BASES[np.concatenate([rng.integers(0, 4, 2000), body, rng.integers(0, 4, 2000)])])))
+        rows += _gtf_rows(x)
+        sites = [(int(k), int(p - start) if 0 <= p - start <= L - 10 else None, where) for k, p, where in x.sites]
+        var.append(dict(gene_name=x.name, gene_type=x.gene_type, family=x.family, strand=x.strand, n_core=x.n_core, beta=beta[j],
+                        contig=x.chrom, active_tss=x.offset + (a if x.strand == '+' else len(x.seq) - 1 - a), record_tss=L // 2,
+                        sites=json.dumps(sites)))
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    _write_text(out/'genes.fa', _fasta_text(records)); _write_text(out/'assembly.fa', _fasta_text(contigs))
+    for f in ('genes.fa.fai', 'assembly.fa.fai'): (out/f).unlink(missing_ok=True)   # a stale index would not match
+    header = f'##description: new genes of a rosa synthetic world (world seed {cfg.seed}, seed {seed})\n##provider: rosa\n##format: gtf\n'
+    _write_text(out/'assembly.gtf', header + ''.join('\t'.join(map(str, r)) + '\n' for r in rows))
+    t = ad.AnnData(np.log1p(1e4 * rate).astype(np.float32), obs=truth.obs.copy(),
+                   var=pd.DataFrame(var, index=pd.Index([x.gene_key for x in genes])))
+    t.layers['rate'] = rate.astype(np.float32); t.varm['motif_scores'] = S.astype(np.float32)
+    t.uns.update(config=truth.uns['config'], seed=seed, length=L)
+    write_h5ad(t, out/'truth.h5ad')
+    return NewGenes(out, n_genes)
 
 # %% ../nbs/02_synthetic.ipynb #0038
 def plot_grammar(truth, ax=None):
