@@ -18,10 +18,12 @@ from .tss import gene_tss
 from .models import FittedModel, read_fitted, fitted_meta, FITTED_FORMAT
 from .data import read_store
 from .embeddings import EMBEDDINGS, add_random
+from .evaluation import bootstrap_ci
 import rosa.training  # the transformer's fitted model class
 
 # %% auto #0
-__all__ = ['BASES_OK', 'ENFORMER_RULES', 'fasta_candidates', 'Run', 'load', 'embed', 'nearest_train_genes', 'predict']
+__all__ = ['BASES_OK', 'ENFORMER_RULES', 'fasta_candidates', 'Run', 'load', 'embed', 'nearest_train_genes', 'predict',
+           'profile_accuracy', 'heldout_profiles', 'known_answer', 'plot_known_answer']
 
 # %% ../nbs/14a_apply.ipynb #0005
 BASES_OK = re.compile(rb'^[ACGTNacgtn]*$')
@@ -337,3 +339,66 @@ def _best_layer(run, keys) -> str:
     return _layer_name(*keys[0])
 
 Run.predict = predict
+
+# %% ../nbs/14a_apply.ipynb #6d72f657
+def profile_accuracy(P:np.ndarray, # predicted profiles (genes, types)
+                     T:np.ndarray, # true (or observed) profiles (genes, types)
+                     n_boot:int=1000, seed:int=0) -> pd.DataFrame:
+    "Pearson across cell types per gene and across genes per cell type (means), each with a 95% bootstrap interval over genes."
+    P, T = np.asarray(P, np.float64), np.asarray(T, np.float64)
+    def per_gene(p, t):
+        p, t = p - p.mean(1, keepdims=True), t - t.mean(1, keepdims=True)
+        with np.errstate(invalid='ignore', divide='ignore'): return (p * t).sum(1) / np.sqrt((p**2).sum(1) * (t**2).sum(1))
+    def across_genes(idx):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning); return np.nanmean(per_gene(P[idx].T, T[idx].T))   # a constant profile: NaN
+    with np.errstate(invalid='ignore'): r = per_gene(P, T)
+    rng = np.random.default_rng(seed); n = len(P)
+    boot = np.array([across_genes(rng.integers(0, n, n)) for _ in range(n_boot)])
+    rows = [dict(across='types', value=float(np.nanmean(r)), **dict(zip(('ci_low', 'ci_high'), bootstrap_ci(r, n_boot, seed=seed)))),
+            dict(across='genes', value=float(across_genes(np.arange(n))), ci_low=float(np.nanquantile(boot, .025)), ci_high=float(np.nanquantile(boot, .975)))]
+    return pd.DataFrame(rows).assign(n_genes=n)
+
+def heldout_profiles(run:Run, # a loaded run
+                     model:str, embedding:str='', # a fitted model of it
+                     split:str='test', # the genes: the run's held-out genes
+                    ) -> pd.DataFrame:
+    "A fitted model's cell-type profiles of the run's own genes of `split` (genes x types), as `predict` gives new genes'."
+    f = run.fitted(model, embedding); g = np.flatnonzero((run.genes['split'] == split).to_numpy())
+    E = run.varm[embedding][g] if embedding else len(g)
+    P = f.profiles(E, data=run.data() if f.per_cell else None)
+    return pd.DataFrame(P.T, index=run.genes.index[g], columns=f.types)
+
+def known_answer(run:Run, # a loaded run of a synthetic world
+                 new:'NewGenes', # `rosa.synthetic.new_genes` of the same world
+                 fasta:ad.AnnData, gtf:ad.AnnData, # `run.predict` of the new genes' records and of their assembly
+                 truth:str|Path, # the world's truth.h5ad
+                 n_boot:int=1000) -> pd.DataFrame:
+    "Every fitted model's profile accuracy on the run's held-out genes and on new genes (their records, their assembly), against the truth: tidy rows."
+    T_new = ad.read_h5ad(new.truth); tw = ad.read_h5ad(truth); rows = []
+    Tw = pd.DataFrame(tw.X.T, index=tw.var_names, columns=tw.obs_names)
+    for m, e in run.models:
+        lay = f'pred_{m}' + (f'_{e}' if e else '')
+        try: H = heldout_profiles(run, m, e)
+        except ValueError: continue           # a model that cannot predict a gene by its embedding (the one-hot transformer)
+        for what, P, T in (('held-out genes', H.to_numpy(), Tw.loc[H.index, H.columns].to_numpy()),
+                           ('new genes (records)', np.asarray(fasta[T_new.var_names].layers[lay]), T_new.X.T),
+                           ('new genes (assembly)', np.asarray(gtf[T_new.var_names].layers[lay]), T_new.X.T)):
+            rows.append(profile_accuracy(P, T, n_boot).assign(model=m, embedding=e, genes=what))
+    return pd.concat(rows, ignore_index=True)[['model', 'embedding', 'genes', 'across', 'value', 'ci_low', 'ci_high', 'n_genes']]
+
+def plot_known_answer(table:pd.DataFrame, # `known_answer`'s rows
+                      across:str='genes', # 'genes' (per cell type) or 'types' (per gene)
+                      ax=None):
+    "Each model x embedding's accuracy on held-out and on new genes, with intervals; returns the axes."
+    import matplotlib.pyplot as plt
+    t = table[(table.across == across) & table.value.notna()]
+    keys = list(dict.fromkeys(zip(t.model, t.embedding))); groups = list(dict.fromkeys(t.genes))
+    if ax is None: _, ax = plt.subplots(figsize=(7, 0.28 * len(keys) + 1))
+    for j, g in enumerate(groups):
+        q = t[t.genes == g].set_index(['model', 'embedding']).reindex(keys)
+        y = np.arange(len(keys)) + (j - (len(groups) - 1) / 2) * 0.25
+        ax.errorbar(q.value, y, xerr=[q.value - q.ci_low, q.ci_high - q.value], fmt='o', ms=3, lw=1, label=g)
+    ax.set_yticks(np.arange(len(keys)), [f'{m} · {e}' if e else m for m, e in keys], fontsize=7); ax.invert_yaxis()
+    ax.set_xlabel(f"Pearson across {'genes per cell type' if across == 'genes' else 'cell types per gene'} vs the truth")
+    ax.legend(fontsize=7, frameon=False); return ax
