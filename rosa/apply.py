@@ -17,7 +17,7 @@ from .reference import Genome, read_annotation
 from .tss import gene_tss
 from .models import FittedModel, read_fitted, fitted_meta, FITTED_FORMAT
 from .data import read_store
-from .embeddings import EMBEDDINGS, add_random
+from .embeddings import EMBEDDINGS, add_random, kmer_frequencies
 from .evaluation import bootstrap_ci
 import rosa.training  # the transformer's fitted model class
 
@@ -171,13 +171,6 @@ def _inputs(self, fasta, gtf, genes):
     for ch in c.chrom.unique(): genome.fasta_name(ch)
     return c, genome, ann
 
-def _kmer_rows(seqs:list, k:int) -> np.ndarray:
-    from itertools import product
-    from sklearn.feature_extraction.text import CountVectorizer
-    vocab = [''.join(x) for x in product('ACGT', repeat=k)]
-    counts = CountVectorizer(analyzer='char', ngram_range=(k, k), vocabulary=vocab, lowercase=False).transform(seqs)
-    return np.asarray(counts.toarray() / np.maximum(np.asarray(counts.sum(1), np.float64), 1), np.float32)
-
 def embed(self, cand:pd.DataFrame, # candidate TSSs (`rosa.tss.gene_tss` rows, or `fasta_candidates`)
           genome:Genome, # where their sequence is read
           ann=None, # their annotation (proteins for ESM-2); None: sequences without one
@@ -222,7 +215,7 @@ def embed(self, cand:pd.DataFrame, # candidate TSSs (`rosa.tss.gene_tss` rows, o
         elif n == 'kmer':
             q = _params(self, 'kmer')
             seqs = [genome.window(c, int(t), q.width) for c, t in zip(g.var.chrom, g.var.tss)]
-            g.varm[n] = _kmer_rows([reverse_complement(s) if st == '-' else s for s, st in zip(seqs, g.var.strand)], q.k)
+            g.varm[n] = kmer_frequencies([reverse_complement(s) if st == '-' else s for s, st in zip(seqs, g.var.strand)], q.k)
         else:
             g.varm[n] = np.full((len(genes), np.shape(self.varm[n])[1]), np.nan, np.float32); skipped.append(n)
     if skipped: warnings.warn(f"embeddings {', '.join(skipped)} cannot be computed for new sequences: their models predict them at the train-gene mean")

@@ -21,9 +21,9 @@ from .esm import read_proteins, pretrain_esm, load_esm, esm_file, add_esm
 
 # %% auto #0
 __all__ = ['EMBEDDINGS', 'EmbeddingContext', 'requires', 'genes_only', 'compute_embedding', 'enformer_embedding',
-           'enformer_center', 'enformer_bins', 'enformer_top', 'enformer_cage_mean', 'kmer_embedding', 'add_onehot',
-           'add_random', 'permuted_embedding', 'esm_embedding', 'read_embedding_table', 'table_embedding',
-           'register_table']
+           'enformer_center', 'enformer_bins', 'enformer_top', 'enformer_cage_mean', 'kmer_frequencies',
+           'kmer_embedding', 'add_onehot', 'add_random', 'permuted_embedding', 'esm_embedding', 'read_embedding_table',
+           'table_embedding', 'register_table']
 
 # %% ../nbs/09_embeddings.ipynb #0005
 EMBEDDINGS = Registry('embedding', runtime=('adata', 'ctx', 'key_added', 'seed', 'device', 'progress'))
@@ -159,6 +159,16 @@ def _check_kmer(p, cfg=None):
     if p.width < p.k: raise ValueError(f"kmer.width ({p.width}) must be at least kmer.k ({p.k})")
     if p.tss not in ('enformer', 'canonical'): raise ValueError(f"kmer.tss must be 'enformer' or 'canonical', got {p.tss!r}")
 
+def kmer_frequencies(seqs:list, # DNA strings, read 5'->3'
+                     k:int, # k-mer length
+                    ) -> np.ndarray:
+    "Each sequence's frequencies of the 4^k k-mers (ACGT only; a window of N counts nothing): (sequences, 4^k) float32."
+    from itertools import product
+    from sklearn.feature_extraction.text import CountVectorizer
+    vocab = [''.join(x) for x in product('ACGT', repeat=k)]
+    counts = CountVectorizer(analyzer='char', ngram_range=(k, k), vocabulary=vocab, lowercase=False).transform(seqs)
+    return np.asarray(counts.toarray() / np.maximum(np.asarray(counts.sum(1), np.float64), 1), np.float32)
+
 @EMBEDDINGS.register('kmer', inputs=('fasta', 'gtf'), check=_check_kmer,
                      requires=lambda p: ['enformer'] if p.tss == 'enformer' else [])
 def kmer_embedding(adata, ctx:EmbeddingContext,
@@ -167,8 +177,6 @@ def kmer_embedding(adata, ctx:EmbeddingContext,
                    tss:str='enformer', # 'enformer': the TSS Enformer chose; 'canonical': the annotation's
                    key_added:str='kmer'):
     "Promoter k-mer frequencies around each gene's TSS, on the gene's strand."
-    from itertools import product
-    from sklearn.feature_extraction.text import CountVectorizer
     genes = list(adata.var_names)
     if tss == 'enformer':
         v = ctx.upstream['enformer'].var.reindex(genes)
@@ -178,11 +186,8 @@ def kmer_embedding(adata, ctx:EmbeddingContext,
         raise ValueError(f"no {tss} TSS for genes {list(v.index[v.tss.isna()][:5])}")
     seqs = [ctx.genome.window(ch, int(t), width) for ch, t in zip(v.chrom, v.tss)]
     seqs = [reverse_complement(s) if st == '-' else s for s, st in zip(seqs, v.strand)]
-    vocab = [''.join(x) for x in product('ACGT', repeat=k)]
-    counts = CountVectorizer(analyzer='char', ngram_range=(k, k), vocabulary=vocab, lowercase=False).transform(seqs)
-    n = np.asarray(counts.sum(1), np.float64)
-    adata.varm[key_added] = np.asarray(counts.toarray() / np.maximum(n, 1), np.float32)
-    adata.uns[key_added] = dict(k=k, width=width, tss=tss, kmers=len(vocab))
+    adata.varm[key_added] = kmer_frequencies(seqs, k)
+    adata.uns[key_added] = dict(k=k, width=width, tss=tss, kmers=4**k)
 
 # %% ../nbs/09_embeddings.ipynb #0015
 @EMBEDDINGS.register('onehot')
