@@ -23,7 +23,7 @@ import rosa.training  # the transformer's fitted model class
 
 # %% auto #0
 __all__ = ['BASES_OK', 'ENFORMER_RULES', 'fasta_candidates', 'Run', 'load', 'embed', 'nearest_train_genes', 'predict',
-           'profile_accuracy', 'heldout_profiles', 'known_answer', 'plot_known_answer']
+           'predict_cells', 'profile_accuracy', 'heldout_profiles', 'known_answer', 'plot_known_answer']
 
 # %% ../nbs/14a_apply.ipynb #0005
 BASES_OK = re.compile(rb'^[ACGTNacgtn]*$')
@@ -132,11 +132,11 @@ def _params(run, name):
 def _enformer(self, device=None):
     "The Enformer the run embedded with: its pretrained small model, or the published weights where it recorded them."
     if self._enformer is None:
-        from rosa.enformer import load_enformer
+        from rosa.enformer import load_enformer, enformer_weights
         w = self.uns.get('enformer', {}).get('weights')
         if w is None: raise ValueError(f"{self.out}: the run recorded no Enformer weights (made by an older rosa): rerun it")
         p = _local(w, self.out)
-        try: self._enformer = load_enformer(p if p.exists() else w, device=device)
+        try: self._enformer = load_enformer(enformer_weights(p if p.exists() else w), device=device)
         except FileNotFoundError as e: raise FileNotFoundError(f"the run's Enformer weights {w!r} are no longer where it recorded them: put them back (or rerun): {e}") from None
     return self._enformer
 
@@ -332,6 +332,28 @@ def _best_layer(run, keys) -> str:
     return _layer_name(*keys[0])
 
 Run.predict = predict
+
+# %% ../nbs/14a_apply.ipynb #332c3d31
+def predict_cells(self, fasta:str|Path|None=None, # sequences, or the genome of `gtf` (as for `predict`)
+                  gtf:str|Path|None=None, genes:list|None=None, # genes of another annotation (as for `predict`)
+                  model:str='ridge_cell', embedding:str='enformer', # a per-cell fitted model of the run
+                  cells='test', # the run's cells: a split name, names, positions or a mask
+                  device:str|None=None, progress:bool=True) -> ad.AnnData:
+    "A per-cell model's prediction for each of the run's `cells` of each new sequence (or gene): AnnData cells x sequences, each cell from its own observed genes."
+    f = self.fitted(model, embedding)
+    if not f.per_cell: raise ValueError(f"{model} predicts per cell type, not per cell: use predict()")
+    data = self.data()
+    if isinstance(cells, str) and cells in ('train', 'val', 'test'): cells = np.flatnonzero((data.obs['split'] == cells).to_numpy())
+    elif cells is not None and not isinstance(cells, slice) and np.asarray(cells).dtype.kind in 'OU':
+        cells = data.obs_names.get_indexer(np.asarray(cells))
+        if (cells < 0).any(): raise KeyError(f"cells not in the run: {list(np.asarray(cells)[:3])}")
+    rows = np.unique(np.arange(data.n_obs)[cells] if cells is not None else np.arange(data.n_obs))
+    cand, genome, ann = self.inputs(fasta, gtf, genes)
+    e = self.embed(cand, genome, ann, [embedding], device=device, progress=progress)
+    V = f.cells(e.varm[embedding], data, rows, **({'device': device} if model == 'transformer' else {}))
+    return ad.AnnData(V, obs=data.obs.iloc[rows].copy(), var=e.var.copy(), uns=dict(run=str(self.out), model=model, embedding=embedding))
+
+Run.predict_cells = predict_cells
 
 # %% ../nbs/14a_apply.ipynb #6d72f657
 def profile_accuracy(P:np.ndarray, # predicted profiles (genes, types)
