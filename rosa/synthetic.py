@@ -16,8 +16,9 @@ import anndata as ad
 from .core import atomic_path, write_json, read_json, write_h5ad, reverse_complement, translate, GENETIC_CODE
 
 # %% auto #0
-__all__ = ['BASES', 'TATA', 'GC_BOX', 'WORLD_FORMAT', 'WorldConfig', 'World', 'make_world', 'load_world', 'count_sites',
-           'NewGenes', 'world_normaliser', 'new_genes', 'plot_grammar', 'plot_expression']
+__all__ = ['BASES', 'TATA', 'GC_BOX', 'WORLD_FORMAT', 'SITE_WEIGHT', 'WorldConfig', 'World', 'planted_sites', 'make_world',
+           'load_world', 'count_sites', 'NewGenes', 'world_normaliser', 'new_genes', 'true_variant_effects',
+           'plot_grammar', 'plot_expression']
 
 # %% ../nbs/02_synthetic.ipynb #0005
 @dataclass
@@ -141,7 +142,7 @@ class _Gene:
     cds:list|None                       # list of (start, end) local CDS pieces (incl. stop codon) or None
     active:int; canonical:int           # transcript indices
     n_core:int; scores:np.ndarray       # GC boxes at the active TSS; motif score per TF
-    sites:list = field(default_factory=list)  # (tf, local start, where) planted motif sites
+    sites:list = field(default_factory=list)  # (tf, local start, where) planted sites: TF motifs, and GC boxes (tf -1, 'core')
     chrom:str = ''; offset:int = 0      # placement
 
 def _put(seq, occ, pos, site):
@@ -191,11 +192,11 @@ def _make_gene(rng, i, cfg, pwms, fam, template, family_domains, coding, prng):
         prom = [k for k in template['tfs'] if rng.random() < 0.75] + list(rng.integers(0, len(pwms), int(rng.integers(0, 3))))
     else: prom = list(rng.integers(0, len(pwms), int(rng.integers(1, 6))))
     if not prom: prom = [int(rng.integers(len(pwms)))]
-    scores = np.zeros(len(pwms)); sites = []
-    a = tss[active]
+    a = tss[active]; scores = np.zeros(len(pwms)); sites = []
     for _ in range(n_core):
         for _try in range(50):
-            if _put(seq, occ, a - int(rng.integers(45, 130)), GC_BOX): break
+            p = a - int(rng.integers(45, 130))
+            if _put(seq, occ, p, GC_BOX): sites.append((-1, p, 'core')); break
     def pick_tf(): return int(rng.choice(template['tfs'])) if template is not None and rng.random() < 0.5 else int(rng.integers(len(pwms)))
     for k in prom:                                    # promoter motifs
         k = int(k)
@@ -238,7 +239,7 @@ def _orphan(rng, pwms, reach:int):
     return 3 - seq[::-1], L - 1 - t, '-', n_core, scores
 
 # %% ../nbs/02_synthetic.ipynb #0017
-WORLD_FORMAT = 2   # raised whenever `make_world` draws another world from the same parameters (2: the proteome's own stream)
+WORLD_FORMAT = 3   # raised whenever `make_world` writes another world from the same parameters (2: the proteome's own stream; 3: the truth lists every planted site)
 
 @dataclass
 class World:
@@ -296,6 +297,19 @@ def _write_text(path, text:str, gz=False):
         if gz:
             with open(tmp, 'wb') as f, gzip.GzipFile(filename='', mode='wb', fileobj=f, mtime=0) as z: z.write(text.encode())
         else: Path(tmp).write_text(text)
+
+SITE_WEIGHT = {'promoter': 1., 'enhancer': .5, 'core': .7}   # a site's share of its TF's score (GC boxes: of the basal strength)
+
+def planted_sites(genes:list) -> pd.DataFrame:
+    "Every planted site of placed genes on the genome (0-based, half-open): gene, TF (-1: a GC box), where, weight."
+    rows = []
+    for g in genes:
+        L = len(g.seq)
+        for k, p, where in g.sites:
+            n = len(GC_BOX) if k < 0 else 10
+            s = g.offset + (p if g.strand == '+' else L - p - n)
+            rows.append((g.gene_key, int(k), g.chrom, s, s + n, where, SITE_WEIGHT[where]))
+    return pd.DataFrame(rows, columns=['gene', 'tf', 'chrom', 'start', 'end', 'where', 'weight'])
 
 # %% ../nbs/02_synthetic.ipynb #0020
 def _grammar(cfg:WorldConfig) -> dict:
@@ -423,6 +437,7 @@ def make_world(out_dir:str|Path,  # folder to write the world into (created)
     truth.varm['motif_scores'] = S.astype(np.float32)
     # each cell's type and true depth: with the dispersion (config), what the Bayes-optimal ceiling needs
     truth.uns['cells'] = pd.DataFrame(dict(cell_type=obs.cell_type.astype(str).values, library=lib), index=obs.index)
+    truth.uns['sites'] = planted_sites(genes)   # where each gene's grammar lies: what variants' true effects are computed from
     truth.uns.update(tf_activity=A.astype(np.float32), bulk_activity=B.astype(np.float32), motifs=np.array(consensus),
                      pwms=pwms.astype(np.float32), tata=TATA, gc_box=GC_BOX, config=json.dumps(asdict(cfg)))
     write_h5ad(truth, out/'truth.h5ad')
@@ -515,6 +530,27 @@ def new_genes(world:World|str|Path, # a world written by `make_world` (or its fo
     t.uns.update(config=truth.uns['config'], seed=seed, length=L)
     write_h5ad(t, out/'truth.h5ad')
     return NewGenes(out, n_genes)
+
+# %% ../nbs/02_synthetic.ipynb #4124753e
+def true_variant_effects(truth:ad.AnnData, # the world's truth.h5ad (uns['sites'], uns['tf_activity'])
+                         variants:pd.DataFrame, # chrom, pos (0-based), ref, alt; index = the variants' ids
+                        ) -> pd.DataFrame:
+    "Each variant's true change of every cell type's log mean, per gene whose planted site it touches (a changed base destroys the site): rows (variant, gene), a column per cell type."
+    sites, A = truth.uns['sites'], np.asarray(truth.uns['tf_activity'])
+    missing = [c for c in ('chrom', 'pos', 'ref', 'alt') if c not in variants]
+    if missing: raise KeyError(f"variants need columns chrom, pos, ref, alt (missing {missing})")
+    rows, keys = [], []
+    for vid, v in variants.iterrows():
+        if str(v.ref).upper() == str(v.alt).upper(): continue
+        end = int(v.pos) + max(len(str(v.ref)), 1)
+        hit = sites[(sites.chrom == str(v.chrom)) & (sites.start < end) & (sites.end > int(v.pos))]
+        for gene, h in hit.groupby('gene', sort=False):
+            d = np.zeros(A.shape[0])
+            for k, w in zip(h.tf, h.weight): d -= w if k < 0 else w * A[:, k]   # a GC box: basal strength; a motif: its TF's activity
+            rows.append(d); keys.append((vid, gene, len(h), ','.join(sorted(set(h['where'])))))
+    idx = pd.MultiIndex.from_tuples(keys, names=['variant', 'gene', 'n_sites', 'where']) if keys else \
+          pd.MultiIndex.from_tuples([], names=['variant', 'gene', 'n_sites', 'where'])
+    return pd.DataFrame(np.array(rows).reshape(len(rows), A.shape[0]), index=idx, columns=list(truth.obs_names))
 
 # %% ../nbs/02_synthetic.ipynb #0038
 def plot_grammar(truth, ax=None):
