@@ -517,7 +517,8 @@ def new_genes(world:World|str|Path, # a world written by `make_world` (or its fo
         rows += _gtf_rows(x)
         sites = [(int(k), int(p - start) if 0 <= p - start <= L - 10 else None, where) for k, p, where in x.sites]
         var.append(dict(gene_name=x.name, gene_type=x.gene_type, family=x.family, strand=x.strand, n_core=x.n_core, beta=beta[j],
-                        contig=x.chrom, active_tss=x.offset + (a if x.strand == '+' else len(x.seq) - 1 - a), record_tss=L // 2,
+                        contig=x.chrom, active_transcript_id=f'ENST9{x.gene_key[5:]}{x.active}.1',
+                        active_tss=x.offset + (a if x.strand == '+' else len(x.seq) - 1 - a), record_tss=L // 2,
                         sites=json.dumps(sites)))
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     _write_text(out/'genes.fa', _fasta_text(records)); _write_text(out/'assembly.fa', _fasta_text(contigs))
