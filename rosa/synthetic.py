@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_synthetic.ipynb #0003
 from __future__ import annotations
-import gzip, io, json
+import gzip, json
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
@@ -144,6 +144,13 @@ class _Gene:
     n_core:int; scores:np.ndarray       # GC boxes at the active TSS; motif score per TF
     sites:list = field(default_factory=list)  # (tf, local start, where) planted sites: TF motifs, and GC boxes (tf -1, 'core')
     chrom:str = ''; offset:int = 0      # placement
+    def genome_pos(self, p:int, n:int=1) -> int:
+        "Genome start (0-based) of the `n` bases at local position `p` once placed (local positions run in transcription orientation)."
+        return self.offset + (p if self.strand == '+' else len(self.seq) - p - n)
+
+def _log_rates(beta:np.ndarray, A:np.ndarray, S:np.ndarray) -> np.ndarray:
+    "The world's law: each cell type's log rate of each gene, basal strength plus TF activities times motif scores (types, genes)."
+    return beta[None] + A @ S.T
 
 def _put(seq, occ, pos, site):
     "Write `site` at `pos` if the place is free; True on success."
@@ -298,16 +305,18 @@ def _write_text(path, text:str, gz=False):
             with open(tmp, 'wb') as f, gzip.GzipFile(filename='', mode='wb', fileobj=f, mtime=0) as z: z.write(text.encode())
         else: Path(tmp).write_text(text)
 
+def _fasta_text(records) -> str:
+    "FASTA of (name, sequence) pairs, 60 bases a line."
+    return ''.join(f'>{h}\n' + ''.join(s[k:k+60] + '\n' for k in range(0, len(s), 60)) for h, s in records)
+
 SITE_WEIGHT = {'promoter': 1., 'enhancer': .5, 'core': .7}   # a site's share of its TF's score (GC boxes: of the basal strength)
 
 def planted_sites(genes:list) -> pd.DataFrame:
     "Every planted site of placed genes on the genome (0-based, half-open): gene, TF (-1: a GC box), where, weight."
     rows = []
     for g in genes:
-        L = len(g.seq)
         for k, p, where in g.sites:
-            n = len(GC_BOX) if k < 0 else 10
-            s = g.offset + (p if g.strand == '+' else L - p - n)
+            n = len(GC_BOX) if k < 0 else 10; s = g.genome_pos(p, n)
             rows.append((g.gene_key, int(k), g.chrom, s, s + n, where, SITE_WEIGHT[where]))
     return pd.DataFrame(rows, columns=['gene', 'tf', 'chrom', 'start', 'end', 'where', 'weight'])
 
@@ -337,8 +346,8 @@ def make_world(out_dir:str|Path,  # folder to write the world into (created)
     "Write a seeded synthetic world (FASTA, GTF, bulk CAGE tracks, counts h5ad, truth) and return its paths."
     cfg = WorldConfig(**{**asdict(cfg or WorldConfig()), **kwargs}).check()
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    g = _grammar(cfg)
-    rng, pwms, consensus, A, B, coding, fam, prng, domains, templates = (g[k] for k in
+    gr = _grammar(cfg)
+    rng, pwms, consensus, A, B, coding, fam, prng, domains, templates = (gr[k] for k in
         ('rng', 'pwms', 'consensus', 'A', 'B', 'coding', 'fam', 'prng', 'domains', 'templates'))
     genes = [_make_gene(rng, i, cfg, pwms, fam[i], templates[fam[i]] if fam[i] >= 0 else None, domains, coding[i], prng)
              for i in range(cfg.n_genes)]
@@ -365,11 +374,7 @@ def make_world(out_dir:str|Path,  # folder to write the world into (created)
         if cfg.window > len(s): raise ValueError(f"window={cfg.window} is longer than chromosome {name} ({len(s)} bp)")
         chroms[name] = s
     # genome.fa
-    buf = io.StringIO()
-    for name, s in chroms.items():
-        txt = ''.join(BASES[s]); buf.write(f'>{name}\n')
-        for k in range(0, len(txt), 60): buf.write(txt[k:k+60] + '\n')
-    _write_text(out/'genome.fa', buf.getvalue())
+    _write_text(out/'genome.fa', _fasta_text((name, ''.join(BASES[s])) for name, s in chroms.items()))
     fai = out/'genome.fa.fai'
     if fai.exists(): fai.unlink()   # a stale index would not match the new genome
     # genes.gtf
@@ -380,15 +385,14 @@ def make_world(out_dir:str|Path,  # folder to write the world into (created)
     S = np.stack([g.scores for g in genes])                          # genes x TFs
     n_core = np.array([g.n_core for g in genes])
     beta = 0.7 * n_core + rng.normal(0, cfg.gene_noise, cfg.n_genes)
-    log_r = beta[None] + A @ S.T                                     # cell types x genes
+    log_r = _log_rates(beta, A, S)                                   # cell types x genes
     rate = np.exp(log_r - log_r.max(1, keepdims=True)); rate /= rate.sum(1, keepdims=True)
     # bulk CAGE-like tracks at every TSS (alternative TSSs: core element only)
     n_bins = {c: -(-len(s) // cfg.bin_size) for c, s in chroms.items()}
     tracks = {c: np.zeros((n, cfg.n_bulk)) for c, n in n_bins.items()}
     for gi, g in enumerate(genes):
-        L = len(g.seq)
         for j, t in enumerate(g.tss):
-            pos = g.offset + (t if g.strand == '+' else L - 1 - t)
+            pos = g.genome_pos(t)
             lam = 20 * np.exp(beta[gi] + B @ g.scores) if j == g.active else 20 * np.exp(-1.0 + rng.normal(0, .3)) * np.ones(cfg.n_bulk)
             b = pos // cfg.bin_size
             tracks[g.chrom][b] += lam
@@ -429,7 +433,7 @@ def make_world(out_dir:str|Path,  # folder to write the world into (created)
     tvar = pd.DataFrame(dict(
         active_transcript_id=[f'ENST9{g.gene_key[5:]}{g.active}.1' for g in genes],
         canonical_transcript_id=[f'ENST9{g.gene_key[5:]}{g.canonical}.1' for g in genes],
-        active_tss=[g.offset + (g.tss[g.active] if g.strand == '+' else len(g.seq) - 1 - g.tss[g.active]) for g in genes],
+        active_tss=[g.genome_pos(g.tss[g.active]) for g in genes],
         chrom=[g.chrom for g in genes], strand=[g.strand for g in genes], family=fam, gene_type=[g.gene_type for g in genes],
         n_core=n_core, beta=beta), index=var.index)
     truth = ad.AnnData(np.log1p(1e4 * rate).astype(np.float32), obs=pd.DataFrame(dict(tissue=[f'tissue_{t}' for t in tissue_of]), index=ct_names), var=tvar)
@@ -476,13 +480,9 @@ class NewGenes:
     def truth(self): return self.dir/'truth.h5ad'
     def __repr__(self): return f"NewGenes({self.dir}, {self.n_genes} genes)"
 
-def _fasta_text(records) -> str:
-    "FASTA of (header, sequence) pairs, 60 bases a line."
-    return ''.join(f'>{h}\n' + ''.join(s[k:k+60] + '\n' for k in range(0, len(s), 60)) for h, s in records)
-
 def world_normaliser(truth:ad.AnnData) -> np.ndarray:
     "Each cell type's log normaliser of the world's rates, logsumexp over its genes of beta + A·scores: what puts a new gene on the world's scale."
-    log_r = truth.var['beta'].to_numpy()[None] + truth.uns['tf_activity'] @ np.asarray(truth.varm['motif_scores']).T
+    log_r = _log_rates(truth.var['beta'].to_numpy(), truth.uns['tf_activity'], np.asarray(truth.varm['motif_scores']))
     m = log_r.max(1, keepdims=True)
     return (m + np.log(np.exp(log_r - m).sum(1, keepdims=True))).ravel()
 
@@ -504,7 +504,7 @@ def new_genes(world:World|str|Path, # a world written by `make_world` (or its fo
         gene = _make_gene(rng, 10_000_000 + j, cfg, g['pwms'], fam, g['templates'][fam] if fam >= 0 else None, g['domains'], coding, prng)
         genes.append(gene); beta.append(0.7 * gene.n_core + rng.normal(0, cfg.gene_noise))
     S = np.stack([x.scores for x in genes]); beta = np.array(beta)
-    rate = np.exp(beta[None] + g['A'] @ S.T - logZ[:, None])                       # cell types x new genes, on the world's scale
+    rate = np.exp(_log_rates(beta, g['A'], S) - logZ[:, None])                       # cell types x new genes, on the world's scale
     records, contigs, rows, var = [], [], [], []
     for j, x in enumerate(genes):
         a = x.tss[x.active]; start = a - L // 2
@@ -518,7 +518,7 @@ def new_genes(world:World|str|Path, # a world written by `make_world` (or its fo
         sites = [(int(k), int(p - start) if 0 <= p - start <= L - 10 else None, where) for k, p, where in x.sites]
         var.append(dict(gene_name=x.name, gene_type=x.gene_type, family=x.family, strand=x.strand, n_core=x.n_core, beta=beta[j],
                         contig=x.chrom, active_transcript_id=f'ENST9{x.gene_key[5:]}{x.active}.1',
-                        active_tss=x.offset + (a if x.strand == '+' else len(x.seq) - 1 - a), record_tss=L // 2,
+                        active_tss=x.genome_pos(a), record_tss=L // 2,
                         sites=json.dumps(sites)))
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     _write_text(out/'genes.fa', _fasta_text(records)); _write_text(out/'assembly.fa', _fasta_text(contigs))
