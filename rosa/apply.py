@@ -15,10 +15,11 @@ import anndata as ad
 from .core import read_json, write_h5ad, atomic_path, fingerprint, strip_version, reverse_complement
 from .reference import Genome, read_annotation
 from .tss import gene_tss
-from .models import FittedModel, read_fitted, fitted_meta, FITTED_FORMAT
+from .models import FittedModel, read_fitted, fitted_meta, FITTED_FORMAT, _positions
+from .splits import split_mask
 from .data import read_store
 from .embeddings import EMBEDDINGS, add_random, kmer_frequencies
-from .evaluation import bootstrap_ci
+from .evaluation import bootstrap_ci, pearson
 import rosa.training  # the transformer's fitted model class
 
 # %% auto #0
@@ -129,26 +130,24 @@ def _params(run, name):
     "A run's embedding's parameters (its config's values, defaults for the rest)."
     return EMBEDDINGS[name].make(run.config.get('embeddings', {}).get(name, {}))
 
+def _weights(self, name:str, what:str, load):
+    "The sequence model the run's embedding `name` was made with, loaded by `load(path)` where the run recorded it."
+    w = self.uns.get(name, {}).get('weights')
+    if w is None: raise ValueError(f"{self.out}: the run recorded no {what} weights (made by an older rosa): rerun it")
+    p = _local(w, self.out)
+    try: return load(p if p.exists() else w)
+    except FileNotFoundError as e: raise FileNotFoundError(f"the run's {what} weights {w!r} are no longer where it recorded them: put them back (or rerun): {e}") from None
+
 def _enformer(self, device=None):
     "The Enformer the run embedded with: its pretrained small model, or the published weights where it recorded them."
-    if self._enformer is None:
-        from rosa.enformer import load_enformer, enformer_weights
-        w = self.uns.get('enformer', {}).get('weights')
-        if w is None: raise ValueError(f"{self.out}: the run recorded no Enformer weights (made by an older rosa): rerun it")
-        p = _local(w, self.out)
-        try: self._enformer = load_enformer(enformer_weights(p if p.exists() else w), device=device)
-        except FileNotFoundError as e: raise FileNotFoundError(f"the run's Enformer weights {w!r} are no longer where it recorded them: put them back (or rerun): {e}") from None
+    from rosa.enformer import load_enformer, enformer_weights
+    if self._enformer is None: self._enformer = _weights(self, 'enformer', 'Enformer', lambda p: load_enformer(enformer_weights(p), device=device))
     return self._enformer
 
 def _esm(self):
     "The ESM-2 the run embedded proteins with, and its alphabet."
-    if self._esm is None:
-        from rosa.esm import load_esm
-        w = self.uns.get('esm', {}).get('weights')
-        if w is None: raise ValueError(f"{self.out}: the run recorded no ESM-2 weights (made by an older rosa): rerun it")
-        p = _local(w, self.out)
-        try: self._esm = load_esm(p if p.exists() else w)
-        except FileNotFoundError as e: raise FileNotFoundError(f"the run's ESM-2 weights {w!r} are no longer where it recorded them: put them back (or rerun): {e}") from None
+    from rosa.esm import load_esm
+    if self._esm is None: self._esm = _weights(self, 'esm', 'ESM-2', load_esm)
     return self._esm
 
 Run.enformer, Run.esm = _enformer, _esm
@@ -343,11 +342,8 @@ def predict_cells(self, fasta:str|Path|None=None, # sequences, or the genome of 
     f = self.fitted(model, embedding)
     if not f.per_cell: raise ValueError(f"{model} predicts per cell type, not per cell: use predict()")
     data = self.data()
-    if isinstance(cells, str) and cells in ('train', 'val', 'test'): cells = np.flatnonzero((data.obs['split'] == cells).to_numpy())
-    elif cells is not None and not isinstance(cells, slice) and np.asarray(cells).dtype.kind in 'OU':
-        cells = data.obs_names.get_indexer(np.asarray(cells))
-        if (cells < 0).any(): raise KeyError(f"cells not in the run: {list(np.asarray(cells)[:3])}")
-    rows = np.unique(np.arange(data.n_obs)[cells] if cells is not None else np.arange(data.n_obs))
+    if isinstance(cells, str) and cells in ('train', 'val', 'test'): cells = split_mask(data, 'cells', cells)
+    rows = np.unique(_positions(cells, data.obs_names, 'cells'))
     cand, genome, ann = self.inputs(fasta, gtf, genes)
     e = self.embed(cand, genome, ann, [embedding], device=device, progress=progress)
     V = f.cells(e.varm[embedding], data, rows, **({'device': device} if model == 'transformer' else {}))
@@ -361,13 +357,10 @@ def profile_accuracy(P:np.ndarray, # predicted profiles (genes, types)
                      n_boot:int=1000, seed:int=0) -> pd.DataFrame:
     "Pearson across cell types per gene and across genes per cell type (means), each with a 95% bootstrap interval over genes."
     P, T = np.asarray(P, np.float64), np.asarray(T, np.float64)
-    def per_gene(p, t):
-        p, t = p - p.mean(1, keepdims=True), t - t.mean(1, keepdims=True)
-        with np.errstate(invalid='ignore', divide='ignore'): return (p * t).sum(1) / np.sqrt((p**2).sum(1) * (t**2).sum(1))
     def across_genes(idx):
         with warnings.catch_warnings():
-            warnings.simplefilter('ignore', RuntimeWarning); return np.nanmean(per_gene(P[idx].T, T[idx].T))   # a constant profile: NaN
-    with np.errstate(invalid='ignore'): r = per_gene(P, T)
+            warnings.simplefilter('ignore', RuntimeWarning); return np.nanmean(pearson(T[idx].T, P[idx].T))   # a constant profile: NaN
+    r = pearson(T, P)
     rng = np.random.default_rng(seed); n = len(P)
     boot = np.array([across_genes(rng.integers(0, n, n)) for _ in range(n_boot)])
     rows = [dict(across='types', value=float(np.nanmean(r)), **dict(zip(('ci_low', 'ci_high'), bootstrap_ci(r, n_boot, seed=seed)))),
@@ -393,7 +386,7 @@ def known_answer(run:Run, # a loaded run of a synthetic world
     T_new = ad.read_h5ad(new.truth); tw = ad.read_h5ad(truth); rows = []
     Tw = pd.DataFrame(tw.X.T, index=tw.var_names, columns=tw.obs_names)
     for m, e in run.models:
-        lay = f'pred_{m}' + (f'_{e}' if e else '')
+        lay = _layer_name(m, e)
         try: H = heldout_profiles(run, m, e)
         except ValueError: continue           # a model that cannot predict a gene by its embedding (the one-hot transformer)
         for what, P, T in (('held-out genes', H.to_numpy(), Tw.loc[H.index, H.columns].to_numpy()),
