@@ -399,8 +399,10 @@ class RidgeCellFit(FittedModel):
         return E, tr, _RidgeSVD(E[tr])
     def predict(self, adata, cells=None, genes=None, out=None, **kw):
         "The run's per-cell predictions of the cells x genes asked for (a train gene cross-fitted), chunk by chunk into `out`."
-        p = self.params; E, tr, ridge = self._ridge(adata)
-        res = CellValues.create(out, adata.shape, cells, genes)
+        return self._values(adata, *self._ridge(adata), cells, genes, out)
+    def _values(self, adata, E, tr, ridge, cells, genes, out) -> CellValues:
+        "Per-cell predictions from the standardised embedding `E` and the train genes' ridge, into a store at `out`."
+        p = self.params; res = CellValues.create(out, adata.shape, cells, genes)
         def write(i, r, block): res[i:i+len(r)] = block
         _cell_pass(_layer(adata, p['layer']), tr, res.cells, _cell_fits(E, tr, ridge, p['cross_fit'], p['seed'], res),
                    p['alpha'], p['chunk'], len(res.genes), write)
@@ -452,9 +454,7 @@ def ridge_cell(adata:ad.AnnData, # cells x genes, X = log1p (in memory or backed
     ep, ea = _embedding_params(E, mean, sd)
     fit = RidgeCellFit('ridge_cell', key, types, dict(alpha=float(alpha), cross_fit=int(cross_fit), seed=int(seed), chunk=int(chunk), layer=layer, **ep),
                        dict(coef=coef, intercept=b, **ea))
-    res = CellValues.create(out, adata.shape, cells, genes)
-    def write(i, r, block): res[i:i+len(r)] = block
-    _cell_pass(X, tr, res.cells, _cell_fits(E, tr, ridge, cross_fit, seed, res), alpha, chunk, len(res.genes), write)
+    res = fit._values(adata, E, tr, ridge, cells, genes, out)   # the embedding as standardised here, the ridge as fitted here
     res.fitted = fit
     return res
 
