@@ -18,7 +18,7 @@ from .core import atomic_path, write_json, read_json, write_h5ad, reverse_comple
 # %% auto #0
 __all__ = ['BASES', 'TATA', 'GC_BOX', 'WORLD_FORMAT', 'SITE_WEIGHT', 'WorldConfig', 'World', 'planted_sites', 'make_world',
            'load_world', 'count_sites', 'NewGenes', 'world_normaliser', 'new_genes', 'true_variant_effects',
-           'plot_grammar', 'plot_expression']
+           'variant_panel', 'plot_grammar', 'plot_expression']
 
 # %% ../nbs/02_synthetic.ipynb #0005
 @dataclass
@@ -540,18 +540,58 @@ def true_variant_effects(truth:ad.AnnData, # the world's truth.h5ad (uns['sites'
     sites, A = truth.uns['sites'], np.asarray(truth.uns['tf_activity'])
     missing = [c for c in ('chrom', 'pos', 'ref', 'alt') if c not in variants]
     if missing: raise KeyError(f"variants need columns chrom, pos, ref, alt (missing {missing})")
+    sites = sites.sort_values(['chrom', 'start'], kind='stable'); longest = int((sites.end - sites.start).max()) if len(sites) else 0
+    by_chrom = {c: (d.start.to_numpy(np.int64), d) for c, d in sites.groupby('chrom', sort=False)}
     rows, keys = [], []
-    for vid, v in variants.iterrows():
-        if str(v.ref).upper() == str(v.alt).upper(): continue
-        end = int(v.pos) + max(len(str(v.ref)), 1)
-        hit = sites[(sites.chrom == str(v.chrom)) & (sites.start < end) & (sites.end > int(v.pos))]
+    for vid, chrom, pos, ref, alt in zip(variants.index, variants.chrom.astype(str), variants.pos.astype(np.int64), variants.ref.astype(str), variants.alt.astype(str)):
+        if ref.upper() == alt.upper() or chrom not in by_chrom: continue
+        starts, d = by_chrom[chrom]; end = int(pos) + max(len(ref), 1)
+        hit = d.iloc[np.searchsorted(starts, pos - longest, 'right'):np.searchsorted(starts, end)]   # interval search: a site starts within reach
+        hit = hit[(hit.start < end) & (hit.end > pos)]
         for gene, h in hit.groupby('gene', sort=False):
-            d = np.zeros(A.shape[0])
-            for k, w in zip(h.tf, h.weight): d -= w if k < 0 else w * A[:, k]   # a GC box: basal strength; a motif: its TF's activity
-            rows.append(d); keys.append((vid, gene, len(h), ','.join(sorted(set(h['where'])))))
+            e = np.zeros(A.shape[0])
+            for k, w in zip(h.tf, h.weight): e -= w if k < 0 else w * A[:, k]   # a GC box: basal strength; a motif: its TF's activity
+            rows.append(e); keys.append((vid, gene, len(h), ','.join(sorted(set(h['where'])))))
     idx = pd.MultiIndex.from_tuples(keys, names=['variant', 'gene', 'n_sites', 'where']) if keys else \
           pd.MultiIndex.from_tuples([], names=['variant', 'gene', 'n_sites', 'where'])
     return pd.DataFrame(np.array(rows).reshape(len(rows), A.shape[0]), index=idx, columns=list(truth.obs_names))
+
+def variant_panel(world:World|str|Path, # a world written by `make_world` (or its folder)
+                  genes:list|None=None, # gene keys (default: every gene)
+                  n_neutral:int=4, # neutral SNVs per gene
+                  reach:int=450, # neutral SNVs lie within this many bp of the gene's active TSS
+                  gap:int=10, # and at least this far from every planted site and TATA box
+                  seed:int=0) -> pd.DataFrame:
+    "SNVs with a known answer: one at the middle base of every planted site of `genes` (the site is destroyed) and `n_neutral` per gene near its active TSS that touch nothing planted; chrom, pos (0-based), ref, alt, kind ('site' or 'neutral'), gene, where, tf, and the variant's id as index."
+    from pyfaidx import Fasta
+    w = world if isinstance(world, World) else load_world(world)
+    truth = ad.read_h5ad(w.truth); st = truth.uns['sites']; rng = np.random.default_rng([seed, 7])
+    genes = list(truth.var_names) if genes is None else list(genes)
+    bad = [g for g in genes if g not in truth.var_names]
+    if bad: raise KeyError(f"genes not in the world: {bad[:5]}")
+    G = Fasta(str(w.fasta), as_raw=True, sequence_always_upper=True)
+    tss = pd.read_csv(w.gtf, sep='\t', comment='#', header=None, usecols=[0, 2, 3, 4, 6])
+    tss = tss[tss[2] == 'transcript']; t0 = np.where(tss[6] == '+', tss[3] - 1, tss[4] - 1)   # every annotated TSS, 0-based
+    tata = pd.DataFrame(dict(chrom=tss[0].to_numpy(), start=np.where(tss[6] == '+', t0 - 31, t0 + 31 - len(TATA) + 1)))
+    tata['end'] = tata.start + len(TATA)
+    blocked = pd.concat([st[['chrom', 'start', 'end']], tata])
+    other = lambda b: str(rng.choice([x for x in 'ACGT' if x != b]))
+    rows = []
+    for s in st[st.gene.isin(set(genes))].itertuples():
+        p = (s.start + s.end) // 2; b = G[s.chrom][p]
+        rows.append((s.chrom, p, b, other(b), 'site', s.gene, s.where, int(s.tf)))
+    v = truth.var.loc[genes]
+    for g, chrom, a in zip(genes, v.chrom.astype(str), v.active_tss.astype(np.int64)):
+        bl = blocked[blocked.chrom == chrom]; L = len(G[chrom]); k = 0
+        for p in rng.permutation(np.arange(max(a - reach, 0), min(a + reach, L))):
+            if ((bl.start - gap <= p) & (bl.end + gap > p)).any(): continue
+            b = G[chrom][int(p)]
+            if b == 'N': continue
+            rows.append((chrom, int(p), b, other(b), 'neutral', g, '', -2)); k += 1
+            if k == n_neutral: break
+    out = pd.DataFrame(rows, columns=['chrom', 'pos', 'ref', 'alt', 'kind', 'gene', 'where', 'tf'])
+    out.index = pd.Index([f'{c}:{p + 1}:{r}>{a}' for c, p, r, a in zip(out.chrom, out.pos, out.ref, out.alt)], dtype=str)
+    return out[~out.index.duplicated()]
 
 # %% ../nbs/02_synthetic.ipynb #0038
 def plot_grammar(truth, ax=None):
