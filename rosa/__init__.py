@@ -4,6 +4,6 @@ def __getattr__(name):
     "`rosa.load` without importing torch at `import rosa`."
     if name == 'load':
         from .apply import load
-        from . import variants   # its method on the loaded run: .variants(...)
+        from . import variants, attribution   # their methods on the loaded run: .variants(...), .attribute(...)
         return load
     raise AttributeError(f"module 'rosa' has no attribute {name!r}")
