@@ -197,22 +197,27 @@ def compare(argv:list|None=None # the arguments after `rosa compare` (default: t
     a = p.parse_args(sys.argv[2:] if argv is None else argv)
     print(to_markdown(compare_runs(a.runs, metric=a.metric), digits=3))
 
+def _run_parser(cmd:str, doc:str, argv:list) -> argparse.ArgumentParser:
+    "The parser of a command applied to a finished run: its folder, and `--plugin` (imported first: a model of your own must be defined to be read)."
+    load_plugins(argv)
+    p = argparse.ArgumentParser(prog=f'rosa {cmd}', description=doc)
+    p.add_argument('run', help='a finished run folder (rosa run or rosa demo)')
+    p.add_argument('--plugin', action='append', metavar='MODULE', help="a module or .py file that registers the run's own models (repeatable)")
+    p.add_argument('--device', help="'cuda' or 'cpu' (default: CUDA when available)")
+    return p
+
 def predict(argv:list|None=None # the arguments after `rosa predict` (default: the command line's)
            ):
     "Apply a finished run to new sequences: each cell type's predicted expression of every FASTA record (or of a GTF's genes)."
     from rosa.apply import load
     argv = sys.argv[2:] if argv is None else argv
-    load_plugins(argv)                      # a model of your own: its fitted class must be defined to be read
-    p = argparse.ArgumentParser(prog='rosa predict', description=predict.__doc__)
-    p.add_argument('run', help='a finished run folder (rosa run or rosa demo)')
-    p.add_argument('--plugin', action='append', metavar='MODULE', help='a module or .py file that registers the run\'s own models (repeatable)')
+    p = _run_parser('predict', predict.__doc__, argv)
     p.add_argument('--fasta', required=True, help='sequences, one record each with its TSS in the header (>name tss=5000 strand=+), '
                    "N-padded to the run's window; or, with --gtf, that annotation's genome")
     p.add_argument('--gtf', help="genes of another annotation or assembly, their TSS chosen by the run's rule")
     p.add_argument('--genes', help='of the GTF, these genes only (ids or symbols, comma-separated)')
     p.add_argument('--out', default='predictions.h5ad', help='h5ad to write (sequences x cell types; a CSV beside it)')
     p.add_argument('--block', type=int, default=1024, help='sequences embedded and predicted at once (bounds memory)')
-    p.add_argument('--device', help="'cuda' or 'cpu' (default: CUDA when available)")
     a = p.parse_args(argv)
     run = load(a.run); t0 = time.time()
     r = run.predict(a.fasta, gtf=a.gtf, genes=a.genes.split(',') if a.genes else None, out=a.out, block=a.block, device=a.device)
@@ -225,17 +230,13 @@ def variants(argv:list|None=None # the arguments after `rosa variants` (default:
     "Score a VCF's variants with a finished run: each allele's effect on every cell type, for every gene whose sequence-model window holds it."
     import rosa
     argv = sys.argv[2:] if argv is None else argv
-    load_plugins(argv)
-    p = argparse.ArgumentParser(prog='rosa variants', description=variants.__doc__)
-    p.add_argument('run', help='a finished run folder (rosa run or rosa demo)')
-    p.add_argument('--plugin', action='append', metavar='MODULE', help="a module or .py file that registers the run's own models (repeatable)")
+    p = _run_parser('variants', variants.__doc__, argv)
     p.add_argument('--vcf', required=True, help='VCF or BCF (plain or bgzipped; read through once, any order, no index needed)')
     p.add_argument('--out', default='effects.h5ad', help='h5ad to write ((variant, gene) x cell types; a tidy parquet beside it)')
     p.add_argument('--genes', help='score these genes only (ids or symbols, comma-separated)')
     p.add_argument('--models', help="model:embedding pairs, comma-separated (default: every fitted model on an Enformer embedding)")
     p.add_argument('--max-indel', type=int, default=50, help='longer REF or ALT alleles are structural: counted and skipped')
     p.add_argument('--batch-size', type=int, default=8, help='ALT windows per forward pass')
-    p.add_argument('--device', help="'cuda' or 'cpu' (default: CUDA when available)")
     a = p.parse_args(argv)
     run = rosa.load(a.run); t0 = time.time()
     models = [tuple(m.split(':', 1)) for m in a.models.split(',')] if a.models else None
@@ -254,16 +255,12 @@ def attribute(argv:list|None=None # the arguments after `rosa attribute` (defaul
     "Attribute a finished run's predictions to the bases near genes' TSSs, per cell type: in-silico mutagenesis (and gradient x input), a figure per gene."
     import rosa
     argv = sys.argv[2:] if argv is None else argv
-    load_plugins(argv)
-    p = argparse.ArgumentParser(prog='rosa attribute', description=attribute.__doc__)
-    p.add_argument('run', help='a finished run folder (rosa run or rosa demo)')
-    p.add_argument('--plugin', action='append', metavar='MODULE', help="a module or .py file that registers the run's own models (repeatable)")
+    p = _run_parser('attribute', attribute.__doc__, argv)
     p.add_argument('--genes', required=True, help='genes (ids or symbols, comma-separated)')
     p.add_argument('--width', type=int, default=2000, help="bases around each gene's TSS mutated (the model reads only its windows)")
-    p.add_argument('--model', help="model:embedding (default: the run's best on an Enformer embedding)")
+    p.add_argument('--model', help="model:embedding (default: ridge_celltype:enformer, else the run's best on an Enformer embedding)")
     p.add_argument('--out', default='attributions', help='folder: attributions.h5ad, a PNG per gene, report.md')
     p.add_argument('--no-gradients', action='store_true', help='ISM only (no gradient x input)')
-    p.add_argument('--device', help="'cuda' or 'cpu' (default: CUDA when available)")
     a = p.parse_args(argv)
     run = rosa.load(a.run); t0 = time.time()
     r = run.attribute(a.genes.split(','), width=a.width, model=a.model, out=a.out, gradients=not a.no_gradients, device=a.device)
