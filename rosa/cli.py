@@ -97,7 +97,7 @@ def _parse(p:argparse.ArgumentParser, argv:list, embeddings, models) -> tuple[di
 def _print_table(r):
     "The headline table (held-out genes x held-out cells, both directions, with intervals and shares): the rest is in report.md."
     from rosa.evaluation import to_markdown, headline
-    from rosa.pipeline import HEADLINE
+    from rosa.report import HEADLINE
     metric = r.table.metric.iloc[0]
     print(f'\nheld-out genes x held-out cells: {metric} [95% CI]; share = (value - agnostic) / (ceiling - agnostic)\n'
           + to_markdown(headline(r.table, metric=metric, **HEADLINE)))

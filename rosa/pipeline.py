@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import anndata as ad
 
-from .core import RegistryError, fingerprint, write_h5ad, write_json, atomic_path, seed_everything
+from .core import RegistryError, fingerprint, write_h5ad, write_json, seed_everything
 from .store import RunFolder, Format, FORMATS, code_version
 from .synthetic import make_world, load_world, WorldConfig, WORLD_FORMAT
 from .core import strip_version
@@ -24,15 +24,14 @@ from .embeddings import EMBEDDINGS, EmbeddingContext, compute_embedding, genes_o
 from .models import MODELS, as_predictions_of, save_fitted, fitted_meta
 from .predictions import Predictions, Profiles, CellValues, save_predictions, read_predictions
 import rosa.training  # registers the transformer in MODELS
-from .evaluation import (METRICS, noise_ceiling, split_half_ceiling, compare, wide_table, to_markdown, grammar_probe, paired_differences,
-                             headline, nearest_similarity, bin_confusion, plot_comparison, plot_scatter, plot_gene_correlations,
-                             plot_markers, plot_bin_confusion, plot_similarity, _label)
+from .evaluation import METRICS, noise_ceiling, split_half_ceiling, compare, wide_table, grammar_probe, paired_differences, headline, to_markdown
+from .report import HEADLINE, nearest_similarity, write_report, _label, _sizes
 from .esm import read_proteins
 
 # %% auto #0
-__all__ = ['DEFAULT_EMBEDDINGS', 'DEFAULT_MODELS', 'HEADLINE', 'DEMO', 'RunConfig', 'step_annotation', 'gene_table', 'step_data',
-           'step_embedding', 'step_prediction', 'preflight', 'RunResult', 'run', 'tss_accuracy', 'report_figures',
-           'nearest_train_protein', 'write_report', 'demo', 'read_run', 'compare_runs']
+__all__ = ['DEFAULT_EMBEDDINGS', 'DEFAULT_MODELS', 'DEMO', 'RunConfig', 'step_annotation', 'gene_table', 'step_data',
+           'step_embedding', 'step_prediction', 'preflight', 'RunResult', 'run', 'tss_accuracy',
+           'nearest_train_protein', 'demo', 'read_run', 'compare_runs']
 
 # %% ../nbs/14_pipeline.ipynb #0005
 FORMATS['annotation'] = Format('', lambda a, p: a.write(p), Annotation.read, directory=True)
@@ -336,11 +335,7 @@ class RunResult:
     def headline(self) -> pd.DataFrame: return headline(self.table, **HEADLINE)
     def __repr__(self): return f'RunResult({self.out}, {self.adata.n_obs} cells x {self.adata.n_vars} genes, {self.table.model.nunique()} models)'
 
-HEADLINE = dict(genes='test', cells='test')   # the quadrant that matters: held-out genes in held-out cells
-
 # %% ../nbs/14_pipeline.ipynb #0021
-def _sizes(split:pd.Series) -> str: return ', '.join(f'{k} {v:,}' for k, v in split.value_counts().items())
-
 def _summary(adata:ad.AnnData, preds:dict, run_dir:Path) -> ad.AnnData:
     "What `rosa.h5ad` keeps: genes, cells, embeddings, splits, the cell-type profiles; per-cell predictions and the matrices by link."
     s = ad.AnnData(obs=adata.obs.copy(), var=adata.var.copy(), varm=dict(adata.varm), uns=dict(adata.uns))
@@ -432,51 +427,6 @@ def tss_accuracy(adata, tx:pd.DataFrame, truth:str|Path) -> dict:
                 canonical=float((canon.values == active.values).mean()))
 
 # %% ../nbs/14_pipeline.ipynb #0025
-def _best(table:pd.DataFrame, metric:str) -> tuple[str, str]|None:
-    "The (model, embedding) with the best headline value across cells."
-    q = table[(table.genes == HEADLINE['genes']) & (table.cells == HEADLINE['cells']) & (table.metric == metric) & (table.across == 'cells')
-              & ~table.model.isin(['agnostic', 'ceiling'])].dropna(subset=['value'])
-    return None if q.empty else tuple(q.loc[q.value.idxmax(), ['model', 'embedding']])
-
-def _figure(run_dir:Path, name:str, caption:str, draw) -> list:
-    "Draw one figure into `<name>.png` (a failure warns and leaves it out); its Markdown lines."
-    import matplotlib.pyplot as plt
-    try:
-        fig = np.ravel(draw())[0].figure
-        fig.savefig(run_dir/f'{name}.png', dpi=110, bbox_inches='tight'); plt.close(fig)
-        return [f'![{name}]({name}.png)', '', caption, '']
-    except Exception as e:
-        warnings.warn(f'{name} plot failed: {e}'); return []
-
-def report_figures(run_dir:Path, adata, table:pd.DataFrame, preds:dict, metric:str='pearson',
-                   units:dict|None=None, # compare's per-item values: the per-gene correlations are not computed again
-                  ) -> list:
-    "The report's figures, written as PNGs beside `report.md`; returns their Markdown."
-    q, md = dict(genes=HEADLINE['genes'], cells=HEADLINE['cells']), []
-    md += _figure(run_dir, 'comparison', 'Held-out genes x held-out cells, every row; the dashed line is the ceiling.',
-                  lambda: plot_comparison(table, metric=metric, **q))
-    best = _best(table, metric)
-    if best is None or best not in preds: return md
-    m, e = best; label = _label(m, e); p = preds[best]
-    ranked = (table[(table.model == m) & (table.embedding != '') & (table.metric == metric) & (table.across == 'cells')
-                    & (table.genes == q['genes']) & (table.cells == q['cells'])].sort_values('value', ascending=False).embedding.tolist())
-    embs = ranked[:3] + ranked[-1:] if len(ranked) > 4 else ranked
-    per_gene = lambda x: (units or {}).get((m, x), {}).get((q['genes'], q['cells'], metric, 'cells'), preds[(m, x)])
-    md += _figure(run_dir, 'scatter', f'{label} (the best row across cells): predicted against observed for the most variable held-out genes, in held-out cells.',
-                  lambda: plot_scatter(adata, p, gene_split=q['genes'], cell_split=q['cells']))
-    md += _figure(run_dir, 'correlations', f'{m} on each embedding: per-gene {metric} across held-out cells, held-out genes.',
-                  lambda: plot_gene_correlations(adata, {x: per_gene(x) for x in ranked if (m, x) in preds}, method=metric, **q))
-    if 'cell_type' in adata.obs:
-        md += _figure(run_dir, 'markers', f"{label}: each cell type's held-out marker genes, observed and predicted (z-scored over the types).",
-                      lambda: plot_markers(adata, p, **q))
-    if 'bins' in adata.layers:
-        md += _figure(run_dir, 'bins', f"{label}: the bins' confusion matrix over the held-out quadrant (a cell's predictions binned by rank with its observed bins' counts).",
-                      lambda: plot_bin_confusion(bin_confusion(adata, p, **q), title=f'{label}: observed → predicted bin'))
-    if adata.var.get('nearest_train_similarity') is not None and adata.var.nearest_train_similarity.notna().any():
-        md += _figure(run_dir, 'similarity', f'{m}: held-out-gene accuracy against the protein similarity of the nearest training gene (k-mer cosine): how much of it is paralogy.',
-                      lambda: plot_similarity(adata, adata.var.nearest_train_similarity, {x: per_gene(x) for x in embs if (m, x) in preds}, method=metric, **q))
-    return md
-
 def nearest_train_protein(adata, annotation:Annotation, fasta:str|Path):
     "Each gene's most similar training gene by protein (k-mer cosine), into var['nearest_train_gene'] and var['nearest_train_similarity']."
     with warnings.catch_warnings():
@@ -485,49 +435,6 @@ def nearest_train_protein(adata, annotation:Annotation, fasta:str|Path):
     sim = nearest_similarity(prot, adata.var_names[adata.var.split == 'train'])
     adata.var['nearest_train_gene'] = sim.nearest.fillna('').astype(str).to_numpy()
     adata.var['nearest_train_similarity'] = sim.similarity.to_numpy(np.float32)
-
-def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg:RunConfig,
-                 paired:pd.DataFrame|None=None, # `paired_differences` of the headline quadrant
-                 preds:dict|None=None, # (model, embedding) -> `Predictions`, for the figures
-                 units:dict|None=None, # compare's per-item values, reused by the figures
-                ):
-    "Write `table.csv` (tidy), `paired.csv`, `report.md` and the plots of a run."
-    with atomic_path(run_dir/'table.csv') as tmp: table.to_csv(tmp, index=False)
-    if paired is not None:
-        with atomic_path(run_dir/'paired.csv') as tmp: paired.to_csv(tmp, index=False)
-    md = [f'# rosa run: {run_dir}', '',
-          f'{adata.n_obs} cells x {adata.n_vars} genes; genes split {_sizes(adata.var.split)}, cells split {_sizes(adata.obs.split)}. Seed {cfg.seed}.', '',
-          f"{', '.join(cfg.metrics)} across cells per gene and across genes per cell (means), on log1p-normalised expression, per quadrant "
-          '(gene split x cell split; `test` = held out). `agnostic` cannot know a gene (each cell\'s mean over its train genes); '
-          '`ceiling` is, where the world knows its truth, the Bayes predictor under its noise model (each cell\'s expected '
-          'log-normalised value given its type\'s rates, its depth and the dispersion): the attainable; on real data '
-          '(`ceiling · split-half`) each type\'s pseudobulk from one half of its cells predicting the other half, '
-          'Spearman-Brown corrected to the whole: what the type\'s mean scores.', '',
-          f"## Held-out genes x held-out cells ({cfg.metrics[0]})", '',
-          '95% bootstrap intervals over genes (across cells) and over cells (across genes); `share` is the gene-specific share of '
-          'what is attainable, (value - agnostic) / (ceiling - agnostic), the agnostic baseline counting 0 across genes; '
-          '`of ceiling` is value / ceiling.', '',
-          to_markdown(headline(table, metric=cfg.metrics[0], fraction=True, **HEADLINE)), '']
-    if paired is not None and len(paired):
-        d = paired[(paired.metric == cfg.metrics[0]) & (paired.a == paired.groupby('model').a.transform('first'))]   # each model's first embedding against the others
-        ci = lambda v, l, h: 'n/a' if np.isnan(v) else f'{v:+.3f} [{l:+.3f}, {h:+.3f}]'
-        d = d.assign(difference=d.a + ' - ' + d.b, value=[ci(*r) for r in d[['difference', 'ci_low', 'ci_high']].to_numpy(float)])
-        w = d.pivot(index=['model', 'difference'], columns='across', values='value').reindex(list(dict.fromkeys(zip(d.model, d.difference))))
-        md += ['Paired differences between embeddings for the same model (the same genes or cells resampled together; '
-               'every pair in `paired.csv`):', '', to_markdown(w.rename(columns=lambda c: f'across {c}').rename_axis(columns=None)), '']
-    md += ['## Figures', ''] + report_figures(run_dir, adata, table, preds or {}, cfg.metrics[0], units)
-    md += ['## Every quadrant', '', to_markdown(wide_table(table)), '',
-          '## Splits', '', to_markdown(split_summary(adata).set_index(['axis', 'split']), digits=2), '']
-    if 'tss_accuracy' in adata.uns:
-        a = adata.uns['tss_accuracy']
-        md += [f"TSS choice: the candidate with the strongest predicted CAGE is the true active TSS for {a['enformer']:.1%} of genes "
-               f"(the annotation's canonical TSS: {a['canonical']:.1%}).", '']
-    if 'grammar_probe' in adata.uns:
-        p = pd.DataFrame.from_dict(dict(adata.uns['grammar_probe']), orient='index')
-        md += ['What each gene embedding encodes of the world\'s planted grammar (`rosa.evaluation.grammar_probe`: Pearson r of '
-               'ridge probes cross-validated over genes; a held-out gene\'s cell-type pattern needs the TF motifs):', '',
-               to_markdown(p.rename_axis('embedding'), digits=2), '']
-    with atomic_path(run_dir/'report.md') as tmp: Path(tmp).write_text('\n'.join(md))
 
 # %% ../nbs/14_pipeline.ipynb #0027
 DEMO = dict(embeddings=dict(enformer=dict(steps=3500, window=1024, pretrain=dict(dim=48, heads=2, depth=1, target_bins=2, peak_fraction=1.,
