@@ -20,7 +20,7 @@ from .splits import split_mask
 from .data import read_store
 from .embeddings import EMBEDDINGS, add_random, kmer_frequencies
 from .evaluation import bootstrap_ci, pearson
-import rosa.training  # the transformer's fitted model class
+import rosa.training, rosa.finetune  # the transformer's and the fine-tuned sequence model's fitted model classes
 
 # %% auto #0
 __all__ = ['BASES_OK', 'ENFORMER_RULES', 'fasta_candidates', 'Run', 'load', 'embed', 'nearest_train_genes', 'predict',
@@ -291,7 +291,8 @@ def predict(self, fasta:str|Path|None=None, # sequences (one record each, `tss=`
         data = self.data() if any(fit.per_cell for fit in fitted.values()) else None
         vals = {}
         for (m, emb), fit in fitted.items():
-            try: P = fit.profiles(e.varm[emb] if emb else len(gs), data=data)
+            try: P = fit.window_profiles(genome, e.var, device=device) if getattr(fit, 'reads_sequence', False) else \
+                     fit.profiles(e.varm[emb] if emb else len(gs), data=data)
             except ValueError as err:
                 warnings.warn(f"{m} on {emb}: {err}"); P = np.full((len(types), len(gs)), np.nan, np.float32)
             vals[_layer_name(m, emb)] = np.ascontiguousarray(P.T, np.float32)

@@ -114,9 +114,10 @@ def demo(argv:list|None=None # the arguments after `rosa demo` (default: the com
     p.add_argument('--n_cells', type=int, default=WorldConfig.n_cells, help='number of cells in the world')
     p.add_argument('--window', type=int, default=WorldConfig.window,
                    help="the world's regulatory window around each TSS (bp); the demo's Enformer reads 1,024 bp (rosa.pipeline.DEMO)")
+    p.add_argument('--full', action='store_true', help='also fine-tune the sequence model end to end on the cell types (the finetune model; minutes more)')
     params, rest = _parse(p, sys.argv[2:] if argv is None else argv, DEMO['embeddings'], DEMO['models'])
     world = {k: rest.pop(k) for k in ('n_genes', 'n_cells', 'window')}
-    r = run_demo(rest.pop('out'), seed=rest.pop('seed', 0), world=world, params=params, **rest)
+    r = run_demo(rest.pop('out'), seed=rest.pop('seed', 0), world=world, params=params, full=rest.pop('full'), **rest)
     _print_table(r)
 
 # %% ../nbs/15_cli.ipynb #0008

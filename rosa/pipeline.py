@@ -23,13 +23,13 @@ from .splits import split_cells, split_summary, read_regions, split_mask
 from .embeddings import EMBEDDINGS, EmbeddingContext, compute_embedding, genes_only, requires, register_table
 from .models import MODELS, as_predictions_of, save_fitted, fitted_meta
 from .predictions import Predictions, Profiles, CellValues, save_predictions, read_predictions
-import rosa.training  # registers the transformer in MODELS
+import rosa.training, rosa.finetune  # register the transformer and the fine-tuned sequence model in MODELS
 from .evaluation import METRICS, noise_ceiling, split_half_ceiling, compare, wide_table, grammar_probe, paired_differences, headline, to_markdown
 from .report import HEADLINE, nearest_similarity, write_report, _label, _sizes
 from .esm import read_proteins
 
 # %% auto #0
-__all__ = ['DEFAULT_EMBEDDINGS', 'DEFAULT_MODELS', 'DEMO', 'RunConfig', 'step_annotation', 'gene_table', 'step_data',
+__all__ = ['DEFAULT_EMBEDDINGS', 'DEFAULT_MODELS', 'DEMO', 'DEMO_FULL', 'RunConfig', 'step_annotation', 'gene_table', 'step_data',
            'step_embedding', 'step_prediction', 'preflight', 'RunResult', 'run', 'tss_accuracy',
            'nearest_train_protein', 'demo', 'read_run', 'compare_runs']
 
@@ -384,7 +384,9 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
         _log(f'  {name}: {s.value.varm[name].shape[1]} dims' + ('' if s.computed else ' (cached)'), t1)
     _log('  done', t0)
     _log(f'[4/6] models: agnostic + {", ".join(cfg.models)} x {len(cfg.embeddings)} embeddings'); t0 = time.time()
-    jobs = [('agnostic', None)] + [(m, e) for m in cfg.models for e in cfg.embeddings if e in cfg.model_embeddings.get(m, cfg.embeddings)]
+    adata.uns['inputs'] = dict(fasta=str(cfg.fasta), gtf=str(cfg.gtf))   # what a model reading the DNA itself reads (the embeddings' keys cover it)
+    reads = lambda m: cfg.model_embeddings.get(m, MODELS[m].meta.get('embeddings', cfg.embeddings))   # a model reading one embedding's model (finetune) says so
+    jobs = [('agnostic', None)] + [(m, e) for m in cfg.models for e in cfg.embeddings if e in reads(m)]
     preds = {}
     for model, emb in jobs:
         t1 = time.time(); s = step_prediction(rf, cfg, model, emb, data, embs.get(emb), adata)
@@ -444,10 +446,13 @@ DEMO = dict(embeddings=dict(enformer=dict(steps=3500, window=1024, pretrain=dict
             models=dict(ridge_celltype={}, kernel_celltype={}, ridge_cell={}, transformer=dict(steps=1000, patience=3)),
             model_embeddings=dict(transformer=['enformer', 'esm']))   # the TSS rules and the null embeddings with the closed-form models: minutes saved
 
+DEMO_FULL = dict(models=dict(finetune=dict(steps=1000)))   # what `demo(full=True)` adds: the sequence model fine-tuned end to end on 16-kb windows
+
 def demo(out:str|Path='rosa_demo', # run folder; the world goes to <out>/world
          seed:int=0, # seed of the world and of the run
          world:dict|None=None, # `WorldConfig` overrides (n_genes, n_cells, window, ...)
          params:dict|None=None, # {'<embedding or model>.<parameter>': value} overrides of DEMO's
+         full:bool=False, # also the sequence model fine-tuned end to end (`finetune`, DEMO_FULL): minutes more
          **kwargs # `RunConfig` overrides (embeddings, models, metrics, ...)
         ) -> RunResult:
     "Build the synthetic world and run the whole pipeline on it."
@@ -459,10 +464,10 @@ def demo(out:str|Path='rosa_demo', # run folder; the world goes to <out>/world
     except FileNotFoundError: w = make_world(wdir, seed=seed, **wcfg)
     _log(f'{w}')
     files = dict(counts=str(w.counts), fasta=str(w.fasta), gtf=str(w.gtf), tracks=str(w.tracks), truth=str(w.truth), out=str(out), seed=seed)
-    base = dict(DEMO)
+    base = dict(DEMO, models={**DEMO['models'], **(DEMO_FULL['models'] if full else {})})
     for k in ('embeddings', 'models'):     # a list of names keeps DEMO's settings for the names it shares with DEMO
         if k in kwargs and not isinstance(kwargs[k], dict):
-            kwargs[k] = {n: DEMO[k].get(n, {}) for n in _named(kwargs[k])}
+            kwargs[k] = {n: base[k].get(n, DEMO_FULL[k].get(n, {})) for n in _named(kwargs[k])}
     if 'embeddings' in kwargs: base.pop('model_embeddings')   # the embeddings chosen: every model runs on each
     elif 'models' in kwargs: base['model_embeddings'] = {m: e for m, e in DEMO['model_embeddings'].items() if m in kwargs['models']}
     return run(params=params, **{**files, **base, **kwargs})
