@@ -15,6 +15,8 @@ from .core import atomic_path, write_h5ad
 from .apply import Run, load, _layer_name, _best_layer
 from .models import LinearFit, RidgeCellFit
 from .variants import RunOutputs, _sequence_models, _gene_keys, _rule_params
+from .reference import Genome
+from .finetune import gene_window, gene_center
 from .evaluation import pearson, to_markdown
 
 # %% auto #0
@@ -43,12 +45,14 @@ def ism(run:Run, # a loaded run
     import tempfile
     key = _model_key(run, model); keys = _gene_keys(run, genes)
     lay = _layer_name(*key)
-    ro = run.outputs(device); genome = ro.genome; W = ro.window
+    ro = run.outputs(device); genome = ro.genome; fit = run.fitted(*key)
+    own = getattr(fit, 'reads_sequence', False)                      # a model reading the gene's own window (finetune)
+    W = int(fit.params['window']) if own else ro.window
     work = Path(tempfile.mkdtemp(prefix='rosa-ism-') if work is None else work)
     parts = []
     for g in keys:
         v = run.genes.loc[g]; chrom, tss, strand = str(v.chrom), int(v.tss), str(v.strand)
-        w = ro.windows[ro.windows.gene_key == g]
+        w = pd.DataFrame(dict(center=[gene_center(tss, strand)])) if own else ro.windows[ro.windows.gene_key == g]
         lo = max(tss - width // 2, int((w.center - W // 2).min())); hi = min(tss + width - width // 2, int((w.center + W - W // 2).max()))
         lo, hi = max(lo, 0), min(hi, genome.chroms[genome.fasta_name(chrom)])
         ref = genome.fetch(chrom, lo, hi)
@@ -82,6 +86,28 @@ def _linear_head(fit) -> tuple[np.ndarray, np.ndarray]:
     mean, sd = fit.arrays['mean'], fit.arrays['sd']
     A = W / sd[:, None]; return A, m - mean @ A
 
+def _window_gradients(run:Run, key:tuple, keys:list, device=None) -> ad.AnnData:
+    "Gradient x input of a model reading each gene's own oriented window (`SequenceFit`), both strands' readings averaged, in genome order."
+    import torch
+    from captum.attr import InputXGradient
+    fit = run.fitted(*key); net = fit._net(device); dev = next(net.parameters()).device; W = net.window
+    genome = Genome(run.config['fasta']); parts = []
+    rc = fit.params.get('rc_average', True)
+    fwd = lambda x: ((net(x) + net(x, True)) / 2 if rc else net(x)) * net.y_sd + net.y_mean
+    for g in keys:
+        v = run.genes.loc[g]; chrom, tss, strand = str(v.chrom), int(v.tss), str(v.strand)
+        x = torch.from_numpy(gene_window(genome, chrom, tss, strand, W))[None].to(dev)
+        ig = InputXGradient(fwd)
+        G = np.stack([ig.attribute(x.clone().requires_grad_(), target=t).sum(-1)[0].detach().cpu().numpy() for t in range(len(fit.types))], 1)
+        if strand == '-': G = G[::-1]                                 # oriented -> genome order
+        c = gene_center(tss, strand); pos = c - W // 2 + np.arange(W); seq = genome.window(chrom, c, W)
+        obs = pd.DataFrame(dict(gene=g, gene_name=str(v.get('gene_name', g)), chrom=chrom, pos=pos,
+                                offset=(pos - tss) if strand == '+' else (tss - pos), ref=list(seq), strand=strand))
+        obs.index = pd.Index([f'{g}:{p}' for p in pos], dtype=str)
+        parts.append(ad.AnnData(np.ascontiguousarray(G, np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(fit.types, dtype=str))))
+    out = ad.concat(parts, merge='first'); out.uns.update(run=str(run.out), model=key[0], embedding=key[1], score='gradient x input (captum)')
+    return out
+
 def grad_x_input(run:Run, # a loaded run
                  genes:list, # ids or symbols
                  model=None, # a linear model (ridge_celltype, ridge_cell) on an Enformer embedding whose rule reads one TSS
@@ -92,6 +118,7 @@ def grad_x_input(run:Run, # a loaded run
     from rosa.enformer import tss_outputs
     from rosa.tss import one_hot
     key = _model_key(run, model); keys = _gene_keys(run, genes)
+    if getattr(run.fitted(*key), 'reads_sequence', False): return _window_gradients(run, key, keys, device)
     rp = _rule_params(run, key[1])
     if rp['rule'] not in ('cage', 'center', 'bins'):
         raise ValueError(f"{key[1]} averages several TSSs (rule {rp['rule']!r}): gradient x input follows one TSS's bin; use ISM")

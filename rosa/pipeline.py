@@ -467,7 +467,7 @@ def demo(out:str|Path='rosa_demo', # run folder; the world goes to <out>/world
     base = dict(DEMO, models={**DEMO['models'], **(DEMO_FULL['models'] if full else {})})
     for k in ('embeddings', 'models'):     # a list of names keeps DEMO's settings for the names it shares with DEMO
         if k in kwargs and not isinstance(kwargs[k], dict):
-            kwargs[k] = {n: base[k].get(n, DEMO_FULL[k].get(n, {})) for n in _named(kwargs[k])}
+            kwargs[k] = {n: base[k].get(n, DEMO_FULL.get(k, {}).get(n, {})) for n in _named(kwargs[k])}
     if 'embeddings' in kwargs: base.pop('model_embeddings')   # the embeddings chosen: every model runs on each
     elif 'models' in kwargs: base['model_embeddings'] = {m: e for m, e in DEMO['model_embeddings'].items() if m in kwargs['models']}
     return run(params=params, **{**files, **base, **kwargs})

@@ -15,11 +15,13 @@ from .core import atomic_path, fingerprint, default_device
 from .reference import Genome
 from .store import ChunkStore, job_shard
 from .apply import Run, load, ENFORMER_RULES, _local, _params, _layer_name, _write_blocks, _best_layer
+from .finetune import gene_center
 from .evaluation import pearson
 
 # %% auto #0
-__all__ = ['MAX_INDEL', 'read_vcf', 'variant_table', 'write_vcf', 'RunOutputs', 'outputs', 'alt_window', 'variant_windows',
-           'alt_outputs', 'rule_embedding', 'variants', 'variant_known_answer', 'plot_variant_effects']
+__all__ = ['MAX_INDEL', 'read_vcf', 'variant_table', 'write_vcf', 'RunOutputs', 'outputs', 'alt_window', 'sequence_pairs',
+           'variant_windows', 'alt_outputs', 'rule_embedding', 'variants', 'variant_known_answer',
+           'plot_variant_effects']
 
 # %% ../nbs/14b_variants.ipynb #7eb2d6d0
 MAX_INDEL = 50   # the longest REF or ALT rosa scores as a short variant; longer ones are counted as structural and skipped
@@ -163,26 +165,40 @@ def alt_window(genome:Genome, # the genome
     return s[end + d - lo - length:end + d - lo]                          # left of the centre: the right end stays
 
 # %% ../nbs/14b_variants.ipynb #f9363987
+def _in_reach(variants:pd.DataFrame, genome:Genome, chroms, starts:np.ndarray, W:int) -> tuple[np.ndarray, np.ndarray]:
+    "Every (variant, window) pair where a window [start, start + W) holds some of the variant's REF, by interval search: positions in `variants`, in the windows."
+    fchrom = np.array([genome.fasta_name(c) for c in chroms]) if len(starts) else np.array([], str)
+    rvs, rws = [np.array([], np.int64)], [np.array([], np.int64)]
+    for ch, vi in variants.groupby('chrom', sort=False).indices.items():
+        sel = np.flatnonzero(fchrom == ch)
+        if not len(sel): continue
+        o = np.argsort(starts[sel], kind='stable'); s, wi = starts[sel][o], sel[o]
+        p = variants.pos.to_numpy(np.int64)[vi]; e = p + np.maximum(variants.ref.str.len().to_numpy()[vi], 1)
+        lo, hi = np.searchsorted(s, p - W, 'right'), np.searchsorted(s, e, 'left')      # start in (pos - W, end)
+        cnt = hi - lo
+        rvs.append(np.repeat(vi, cnt)); rws.append(wi[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])] if cnt.sum() else np.array([], np.int64))
+    return np.concatenate(rvs).astype(np.int64), np.concatenate(rws).astype(np.int64)
+
+def sequence_pairs(variants:pd.DataFrame, # `read_vcf` rows
+                   genome:Genome, # the run's genome
+                   genes:pd.DataFrame, # the run's genes (chrom, tss, strand: each one's chosen TSS)
+                   window:int, # bp a sequence model reads around each TSS (`rosa.finetune.gene_window`)
+                   keys:list|None=None, # only these genes
+                  ) -> pd.DataFrame:
+    "Every (variant, gene) where a model reading each gene's own window (the fine-tuned model) reads the variant."
+    g = genes if keys is None else genes.loc[keys]
+    starts = np.array([gene_center(t, s) for t, s in zip(g.tss, g.strand.astype(str))], np.int64) - window // 2
+    rv, rg = _in_reach(variants, genome, g.chrom.astype(str), starts, window)
+    return pd.DataFrame(dict(v=rv, gene_key=np.asarray(g.index)[rg]))
+
 def variant_windows(variants:pd.DataFrame, # `read_vcf` rows (chrom as the genome names it, pos 0-based, ref)
                     ro:RunOutputs, # the run's windows
                     genes:list|None=None, # only these genes' windows (keys)
                    ) -> pd.DataFrame:
     "Every (variant, window) where the run's sequence model reads the variant: variant row, window, gene, found by interval search."
-    W, g = ro.window, ro.genome
     w = ro.windows if genes is None else ro.windows[ro.windows.gene_key.isin(set(genes))]
-    fchrom = np.array([g.fasta_name(c) for c in w.chrom]) if len(w) else np.array([], str)
-    start = w.center.to_numpy(np.int64) - W // 2
-    out = []
-    for ch, vi in variants.groupby('chrom', sort=False).indices.items():
-        sel = np.flatnonzero(fchrom == ch)
-        if not len(sel): continue
-        o = np.argsort(start[sel], kind='stable'); s, wi = start[sel][o], sel[o]
-        p = variants.pos.to_numpy(np.int64)[vi]; e = p + np.maximum(variants.ref.str.len().to_numpy()[vi], 1)
-        lo, hi = np.searchsorted(s, p - W, 'right'), np.searchsorted(s, e, 'left')      # start in (pos - W, end)
-        cnt = hi - lo
-        rv = np.repeat(vi, cnt); rw = wi[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if cnt.sum() else np.array([], np.int64)]
-        out.append(pd.DataFrame(dict(v=rv, window=w.index.to_numpy()[rw])))
-    pairs = pd.concat(out, ignore_index=True) if out else pd.DataFrame(dict(v=np.array([], np.int64), window=np.array([], np.int64)))
+    rv, rw = _in_reach(variants, ro.genome, w.chrom, w.center.to_numpy(np.int64) - ro.window // 2, ro.window)
+    pairs = pd.DataFrame(dict(v=rv, window=w.index.to_numpy()[rw]))
     pairs['gene_key'] = ro.windows.gene_key.reindex(pairs.window).to_numpy()
     return pairs.sort_values(['v', 'window'], kind='stable').reset_index(drop=True)
 
@@ -274,7 +290,7 @@ def _rule_params(run:Run, name:str) -> dict:
 def _pair_embeddings(ro:RunOutputs, pairs:pd.DataFrame, slots:pd.DataFrame, names:list) -> tuple[dict, pd.DataFrame]:
     "For each (variant, gene) pair, each Enformer embedding with the ALT allele (the run's outputs where the allele is out of a window's reach), and the CAGE at the gene's reference TSS."
     cand, run = ro.cand, ro.run
-    alt_cs = ChunkStore.open(slots.attrs['store'])
+    alt_cs = ChunkStore.open(slots.attrs['store']) if slots.attrs.get('store') else None   # None: no Enformer window reads a variant
     rc = ro._cs.rows; chunk_of = cand.row.to_numpy() // rc
     canon = cand.canonical.to_numpy(bool)
     params = {n: _rule_params(run, n) for n in names}
@@ -284,8 +300,8 @@ def _pair_embeddings(ro:RunOutputs, pairs:pd.DataFrame, slots:pd.DataFrame, name
     rcage, remb = ro.ref_rows(allc); at = dict(zip(allc, range(len(allc))))
     slots = slots[slots.job.isin(set(j for js in pairs.jobs for j in js))]                      # this block's: memory stays bounded
     arows = slots.row.to_numpy(); u, inv = np.unique(arows, return_inverse=True)
-    acage = alt_cs['cage'].get_orthogonal_selection((u, slice(None)))[inv].mean(1)
-    aemb = alt_cs['emb'].get_orthogonal_selection((u, slice(None), slice(None)))[inv]
+    acage = alt_cs['cage'].get_orthogonal_selection((u, slice(None)))[inv].mean(1) if len(u) else np.zeros(0, np.float32)
+    aemb = alt_cs['emb'].get_orthogonal_selection((u, slice(None), slice(None)))[inv] if len(u) else np.zeros((0,) + remb.shape[1:], np.float32)
     slot_by_job = slots.groupby('job', sort=False).indices; scand = slots.cand.to_numpy()
     E = {n: np.zeros((len(pairs), remb.shape[2]), np.float32) for n in names}
     info = np.zeros((len(pairs), 4), np.float64)
@@ -322,6 +338,20 @@ def _gene_keys(run:Run, genes) -> list|None:
     if bad: raise KeyError(f"genes not in the run: {bad[:5]}")
     return keys
 
+def _window_effects(fit, genome:Genome, genes:pd.DataFrame, v:pd.DataFrame, pairs:pd.DataFrame, inside:set, device, progress) -> tuple[np.ndarray, np.ndarray]:
+    "A model reading each gene's own window (`SequenceFit`): its profiles (pairs, types) with each ALT allele written into the window, and with the reference; a pair outside its window keeps the reference (no effect)."
+    W = int(fit.params['window']); g = genes.loc[pairs.gene_key.to_numpy()]
+    u = list(dict.fromkeys(pairs.gene_key))
+    R = fit.window_profiles(genome, genes.loc[u], device=device).T
+    Pr = R[pd.Index(u).get_indexer(pairs.gene_key)]; Pa = Pr.copy()
+    m = np.array([(a, b) in inside for a, b in zip(pairs.v, pairs.gene_key)], bool)
+    if m.any():
+        gi, vi = g[m], v.iloc[pairs.v.to_numpy()[m]]
+        seqs = [alt_window(genome, c, gene_center(t, s), W, pos, ref, alt) for c, t, s, pos, ref, alt in
+                zip(gi.chrom.astype(str), gi.tss, gi.strand.astype(str), vi.pos, vi.ref, vi.alt)]
+        Pa[m] = fit.window_profiles(genome, gi, seqs=seqs, device=device, progress=progress).T
+    return Pa, Pr
+
 def variants(self, vcf, # a VCF/BCF path, or a table (chrom, pos 0-based, ref, alt)
              out:str|Path|None=None, # the h5ad to write (a parquet of tidy rows and `<out>.work/` to resume from beside it); None: returned in memory
              genes:list|None=None, # score only these genes (ids or symbols; default: every gene whose window reads a variant)
@@ -347,28 +377,45 @@ def variants(self, vcf, # a VCF/BCF path, or a table (chrom, pos 0-based, ref, a
             with atomic_path(p) as tmp: mism.to_csv(tmp, sep='\t', index=False)
             where = f', listed in {p}'
         warnings.warn(f"{len(mism)} variants' REF does not match the genome {genome.path.name} (e.g. {mism.variant.iat[0]}, genome {mism.genome.iat[0]!r}): skipped{where}")
-    jobs = variant_windows(v, ro, gkeys)
-    held = jobs.v.nunique(); n.update(in_window=int(held), outside_windows=int(len(v) - held), pairs=0, windows=len(jobs))
-    if len(v) > held:
-        warnings.warn(f"{len(v) - held} of {len(v)} variants lie in no {'chosen ' if gkeys else ''}gene's window (the sequence model reads {ro.window:,} bp around each TSS): not scored")
-    if not len(jobs): raise ValueError(f"no variant lies in a window of {'the genes asked for' if gkeys else 'any gene of the run'}: nothing to score")
-    work = Path(work) if work is not None else Path(str(out) + '.work') if out is not None else Path(tempfile.mkdtemp(prefix='rosa-variants-'))
-    slots = alt_outputs(ro, v, jobs, work/'alt.zarr', batch_size=batch_size, chunk=chunk, rank=rank, world=world, progress=progress)
-    if slots is None or rank_ != 0: return None
     fitted = {k: self.fitted(*k) for k in keys}; types = fitted[keys[0]].types
-    names = list(dict.fromkeys(e for _, e in keys))
+    seq = [k for k, f in fitted.items() if getattr(f, 'reads_sequence', False)]      # models reading their own windows (finetune)
+    jobs = variant_windows(v if len(seq) < len(keys) else v.iloc[:0], ro, gkeys)
+    spairs = {k: sequence_pairs(v, genome, self.genes, int(fitted[k].params['window']), gkeys) for k in seq}
+    reach = pd.concat([jobs[['v', 'gene_key']]] + list(spairs.values()), ignore_index=True).drop_duplicates()
+    held = reach.v.nunique(); n.update(in_window=int(held), outside_windows=int(len(v) - held), pairs=0, windows=len(jobs))
+    wins = ', '.join(sorted({f'{ro.window:,}' for k in keys if k not in seq} | {f"{int(fitted[k].params['window']):,}" for k in seq}))
+    if len(v) > held:
+        warnings.warn(f"{len(v) - held} of {len(v)} variants lie in no {'chosen ' if gkeys else ''}gene's window (the models read {wins} bp around each TSS): not scored")
+    if not len(reach): raise ValueError(f"no variant lies in a window of {'the genes asked for' if gkeys else 'any gene of the run'}: nothing to score")
+    work = Path(work) if work is not None else Path(str(out) + '.work') if out is not None else Path(tempfile.mkdtemp(prefix='rosa-variants-'))
+    if len(jobs): slots = alt_outputs(ro, v, jobs, work/'alt.zarr', batch_size=batch_size, chunk=chunk, rank=rank, world=world, progress=progress)
+    else: slots = pd.DataFrame(dict(job=np.array([], np.int64), cand=np.array([], np.int64), row=np.array([], np.int64)))
+    if slots is None or rank_ != 0: return None
+    names = list(dict.fromkeys(e for k in keys if k not in seq for e in k[1:]))
     data = self.data() if any(f.per_cell for f in fitted.values()) else None
-    pairs = jobs.reset_index().groupby(['v', 'gene_key'], sort=False)['index'].agg(list).rename('jobs').reset_index()
+    jl = jobs.reset_index().groupby(['v', 'gene_key'], sort=False)['index'].agg(list).rename('jobs').reset_index()
+    pairs = jl.merge(reach, on=['v', 'gene_key'], how='outer', sort=False) if seq else jl
+    pairs = pairs.sort_values('v', kind='stable').reset_index(drop=True)
+    pairs['jobs'] = [j if isinstance(j, list) else [] for j in pairs.jobs]                  # pairs only a fine-tuned model reads
     n['pairs'] = len(pairs)
     gpos = self.genes.index.get_indexer(pairs.gene_key)
     layers = [_layer_name(*k) for k in keys]; files = []
+    sig = fingerprint(run=str(self.out.resolve()), variants=list(v.variant), pairs=[pairs.v.tolist(), pairs.gene_key.tolist()], keys=[list(k) for k in keys], block=block)
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work/'effects.json').exists() or json.loads((work/'effects.json').read_text()).get('key') != sig:
+        for f in work.glob('effects_*'): f.unlink()                                          # another job's blocks
+        (work/'effects.json').write_text(json.dumps(dict(key=sig)))
+    inside = {k: set(zip(s.v, s.gene_key)) for k, s in spairs.items()}
     for b in range(0, len(pairs), block):
         p = pairs.iloc[b:b + block]; f = work/f'effects_{b // block:06d}.npz'; files.append(f)
+        if f.exists() and f.with_suffix('.parquet').exists(): continue                       # done by an earlier, interrupted call
         E, o = _pair_embeddings(ro, p, slots, names)
         vals = {}
         for (m, e), fit in fitted.items():
-            R = np.asarray(self.varm[e])[gpos[b:b + block]]
-            Pa, Pr = fit.profiles(E[e], data=data).T, fit.profiles(R, data=data).T
+            if (m, e) in seq: Pa, Pr = _window_effects(fit, genome, self.genes, v, p, inside[(m, e)], device, progress)
+            else:
+                R = np.asarray(self.varm[e])[gpos[b:b + block]]
+                Pa, Pr = fit.profiles(E[e], data=data).T, fit.profiles(R, data=data).T
             lay = _layer_name(m, e)
             vals[lay] = (Pa - Pr).astype(np.float32)
             vals['lfc_' + lay] = (np.log2(np.expm1(np.maximum(Pa, 0)) + pseudocount) - np.log2(np.expm1(np.maximum(Pr, 0)) + pseudocount)).astype(np.float32)
