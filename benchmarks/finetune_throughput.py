@@ -6,7 +6,7 @@ Each way is timed side by side in one run: LoRA adapters of rank `--rank` on the
 against every weight trained; both with gradient checkpointing of the trunk, AdamW, `--batch` windows a step (half of
 them read reverse-complemented, as in training). On CUDA under bf16 autocast with peak GPU memory; on the CPU in
 float32 with the process's peak resident memory after each way (it only grows: the first way's figure is its own).
-The first step of each way is a warm-up and is not timed.
+On CUDA the first step of each way is a warm-up and is not timed (on the CPU every step is timed: one step takes minutes).
 
 Run: python benchmarks/finetune_throughput.py [--device cpu|cuda] [--dim 1536] [--steps N] [--batch N] [--ways lora full]
 GPU: python benchmarks/finetune_throughput.py --device cuda --batch 4 --steps 10
@@ -59,9 +59,10 @@ if __name__ == '__main__':
             with amp: loss = ((net(x, rc).float() - y) ** 2).mean()
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         times = []
-        for i in range(steps + 1):
+        warm = int(a.device == 'cuda')
+        for i in range(steps + warm):
             sync(a.device); t = time.perf_counter(); step(); sync(a.device)
-            if i: times.append(time.perf_counter() - t)
+            if i >= warm: times.append(time.perf_counter() - t)
         s = statistics.median(times)
         rows.append(dict(way=way, trained=sum(q.numel() for q in train), weights=sum(q.numel() for q in net.parameters()),
                          seconds_per_step=round(s, 2), windows_per_s=round(a.batch / s, 3), peak_gib=round(peak(a.device), 2)))
@@ -70,7 +71,7 @@ if __name__ == '__main__':
     where = (f'{torch.cuda.get_device_name()}, bf16 autocast' if a.device == 'cuda'
              else f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, float32')
     print(f'\n{where}; dim {a.dim}, {a.window:,}-bp windows, batch {a.batch}, {a.types} cell types, gradient checkpointing, '
-          f'median of {steps} step(s) after a warm-up\n')
+          f'median of {steps} step(s)' + (' after a warm-up' if a.device == 'cuda' else '') + '\n')
     print('| way | trained weights | all weights | s/step | windows/s | peak memory (GiB) |\n|---|---:|---:|---:|---:|---:|')
     for r in rows:
         print(f"| {r['way']} | {r['trained']:,} | {r['weights']:,} | {r['seconds_per_step']} | {r['windows_per_s']} | {r['peak_gib']} |")
