@@ -247,6 +247,38 @@ class _Plan(L.LightningModule):
         # what a spawned process hands back besides the weights (Lightning returns rank 0's callback_metrics)
         self.trainer.callback_metrics['rosa_history'] = torch.tensor([[h[k] for k in _HISTORY] for h in self.state['history']], dtype=torch.float64)
 
+def _resume(ckpt, fp:str) -> dict|None:
+    "rosa's checkpoint at `ckpt` when it was made with these settings and data (fingerprint `fp`); None when there is none, or (with a warning) another run's."
+    c = read_checkpoint(ckpt, map_location='cpu', weights_only=False) if ckpt is not None else None
+    if c is not None and c.get('fingerprint') != fp:
+        warnings.warn(f"checkpoint {ckpt} was made with other settings or data: starting afresh"); c = None
+    return c
+
+def _fit(plan:_Plan, dev, steps:int, accumulate:int, devices, num_nodes:int, strategy, precision, ckpt, eval_every:int,
+         check=None, # called with processes x accumulate before training: the batch's own constraint
+         sync_batchnorm:bool=False) -> dict:
+    "Run `plan` with Lightning from its state's step to `steps` (nothing when it is done or stopped), leaving the selected weights in `plan.net`; the plan's state (spawned processes: the history rank 0 kept)."
+    state = plan.state
+    if state['stopped'] or state['step'] >= steps:
+        if state['best'] is not None: plan.net.load_state_dict(state['best'])
+        return state
+    trainer = L.Trainer(accelerator='gpu' if dev.type == 'cuda' else 'cpu',
+                        devices=[dev.index] if dev.index is not None and devices == 1 else devices, num_nodes=num_nodes,
+                        strategy=strategy or 'auto', precision=precision or ('bf16-mixed' if dev.type == 'cuda' else '32-true'),
+                        max_steps=steps - state['step'], accumulate_grad_batches=accumulate, gradient_clip_val=1.0, sync_batchnorm=sync_batchnorm,
+                        logger=CSVLogger(Path(ckpt).parent, name=f'{Path(ckpt).stem}_logs') if ckpt is not None else False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False, log_every_n_steps=eval_every)
+    if check is not None: check(trainer.world_size * accumulate)
+    if trainer.logger: trainer.logger.log_hyperparams(plan.hp)
+    with warnings.catch_warnings():   # batches are cut from data already in memory: loader workers would only copy them
+        warnings.filterwarnings('ignore', message='.*does not have many workers')
+        trainer.fit(plan)
+    if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):   # spawned: the main process only has rank 0's results
+        h = trainer.callback_metrics['rosa_history'].reshape(-1, len(_HISTORY)).tolist()
+        state = dict(state, history=[dict(zip(_HISTORY, r), step=int(r[0])) for r in h])
+    return state
+
 # %% ../nbs/12_training.ipynb #0008
 def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins'], var/obs['split']
                       key:str, # gene embedding in adata.varm
@@ -331,34 +363,13 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
     else: vsplit = _split_genes(vrng, len(c_sel), n_tr, n_context, n_targets)
     data = dict(X=X, B=B, raw=raw, c_tr=c_tr, g_tr=g_tr, g_va=g_va, c_val=c_va[c_sel], v_cols=v_cols, vsplit=vsplit, select=select, w=w)
 
-    c = read_checkpoint(ckpt, map_location='cpu', weights_only=False) if ckpt is not None else None
-    if c is not None and c.get('fingerprint') != fp:
-        warnings.warn(f"checkpoint {ckpt} was made with other settings or data: starting afresh"); c = None
+    c = _resume(ckpt, fp)
     if c is not None: model.load_state_dict(c['model'])
     plan = _Plan(model, data, hp, fp, steps, schedule, min_lr, accumulate, c, ckpt, ckpt_every, verbose)
-    state = plan.state
-    if not state['stopped'] and state['step'] < steps:
-        trainer = L.Trainer(accelerator='gpu' if dev.type == 'cuda' else 'cpu',
-                            devices=[dev.index] if dev.index is not None and devices == 1 else devices, num_nodes=num_nodes,
-                            strategy=strategy or 'auto', precision=precision or ('bf16-mixed' if dev.type == 'cuda' else '32-true'),
-                            max_steps=steps - state['step'], accumulate_grad_batches=accumulate, gradient_clip_val=1.0,
-                            logger=CSVLogger(Path(ckpt).parent, name=f'{Path(ckpt).stem}_logs') if ckpt is not None else False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False, log_every_n_steps=eval_every)
-        parts = trainer.world_size * accumulate
+    def check(parts):
         if batch_cells % parts: raise ValueError(f"batch_cells={batch_cells} must be a multiple of processes x accumulate = {parts}")
-        if trainer.logger: trainer.logger.log_hyperparams(hp)
-        with warnings.catch_warnings():   # batches are cut from data already on the device: loader workers would only copy them
-            warnings.filterwarnings('ignore', message='.*does not have many workers')
-            trainer.fit(plan)
-        if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):   # spawned: the main process only has rank 0's results
-            h = trainer.callback_metrics['rosa_history'].reshape(-1, len(_HISTORY)).tolist()
-            state = dict(state, history=[dict(zip(_HISTORY, r), step=int(r[0])) for r in h])
-        model.to(dev)   # Lightning's teardown leaves it on the CPU
-    else:
-        if state['best'] is not None: model.load_state_dict(state['best'])
-        model.to(dev)
-    model.eval()
+    state = _fit(plan, dev, steps, accumulate, devices, num_nodes, strategy, precision, ckpt, eval_every, check)
+    model.to(dev).eval()   # Lightning's teardown leaves it on the CPU
     model.history, model.hparams, model.n_context = pd.DataFrame(state['history'], columns=_HISTORY), hp, n_context
     return model
 
