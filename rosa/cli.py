@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, json, sys, time
 from pathlib import Path
-from fastcore.script import call_parse, anno_parser
+from fastcore.script import anno_parser
 
 from .core import read_json
 from .synthetic import WorldConfig
@@ -15,7 +15,6 @@ from .synthetic import WorldConfig
 __all__ = ['COMMANDS', 'world', 'load_plugins', 'demo', 'run', 'census', 'compare', 'predict', 'variants', 'attribute', 'main']
 
 # %% ../nbs/15_cli.ipynb #0005
-@call_parse
 def world(out:str='rosa_world', # folder to write the synthetic world into
           seed:int=0, # seed of the world
           n_genes:int=WorldConfig.n_genes, # number of genes
@@ -79,6 +78,11 @@ def _choice_flags(p:argparse.ArgumentParser, embeddings, models):
     p.add_argument('--metrics', help=f"metrics to report, of: {', '.join(METRICS)} (default: pearson,spearman)")
     p.add_argument('--seed', type=int, help='seed of the splits and of every model (default 0)')
     p.add_argument('--device', help="'cuda' or 'cpu' (default: CUDA when available)")
+    _devices_flag(p)
+
+def _devices_flag(p:argparse.ArgumentParser):
+    p.add_argument('--devices', metavar='N', help="processes on this machine, one per GPU ('auto': every GPU); the sequence models and the training "
+                   "are shared among them, the rest runs once. Under torchrun or srun the launcher decides (default 1)")
 
 def _split(args:dict) -> tuple[dict, dict]:
     "The flags given: the registry parameters ('name.parameter') and the rest."
@@ -118,7 +122,7 @@ def demo(argv:list|None=None # the arguments after `rosa demo` (default: the com
     params, rest = _parse(p, sys.argv[2:] if argv is None else argv, DEMO['embeddings'], DEMO['models'])
     world = {k: rest.pop(k) for k in ('n_genes', 'n_cells', 'window')}
     r = run_demo(rest.pop('out'), seed=rest.pop('seed', 0), world=world, params=params, full=rest.pop('full'), **rest)
-    _print_table(r)
+    if r is not None: _print_table(r)    # rank 0's, in a launched job
 
 # %% ../nbs/15_cli.ipynb #0008
 def run(argv:list|None=None # the arguments after `rosa run` (default: the command line's)
@@ -164,10 +168,9 @@ def run(argv:list|None=None # the arguments after `rosa run` (default: the comma
         print('preflight: all inputs fit together\n' + '\n'.join('  ' + l for l in lines)); return
     from rosa.pipeline import run as run_pipeline
     r = run_pipeline(params=params, **cfg)
-    _print_table(r)
+    if r is not None: _print_table(r)    # rank 0's, in a launched job
 
 # %% ../nbs/15_cli.ipynb #0009
-@call_parse
 def census(out:str='census.h5ad', # h5ad to write (raw counts, CELLxGENE schema)
            census_version:str='2025-11-08', # pinned Census release (an LTS build)
            dataset_ids:str='53d208b0-2cfd-4366-9866-c3c6114081bc', # comma-separated Census dataset ids (default: Tabula Sapiens - All Cells)
@@ -205,6 +208,7 @@ def _run_parser(cmd:str, doc:str, argv:list) -> argparse.ArgumentParser:
     p.add_argument('run', help='a finished run folder (rosa run or rosa demo)')
     p.add_argument('--plugin', action='append', metavar='MODULE', help="a module or .py file that registers the run's own models (repeatable)")
     p.add_argument('--device', help="'cuda' or 'cpu' (default: CUDA when available)")
+    if cmd == 'variants': _devices_flag(p)
     return p
 
 def predict(argv:list|None=None # the arguments after `rosa predict` (default: the command line's)
@@ -239,10 +243,12 @@ def variants(argv:list|None=None # the arguments after `rosa variants` (default:
     p.add_argument('--max-indel', type=int, default=50, help='longer REF or ALT alleles are structural: counted and skipped')
     p.add_argument('--batch-size', type=int, default=8, help='ALT windows per forward pass')
     a = p.parse_args(argv)
+    from rosa.distributed import init
+    _, device = init(a.device)     # a launched job: every rank shares the ALT windows, rank 0 writes
     run = rosa.load(a.run); t0 = time.time()
     models = [tuple(m.split(':', 1)) for m in a.models.split(',')] if a.models else None
     r = run.variants(a.vcf, out=a.out, genes=a.genes.split(',') if a.genes else None, models=models, max_indel=a.max_indel,
-                     batch_size=a.batch_size, device=a.device)
+                     batch_size=a.batch_size, device=device)
     if r is None: return
     c = r.uns['counts']
     print(f"{c['scorable']:,} of {c['alleles']:,} alleles scored ({c['in_window']:,} in a gene's window) -> {r.n_obs:,} (variant, gene) "
@@ -271,6 +277,41 @@ def attribute(argv:list|None=None # the arguments after `rosa attribute` (defaul
 
 COMMANDS = dict(demo=demo, run=run, predict=predict, variants=variants, attribute=attribute, compare=compare, world=world, census=census)
 
+def _take_devices(argv:list) -> tuple[list, str|None]:
+    "The arguments without `--devices N`, and N (None when not given)."
+    rest, n, k = [], None, 0
+    while k < len(argv):
+        a = argv[k]
+        if a == '--devices' and k + 1 < len(argv): n = argv[k + 1]; k += 2; continue
+        if a.startswith('--devices='): n = a.split('=', 1)[1]
+        else: rest.append(a)
+        k += 1
+    return rest, n
+
+def _count(devices:str) -> int:
+    "`--devices`' value as a number of processes: 'auto' is every GPU of this machine (1 without one)."
+    if devices == 'auto':
+        import torch
+        return max(1, torch.cuda.device_count())
+    try: n = int(devices)
+    except ValueError: n = 0
+    if n < 1: sys.exit(f"rosa: --devices takes a number of processes or 'auto', got {devices!r}")
+    return n
+
+def _launch(cmd:str, argv:list, n:int):
+    "`rosa <cmd>` as `n` processes on this machine (torchrun's launcher, standalone); exits as the job did."
+    import os
+    from torch.distributed.run import get_args_parser, run as torchrun
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    if 'OMP_NUM_THREADS' not in os.environ:   # the CPU's cores shared out, not oversubscribed n times
+        os.environ['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // n))
+    args = get_args_parser().parse_args(['--standalone', '--nproc_per_node', str(n), '--module', 'rosa.cli', cmd, *argv,
+                                         *(['--debug'] if '--debug' in sys.argv else [])])
+    try: torchrun(args)
+    except ChildFailedError as e:
+        rank, f = min(e.failures.items())
+        sys.exit(f"rosa {cmd}: {len(e.failures)} of {n} processes failed (first: rank {rank}, exit code {f.exitcode}); their messages are above")
+
 def _one_line(e:BaseException) -> str:
     "An error as one line: its message (a KeyError's without the quotes), newlines folded."
     msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
@@ -283,12 +324,19 @@ def main():
         for k, f in COMMANDS.items(): print(f'  {k:8s} {f.__doc__}')
         return
     cmd, argv = sys.argv[1], [a for a in sys.argv[2:] if a != '--debug']
+    argv, devices = _take_devices(argv)
+    if devices is not None and cmd in ('demo', 'run', 'variants'):
+        from rosa.distributed import detect_launch
+        job = detect_launch()
+        if job.world == 1 and _count(devices) > 1: return _launch(cmd, argv, _count(devices))
+        if job.world > 1 and _count(devices) != job.local_world:
+            print(f"rosa {cmd}: --devices {devices} ignored: the launcher ({job.launcher}) started {job.local_world} processes on this machine", file=sys.stderr)
     import warnings
     if '--debug' not in sys.argv: warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {' '.join(str(msg).split())}\n"   # one plain line
     if cmd not in COMMANDS: sys.exit(f"rosa: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}")
     try:
         if cmd in ('demo', 'run', 'predict', 'variants', 'attribute', 'compare'): return COMMANDS[cmd](argv)
-        f = COMMANDS[cmd].__wrapped__
+        f = COMMANDS[cmd]
         args = vars(anno_parser(f, prog=f'rosa {cmd}').parse_args(argv))
         for k in ('pdb', 'xtra'): args.pop(k, None)
         f(**args)   # the console script exits with the return value: keep it None
@@ -298,4 +346,13 @@ def main():
         sys.exit(f"\nrosa {cmd}: interrupted{where}. Every finished step is kept: run the same command again to resume.")
     except Exception as e:
         if '--debug' in sys.argv: raise
-        sys.exit(f"rosa {cmd}: {_one_line(e)} (--debug shows the traceback)")
+        from rosa.distributed import current, RankError
+        from rosa.store import CURRENT
+        job, where = current(), ''
+        if job.world > 1 and not isinstance(e, RankError):   # a RankError names the rank that failed already
+            where = f" (rank {job.rank} of {job.world}" + (f", step {CURRENT['step']!r}" if CURRENT.get('step') else '') + ')'
+        sys.exit(f"rosa {cmd}{where}: {_one_line(e)} (--debug shows the traceback)")
+
+# %% ../nbs/15_cli.ipynb #625149fd
+#| eval: false
+if __name__ == '__main__': main()   # `python -m rosa.cli`, as torchrun starts it (`torchrun --nproc_per_node 2 -m rosa.cli run ...`)

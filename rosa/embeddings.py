@@ -18,6 +18,7 @@ from .reference import Annotation, Genome, read_annotation
 from .tss import gene_tss
 from .enformer import pretrain_enformer, load_enformer, enformer_weights, embed_genes, tss_embedding, TSS_RULES
 from .esm import read_proteins, pretrain_esm, load_esm, esm_file, add_esm
+from .distributed import main_first
 
 # %% auto #0
 __all__ = ['EMBEDDINGS', 'EmbeddingContext', 'requires', 'genes_only', 'compute_embedding', 'enformer_embedding',
@@ -93,7 +94,7 @@ def _check_enformer(p, cfg):
     elif getattr(cfg, 'tracks', None) is None:
         raise ValueError("the 'enformer' embedding needs weights (enformer.weights=...) or bulk tracks to pretrain a small one (tracks=...)")
 
-@EMBEDDINGS.register('enformer', inputs=('fasta', 'gtf', 'tracks'), check=_check_enformer)
+@EMBEDDINGS.register('enformer', inputs=('fasta', 'gtf', 'tracks'), check=_check_enformer, distributed=True)
 def enformer_embedding(adata, ctx:EmbeddingContext,
                        weights:str|None=None, # published weights: a checkpoint or a hub name (None: pretrain a small Enformer on the tracks)
                        steps:int=_default(pretrain_enformer, 'steps'), # pretraining steps of the small Enformer
@@ -110,8 +111,9 @@ def enformer_embedding(adata, ctx:EmbeddingContext,
     if weights is not None: model = load_enformer(weights, device=device)
     else:
         if ctx.tracks is None: raise ValueError("the 'enformer' embedding needs weights or bulk tracks to pretrain on")
-        model = pretrain_enformer(ctx.fasta, ctx.tracks, ctx.work('model'), steps=steps, seed=seed, window=window,
-                                  device=device, progress=progress, **pretrain)
+        with main_first('pretraining the small Enformer'):   # rank 0 trains; the others read its checkpoint
+            model = pretrain_enformer(ctx.fasta, ctx.tracks, ctx.work('model'), steps=steps, seed=seed, window=window,
+                                      device=device, progress=progress, **pretrain)
     path = str(weights) if weights is not None else str(ctx.work('model')/'enformer.pt')
     scored = embed_genes(adata, ctx.ann().transcripts, ctx.genome, model, store=ctx.work('tss')/'outputs.zarr', key_added=key_added,
                          batch_size=batch_size, neighbours=neighbours, rc_average=rc_average, precision=precision,
@@ -228,7 +230,7 @@ def permuted_embedding(adata, ctx:EmbeddingContext,
     adata.uns[key_added] = dict(source=source)
 
 # %% ../nbs/09_embeddings.ipynb #0020
-@EMBEDDINGS.register('esm', inputs=('fasta', 'gtf'), check=lambda p, cfg=None: p.weights is None or esm_file(p.weights))
+@EMBEDDINGS.register('esm', inputs=('fasta', 'gtf'), check=lambda p, cfg=None: p.weights is None or esm_file(p.weights), distributed=True)
 def esm_embedding(adata, ctx:EmbeddingContext,
                   weights:str|None=None, # published weights: a `.pt` file or a model name (None: pretrain a small ESM-2 on the proteins)
                   steps:int=_default(pretrain_esm, 'steps'), # pretraining steps of the small ESM-2
@@ -240,8 +242,10 @@ def esm_embedding(adata, ctx:EmbeddingContext,
     "ESM-2's mean residue embedding of each gene's canonical protein (zeros for genes without one)."
     proteins = read_proteins(ctx.ann(), ctx.genome, genes=list(adata.var_names))
     if weights is not None: model, alphabet = load_esm(weights)
-    else: model, alphabet = pretrain_esm(proteins.dropna(), ctx.work('model'), steps=steps, seed=seed, device=device,
-                                         progress=progress, **pretrain)
+    else:
+        with main_first('pretraining the small ESM-2'):   # rank 0 trains; the others read its checkpoint
+            model, alphabet = pretrain_esm(proteins.dropna(), ctx.work('model'), steps=steps, seed=seed, device=device,
+                                           progress=progress, **pretrain)
     add_esm(adata, proteins, model, alphabet, key_added=key_added, tokens=tokens, overlap=overlap, precision=precision,
             store=ctx.work('store')/'esm.zarr', device=device, progress=progress)
     adata.uns[key_added]['weights'] = str(weights) if weights is not None else str(ctx.work('model'))   # what `rosa.apply` embeds new proteins with

@@ -24,9 +24,9 @@ from .store import ChunkStore, job_shard, job_precision
 # %% auto #0
 __all__ = ['BEDGRAPH', 'BIGWIG', 'WINDOW', 'PUBLISHED', 'PUBLISHED_SHAPE', 'HUMAN_CAGE', 'TSS_RULES', 'read_signal_files',
            'track_chroms', 'read_tracks', 'track_arrays', 'small_enformer', 'model_window', 'PairAttentionPool',
-           'fast_pools', 'peak_bins', 'predict_region', 'track_correlation', 'pretrain_enformer', 'full_size_enformer',
-           'load_enformer', 'enformer_weights', 'cage_track_indices', 'gene_windows', 'WindowSequences', 'tss_outputs',
-           'embed_tss', 'tss_embedding', 'embed_genes', 'plot_cage']
+           'fast_pools', 'local_batchnorm', 'peak_bins', 'predict_region', 'track_correlation', 'pretrain_enformer',
+           'full_size_enformer', 'load_enformer', 'enformer_weights', 'cage_track_indices', 'gene_windows',
+           'WindowSequences', 'tss_outputs', 'embed_tss', 'tss_embedding', 'embed_genes', 'plot_cage']
 
 # %% ../nbs/07_enformer.ipynb #x
 BEDGRAPH = ('.bedgraph', '.bedgraph.gz', '.bg', '.bg.gz')
@@ -195,6 +195,14 @@ def fast_pools(model:Enformer) -> Enformer:
     "Swap every `AttentionPool` of `model` for `PairAttentionPool` in place (parameters untouched); returns the model."
     for m in model.modules():
         if type(m) is AttentionPool: m.__class__ = PairAttentionPool
+    return local_batchnorm(model)
+
+def local_batchnorm(model:torch.nn.Module) -> torch.nn.Module:
+    "Make every `SyncBatchNorm` of `model` a plain `BatchNorm1d` in place (weights and statistics untouched); returns the model."
+    # enformer-pytorch builds synchronised batch norms whenever a process group exists: they fail on CPUs, and on GPUs they
+    # wait for ranks that are not training (pretraining on rank 0). DDP training synchronises them itself (Lightning's sync_batchnorm).
+    for m in model.modules():
+        if type(m) is torch.nn.SyncBatchNorm: m.__class__ = torch.nn.BatchNorm1d
     return model
 
 # %% ../nbs/07_enformer.ipynb #0017

@@ -327,7 +327,8 @@ class _FinetunePredict:
 FinetuneParams = make_dataclass('FinetuneParams', [(f.name, f.type, f) for c in (params_from_signature(train_finetune, MODELS.runtime + ('fasta',)), _FinetunePredict)
                                                    for f in fields(c)])
 
-@MODELS.register('finetune', params=FinetuneParams, check=_check_finetune, obs=('cell_type',), docs=(train_finetune,), embeddings=('enformer',))
+@MODELS.register('finetune', params=FinetuneParams, check=_check_finetune, obs=('cell_type',), docs=(train_finetune,), embeddings=('enformer',),
+                 distributed=True)   # a launched run's processes train it together (DDP)
 def finetune(adata:ad.AnnData, # cells x genes: X = log1p; obs['cell_type']; var chrom, tss, strand; uns['inputs']['fasta']
              key:str, # the Enformer embedding it starts from ('enformer')
              batch_size:int=16, rc_average:bool=True, predict_precision:str='auto', # prediction settings

@@ -5,7 +5,7 @@
 # %% ../nbs/14_pipeline.ipynb #0003
 from __future__ import annotations
 import inspect, time, warnings
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ import rosa.training, rosa.finetune  # register the transformer and the fine-tun
 from .evaluation import METRICS, noise_ceiling, split_half_ceiling, compare, wide_table, grammar_probe, paired_differences, headline, to_markdown
 from .report import HEADLINE, nearest_similarity, write_report, _label, _sizes
 from .esm import read_proteins
+from .distributed import init as join_job, current, run_step, on_main
 
 # %% auto #0
 __all__ = ['DEFAULT_EMBEDDINGS', 'DEFAULT_MODELS', 'DEMO', 'DEMO_FULL', 'RunConfig', 'step_annotation', 'gene_table', 'step_data',
@@ -138,11 +139,12 @@ class RunConfig:
 
 # %% ../nbs/14_pipeline.ipynb #0010
 def _log(msg:str, t0:float|None=None):
+    if not current().main: return       # one log for a job of several processes: rank 0's
     print(msg + (f'  ({time.time() - t0:.1f}s)' if t0 is not None else ''), flush=True)
 
 def step_annotation(rf:RunFolder, cfg:RunConfig):
     "The GTF, read once: transcripts with their TSS and CDS segments."
-    return rf.step('annotation', lambda: read_annotation(cfg.gtf), fmt='annotation', inputs=dict(gtf=Path(cfg.gtf)),
+    return run_step(rf, 'annotation', lambda: read_annotation(cfg.gtf), fmt='annotation', inputs=dict(gtf=Path(cfg.gtf)),
                    code=code_version(read_annotation))
 
 def gene_table(ann:Annotation) -> pd.DataFrame:
@@ -171,7 +173,7 @@ def step_data(rf:RunFolder, cfg:RunConfig, ann):
         if 'split' not in st.var or 'split' not in st.obs: raise ValueError("it has no var/obs['split']")
         if 'bins' not in st.layers or 'counts' not in st.layers: raise ValueError("it has no layers['bins'] / ['counts']")
     inputs = dict(counts=Path(cfg.counts), annotation=ann.key, **({'regions': Path(regions)} if isinstance(regions, str) else {}))
-    return rf.step('data', compute, fmt='store', params=params, inputs=inputs, code=code_version(preprocess), check=check)
+    return run_step(rf, 'data', compute, fmt='store', params=params, inputs=inputs, code=code_version(preprocess), check=check)
 
 # %% ../nbs/14_pipeline.ipynb #0012
 def step_embedding(rf:RunFolder, cfg:RunConfig, name:str, genes:ad.AnnData, ann, upstream:dict):
@@ -188,8 +190,8 @@ def step_embedding(rf:RunFolder, cfg:RunConfig, name:str, genes:ad.AnnData, ann,
     def check(g):
         if not g.var_names.equals(genes.var_names): raise ValueError(f"its genes are not the run's ({g.n_vars} vs {genes.n_vars})")
         if name not in g.varm: raise ValueError(f"it has no varm[{name!r}]")
-    return rf.step(f'embeddings/{name}', lambda: compute_embedding(name, genes, ctx, p, seed=cfg.seed, device=cfg.device),
-                   fmt='h5ad', params=params, inputs=inputs, code=e.version(), check=check)
+    return run_step(rf, f'embeddings/{name}', lambda: compute_embedding(name, genes, ctx, p, seed=cfg.seed, device=cfg.device),
+                    fmt='h5ad', shared=bool(e.meta.get('distributed')), params=params, inputs=inputs, code=e.version(), check=check)
 
 def _order(embeddings:dict) -> list:
     "The embeddings in an order where each comes after those it is computed from."
@@ -212,14 +214,19 @@ def step_prediction(rf:RunFolder, cfg:RunConfig, model:str, emb:str|None, data, 
     cells, genes = split_mask(adata, 'cells', cfg.cell_splits), split_mask(adata, 'genes', cfg.gene_splits)
     if per_cell: params['predict'] = dict(cells=list(cfg.cell_splits), genes=list(cfg.gene_splits))
     ckpt = rf.workdir(name, key=rf.key(name, params, inputs, e.version()))/'model.pt'
+    job = current(); shared = job.world > 1 and bool(e.meta.get('distributed'))
+    if shared: p = replace(p, devices=job.local_world, num_nodes=job.nodes, strategy='ddp')   # the launched processes are its DDP group
     def compute():
         fit = lambda out: as_predictions_of(e.call(adata, params=p, key=emb, seed=cfg.seed, device=cfg.device, ckpt=ckpt, cells=cells, genes=genes, out=out),
                                             adata, model, cells=cells, genes=genes, out=out, device=cfg.device)
         return (lambda path: _save_predictions(fit(path), path)) if per_cell else fit(None)
+    def share():   # the other ranks' part of a shared step: the training (rank 0 also predicts and writes)
+        e.call(adata, params=p, key=emb, seed=cfg.seed, device=cfg.device, ckpt=ckpt, cells=np.zeros(adata.n_obs, bool), genes=genes, out=None)
     def check(x):
         if tuple(x.shape) != adata.shape: raise ValueError(f"its shape is {tuple(x.shape)}, the data's {adata.shape}")
         if not x.holds(cells, genes): raise ValueError(f"it does not hold every evaluated cell and gene ({', '.join(cfg.cell_splits)} cells, {', '.join(cfg.gene_splits)} genes)")
-    return rf.step(name, compute, fmt='predictions', params=params, inputs=inputs, code=e.version(), check=check)
+    return run_step(rf, name, compute, fmt='predictions', shared=shared, share=share, read=False, params=params, inputs=inputs,
+                    code=e.version(), check=check)
 
 def _layer(model, emb): return f'pred_{model}' + (f'_{emb}' if emb else '')
 
@@ -354,16 +361,18 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
         params:dict|None=None, # {'<embedding or model>.<parameter>': value} overrides (`RunConfig.set`)
         **kwargs, # `RunConfig` fields
        ) -> RunResult:
-    "Run the pipeline (annotation → data → embeddings → models → evaluation) into `cfg.out`, reusing cached steps."
+    "Run the pipeline (annotation → data → embeddings → models → evaluation) into `cfg.out`, reusing cached steps. Launched as several processes (torchrun, srun): rank 0 runs the single-process steps and writes the folder, every rank shares the sequence models and the training; other ranks return None."
     cfg = RunConfig(**{**(asdict(cfg) if cfg else {}), **kwargs})
     cfg = cfg.set(params) if params else cfg
-    checked = preflight(cfg)
+    job, device = join_job(cfg.device)
+    checked = on_main('preflight', preflight, cfg)
     rf = RunFolder(cfg.out); run_dir = rf.root
-    write_json(asdict(cfg), run_dir/'config.json')
+    if job.main: write_json(asdict(cfg), run_dir/'config.json')
+    cfg.device = device    # this rank's GPU in a launched job
     seed_everything(cfg.seed)
     T = time.time()
-    _log('preflight')
-    for line in checked: _log('  ' + line)
+    _log('preflight' + (f': {job.world} processes on {job.nodes} machine{"s" if job.nodes > 1 else ""} ({job.launcher}), {device or "default"} devices' if job.world > 1 else ''))
+    for line in checked or []: _log('  ' + line)
     _log(f'[1/6] annotation from {cfg.gtf}'); t0 = time.time()
     ann = step_annotation(rf, cfg); tx = ann.value.transcripts
     _log(f'  {len(tx)} transcripts of {tx.gene_key.nunique()} genes', t0)
@@ -393,6 +402,11 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
         preds[(model, emb or '')] = s.value
         if s.computed: _log(f'  {model}' + (f' on {emb}' if emb else ''), t1)
     _log('  done', t0)
+    return on_main('evaluation and report', _finish, cfg, adata, preds, ann, rf, T)
+
+def _finish(cfg, adata, preds, ann, rf, T) -> RunResult:
+    "Evaluation and report: rank 0's part of `run`."
+    run_dir, tx = rf.root, ann.value.transcripts
     _log('[5/6] evaluation per quadrant'); t0 = time.time()
     quadrants = dict(metrics=cfg.metrics, gene_splits=cfg.gene_splits, cell_splits=cfg.cell_splits)
     ceiling = noise_ceiling(adata, cfg.truth, **quadrants) if cfg.truth else split_half_ceiling(adata, seed=cfg.seed, **quadrants)

@@ -500,7 +500,7 @@ class TransformerFit(FittedModel):
             i += len(g)
         return P
 
-@MODELS.register('transformer', params=TransformerParams, check=_check_transformer, docs=(train_transformer,))
+@MODELS.register('transformer', params=TransformerParams, check=_check_transformer, docs=(train_transformer,), distributed=True)
 def transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins'], var/obs['split']
                 key:str, # gene embedding in adata.varm
                 n_draws:int=1, # context subsamples to average over at prediction
