@@ -309,8 +309,8 @@ def _launch(cmd:str, argv:list, n:int):
                                          *(['--debug'] if '--debug' in sys.argv else [])])
     try: torchrun(args)
     except ChildFailedError as e:
-        rank, f = min(e.failures.items())
-        sys.exit(f"rosa {cmd}: {len(e.failures)} of {n} processes failed (first: rank {rank}, exit code {f.exitcode}); their messages are above")
+        rank, f = e.get_first_failure()
+        sys.exit(f"rosa {cmd}: the job of {n} processes stopped: rank {rank} failed first (exit code {f.exitcode}); its message is above")
 
 def _one_line(e:BaseException) -> str:
     "An error as one line: its message (a KeyError's without the quotes), newlines folded."
@@ -332,8 +332,14 @@ def main():
         if job.world > 1 and _count(devices) != job.local_world:
             print(f"rosa {cmd}: --devices {devices} ignored: the launcher ({job.launcher}) started {job.local_world} processes on this machine", file=sys.stderr)
     import warnings
-    if '--debug' not in sys.argv: warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {' '.join(str(msg).split())}\n"   # one plain line
+    if '--debug' not in sys.argv:   # one plain line (naming the rank in a launched job)
+        from rosa.distributed import detect_launch
+        job = detect_launch(); who = f' (rank {job.rank})' if job.world > 1 else ''
+        warnings.formatwarning = lambda msg, cat, *a, **k: f"warning{who}: {' '.join(str(msg).split())}\n"
     if cmd not in COMMANDS: sys.exit(f"rosa: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}")
+    import signal
+    def stop(*_): raise KeyboardInterrupt   # a scheduler's or launcher's SIGTERM stops like Ctrl-C: temporary outputs removed, the step named
+    signal.signal(signal.SIGTERM, stop)
     try:
         if cmd in ('demo', 'run', 'predict', 'variants', 'attribute', 'compare'): return COMMANDS[cmd](argv)
         f = COMMANDS[cmd]

@@ -215,7 +215,8 @@ def step_prediction(rf:RunFolder, cfg:RunConfig, model:str, emb:str|None, data, 
     if per_cell: params['predict'] = dict(cells=list(cfg.cell_splits), genes=list(cfg.gene_splits))
     ckpt = rf.workdir(name, key=rf.key(name, params, inputs, e.version()))/'model.pt'
     job = current(); shared = job.world > 1 and bool(e.meta.get('distributed'))
-    if shared: p = replace(p, devices=job.local_world, num_nodes=job.nodes, strategy='ddp')   # the launched processes are its DDP group
+    if shared:   # the launched processes are its DDP group (a model that trains through Lightning takes these)
+        p = replace(p, **{k: v for k, v in dict(devices=job.local_world, num_nodes=job.nodes, strategy='ddp').items() if hasattr(p, k)})
     def compute():
         fit = lambda out: as_predictions_of(e.call(adata, params=p, key=emb, seed=cfg.seed, device=cfg.device, ckpt=ckpt, cells=cells, genes=genes, out=out),
                                             adata, model, cells=cells, genes=genes, out=out, device=cfg.device)
