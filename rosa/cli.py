@@ -121,7 +121,7 @@ def demo(argv:list|None=None # the arguments after `rosa demo` (default: the com
     p.add_argument('--full', action='store_true', help='also fine-tune the sequence model end to end on the cell types (the finetune model; minutes more)')
     params, rest = _parse(p, sys.argv[2:] if argv is None else argv, DEMO['embeddings'], DEMO['models'])
     world = {k: rest.pop(k) for k in ('n_genes', 'n_cells', 'window')}
-    r = run_demo(rest.pop('out'), seed=rest.pop('seed', 0), world=world, params=params, full=rest.pop('full'), **rest)
+    r = run_demo(rest.pop('out'), seed=rest.pop('seed', 0), world=world, params=params, full=rest.pop('full', False), **rest)
     if r is not None: _print_table(r)    # rank 0's, in a launched job
 
 # %% ../nbs/15_cli.ipynb #0008

@@ -144,8 +144,10 @@ def main_first(step:str):
     if L.main: sync(step)
 
 def barrier(step:str='barrier'):
-    "Wait for every rank (on rosa's own gloo group, which waits as long as rank 0's longest step)."
-    sync(step)
+    "Wait for every rank: on rosa's own gloo group when `init` joined the job (it waits as long as rank 0's longest step), else on torch.distributed's group when there is one."
+    if current().world > 1: sync(step); return
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1: dist.barrier()
 
 # %% ../nbs/14d_distributed.ipynb #47d1acb2
 class _NotOnRecord(Exception): pass

@@ -27,7 +27,7 @@ import rosa.training, rosa.finetune  # register the transformer and the fine-tun
 from .evaluation import METRICS, noise_ceiling, split_half_ceiling, compare, wide_table, grammar_probe, paired_differences, headline, to_markdown
 from .report import HEADLINE, nearest_similarity, write_report, _label, _sizes
 from .esm import read_proteins
-from .distributed import init as join_job, current, run_step, on_main
+from .distributed import init as join_job, current, run_step, on_main, main_first
 
 # %% auto #0
 __all__ = ['DEFAULT_EMBEDDINGS', 'DEFAULT_MODELS', 'DEMO', 'DEMO_FULL', 'RunConfig', 'step_annotation', 'gene_table', 'step_data',
@@ -473,10 +473,12 @@ def demo(out:str|Path='rosa_demo', # run folder; the world goes to <out>/world
     "Build the synthetic world and run the whole pipeline on it."
     out = Path(out); wcfg = dict(world or {})
     wdir = out/'world'
-    try:
-        w = load_world(wdir)   # reused only if today's rosa would write the very same world
-        if w.format != WORLD_FORMAT or w.cfg != asdict(WorldConfig(**{**asdict(WorldConfig()), 'seed': seed, **wcfg})): raise FileNotFoundError
-    except FileNotFoundError: w = make_world(wdir, seed=seed, **wcfg)
+    join_job(kwargs.get('device'))
+    with main_first('the synthetic world'):   # written by rank 0, read by the others
+        try:
+            w = load_world(wdir)   # reused only if today's rosa would write the very same world
+            if w.format != WORLD_FORMAT or w.cfg != asdict(WorldConfig(**{**asdict(WorldConfig()), 'seed': seed, **wcfg})): raise FileNotFoundError
+        except FileNotFoundError: w = make_world(wdir, seed=seed, **wcfg)
     _log(f'{w}')
     files = dict(counts=str(w.counts), fasta=str(w.fasta), gtf=str(w.gtf), tracks=str(w.tracks), truth=str(w.truth), out=str(out), seed=seed)
     base = dict(DEMO, models={**DEMO['models'], **(DEMO_FULL['models'] if full else {})})

@@ -14,6 +14,7 @@ import anndata as ad
 from .core import atomic_path, fingerprint, default_device
 from .reference import Genome
 from .store import ChunkStore, job_shard
+from .distributed import barrier
 from .apply import Run, load, ENFORMER_RULES, _local, _params, _layer_name, _write_blocks, _best_layer
 from .finetune import gene_center
 from .evaluation import pearson
@@ -246,9 +247,7 @@ def alt_outputs(ro:RunOutputs, # the run's Enformer
                 parts.append(dict(cage=c.float().cpu().numpy(), emb=e.float().cpu().numpy())); bar.update(len(js))
             cs.write(i, **_join(parts))
     bar.close()
-    if world > 1:
-        import torch.distributed as dist
-        if dist.is_available() and dist.is_initialized(): dist.barrier()
+    if world > 1: barrier('ALT windows')    # the other ranks' chunks
     if not cs.complete: return None
     slots = pd.DataFrame(dict(job=slot_job, cand=slot_cand, row=slot_row))
     slots.attrs['store'] = str(cs.path)
