@@ -11,13 +11,16 @@
   each), so both ways compute the same embeddings and only the batching and precision differ.
 - rosa's way: `rosa.esm.embed_proteins` with a token budget (`--tokens` per pass: rows x longest window, longest
   first; several budgets side by side; default rosa's own, 16,384 on CUDA and 0 = every window alone on a CPU),
-  bf16 autocast on CUDA, float32 on the CPU, all proteins in one chunk.
+  in bf16 autocast and in float32 (`--precisions`; default bf16 on CUDA, both on a CPU with native bf16, float32 on
+  others), all proteins in one chunk.
 - Each way runs `--repeats` times, alternately (a slow spell of a shared machine slows both); the median is reported.
   Printed: proteins/s, tokens/s (real tokens, `<cls>`/`<eos>` included, padding not), the ratio to one at a time,
-  the batches' padding, the largest difference from one at a time's embeddings, and on CUDA the peak GPU memory.
+  the batches' padding, the largest difference from one at a time's embeddings and their correlation, and on CUDA the
+  peak GPU memory.
 
 Run from the repository root:
     python benchmarks/esm_throughput.py --device cpu --n 48 --tokens 1024 4096 16384 --repeats 2   # CPU: the esm2_t6_8M shape
+    python benchmarks/esm_throughput.py --device cpu --n 48 --tokens 0 4096 --repeats 3 --precisions fp32 bf16   # CPU: bf16 vs fp32
     python benchmarks/esm_throughput.py --device cuda --n 2000 --tokens 4096 16384 32768 --repeats 3   # CUDA: the 650M shape
 """
 from __future__ import annotations
@@ -30,6 +33,7 @@ import esm
 from esm.model.esm2 import ESM2
 
 from rosa.esm import embed_proteins, _tiles, _batches
+from rosa.store import cpu_bf16
 
 AA = 'LAGVSERTIDPKQNFYMHWC'
 
@@ -81,10 +85,12 @@ def main(a):
     windows = [e - s for p in seqs for s, e, _, _ in _tiles(len(p), a.max_len, a.overlap)]
     real = sum(w + 2 for w in windows)                          # tokens of the windows, <cls>/<eos> included
     budgets = a.tokens or [16_384 if cuda else 0]               # rosa's defaults (0: every window alone)
+    precs = a.precisions or (['bf16'] if cuda else ['fp32', 'bf16'] if cpu_bf16() else ['fp32'])
     ways = {'one': lambda: one_at_a_time(model, alphabet, seqs, a.max_len, a.overlap, device)}
     for tok in budgets:
-        ways[tok] = lambda tok=tok: embed_proteins(model, alphabet, seqs, tokens=tok, max_len=a.max_len, overlap=a.overlap,
-                                                   chunk=len(seqs), device=device, progress=False)
+        for prec in precs:
+            ways[(tok, prec)] = lambda tok=tok, prec=prec: embed_proteins(model, alphabet, seqs, tokens=tok, max_len=a.max_len, overlap=a.overlap,
+                                                                          chunk=len(seqs), precision=prec, device=device, progress=False)
     warm = seqs[:2]                                             # warm-up: kernels, allocator, threads
     embed_proteins(model, alphabet, warm, device=device, progress=False); one_at_a_time(model, alphabet, warm, a.max_len, a.overlap, device)
     times, emb, peak = {w: [] for w in ways}, {}, {}
@@ -96,12 +102,12 @@ def main(a):
     rows = []
     for w in ways:
         t = statistics.median(times[w])
-        batch_tokens = real if w == 'one' else sum(len(b) * (windows[b[0]] + 2) for b in _batches(windows, w))
-        rows.append(dict(way='one protein at a time' if w == 'one' else 'rosa', tokens=None if w == 'one' else w,
-                         precision='fp32' if w == 'one' or not cuda else 'bf16', seconds=t, runs=times[w],
+        batch_tokens = real if w == 'one' else sum(len(b) * (windows[b[0]] + 2) for b in _batches(windows, w[0]))
+        rows.append(dict(way='one protein at a time' if w == 'one' else 'rosa', tokens=None if w == 'one' else w[0],
+                         precision='fp32' if w == 'one' else w[1], seconds=t, runs=times[w],
                          proteins_per_s=a.n / t, tokens_per_s=real / t, ratio=statistics.median(times['one']) / t,
                          padding=1 - real / batch_tokens, max_abs_diff=float(np.abs(emb[w] - emb['one']).max()),
-                         peak_gib=peak.get(w)))
+                         r=float(np.corrcoef(emb[w].ravel(), emb['one'].ravel())[0, 1]), peak_gib=peak.get(w)))
     res = dict(device=device, machine=machine(device), torch=torch.__version__, layers=layers, dim=dim, heads=heads,
                params=sum(p.numel() for p in model.parameters()), n=a.n, max_len=a.max_len, overlap=a.overlap,
                repeats=a.repeats, median_len=float(np.median(lens)), mean_len=float(lens.mean()),
@@ -116,13 +122,17 @@ def report(r) -> str:
            f"torch {r['torch']}; {r['n']} proteins, median {r['median_len']:.0f} residues, mean {r['mean_len']:.0f}, longest {r['max_len_protein']:,}, "
            f"{r['n_tiled']} over {r['max_len']:,} (tiled, overlap {r['overlap']}): {r['windows']} windows, {r['real_tokens']:,} tokens; "
            f"median of {r['repeats']} alternating run(s)", '',
-           '| way | precision | seconds | proteins/s | tokens/s | vs one at a time | padding | max abs diff |' + (' peak GiB |' if cuda else ''),
-           '|---|---|---:|---:|---:|---:|---:|---:|' + ('---:|' if cuda else '')]
+           '| way | precision | seconds | proteins/s | tokens/s | vs one at a time | padding | max abs diff | r |' + (' peak GiB |' if cuda else ''),
+           '|---|---|---:|---:|---:|---:|---:|---:|---:|' + ('---:|' if cuda else '')]
     for w in r['rows']:
         name = (w['way'] if w['tokens'] is None else f"rosa `embed_proteins`, {w['tokens']:,}-token batches" if w['tokens'] > 1
                 else f"rosa `embed_proteins`, tokens={w['tokens']} (every window alone)")
         out.append(f"| {name} | {w['precision']} | {w['seconds']:.2f} | {w['proteins_per_s']:.2f} | {w['tokens_per_s']:,.0f} | "
-                   f"{w['ratio']:.2f}x | {100 * w['padding']:.1f}% | {w['max_abs_diff']:.1g} |" + (f" {w['peak_gib']:.1f} |" if cuda else ''))
+                   f"{w['ratio']:.2f}x | {100 * w['padding']:.1f}% | {w['max_abs_diff']:.1g} | {w['r']:.6f} |" + (f" {w['peak_gib']:.1f} |" if cuda else ''))
+    by = {(w['tokens'], w['precision']): w['seconds'] for w in r['rows'] if w['tokens'] is not None}
+    for tok in dict.fromkeys(t for t, _ in by):
+        if (tok, 'fp32') in by and (tok, 'bf16') in by:
+            out.append(f"\nbf16 / fp32, tokens={tok:,}: {by[(tok, 'fp32')] / by[(tok, 'bf16')]:.2f}x faster (medians of alternating runs in one process)")
     return '\n'.join(out)
 
 if __name__ == '__main__':
@@ -135,6 +145,7 @@ if __name__ == '__main__':
     p.add_argument('--tokens', type=int, nargs='+', default=None, help="rosa's token budgets per forward pass, each timed (default: rosa's, 16,384 on CUDA, 0 = every window alone on CPU)")
     p.add_argument('--max_len', type=int, default=1022)
     p.add_argument('--overlap', type=int, default=256)
+    p.add_argument('--precisions', nargs='+', default=None, choices=['fp32', 'bf16'], help="rosa's precisions, each timed (default: bf16 on CUDA, fp32 and bf16 on a CPU with native bf16, else fp32)")
     p.add_argument('--repeats', type=int, default=1, help='alternating runs of each way (the median is reported)')
     p.add_argument('--threads', type=int, default=None, help='CPU threads (default: torch default)')
     p.add_argument('--seed', type=int, default=0)

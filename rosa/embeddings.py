@@ -103,7 +103,7 @@ def enformer_embedding(adata, ctx:EmbeddingContext,
                        batch_size:int=8, # windows per forward pass when embedding
                        neighbours:int=2, # embeddings kept for this many bins on each side of every TSS (`enformer_bins`, `enformer_top`)
                        rc_average:bool=True, # average each window with its reverse complement
-                       precision:str='auto', # 'bf16' autocast or 'fp32' ('auto': bf16 on CUDA)
+                       precision:str='auto', # 'bf16' autocast or 'fp32' ('auto': bf16 on GPUs and bf16-native CPUs)
                        num_workers:int=0, # DataLoader processes reading the FASTA
                        embed:dict={}, # more `embed_tss` settings (span, cage_tracks, chunk, compile)
                        key_added:str='enformer', seed:int=0, device:str|None=None, progress:bool=True):
@@ -237,7 +237,7 @@ def esm_embedding(adata, ctx:EmbeddingContext,
                   pretrain:dict={}, # more `pretrain_esm` / `small_esm` settings (num_layers, embed_dim, lr, ...)
                   tokens:int|None=None, # tokens per forward pass (length-sorted batches; None: 16,384 on CUDA, one protein at a time on a CPU)
                   overlap:int=256, # residues shared by consecutive windows of a protein longer than 1,022
-                  precision:str='auto', # 'bf16' autocast or 'fp32' ('auto': bf16 on CUDA)
+                  precision:str='auto', # 'bf16' autocast or 'fp32' ('auto': bf16 on GPUs and bf16-native CPUs)
                   key_added:str='esm', seed:int=0, device:str|None=None, progress:bool=True):
     "ESM-2's mean residue embedding of each gene's canonical protein (zeros for genes without one)."
     proteins = read_proteins(ctx.ann(), ctx.genome, genes=list(adata.var_names))

@@ -14,7 +14,7 @@ from einops import rearrange, reduce
 from tqdm.auto import tqdm
 from enformer_pytorch import Enformer
 from enformer_pytorch.config_enformer import EnformerConfig
-from enformer_pytorch.modeling_enformer import AttentionPool
+from enformer_pytorch.modeling_enformer import AttentionPool, poisson_loss
 
 from .core import default_device, seed_everything, torch_save, read_checkpoint, atomic_path, fingerprint
 from .reference import Annotation, Genome, read_annotation
@@ -270,6 +270,7 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
                       target_bins:int|None=None, # output bins scored per training window, centred; None: all but 1/8 on each side
                       loss:str='poisson', # 'poisson' (Enformer) or 'mse' (on the transformed targets)
                       ckpt_every:int=50, # steps between checkpoints
+                      precision:str='fp32', # 'fp32', or 'bf16' autocast for the forward pass (the loss and the weights stay fp32)
                       device:str|None=None, # None: CUDA if available
                       progress:bool=True, # tqdm bar
                       **model_kw # `small_enformer` settings (dim, depth, heads, ...)
@@ -287,8 +288,10 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
     key = fingerprint(fasta=Path(fasta), tracks=Path(tracks), batch_size=batch_size, lr=lr, seed=seed, window=window,
                       val_chrom=val_chrom, steps=steps, target_transform=target_transform, rc_aug=rc_aug, model_kw=model_kw,
                       **({} if (peak_fraction, loss) == (0., 'poisson') else dict(peak_fraction=peak_fraction, loss=loss)),
-                      **({} if (train_window, target_bins) == (None, None) else dict(train_window=train_window, target_bins=target_bins)))
+                      **({} if (train_window, target_bins) == (None, None) else dict(train_window=train_window, target_bins=target_bins)),
+                      **({} if precision == 'fp32' else dict(precision=precision)))
     if loss not in ('poisson', 'mse'): raise ValueError(f"loss must be 'poisson' or 'mse', got {loss!r}")
+    if precision not in ('fp32', 'bf16'): raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     tw = window if train_window is None else int(train_window)
     if tw % bin_size or not bin_size <= tw <= window: raise ValueError(f"train_window={tw} must be a multiple of {bin_size} bp and at most window={window}")
     peaks = peak_bins(arrays, chroms) if peak_fraction > 0 else None
@@ -314,7 +317,7 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
                         track_names=names, params=dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, window=window,
                                                        val_chrom=val_chrom, target_transform=target_transform, rc_aug=rc_aug,
                                                        peak_fraction=peak_fraction, loss=loss, train_window=train_window,
-                                                       target_bins=target_bins, **model_kw),
+                                                       target_bins=target_bins, precision=precision, **model_kw),
                         **({} if final else dict(opt=opt.state_dict(), sched=sched.state_dict()))), ckpt)
     bar = tqdm(total=steps, initial=step, desc='pretrain enformer', disable=not progress)
     trained = step < steps or (val_chrom is not None and val is None)
@@ -323,7 +326,11 @@ def pretrain_enformer(fasta:str|Path, # genome FASTA
         x, y = _batch(genome, arrays, chroms, tw, n_out, bin_size, np.random.default_rng([seed, step]), batch_size, rc_aug,
                       peaks, peak_fraction)
         torch.manual_seed(seed * 1_000_003 + step)  # dropout of this step, the same after a resume
-        if loss == 'poisson': l = model(x.to(dev), head='human', target=y.to(dev))
+        if precision == 'bf16':
+            with torch.autocast(dev.type, dtype=torch.bfloat16): pred = model(x.to(dev), head='human')
+            pred, y = pred.float(), y.to(dev)
+            l = poisson_loss(pred, y) if loss == 'poisson' else ((pred - y) ** 2).mean()   # in fp32
+        elif loss == 'poisson': l = model(x.to(dev), head='human', target=y.to(dev))
         else: l = ((model(x.to(dev), head='human') - y.to(dev)) ** 2).mean()
         opt.zero_grad(); l.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
         step += 1; history.append(l.item()); bar.update(); bar.set_postfix(loss=f'{history[-1]:.3f}')
@@ -507,7 +514,7 @@ def embed_tss(candidates:pd.DataFrame, # `gene_tss` rows of the genes to embed
               batch_size:int=8, # windows per forward pass
               chunk:int=64, # windows per chunk of the store (the unit of resumption)
               rc_average:bool=True, # average each window with its reverse complement
-              precision:str='auto', # 'bf16' (autocast) or 'fp32'; 'auto': bf16 on CUDA, fp32 elsewhere
+              precision:str='auto', # 'bf16' (autocast) or 'fp32'; 'auto': bf16 on GPUs and bf16-native CPUs, fp32 elsewhere
               compile:bool=False, # `torch.compile` the trunk first
               num_workers:int=0, # DataLoader processes reading the FASTA
               rank:int|None=None, world:int|None=None, # this process's share of the chunks (None: torch.distributed's, or 0 of 1)

@@ -263,7 +263,7 @@ def embed_proteins(model:ESM2, # an ESM-2 (from `small_esm`, `pretrain_esm` or `
                    layer:int=-1, # which layer's representations (-1: the last)
                    max_len:int=1022, # longer proteins are tiled into windows of this many residues
                    overlap:int=256, # residues consecutive windows share, at least
-                   precision:str='auto', # 'bf16' (autocast) or 'fp32'; 'auto': bf16 on CUDA, fp32 elsewhere
+                   precision:str='auto', # 'bf16' (autocast) or 'fp32'; 'auto': bf16 on GPUs and bf16-native CPUs, fp32 elsewhere
                    store:str|Path|None=None, # a `ChunkStore` the embeddings stream into, resumed when it exists (None: in memory)
                    chunk:int=512, # proteins per chunk: chunk j is proteins j x chunk .. (j + 1) x chunk - 1 (the unit of resumption)
                    rank:int|None=None, world:int|None=None, # this process's share of the chunks (None: torch.distributed's, or 0 of 1)

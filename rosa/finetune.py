@@ -249,7 +249,7 @@ def window_profiles(net:SeqToCells, # a trained network (eval mode)
                     genome:Genome, genes:pd.DataFrame, # chrom, tss, strand per gene
                     batch_size:int=16, # windows per forward pass
                     rc_average:bool=True, # average both strands' readings
-                    precision:str='auto', # 'bf16' autocast or 'fp32' ('auto': bf16 on CUDA)
+                    precision:str='auto', # 'bf16' autocast or 'fp32' ('auto': bf16 on GPUs and bf16-native CPUs)
                     seqs:list|None=None, # forward-strand windows to read instead of the genome's (alleles written in), one per gene
                     progress:bool=False) -> np.ndarray:
     "Each gene's predicted log1p profile over the cell types: (genes, types) float32."
@@ -322,7 +322,7 @@ def _check_finetune(p):
 class _FinetunePredict:
     batch_size:int = 16          # windows per forward pass at prediction
     rc_average:bool = True       # average both strands' readings at prediction
-    predict_precision:str = 'auto'  # 'bf16' autocast or 'fp32' at prediction ('auto': bf16 on CUDA)
+    predict_precision:str = 'auto'  # 'bf16' autocast or 'fp32' at prediction ('auto': bf16 on GPUs and bf16-native CPUs)
 
 FinetuneParams = make_dataclass('FinetuneParams', [(f.name, f.type, f) for c in (params_from_signature(train_finetune, MODELS.runtime + ('fasta',)), _FinetunePredict)
                                                    for f in fields(c)])

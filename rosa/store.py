@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_store.ipynb #0003
 from __future__ import annotations
-import hashlib, os, shutil, tempfile, time, warnings
+import functools, hashlib, os, shutil, tempfile, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +16,8 @@ import anndata as ad
 from .core import fingerprint, file_digest, write_json, read_json, atomic_path, code_version
 
 # %% auto #0
-__all__ = ['FORMATS', 'CURRENT', 'Format', 'write_output', 'StepResult', 'RunFolder', 'job_shard', 'job_precision', 'ChunkStore']
+__all__ = ['FORMATS', 'CURRENT', 'Format', 'write_output', 'StepResult', 'RunFolder', 'job_shard', 'cpu_bf16', 'job_precision',
+           'ChunkStore']
 
 # %% ../nbs/01_store.ipynb #0006
 @dataclass
@@ -157,9 +158,22 @@ def job_shard(rank:int|None=None, world:int|None=None) -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
+@functools.cache
+def cpu_bf16() -> bool:
+    "Whether this CPU computes in bf16 natively (x86: AVX512-BF16 or AMX; arm64 Linux: the BF16 extension), as torch reports it."
+    import platform, torch
+    cpu = getattr(torch, 'cpu', None)
+    for f in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'):   # torch's own CPU probes (x86)
+        try:
+            if getattr(cpu, f)(): return True
+        except Exception: pass
+    if platform.machine() in ('aarch64', 'arm64') and Path('/proc/cpuinfo').exists():
+        return any(l.startswith('Features') and ' bf16' in l for l in Path('/proc/cpuinfo').read_text().splitlines())
+    return False
+
 def job_precision(precision:str, device) -> str:
-    "'bf16' or 'fp32' for a model's inference on `device` ('auto': bf16 autocast on CUDA, fp32 elsewhere)."
-    if precision == 'auto': return 'bf16' if str(device).startswith('cuda') else 'fp32'
+    "'bf16' or 'fp32' for a model's inference on `device` ('auto': bf16 autocast on CUDA and on CPUs with native bf16 (`cpu_bf16`), fp32 elsewhere)."
+    if precision == 'auto': return 'bf16' if str(device).startswith('cuda') or (str(device).startswith('cpu') and cpu_bf16()) else 'fp32'
     if precision not in ('bf16', 'fp32'): raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
     return precision
 
