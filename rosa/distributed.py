@@ -4,7 +4,7 @@
 
 # %% ../nbs/14d_distributed.ipynb #a71b7488
 from __future__ import annotations
-import os, sys
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
