@@ -333,6 +333,7 @@ def add_esm(adata, # AnnData, var index = unversioned gene ids
     adata.uns[key_added] = dict(embedding='mean residue representation', model=type(model).__name__,
                                 num_layers=model.num_layers, embed_dim=model.embed_dim,
                                 layer=kwargs.get('layer', -1), n_without_protein=int((~has).sum()),
+                                precision=job_precision(kwargs.get('precision', 'auto'), default_device(kwargs.get('device'))),
                                 **({'store': str(kwargs['store'])} if kwargs.get('store') is not None else {}))
     return adata
 

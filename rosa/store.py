@@ -168,7 +168,7 @@ def cpu_bf16() -> bool:
             if getattr(cpu, f)(): return True
         except Exception: pass
     if platform.machine() in ('aarch64', 'arm64') and Path('/proc/cpuinfo').exists():
-        return any(l.startswith('Features') and ' bf16' in l for l in Path('/proc/cpuinfo').read_text().splitlines())
+        return any(l.startswith('Features') and 'bf16' in l.split() for l in Path('/proc/cpuinfo').read_text().splitlines())
     return False
 
 def job_precision(precision:str, device) -> str:
