@@ -20,6 +20,7 @@ from .core import default_device, seed_everything, torch_save, read_checkpoint, 
 from .reference import Annotation, Genome, read_annotation
 from .tss import gene_tss, one_hot, tss_bin
 from .store import ChunkStore, job_shard, job_precision
+from .distributed import barrier
 
 # %% auto #0
 __all__ = ['BEDGRAPH', 'BIGWIG', 'WINDOW', 'PUBLISHED', 'PUBLISHED_SHAPE', 'HUMAN_CAGE', 'TSS_RULES', 'read_signal_files',
@@ -560,9 +561,7 @@ def embed_tss(candidates:pd.DataFrame, # `gene_tss` rows of the genes to embed
                 parts.append(dict(cage=cage.float().cpu().numpy(), emb=emb.float().cpu().numpy())); bar.update(len(ids))
             if current is not None: cs.write(current, **_join(parts))
         bar.close()
-    if world > 1:
-        import torch.distributed as dist
-        if dist.is_available() and dist.is_initialized(): dist.barrier()
+    if world > 1: barrier('enformer windows')    # the other ranks' chunks
     if not cs.complete: return None
     cand['cage'] = cs['cage'][...][cand.row.to_numpy()].mean(1)
     cand.attrs.update(store=str(cs.path), n_windows=len(windows), n_computed=sum(min(chunk, len(windows) - i * chunk) for i in todo),

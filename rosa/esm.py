@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .core import default_device, seed_everything, torch_save, read_checkpoint, translate, reverse_complement, strip_version
 from .reference import Annotation, Genome, read_annotation
 from .store import ChunkStore, job_shard, job_precision
+from .distributed import barrier
 
 # %% auto #0
 __all__ = ['translate_cds', 'read_proteins', 'small_esm', 'save_esm', 'pretrain_esm', 'esm_file', 'load_esm', 'embed_proteins',
@@ -302,9 +303,7 @@ def embed_proteins(model:ESM2, # an ESM-2 (from `small_esm`, `pretrain_esm` or `
                 else: cs.write(c, emb=emb)
         bar.close()
     if cs is None: return out
-    if world > 1:
-        import torch.distributed as dist
-        if dist.is_available() and dist.is_initialized(): dist.barrier()
+    if world > 1: barrier('ESM-2 chunks')    # the other ranks' chunks
     return cs['emb'][:len(seqs)] if cs.complete else None
 
 # %% ../nbs/08_esm.ipynb #0043
