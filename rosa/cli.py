@@ -279,14 +279,10 @@ COMMANDS = dict(demo=demo, run=run, predict=predict, variants=variants, attribut
 
 def _take_devices(argv:list) -> tuple[list, str|None]:
     "The arguments without `--devices N`, and N (None when not given)."
-    rest, n, k = [], None, 0
-    while k < len(argv):
-        a = argv[k]
-        if a == '--devices' and k + 1 < len(argv): n = argv[k + 1]; k += 2; continue
-        if a.startswith('--devices='): n = a.split('=', 1)[1]
-        else: rest.append(a)
-        k += 1
-    return rest, n
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)   # no abbreviations: `--device cuda` is not `--devices`
+    p.add_argument('--devices')
+    a, rest = p.parse_known_args(argv)
+    return rest, a.devices
 
 def _count(devices:str) -> int:
     "`--devices`' value as a number of processes: 'auto' is every GPU of this machine (1 without one)."
@@ -327,9 +323,9 @@ def main():
     argv, devices = _take_devices(argv)
     if devices is not None and cmd in ('demo', 'run', 'variants'):
         from rosa.distributed import detect_launch
-        job = detect_launch()
-        if job.world == 1 and _count(devices) > 1: return _launch(cmd, argv, _count(devices))
-        if job.world > 1 and _count(devices) != job.local_world:
+        job, n = detect_launch(), _count(devices)
+        if job.world == 1 and n > 1: return _launch(cmd, argv, n)
+        if job.world > 1 and n != job.local_world:
             print(f"rosa {cmd}: --devices {devices} ignored: the launcher ({job.launcher}) started {job.local_world} processes on this machine", file=sys.stderr)
     import warnings
     if '--debug' not in sys.argv:   # one plain line (naming the rank in a launched job)

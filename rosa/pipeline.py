@@ -217,12 +217,11 @@ def step_prediction(rf:RunFolder, cfg:RunConfig, model:str, emb:str|None, data, 
     job = current(); shared = job.world > 1 and bool(e.meta.get('distributed'))
     if shared:   # the launched processes are its DDP group (a model that trains through Lightning takes these)
         p = replace(p, **{k: v for k, v in dict(devices=job.local_world, num_nodes=job.nodes, strategy='ddp').items() if hasattr(p, k)})
+    call = lambda cells, out: e.call(adata, params=p, key=emb, seed=cfg.seed, device=cfg.device, ckpt=ckpt, cells=cells, genes=genes, out=out)
     def compute():
-        fit = lambda out: as_predictions_of(e.call(adata, params=p, key=emb, seed=cfg.seed, device=cfg.device, ckpt=ckpt, cells=cells, genes=genes, out=out),
-                                            adata, model, cells=cells, genes=genes, out=out, device=cfg.device)
+        fit = lambda out: as_predictions_of(call(cells, out), adata, model, cells=cells, genes=genes, out=out, device=cfg.device)
         return (lambda path: _save_predictions(fit(path), path)) if per_cell else fit(None)
-    def share():   # the other ranks' part of a shared step: the training (rank 0 also predicts and writes)
-        e.call(adata, params=p, key=emb, seed=cfg.seed, device=cfg.device, ckpt=ckpt, cells=np.zeros(adata.n_obs, bool), genes=genes, out=None)
+    share = lambda: call(np.zeros(adata.n_obs, bool), None)   # the other ranks' part of a shared step: the training (rank 0 also predicts and writes)
     def check(x):
         if tuple(x.shape) != adata.shape: raise ValueError(f"its shape is {tuple(x.shape)}, the data's {adata.shape}")
         if not x.holds(cells, genes): raise ValueError(f"it does not hold every evaluated cell and gene ({', '.join(cfg.cell_splits)} cells, {', '.join(cfg.gene_splits)} genes)")
