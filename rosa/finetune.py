@@ -197,7 +197,7 @@ def train_finetune(adata:ad.AnnData, # cells x genes: X = log1p; obs['cell_type'
                    seed:int=0, device:str|None=None, ckpt:str|Path|None=None, ckpt_every:int=100, layer:str='X', verbose:bool=False,
                    accumulate:int=1, # micro-batches per step
                    devices:int|str=1, num_nodes:int=1, strategy:str|None=None, # Lightning's, as for `train_transformer`
-                   precision:str|None=None, # Lightning precision; None: 'bf16-mixed' on CUDA, '32-true' on the CPU
+                   precision:str|None=None, # Lightning precision; None: 'bf16-mixed' on CUDA (unless ROSA_PRECISION=fp32), '32-true' on the CPU
                   ) -> SeqToCells:
     "Fine-tune the sequence model end to end: each train gene's window -> its cell types' mean train-cell log1p expression; selected on val genes; returns the network in eval mode."
     dev = default_device(device)

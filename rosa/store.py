@@ -16,8 +16,8 @@ import anndata as ad
 from .core import fingerprint, file_digest, write_json, read_json, atomic_path, code_version
 
 # %% auto #0
-__all__ = ['FORMATS', 'CURRENT', 'Format', 'write_output', 'StepResult', 'RunFolder', 'job_shard', 'cpu_bf16', 'job_precision',
-           'ChunkStore']
+__all__ = ['FORMATS', 'CURRENT', 'Format', 'write_output', 'StepResult', 'RunFolder', 'job_shard', 'cpu_bf16', 'forced_precision',
+           'job_precision', 'ChunkStore']
 
 # %% ../nbs/01_store.ipynb #0006
 @dataclass
@@ -171,9 +171,19 @@ def cpu_bf16() -> bool:
         return any(l.startswith('Features') and 'bf16' in l.split() for l in Path('/proc/cpuinfo').read_text().splitlines())
     return False
 
+def forced_precision() -> str|None:
+    "The precision `ROSA_PRECISION` forces on every 'auto' ('fp32' or 'bf16'), or None when it is unset or 'auto'."
+    v = os.environ.get('ROSA_PRECISION', '').strip().lower()
+    if v in ('', 'auto'): return None
+    if v not in ('bf16', 'fp32'): raise ValueError(f"ROSA_PRECISION must be 'auto', 'bf16' or 'fp32', got {v!r}")
+    return v
+
 def job_precision(precision:str, device) -> str:
-    "'bf16' or 'fp32' for a model's inference on `device` ('auto': bf16 autocast on CUDA and on CPUs with native bf16 (`cpu_bf16`), fp32 elsewhere)."
-    if precision == 'auto': return 'bf16' if str(device).startswith('cuda') or (str(device).startswith('cpu') and cpu_bf16()) else 'fp32'
+    "'bf16' or 'fp32' for a model's inference on `device` ('auto': `ROSA_PRECISION` when set, else bf16 autocast on CUDA and on CPUs with native bf16 (`cpu_bf16`), fp32 elsewhere)."
+    if precision == 'auto':
+        forced = forced_precision()
+        if forced: return forced
+        return 'bf16' if str(device).startswith('cuda') or (str(device).startswith('cpu') and cpu_bf16()) else 'fp32'
     if precision not in ('bf16', 'fp32'): raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
     return precision
 

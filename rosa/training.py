@@ -22,6 +22,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 
 from .core import default_device, seed_everything, torch_save, params_from_signature, read_checkpoint
+from .store import job_precision
 from .splits import split_mask
 from .models import MODELS, FittedModel, gene_embeddings, is_index, profile_cells, _cell_types, _layer, _dense, _rows, _blocks, _positions, _gene_folds
 from .predictions import CellValues
@@ -264,7 +265,7 @@ def _fit(plan:_Plan, dev, steps:int, accumulate:int, devices, num_nodes:int, str
         return state
     trainer = L.Trainer(accelerator='gpu' if dev.type == 'cuda' else 'cpu',
                         devices=[dev.index] if dev.index is not None and devices == 1 else devices, num_nodes=num_nodes,
-                        strategy=strategy or 'auto', precision=precision or ('bf16-mixed' if dev.type == 'cuda' else '32-true'),
+                        strategy=strategy or 'auto', precision=precision or ('bf16-mixed' if dev.type == 'cuda' and job_precision('auto', dev) == 'bf16' else '32-true'),
                         max_steps=steps - state['step'], accumulate_grad_batches=accumulate, gradient_clip_val=1.0, sync_batchnorm=sync_batchnorm,
                         logger=CSVLogger(Path(ckpt).parent, name=f'{Path(ckpt).stem}_logs') if ckpt is not None else False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -312,7 +313,7 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
                       devices:int|str=1, # devices (processes) per node: an int, or 'auto'
                       num_nodes:int=1, # machines
                       strategy:str|None=None, # Lightning strategy for several devices: 'ddp' (a launched script), 'ddp_spawn', ...; None: Lightning's choice
-                      precision:str|None=None, # Lightning precision; None: 'bf16-mixed' on CUDA, '32-true' on the CPU
+                      precision:str|None=None, # Lightning precision; None: 'bf16-mixed' on CUDA (unless ROSA_PRECISION=fp32), '32-true' on the CPU
                      ) -> ExpressionTransformer:
     "Train an `ExpressionTransformer` on train cells x train genes, selecting weights on val cells; returns it in eval mode."
     dev = default_device(device)
