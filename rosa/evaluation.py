@@ -19,9 +19,10 @@ from .models import agnostic
 from .predictions import Predictions, Matrix, Profiles, CellValues, as_predictions
 
 # %% auto #0
-__all__ = ['METRICS', 'SUMS', 'pearson', 'spearman', 'r2', 'correlations', 'bootstrap_ci', 'quadrant_metrics',
-           'oracle_prediction', 'expected_log1p', 'bayes_prediction', 'noise_ceiling', 'split_half_ceiling',
-           'add_shares', 'compare', 'paired_differences', 'wide_table', 'headline', 'to_markdown', 'grammar_probe']
+__all__ = ['METRICS', 'SUMS', 'pearson', 'spearman', 'r2', 'as_matrix', 'read_block', 'correlations', 'bootstrap', 'bootstrap_ci',
+           'quadrant_metrics', 'oracle_prediction', 'expected_log1p', 'bayes_prediction', 'noise_ceiling',
+           'split_half_ceiling', 'add_shares', 'compare', 'paired_differences', 'wide_table', 'headline', 'to_markdown',
+           'grammar_probe']
 
 # %% ../nbs/13_evaluation.ipynb #0007
 METRICS = Registry('metric', runtime=('truth', 'pred'))
@@ -58,11 +59,13 @@ def _rows(t:np.ndarray, p:np.ndarray, metrics) -> dict:
     return out
 
 # %% ../nbs/13_evaluation.ipynb #0010
-def _matrix(adata, x, what) -> Predictions:
-    "A layer name ('X' or a layer), an array or `Predictions` of shape adata.shape, read by blocks."
+def as_matrix(adata, x, what:str) -> Predictions:
+    "`x` (a layer name, 'X', an array or `Predictions` of shape adata.shape) as `Predictions` read by blocks; `what` names it in errors."
     return as_predictions(x, adata, what)
 
-def _block(m:Predictions, rows, cols) -> np.ndarray: return m.block(rows, cols)
+def read_block(m:Predictions, rows, cols) -> np.ndarray:
+    "The dense values of `m` at cell positions `rows` x gene positions `cols`."
+    return m.block(rows, cols)
 
 SUMS = ('pearson', 'r2')   # metrics across cells computed from running sums: one pass over blocks of cells
 
@@ -114,7 +117,7 @@ def correlations(adata:ad.AnnData, # cells x genes with var['split'], obs['split
     "Per-gene (across cells) or per-cell (across genes) metrics in one quadrant, with constancy flags."
     if across not in ('cells', 'genes'): raise ValueError(f"across must be 'cells' or 'genes', got {across!r}")
     METRICS.check(metrics)
-    T, P = _matrix(adata, truth, 'truth'), _matrix(adata, pred, 'pred')
+    T, P = as_matrix(adata, truth, 'truth'), as_matrix(adata, pred, 'pred')
     rows, cols = np.flatnonzero(split_mask(adata, 'cells', cells)), np.flatnonzero(split_mask(adata, 'genes', genes))
     if across == 'genes':
         step, parts = max(1, max_elements // max(1, len(cols))), []
@@ -141,17 +144,29 @@ def correlations(adata:ad.AnnData, # cells x genes with var['split'], obs['split
     return df
 
 # %% ../nbs/13_evaluation.ipynb #90ad5cff
+def bootstrap(statistic, # positions (k, n) of k resamples -> their k values (an array whose first axis is k)
+              n:int, # items, resampled with replacement
+              n_boot:int=1000, # resamples: exactly this many
+              seed:int=0, # seed of the resampling
+              max_draws:int=20_000_000, # positions drawn at a time, at most (k = max_draws // n, at least 1)
+             ) -> np.ndarray:
+    "The bootstrap distribution of `statistic`: its values on `n_boot` resamples of `n` items, drawn in chunks of k resamples to bound memory."
+    if n < 1: raise ValueError(f"bootstrap needs at least one item, got n={n}")
+    if n_boot < 0: raise ValueError(f"n_boot must be non-negative, got {n_boot}")
+    rng, step = np.random.default_rng(seed), max(1, max_draws // n)
+    vals = [np.asarray(statistic(rng.integers(0, n, (min(step, n_boot - i), n)))) for i in range(0, n_boot, step)]
+    return np.concatenate(vals) if vals else np.empty(0)
+
 def bootstrap_ci(values, # one value per item (NaN ignored)
-                 n_boot:int=1000, # resamples (fewer when items x resamples would pass `max_draws`)
+                 n_boot:int=1000, # resamples, all of them drawn (`max_draws` only bounds each chunk)
                  ci:float=0.95, # coverage of the interval
                  seed:int=0, # seed of the resampling
                  max_draws:int=20_000_000, # items x resamples drawn at a time, at most
                 ) -> tuple[float, float]:
-    "Percentile bootstrap interval of the mean over items (resampled with replacement); NaNs when there are fewer than 2 items."
+    "Percentile bootstrap interval of the mean over items (resampled with replacement); NaNs when there are fewer than 2 items or no resamples."
     v = np.asarray(values, np.float64); v = v[~np.isnan(v)]; n = len(v)
-    if n < 2: return np.nan, np.nan
-    rng = np.random.default_rng(seed); B = max(200, min(n_boot, max_draws // n)); step = max(1, max_draws // n)
-    means = np.concatenate([v[rng.integers(0, n, (min(step, B - i), n))].mean(1) for i in range(0, B, step)])
+    if n < 2 or n_boot < 1: return np.nan, np.nan
+    means = bootstrap(lambda idx: v[idx].mean(1), n, n_boot, seed, max_draws)
     lo, hi = np.quantile(means, [(1 - ci) / 2, (1 + ci) / 2])
     return float(lo), float(hi)
 
@@ -324,7 +339,7 @@ def split_half_ceiling(adata:ad.AnnData, # cells x genes with obs['cell_type'], 
     "The attainable without a truth: each type's pseudobulk from one half of its cells predicts the other half, Spearman-Brown corrected to the whole."
     METRICS.check(metrics)
     if 'cell_type' not in adata.obs: raise KeyError("adata.obs['cell_type'] is missing: the split-half ceiling needs cell types")
-    T = _matrix(adata, truth, 'truth')
+    T = as_matrix(adata, truth, 'truth')
     rng = np.random.default_rng(seed)
     types = pd.factorize(adata.obs['cell_type'].astype(str))[0]
     splits = pd.factorize(adata.obs['split'].astype(str))[0]
@@ -392,7 +407,7 @@ def compare(adata:ad.AnnData, # cells x genes with X = observed log1p and the pr
             units:dict|None=None, # if a dict: filled with the per-item values, {(model, embedding): {(genes, cells, metric, across): Series}}
            ) -> pd.DataFrame:
     "Tidy comparison table: one row per (model, embedding) x quadrant (genes, cells) x metric x direction (across), with intervals and shares."
-    T = _matrix(adata, truth, 'truth')
+    T = as_matrix(adata, truth, 'truth')
     if isinstance(T, Matrix) and not isinstance(T.m, np.ndarray) and not sp.issparse(T.m) and np.prod(T.shape) <= 20_000_000:
         truth = Matrix(T.m[:])    # a small backed truth is read once, not once per prediction and quadrant
     kw = dict(truth=truth, gene_splits=gene_splits, cell_splits=cell_splits, metrics=metrics, n_boot=n_boot)

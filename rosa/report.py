@@ -14,12 +14,26 @@ import matplotlib.pyplot as plt
 
 from .core import atomic_path
 from .splits import split_mask, split_summary
-from .evaluation import correlations, pearson, headline, wide_table, to_markdown, _matrix, _block
+from .evaluation import correlations, pearson, headline, wide_table, to_markdown, as_matrix, read_block
 
 # %% auto #0
-__all__ = ['HEADLINE', 'plot_comparison', 'plot_heatmap', 'plot_scatter', 'plot_gene_correlations', 'marker_means',
-           'plot_markers', 'bin_confusion', 'plot_bin_confusion', 'nearest_similarity', 'plot_similarity',
-           'report_figures', 'write_report']
+__all__ = ['SYMBOLS', 'HEADLINE', 'gene_symbols', 'plot_comparison', 'plot_heatmap', 'most_variable', 'plot_scatter',
+           'plot_gene_correlations', 'marker_means', 'plot_markers', 'bin_confusion', 'plot_bin_confusion',
+           'nearest_similarity', 'plot_similarity', 'gene_table', 'report_figures', 'write_report']
+
+# %% ../nbs/13a_report.ipynb #c5a1b002
+SYMBOLS = ('gene_name', 'feature_name', 'gene_symbol')   # var columns that hold a gene's symbol, the first one set wins
+
+def gene_symbols(adata:ad.AnnData, # genes in var, keyed by id
+                 genes=None, # gene ids to name (default: all of var)
+                ) -> pd.Series:
+    "Each gene's symbol from var (`SYMBOLS`, the first one set), its id where it has none: a Series indexed by the ids."
+    var = adata.var; sym = pd.Series(None, index=var.index, dtype=object)
+    for c in SYMBOLS:
+        if c in var:
+            s = var[c].astype(object); sym = sym.fillna(s.where(s.notna() & ~s.astype(str).str.strip().isin(['', 'nan', 'None'])))
+    ids = pd.Index(var.index if genes is None else genes, dtype=object)
+    return sym.reindex(ids).fillna(pd.Series(ids.astype(str), index=ids)).astype(str)
 
 # %% ../nbs/13a_report.ipynb #1a165108
 def _quadrant(table, genes, cells, metric, across):
@@ -68,9 +82,19 @@ def plot_heatmap(table:pd.DataFrame, # compare's tidy table
     return ax
 
 # %% ../nbs/13a_report.ipynb #ec2bc1c5
+def most_variable(adata:ad.AnnData, # cells x genes
+                  n:int=4, # how many genes
+                  gene_split:str='test', # where to pick them
+                  cell_split:str='test', # the cells whose observed values vary
+                  truth='X', # observed expression
+                 ) -> pd.Index:
+    "The ids of the `n` genes of `gene_split` whose observed expression varies most over the cells of `cell_split`."
+    rows, cols = np.flatnonzero(split_mask(adata, 'cells', cell_split)), np.flatnonzero(split_mask(adata, 'genes', gene_split))
+    return adata.var_names[cols[np.argsort(-read_block(as_matrix(adata, truth, 'truth'), rows, cols).var(0), kind='stable')[:n]]]
+
 def plot_scatter(adata:ad.AnnData, # cells x genes
                  pred, # prediction layer name or array
-                 genes=None, # gene names to show; None = the `n` most variable genes of `gene_split`
+                 genes=None, # gene ids to show (titled by symbol); None = the `n` most variable genes of `gene_split`
                  n:int=4, # number of genes when `genes` is None
                  gene_split:str='test', # where to pick genes
                  cell_split:str='test', # cells to show
@@ -78,20 +102,17 @@ def plot_scatter(adata:ad.AnnData, # cells x genes
                  axes=None, # matplotlib axes (one per gene)
                 ):
     "Scatter of predicted vs observed log1p expression per gene over the cells of `cell_split`; returns the axes."
-    T, P = _matrix(adata, truth, 'truth'), _matrix(adata, pred, 'pred')
+    T, P = as_matrix(adata, truth, 'truth'), as_matrix(adata, pred, 'pred')
     rows = np.flatnonzero(split_mask(adata, 'cells', cell_split))
-    if genes is None:
-        cols = np.flatnonzero(split_mask(adata, 'genes', gene_split))
-        cols = cols[np.argsort(-_block(T, rows, cols).var(0), kind='stable')[:n]]
-    else:
-        cols = adata.var_names.get_indexer(list(genes))
-        if (cols < 0).any(): raise KeyError(f"unknown genes: {list(np.asarray(genes)[cols < 0])}")
-    t, p = _block(T, rows, cols), _block(P, rows, cols)
+    if genes is None: genes = most_variable(adata, n, gene_split, cell_split, truth)
+    cols = adata.var_names.get_indexer(list(genes))
+    if (cols < 0).any(): raise KeyError(f"unknown genes: {list(np.asarray(genes)[cols < 0])}")
+    t, p, names = read_block(T, rows, cols), read_block(P, rows, cols), gene_symbols(adata, adata.var_names[cols])
     if axes is None: _, axes = plt.subplots(1, len(cols), figsize=(2.6 * len(cols), 2.6), squeeze=False); axes = axes[0]
     for j, ax in enumerate(axes):
         ax.scatter(p[:, j], t[:, j], s=4, alpha=0.5)
         r = pearson(t[:, j][None], p[:, j][None])[0]
-        ax.set_title(f"{adata.var_names[cols[j]]}\nr = {'n/a' if np.isnan(r) else f'{r:.2f}'}", fontsize=8)
+        ax.set_title(f"{names.iat[j]}\nr = {'n/a' if np.isnan(r) else f'{r:.2f}'}", fontsize=8)
         ax.set_xlabel('predicted', fontsize=8)
     axes[0].set_ylabel('observed log1p', fontsize=8)
     return axes
@@ -142,8 +163,8 @@ def marker_means(adata:ad.AnnData, # cells x genes with obs['cell_type']
     t = adata.obs['cell_type'].astype(str).to_numpy()[rows]
     keep = pd.Series(t).value_counts().index[:max_types]
     rows, t = rows[np.isin(t, keep)], t[np.isin(t, keep)]
-    means = lambda M: pd.DataFrame(_block(M, rows, cols), columns=adata.var_names[cols]).groupby(t).mean().reindex(keep)
-    obs, prd = means(_matrix(adata, truth, 'truth')), means(_matrix(adata, pred, 'pred'))
+    means = lambda M: pd.DataFrame(read_block(M, rows, cols), columns=adata.var_names[cols]).groupby(t).mean().reindex(keep)
+    obs, prd = means(as_matrix(adata, truth, 'truth')), means(as_matrix(adata, pred, 'pred'))
     spec = obs - np.stack([np.delete(obs.to_numpy(), i, 0).max(0) for i in range(len(obs))])   # above the next type's mean
     chosen = []
     for ty in keep:
@@ -154,10 +175,10 @@ def plot_markers(adata:ad.AnnData, pred, # as for `marker_means`
                  axes=None, # two matplotlib axes
                  **kwargs, # marker_means' arguments
                 ):
-    "Observed vs predicted marker-gene heat maps by cell type, each gene z-scored over the types; returns the axes."
+    "Observed vs predicted marker-gene heat maps by cell type (genes by symbol), each gene z-scored over the types; returns the axes."
     import seaborn as sns
     obs, prd = marker_means(adata, pred, **kwargs)
-    if 'feature_name' in adata.var: obs, prd = (m.rename(columns=adata.var['feature_name'].astype(str).to_dict()) for m in (obs, prd))
+    obs, prd = (m.set_axis(gene_symbols(adata, m.columns).to_numpy(), axis=1) for m in (obs, prd))   # genes by symbol
     z = lambda m: (m - m.mean(0)) / m.std(0).replace(0, 1)
     if axes is None: _, axes = plt.subplots(1, 2, figsize=(0.22 * obs.shape[1] * 2 + 3.5, 0.3 * len(obs) + 1.6), sharey=True)
     for ax, m, title in zip(axes, (obs, prd), ('observed', 'predicted')):
@@ -173,7 +194,7 @@ def bin_confusion(adata:ad.AnnData, # cells x genes with layers['bins'] (rosa.da
                   max_elements:int=20_000_000, # dense values at a time
                  ) -> pd.DataFrame:
     "Observed bin x predicted bin over a quadrant, rows summing to 1; a cell's predictions are binned by rank with its observed bins' counts."
-    B, P = _matrix(adata, bins, 'bins'), _matrix(adata, pred, 'pred')
+    B, P = as_matrix(adata, bins, 'bins'), as_matrix(adata, pred, 'pred')
     rows, cols = np.flatnonzero(split_mask(adata, 'cells', cells)), np.flatnonzero(split_mask(adata, 'genes', genes))
     k = int(adata.uns.get('rosa', {}).get('bins', {}).get('n_bins', 0)) or 128   # bins are int8: at most 127
     counts, step = np.zeros((k, k), np.int64), max(1, max_elements // max(1, len(cols)))
@@ -258,6 +279,19 @@ def _best(table:pd.DataFrame, metric:str) -> tuple[str, str]|None:
               & ~table.model.isin(['agnostic', 'ceiling'])].dropna(subset=['value'])
     return None if q.empty else tuple(q.loc[q.value.idxmax(), ['model', 'embedding']])
 
+def gene_table(adata:ad.AnnData, # the run's cells x genes (var: symbols, nearest_train_gene/similarity where computed)
+               values:pd.Series, # a value per gene id, e.g. the per-gene correlations across cells
+               n:int=5, # the best and the worst `n`
+              ) -> pd.DataFrame:
+    "The `n` genes with the highest and the `n` with the lowest `values`: symbol, id beside it, the value, and the nearest training gene by symbol with its similarity where the run has them."
+    v = values.dropna().sort_values(ascending=False); v = pd.concat([v[:n], v[n:][-n:]])
+    t = pd.DataFrame({'gene': gene_symbols(adata, v.index).to_numpy(), 'gene id': v.index.astype(str), values.name or 'value': v.to_numpy(float)})
+    if 'nearest_train_gene' in adata.var:
+        near = adata.var.nearest_train_gene.reindex(v.index).fillna('').astype(str)
+        t['nearest training gene'] = [gene_symbols(adata, [g]).iat[0] if g else '' for g in near]
+        t['similarity'] = adata.var.nearest_train_similarity.reindex(v.index).to_numpy(float)
+    return t
+
 def _figure(run_dir:Path, name:str, caption:str, draw) -> list:
     "Draw one figure into `<name>.png` (a failure warns and leaves it out); its Markdown lines."
     import matplotlib.pyplot as plt
@@ -282,10 +316,17 @@ def report_figures(run_dir:Path, adata, table:pd.DataFrame, preds:dict, metric:s
                     & (table.genes == q['genes']) & (table.cells == q['cells'])].sort_values('value', ascending=False).embedding.tolist())
     embs = ranked[:3] + ranked[-1:] if len(ranked) > 4 else ranked
     per_gene = lambda x: (units or {}).get((m, x), {}).get((q['genes'], q['cells'], metric, 'cells'), preds[(m, x)])
-    md += _figure(run_dir, 'scatter', f'{label} (the best row across cells): predicted against observed for the most variable held-out genes, in held-out cells.',
-                  lambda: plot_scatter(adata, p, gene_split=q['genes'], cell_split=q['cells']))
+    shown = most_variable(adata, 4, q['genes'], q['cells'])
+    md += _figure(run_dir, 'scatter', f"{label} (the best row across cells): predicted against observed for the most variable held-out genes "
+                  f"({', '.join(gene_symbols(adata, shown))}), in held-out cells.", lambda: plot_scatter(adata, p, genes=shown, cell_split=q['cells']))
     md += _figure(run_dir, 'correlations', f'{m} on each embedding: per-gene {metric} across held-out cells, held-out genes.',
                   lambda: plot_gene_correlations(adata, {x: per_gene(x) for x in ranked if (m, x) in preds}, method=metric, **q))
+    try:
+        r = _per_gene(adata, per_gene(e), q['genes'], q['cells'], metric, 'X').rename(metric)
+        md += [f'{label}: the held-out genes it predicts best and worst ({metric} across held-out cells)'
+               + (', with the nearest training gene by protein' if 'nearest_train_gene' in adata.var else '') + ':', '',
+               to_markdown(gene_table(adata, r), digits=2), '']
+    except Exception as err: warnings.warn(f'gene table failed: {err}')
     if 'cell_type' in adata.obs:
         md += _figure(run_dir, 'markers', f"{label}: each cell type's held-out marker genes, observed and predicted (z-scored over the types).",
                       lambda: plot_markers(adata, p, **q))
