@@ -252,6 +252,7 @@ def plot_similarity(adata:ad.AnnData, # cells x genes
                     method:str='pearson', # 'pearson' or 'spearman'
                     truth='X', # observed expression
                     n_bins:int=6, # similarity bins of the mean lines
+                    label:int=3, # the first prediction's worst-predicted genes named (by symbol) on the plot
                     ax=None, # matplotlib axes
                    ):
     "Held-out-gene accuracy (correlation across cells) against the similarity of the nearest training gene: how much of it is paralogy; returns the axes."
@@ -264,6 +265,9 @@ def plot_similarity(adata:ad.AnnData, # cells x genes
         ax.scatter(d.x, d.r, s=5, alpha=0.25, color=f'C{i}')
         b = d.groupby(pd.cut(d.x, edges, include_lowest=True), observed=True)
         ax.plot(b.x.mean(), b.r.mean(), '-o', ms=3, color=f'C{i}', label=name)
+        if i == 0:   # the genes paralogy does not explain, by name
+            worst = d.r.nsmallest(label).index
+            for g, s in zip(worst, gene_symbols(adata, worst)): ax.annotate(s, (d.x[g], d.r[g]), fontsize=6, color=f'C{i}')
     ax.set_xlabel('similarity of the nearest training gene (k-mer cosine)'); ax.set_ylabel(f'{method} across cells, per gene')
     ax.set_title(f'{genes} genes x {cells} cells', fontsize=9); ax.legend(fontsize=7)
     return ax
