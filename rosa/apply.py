@@ -4,13 +4,14 @@
 
 # %% ../nbs/14a_apply.ipynb #0004
 from __future__ import annotations
-import json, re, warnings
+import json, os, re, warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import anndata as ad
+from fastcore.basics import patch
 
 from .core import read_json, write_h5ad, atomic_path, fingerprint, strip_version, reverse_complement
 from .reference import Genome, read_annotation
@@ -23,8 +24,8 @@ from .evaluation import bootstrap_ci, pearson
 import rosa.training, rosa.finetune  # the transformer's and the fine-tuned sequence model's fitted model classes
 
 # %% auto #0
-__all__ = ['BASES_OK', 'ENFORMER_RULES', 'fasta_candidates', 'Run', 'load', 'embed', 'nearest_train_genes', 'predict',
-           'predict_cells', 'profile_accuracy', 'heldout_profiles', 'known_answer', 'plot_known_answer']
+__all__ = ['BASES_OK', 'ENFORMER_RULES', 'INPUTS', 'fasta_candidates', 'Run', 'load', 'nearest_train_genes', 'profile_accuracy',
+           'heldout_profiles', 'known_answer', 'plot_known_answer']
 
 # %% ../nbs/14a_apply.ipynb #0005
 BASES_OK = re.compile(rb'^[ACGTNacgtn]*$')
@@ -72,16 +73,18 @@ def fasta_candidates(fasta:str|Path, # FASTA, one record per sequence: `>id tss=
 # %% ../nbs/14a_apply.ipynb #0006
 ENFORMER_RULES = {'enformer': None, 'enformer_center': 'center', 'enformer_bins': 'bins', 'enformer_top': 'top', 'enformer_cage_mean': 'cage_mean'}
 
-def _local(path:str, run:Path) -> Path:
-    "A path the run recorded, found again when the run folder has moved (its `work/` part under the run)."
-    p = Path(path)
-    if not p.exists() and 'work' in p.parts: p = run/Path(*p.parts[p.parts.index('work'):])
-    return p
+INPUTS = ('counts', 'fasta', 'gtf', 'tracks', 'truth')   # the run's input files, as config.json records them
 
 class Run:
     "A finished run, loaded to be applied: its genes, splits and embeddings, the sequence models that made them, and every fitted model."
-    def __init__(self, out:str|Path):
+    def __init__(self, out:str|Path, # the run folder, wherever it now is
+                 **files, # where inputs the run recorded now lie, when they moved out of its folder: fasta='genome.fa', ...
+                ):
+        import rosa.variants, rosa.attribution   # their methods of Run (.outputs, .variants, .attribute): a Run is whole however it was imported
         self.out = Path(out)
+        bad = [k for k in files if k not in INPUTS]
+        if bad: raise TypeError(f"{bad[0]!r} is not an input of a run: give any of {', '.join(INPUTS)}")
+        self.given = {k: Path(v) for k, v in files.items() if v is not None}
         if not (self.out/'rosa.h5ad').exists(): raise FileNotFoundError(f"{self.out} holds no finished run (no rosa.h5ad): run it first")
         s = ad.read_h5ad(self.out/'rosa.h5ad')
         self.genes = s.var; self.cells = s.obs; self.uns = s.uns; self.varm = {k: s.varm[k] for k in s.varm}
@@ -96,6 +99,25 @@ class Run:
         self.unfitted = missing
         self._fitted, self._data, self._enformer, self._esm = {}, None, None, None
         self.table = pd.read_csv(self.out/'table.csv').fillna({'embedding': ''}) if (self.out/'table.csv').exists() else None
+
+    def found(self, recorded:str|Path) -> Path|None:
+        "A path the run recorded, where it now lies: one inside the run folder as it was is inside it now (moved or copied), else the path as recorded (absolute, or relative to here: older runs); None when neither exists."
+        p, was = Path(os.path.normpath(recorded)), Path(os.path.normpath(self.config.get('out') or self.out))
+        tries = [self.out/p.relative_to(was)] if p.is_absolute() == was.is_absolute() and p.is_relative_to(was) else []
+        if not p.is_absolute():   # relative to the directory the run started in: its leading parts are the run folder's last ones
+            tries += [self.out/Path(*p.parts[j:]) for j in range(len(p.parts) - 1, 0, -1) if p.parts[:j] == was.parts[len(was.parts) - j:]]
+        return next((q for q in tries + [p] if q.exists()), None)
+    def file(self, key:str # one of INPUTS: 'fasta', 'gtf', 'counts', 'tracks', 'truth'
+            ) -> Path:
+        "The run's input file `key`: as given to `load`, else where the run recorded it, found again wherever the run folder now is."
+        if key in self.given:
+            if not self.given[key].exists(): raise FileNotFoundError(f"{key}: {self.given[key]} does not exist")
+            return self.given[key]
+        rec = self.config.get(key)
+        if rec is None: raise ValueError(f"{self.out}: the run recorded no {key} (config.json)")
+        p = self.found(rec)
+        if p is None: raise FileNotFoundError(f"{key}: the run's {rec} is neither there nor in the run folder {self.out}: give where it is now (--{key} PATH, or rosa.load(run, {key}=PATH))")
+        return p
 
     @property
     def embeddings(self) -> list: return list(self.varm)
@@ -120,40 +142,42 @@ class Run:
                 f"{len(self.models)} fitted models)")
 
 # %% ../nbs/14a_apply.ipynb #0007
-def load(out:str|Path # a run folder `rosa.pipeline.run` finished
+def load(out:str|Path, # a run folder `rosa.pipeline.run` finished (moved or copied since: its inputs inside it are found there)
+         **files, # inputs the run recorded that now lie elsewhere, e.g. fasta='genome.fa' (`Run.file`)
         ) -> Run:
-    "A finished run to apply to new sequences: `.embed(...)`, `.predict(...)`; everything is read from the folder."
-    return Run(out)
+    "A finished run to apply to new sequences: `.embed(...)`, `.predict(...)`, `.variants(...)`, `.attribute(...)`; everything is read from the folder."
+    return Run(out, **files)
 
 # %% ../nbs/14a_apply.ipynb #0008
 def _params(run, name):
     "A run's embedding's parameters (its config's values, defaults for the rest)."
     return EMBEDDINGS[name].make(run.config.get('embeddings', {}).get(name, {}))
 
-def _weights(self, name:str, what:str, load):
+@patch
+def _weights(self:Run, name:str, what:str, load):
     "The sequence model the run's embedding `name` was made with, loaded by `load(path)` where the run recorded it."
     w = self.uns.get(name, {}).get('weights')
     if w is None: raise ValueError(f"{self.out}: the run recorded no {what} weights (made by an older rosa): rerun it")
-    p = _local(w, self.out)
-    try: return load(p if p.exists() else w)
+    try: return load(self.found(w) or w)   # not found: a name of a hub's model, or an error below
     except FileNotFoundError as e: raise FileNotFoundError(f"the run's {what} weights {w!r} are no longer where it recorded them: put them back (or rerun): {e}") from None
 
-def _enformer(self, device=None):
+@patch
+def enformer(self:Run, device=None):
     "The Enformer the run embedded with: its pretrained small model, or the published weights where it recorded them."
     from rosa.enformer import load_enformer, enformer_weights
-    if self._enformer is None: self._enformer = _weights(self, 'enformer', 'Enformer', lambda p: load_enformer(enformer_weights(p), device=device))
+    if self._enformer is None: self._enformer = self._weights('enformer', 'Enformer', lambda p: load_enformer(enformer_weights(p), device=device))
     return self._enformer
 
-def _esm(self):
+@patch
+def esm(self:Run):
     "The ESM-2 the run embedded proteins with, and its alphabet."
     from rosa.esm import load_esm
-    if self._esm is None: self._esm = _weights(self, 'esm', 'ESM-2', load_esm)
+    if self._esm is None: self._esm = self._weights('esm', 'ESM-2', load_esm)
     return self._esm
 
-Run.enformer, Run.esm = _enformer, _esm
-
 # %% ../nbs/14a_apply.ipynb #0009
-def _inputs(self, fasta, gtf, genes):
+@patch
+def inputs(self:Run, fasta, gtf, genes):
     "Candidate TSSs, the genome and the annotation (None for FASTA records) of what is to be embedded, checked before any work."
     if fasta is None: raise ValueError("give a FASTA: sequences (one record each, `tss=` in its header) or the genome of a GTF")
     if gtf is None:
@@ -170,7 +194,8 @@ def _inputs(self, fasta, gtf, genes):
     for ch in c.chrom.unique(): genome.fasta_name(ch)
     return c, genome, ann
 
-def embed(self, cand:pd.DataFrame, # candidate TSSs (`rosa.tss.gene_tss` rows, or `fasta_candidates`)
+@patch
+def embed(self:Run, cand:pd.DataFrame, # candidate TSSs (`rosa.tss.gene_tss` rows, or `fasta_candidates`)
           genome:Genome, # where their sequence is read
           ann=None, # their annotation (proteins for ESM-2); None: sequences without one
           names:list|None=None, # embeddings to compute (default: every embedding of the run)
@@ -221,8 +246,6 @@ def embed(self, cand:pd.DataFrame, # candidate TSSs (`rosa.tss.gene_tss` rows, o
     g.uns['not_embedded'] = skipped
     return g
 
-Run.inputs, Run.embed = _inputs, embed
-
 # %% ../nbs/14a_apply.ipynb #0010
 def _layer_name(model:str, emb:str) -> str: return f'pred_{model}' + (f'_{emb}' if emb else '')
 
@@ -260,7 +283,8 @@ def _write_blocks(path:Path, obs:pd.DataFrame, types:list, layers:list, files:li
                         for d in ds: d[i:i+m] = z[name]
                 i += m
 
-def predict(self, fasta:str|Path|None=None, # sequences (one record each, `tss=` in its header), or the genome of `gtf`
+@patch
+def predict(self:Run, fasta:str|Path|None=None, # sequences (one record each, `tss=` in its header), or the genome of `gtf`
             gtf:str|Path|None=None, # genes of another annotation (their TSS chosen by the run's rule)
             genes:list|None=None, # of the GTF's genes, these (ids or symbols; default: all)
             out:str|Path|None=None, # the h5ad to write (with a CSV beside it, and `<out>.work/` to resume from)
@@ -331,10 +355,9 @@ def _best_layer(run, keys) -> str:
         if len(q): r = q.loc[q.value.idxmax()]; return _layer_name(r.model, r.embedding)
     return _layer_name(*keys[0])
 
-Run.predict = predict
-
 # %% ../nbs/14a_apply.ipynb #332c3d31
-def predict_cells(self, fasta:str|Path|None=None, # sequences, or the genome of `gtf` (as for `predict`)
+@patch
+def predict_cells(self:Run, fasta:str|Path|None=None, # sequences, or the genome of `gtf` (as for `predict`)
                   gtf:str|Path|None=None, genes:list|None=None, # genes of another annotation (as for `predict`)
                   model:str='ridge_cell', embedding:str='enformer', # a per-cell fitted model of the run
                   cells='test', # the run's cells: a split name, names, positions or a mask
@@ -348,9 +371,8 @@ def predict_cells(self, fasta:str|Path|None=None, # sequences, or the genome of 
     cand, genome, ann = self.inputs(fasta, gtf, genes)
     e = self.embed(cand, genome, ann, [embedding], device=device, progress=progress)
     V = f.cells(e.varm[embedding], data, rows, **({'device': device} if model == 'transformer' else {}))
-    return ad.AnnData(V, obs=data.obs.iloc[rows].copy(), var=e.var.copy(), uns=dict(run=str(self.out), model=model, embedding=embedding))
-
-Run.predict_cells = predict_cells
+    var = e.var.copy(); var.insert(0, 'gene_name', cand.drop_duplicates('gene_key').set_index('gene_key').gene_name.reindex(var.index).astype(str).to_numpy())
+    return ad.AnnData(V, obs=data.obs.iloc[rows].copy(), var=var, uns=dict(run=str(self.out), model=model, embedding=embedding))
 
 # %% ../nbs/14a_apply.ipynb #6d72f657
 def profile_accuracy(P:np.ndarray, # predicted profiles (genes, types)

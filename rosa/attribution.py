@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import anndata as ad
+from fastcore.basics import patch
 
 from .core import atomic_path, write_h5ad
 from .apply import Run, load, _layer_name, _best_layer
@@ -20,7 +21,7 @@ from .finetune import gene_window, gene_center
 from .evaluation import pearson, to_markdown
 
 # %% auto #0
-__all__ = ['BASES', 'ism', 'grad_x_input', 'attribute', 'ism_agreement', 'plot_attribution', 'attribution_known_answer']
+__all__ = ['BASES', 'ism', 'grad_x_input', 'ism_agreement', 'plot_attribution', 'attribution_known_answer']
 
 # %% ../nbs/14c_attribution.ipynb #8b778f2d
 BASES = 'ACGT'
@@ -91,7 +92,7 @@ def _window_gradients(run:Run, key:tuple, keys:list, device=None) -> ad.AnnData:
     import torch
     from captum.attr import InputXGradient
     fit = run.fitted(*key); net = fit._net(device); dev = next(net.parameters()).device; W = net.window
-    genome = Genome(run.config['fasta']); parts = []
+    genome = Genome(run.file('fasta')); parts = []
     rc = fit.params.get('rc_average', True)
     fwd = lambda x: ((net(x) + net(x, True)) / 2 if rc else net(x)) * net.y_sd + net.y_mean
     for g in keys:
@@ -148,7 +149,8 @@ def grad_x_input(run:Run, # a loaded run
     return out
 
 # %% ../nbs/14c_attribution.ipynb #2fb5c69b
-def attribute(self, genes:list, # ids or symbols
+@patch
+def attribute(self:Run, genes:list, # ids or symbols
               width:int=2000, # bases around each TSS mutated by ISM
               model=None, # (model, embedding) (default: the run's best on an Enformer embedding)
               out:str|Path|None=None, # a folder: attributions.h5ad, a figure per gene, report.md
@@ -192,8 +194,6 @@ def ism_agreement(a:ad.AnnData) -> pd.DataFrame:
         G, X = a.layers['grad_x_input'][idx], np.asarray(a.X)[idx]; on = np.abs(G).sum(1) > 0
         rows.append(dict(gene=g, gene_name=a.obs.gene_name.iat[idx[0]], pearson=float(np.nanmean(pearson(X[on].T, G[on].T))), positions=int(on.sum())))
     return pd.DataFrame(rows)
-
-Run.attribute = attribute
 
 # %% ../nbs/14c_attribution.ipynb #fdb8f077
 def plot_attribution(a:ad.AnnData, # `ism` / `Run.attribute`

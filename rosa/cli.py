@@ -209,6 +209,8 @@ def _run_parser(cmd:str, doc:str, argv:list) -> argparse.ArgumentParser:
     p.add_argument('--plugin', action='append', metavar='MODULE', help="a module or .py file that registers the run's own models (repeatable)")
     p.add_argument('--device', help="'cuda' or 'cpu' (default: CUDA when available)")
     if cmd == 'variants': _devices_flag(p)
+    if cmd in ('variants', 'attribute'):   # what they read through the run's genome (`predict`'s --fasta is the new sequences)
+        p.add_argument('--fasta', help="the run's genome FASTA, where it no longer lies where the run recorded it (default: the recorded one, found in the run folder if it moved with it)")
     return p
 
 def predict(argv:list|None=None # the arguments after `rosa predict` (default: the command line's)
@@ -245,7 +247,7 @@ def variants(argv:list|None=None # the arguments after `rosa variants` (default:
     a = p.parse_args(argv)
     from rosa.distributed import init
     _, device = init(a.device)     # a launched job: every rank shares the ALT windows, rank 0 writes
-    run = rosa.load(a.run); t0 = time.time()
+    run = rosa.load(a.run, fasta=a.fasta); t0 = time.time()
     models = [tuple(m.split(':', 1)) for m in a.models.split(',')] if a.models else None
     r = run.variants(a.vcf, out=a.out, genes=a.genes.split(',') if a.genes else None, models=models, max_indel=a.max_indel,
                      batch_size=a.batch_size, device=device)
@@ -269,7 +271,7 @@ def attribute(argv:list|None=None # the arguments after `rosa attribute` (defaul
     p.add_argument('--out', default='attributions', help='folder: attributions.h5ad, a PNG per gene, report.md')
     p.add_argument('--no-gradients', action='store_true', help='ISM only (no gradient x input)')
     a = p.parse_args(argv)
-    run = rosa.load(a.run); t0 = time.time()
+    run = rosa.load(a.run, fasta=a.fasta); t0 = time.time()
     r = run.attribute(a.genes.split(','), width=a.width, model=a.model, out=a.out, gradients=not a.no_gradients, device=a.device)
     ag = f"; gradient x input vs ISM r = {sum(r.uns['agreement']['pearson']) / len(r.uns['agreement']['pearson']):.2f}" if 'agreement' in r.uns else ''
     print(f"{r.obs.gene.nunique()} genes x {r.n_obs // max(r.obs.gene.nunique(), 1):,} bases x {r.n_vars} cell types "

@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_pipeline.ipynb #0003
 from __future__ import annotations
-import inspect, time, warnings
+import inspect, os, time, warnings
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 
@@ -357,6 +357,13 @@ def _summary(adata:ad.AnnData, preds:dict, run_dir:Path) -> ad.AnnData:
     s.uns['predictions'] = links
     return s
 
+def _recorded(cfg:RunConfig) -> dict:
+    "The configuration as config.json keeps it: the input files and the run folder absolute, so that the run is read from any directory; one inside the run folder is found inside it wherever it moves (`rosa.apply.Run.found`). What the run computes, and its steps' keys, read the files as given."
+    d = asdict(cfg)
+    for k in ('counts', 'fasta', 'gtf', 'tracks', 'truth', 'out'):
+        if d[k] is not None: d[k] = os.path.abspath(d[k])
+    return d
+
 def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden by `kwargs`)
         params:dict|None=None, # {'<embedding or model>.<parameter>': value} overrides (`RunConfig.set`)
         **kwargs, # `RunConfig` fields
@@ -367,7 +374,7 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
     job, device = join_job(cfg.device)
     checked = on_main('preflight', preflight, cfg)
     rf = RunFolder(cfg.out); run_dir = rf.root
-    if job.main: write_json(asdict(cfg), run_dir/'config.json')
+    if job.main: write_json(_recorded(cfg), run_dir/'config.json')
     cfg.device = device    # this rank's GPU in a launched job
     seed_everything(cfg.seed)
     T = time.time()

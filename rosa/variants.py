@@ -10,19 +10,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import anndata as ad
+from fastcore.basics import patch
 
 from .core import atomic_path, fingerprint, default_device
 from .reference import Genome
 from .store import ChunkStore, job_shard
 from .distributed import barrier
-from .apply import Run, load, ENFORMER_RULES, _local, _params, _layer_name, _write_blocks, _best_layer
+from .apply import Run, load, ENFORMER_RULES, _params, _layer_name, _write_blocks, _best_layer
 from .finetune import gene_center
 from .evaluation import pearson
 
 # %% auto #0
-__all__ = ['MAX_INDEL', 'read_vcf', 'variant_table', 'write_vcf', 'RunOutputs', 'outputs', 'alt_window', 'sequence_pairs',
-           'variant_windows', 'alt_outputs', 'rule_embedding', 'variants', 'variant_known_answer',
-           'plot_variant_effects']
+__all__ = ['MAX_INDEL', 'read_vcf', 'variant_table', 'write_vcf', 'RunOutputs', 'alt_window', 'sequence_pairs', 'variant_windows',
+           'alt_outputs', 'rule_embedding', 'variant_known_answer', 'plot_variant_effects']
 
 # %% ../nbs/14b_variants.ipynb #7eb2d6d0
 MAX_INDEL = 50   # the longest REF or ALT rosa scores as a short variant; longer ones are counted as structural and skipped
@@ -113,8 +113,8 @@ class RunOutputs:
         if 'enformer' not in run.uns or not p.exists():
             raise ValueError(f"{run.out}: the run has no Enformer embedding: variants and attributions are read through its sequence model")
         u = run.uns['enformer']; self.run, self.u = run, u
-        self.store = _local(str(u['store']), run.out)
-        if not self.store.exists(): raise FileNotFoundError(f"{run.out}: the Enformer outputs {u['store']} are gone: rerun the run's enformer step")
+        self.store = run.found(u['store'])
+        if self.store is None: raise FileNotFoundError(f"{run.out}: the Enformer outputs {u['store']} are gone: rerun the run's enformer step")
         self.cand = ad.read_h5ad(p).uns['enformer_candidates'].reset_index(drop=True)
         self.device = default_device(device)
         from rosa.enformer import model_window, cage_track_indices
@@ -128,7 +128,7 @@ class RunOutputs:
         centre = (w.tss.to_numpy(np.int64) // self.bin_size - w.bin.to_numpy(np.int64) + self.n_out // 2) * self.bin_size
         self.windows = pd.DataFrame(dict(gene_key=w.gene_key.to_numpy(), chrom=w.chrom.astype(str).to_numpy(), center=centre),
                                     index=w.window.to_numpy())
-        self.genome = Genome(run.config['fasta'])
+        self.genome = Genome(run.file('fasta'))
         self._cs = ChunkStore.open(self.store)
         self.by_gene = self.cand.groupby('gene_key', sort=False).indices      # candidate positions per gene, in store-row order
 
@@ -140,13 +140,12 @@ class RunOutputs:
         return self.cand.cage.to_numpy()[idx], emb
     def __repr__(self): return f"RunOutputs({self.store}: {len(self.cand):,} TSSs in {len(self.windows):,} windows of {self.window:,} bp)"
 
-def outputs(self, device:str|None=None) -> RunOutputs:
+@patch
+def outputs(self:Run, device:str|None=None) -> RunOutputs:
     "The run's `RunOutputs`, read once per device: every call of `variants` (one per gene in ISM) shares them."
     cache = self.__dict__.setdefault('_outputs', {})
     if str(device) not in cache: cache[str(device)] = RunOutputs(self, device)
     return cache[str(device)]
-
-Run.outputs = outputs
 
 # %% ../nbs/14b_variants.ipynb #80d59811
 def _padded(genome:Genome, chrom:str, a:int, b:int) -> str:
@@ -351,7 +350,8 @@ def _window_effects(fit, genome:Genome, genes:pd.DataFrame, v:pd.DataFrame, pair
         Pa[m] = fit.window_profiles(genome, gi, seqs=seqs, device=device, progress=progress).T
     return Pa, Pr
 
-def variants(self, vcf, # a VCF/BCF path, or a table (chrom, pos 0-based, ref, alt)
+@patch
+def variants(self:Run, vcf, # a VCF/BCF path, or a table (chrom, pos 0-based, ref, alt)
              out:str|Path|None=None, # the h5ad to write (a parquet of tidy rows and `<out>.work/` to resume from beside it); None: returned in memory
              genes:list|None=None, # score only these genes (ids or symbols; default: every gene whose window reads a variant)
              models:list|None=None, # (model, embedding) pairs (default: every fitted model on an Enformer embedding)
@@ -465,8 +465,6 @@ def _tidy(path:Path, obs:pd.DataFrame, types:list, layers:list, files:list):
             if writer is None: writer = pq.ParquetWriter(tmp, tab.schema)
             writer.write_table(tab)
         if writer is not None: writer.close()
-
-Run.variants = variants
 
 # %% ../nbs/14b_variants.ipynb #6913e527
 def _variant_metrics(P, T, site, neutral, threshold) -> dict:
