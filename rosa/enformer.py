@@ -13,7 +13,6 @@ import torch
 from einops import rearrange, reduce
 from tqdm.auto import tqdm
 from enformer_pytorch import Enformer
-from enformer_pytorch.config_enformer import EnformerConfig
 from enformer_pytorch.modeling_enformer import AttentionPool, poisson_loss
 
 from .core import default_device, seed_everything, torch_save, read_checkpoint, atomic_path, fingerprint
@@ -23,10 +22,11 @@ from .store import ChunkStore, job_shard, job_precision
 from .distributed import barrier
 
 # %% auto #0
-__all__ = ['BEDGRAPH', 'BIGWIG', 'WINDOW', 'PUBLISHED', 'PUBLISHED_SHAPE', 'HUMAN_CAGE', 'TSS_RULES', 'read_signal_files',
-           'track_chroms', 'read_tracks', 'track_arrays', 'small_enformer', 'model_window', 'PairAttentionPool',
-           'fast_pools', 'local_batchnorm', 'peak_bins', 'predict_region', 'track_correlation', 'pretrain_enformer',
-           'full_size_enformer', 'load_enformer', 'enformer_weights', 'cage_track_indices', 'gene_windows',
+__all__ = ['BEDGRAPH', 'BIGWIG', 'WINDOW', 'PUBLISHED', 'PUBLISHED_SHAPE', 'HF_KEYS', 'HUMAN_CAGE', 'TSS_RULES',
+           'read_signal_files', 'track_chroms', 'read_tracks', 'track_arrays', 'small_enformer', 'model_window',
+           'PairAttentionPool', 'fast_pools', 'local_batchnorm', 'peak_bins', 'predict_region', 'track_correlation',
+           'pretrain_enformer', 'published_shape', 'tf_gamma', 'full_size_enformer', 'enformer_config',
+           'enformer_from_config', 'load_enformer', 'enformer_weights', 'cage_track_indices', 'gene_windows',
            'WindowSequences', 'tss_outputs', 'embed_tss', 'tss_embedding', 'embed_genes', 'plot_cage']
 
 # %% ../nbs/07_enformer.ipynb #x
@@ -358,11 +358,13 @@ def _trained_bins(params:dict, config) -> int:
 
 PUBLISHED_SHAPE = dict(dim=1536, depth=11, heads=8, output_heads=dict(human=5313, mouse=1643), target_length=896)
 
-def _published_shape(model) -> bool:
+HF_KEYS = ('transformers_version', 'model_type', 'architectures')   # what transformers adds to a saved config
+
+def published_shape(model) -> bool:
     c = model.config
     return (c.dim, c.depth, c.heads, c.target_length, model_window(model)) == (1536, 11, 8, 896, 196_608)
 
-def _tf_gamma(model, on:bool=True):
+def tf_gamma(model, on:bool=True):
     "Switch the TensorFlow-matching relative positions on (the published weights were trained with them; they need 196,608-bp inputs)."
     from enformer_pytorch.modeling_enformer import Attention
     for m in model.modules():
@@ -374,7 +376,17 @@ def full_size_enformer(seed:int=0, # seed of the random weights
                       ) -> Enformer:
     "The published architecture (dim 1,536, 11 layers, 196,608-bp windows, 896 bins, 5,313 human tracks) with random weights: the real shapes, FLOPs and speed where the weights cannot be fetched."
     seed_everything(seed)
-    return fast_pools(_tf_gamma(Enformer.from_hparams(**PUBLISHED_SHAPE))).eval().to(default_device(device))
+    return fast_pools(tf_gamma(Enformer.from_hparams(**PUBLISHED_SHAPE))).eval().to(default_device(device))
+
+def enformer_config(model:Enformer) -> dict:
+    "An Enformer's hyperparameters as a plain dict: what a checkpoint keeps and `enformer_from_config` rebuilds it from."
+    return {k: v for k, v in model.config.to_dict().items() if k not in HF_KEYS}
+
+def enformer_from_config(config:dict) -> Enformer:
+    "An Enformer with fresh weights from saved hyperparameters (`Enformer.from_hparams`), set up as rosa runs it: TF-matching positions at the published shape, paired pools, local batch norms."
+    model = Enformer.from_hparams(**{k: v for k, v in config.items() if k not in HF_KEYS})
+    if published_shape(model): tf_gamma(model)
+    return fast_pools(model)
 
 def load_enformer(path_or_name:str|Path=PUBLISHED, # checkpoint file/folder, save_pretrained folder, or a hub name
                   device:str|None=None # None: CUDA if available
@@ -387,8 +399,8 @@ def load_enformer(path_or_name:str|Path=PUBLISHED, # checkpoint file/folder, sav
         try: state = torch.load(p, map_location='cpu', weights_only=False)
         except Exception as e: raise ValueError(f"{p} is not a readable torch checkpoint (corrupt or half-written?)") from e
         if not isinstance(state, dict) or 'config' not in state: raise ValueError(f"{p} is not a rosa Enformer checkpoint (no config)")
-        cfg = {k: v for k, v in state['config'].items() if k not in ('transformers_version', 'model_type', 'architectures')}
-        model = Enformer(EnformerConfig(**cfg)); model.load_state_dict(state['model'])
+        model = enformer_from_config(state['config'])
+        model.load_state_dict(state['model'])
         model.history, model.val, model.track_names = state.get('history', []), state.get('val'), state.get('track_names')
         model.trained_bins = _trained_bins(state.get('params', {}), model.config)
     elif p.is_dir():
@@ -397,7 +409,7 @@ def load_enformer(path_or_name:str|Path=PUBLISHED, # checkpoint file/folder, sav
         try: model = from_pretrained(str(path_or_name), local_files_only=True,
                                      **({'target_length': 896} if str(path_or_name) == PUBLISHED else {}))
         except OSError as e: raise _no_weights(path_or_name) from e
-    if _published_shape(model): _tf_gamma(model)   # the published weights saved in a local folder, too
+    if published_shape(model): tf_gamma(model)   # the published weights saved in a local folder, too
     return fast_pools(model).eval().to(dev)
 
 def _no_weights(path_or_name) -> FileNotFoundError:

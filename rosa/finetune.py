@@ -21,10 +21,10 @@ from .core import default_device, seed_everything, params_from_signature
 from .store import job_precision
 from .reference import Genome
 from .tss import one_hot
-from .enformer import load_enformer, enformer_weights, model_window
-from .models import MODELS, FittedModel, _celltype_targets, _cell_types
+from .enformer import load_enformer, enformer_weights, model_window, enformer_config, enformer_from_config
+from .models import MODELS, FittedModel, celltype_targets, cell_type_codes
 from .predictions import Profiles
-from .training import _Plan, _HISTORY, _resume, _fit
+from .training import TrainingPlan, HISTORY, resume_checkpoint, fit_plan
 
 # %% auto #0
 __all__ = ['FINETUNE_WINDOW', 'LORA_TARGETS', 'FinetuneParams', 'gene_window', 'gene_center', 'SeqToCells', 'add_lora',
@@ -115,8 +115,8 @@ class _GeneBatches(IterableDataset):
             step += 1
 
 # %% ../nbs/12a_finetune.ipynb #234d873d
-class _SeqPlan(_Plan):
-    "The training plan of `train_finetune`: the transformer's (`_Plan`: AdamW, its schedule, selection on val, early stopping, rosa's checkpoint) with batches of gene windows and their cell-type profiles."
+class _SeqPlan(TrainingPlan):
+    "The training plan of `train_finetune`: the transformer's (`TrainingPlan`: AdamW, its schedule, selection on val, early stopping, rosa's checkpoint) with batches of gene windows and their cell-type profiles."
     def on_fit_start(self):
         d = self.data
         self.val = True if d['val'] is not None else None
@@ -208,7 +208,7 @@ def train_finetune(adata:ad.AnnData, # cells x genes: X = log1p; obs['cell_type'
     genome = Genome(fasta)
     for c in genes.chrom.unique(): genome.fasta_name(c)                       # a chromosome the FASTA lacks: named now
     weights = weights or adata.uns[key].get('weights')
-    ct, codes, g_tr, g_va, Ytr, Yva = _celltype_targets(adata, layer)         # train cells only: test genes and cells are never read
+    ct, codes, g_tr, g_va, Ytr, Yva = celltype_targets(adata, layer)         # train cells only: test genes and cells are never read
     if g_tr.sum() < 2: raise ValueError(f"need at least 2 train genes, have {int(g_tr.sum())}")
     mean, sd = Ytr.mean(0), Ytr.std(0); sd = np.where(sd > 1e-6, sd, 1.).astype(np.float32)
     batch_genes = min(batch_genes, int(g_tr.sum()))
@@ -231,16 +231,16 @@ def train_finetune(adata:ad.AnnData, # cells x genes: X = log1p; obs['cell_type'
     if g_va.any():
         gv = genes[g_va]; val = (np.stack([gene_window(genome, c, t, s, window) for c, t, s in zip(gv.chrom, gv.tss, gv.strand)]), Z(Yva))
     data = dict(fasta=str(genome.path), chrom_map=genome.chrom_map, train=genes[g_tr].reset_index(drop=True), Y=Z(Ytr), val=val)
-    c = _resume(ckpt, fp)
+    c = resume_checkpoint(ckpt, fp)
     if c is not None: net.load_state_dict(c['model'])
     net.train()   # the trunk comes in eval mode; Lightning keeps the modes it is given
     plan = _SeqPlan(net, data, hp, fp, steps, schedule, min_lr, accumulate, c, ckpt, ckpt_every, verbose)
     def check(parts):
         if batch_genes < parts: raise ValueError(f"batch_genes={batch_genes} must be at least processes x accumulate = {parts}")
-    state = _fit(plan, dev, steps, accumulate, devices, num_nodes, strategy, precision, ckpt, eval_every, check,
+    state = fit_plan(plan, dev, steps, accumulate, devices, num_nodes, strategy, precision, ckpt, eval_every, check,
                  sync_batchnorm=dev.type == 'cuda' and (devices != 1 or num_nodes > 1))   # batch norms over the whole step's windows (torch syncs them on GPUs only)
     net.to(dev).eval()
-    net.history, net.hparams, net.types = pd.DataFrame(state['history'], columns=_HISTORY), hp, list(ct.categories)
+    net.history, net.hparams, net.types = pd.DataFrame(state['history'], columns=HISTORY), hp, list(ct.categories)
     return net
 
 # %% ../nbs/12a_finetune.ipynb #0acd2279
@@ -263,9 +263,6 @@ def window_profiles(net:SeqToCells, # a trained network (eval mode)
             out.append(net.predict(torch.from_numpy(x).to(dev), rc_average).cpu().numpy())
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(net.y_mean)), np.float32)
 
-def _trunk_config(trunk) -> dict:
-    return {k: v for k, v in trunk.config.to_dict().items() if k not in ('transformers_version', 'model_type', 'architectures')}
-
 class SequenceFit(FittedModel):
     "A sequence model fine-tuned on the run's cell types: it reads each gene's DNA window at its chosen TSS, not an embedding. Its arrays are the network's weights (LoRA: the adapters and the head, the trunk's weights read from where the run keeps them)."
     reads_sequence = True
@@ -273,17 +270,12 @@ class SequenceFit(FittedModel):
     def from_network(cls, net:SeqToCells, key:str, **params) -> 'SequenceFit':
         arrays = {k: v.detach().float().cpu().numpy() for k, v in _trainable(net).items()}
         return cls('finetune', key, net.types, dict(window=net.window, lora=int(getattr(net, 'lora', 0)), weights=net.hparams['weights'],
-                                                    trunk=_trunk_config(net.trunk), **params), arrays)
+                                                    trunk=enformer_config(net.trunk), **params), arrays)
     def network(self, device=None) -> SeqToCells:
         "The network rebuilt from the saved configuration and weights, in eval mode."
-        from enformer_pytorch import Enformer, EnformerConfig
-        from rosa.enformer import fast_pools, _tf_gamma, _published_shape
         p = self.params
         if p['lora']: trunk = add_lora(load_enformer(enformer_weights(p['weights']), device='cpu'), p['lora'])
-        else:
-            trunk = Enformer(EnformerConfig(**p['trunk']))
-            if _published_shape(trunk): _tf_gamma(trunk)
-            fast_pools(trunk)
+        else: trunk = enformer_from_config(p['trunk'])
         net = SeqToCells(trunk, len(self.types), p['window'])
         state = {k: torch.from_numpy(np.array(v)) for k, v in self.arrays.items() if not k.startswith('trunk._heads.')}   # the trunk's bulk heads are not part of the network (a fit saved with them still reads)
         missing, unexpected = net.load_state_dict(state, strict=not p['lora'])
@@ -306,7 +298,7 @@ class SequenceFit(FittedModel):
     def predict(self, adata, cells=None, genes=None, out=None, device=None, fasta=None, **kw):
         g = _gene_table(adata, self.key); fasta = fasta or adata.uns.get('inputs', {}).get('fasta')
         if fasta is None: raise ValueError("give the genome FASTA (fasta=...)")
-        codes, _ = _cell_types(adata, self.types)
+        codes, _ = cell_type_codes(adata, self.types)
         return Profiles(self.window_profiles(Genome(fasta), g, device=device), codes, names=self.types)
 
 # %% ../nbs/12a_finetune.ipynb #cf8a7ada

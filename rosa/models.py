@@ -14,13 +14,14 @@ import anndata as ad
 
 from .core import Registry, atomic_path, write_json, read_json
 from .splits import split_mask
-from .predictions import Predictions, Profiles, CellValues, _as_positions, _index
+from .blocks import positions, as_index, index_positions, layer_matrix, read_rows, dense_block, row_blocks
+from .predictions import Predictions, Profiles, CellValues
 
 # %% auto #0
 __all__ = ['MODELS', 'FITTED_FORMAT', 'FITTED', 'PROFILE_CELLS', 'BLOCK_CELLS', 'ALPHAS', 'GAMMAS', 'is_index', 'gene_embeddings',
-           'profile_cells', 'FittedModel', 'save_fitted', 'fitted_meta', 'read_fitted', 'AgnosticFit', 'agnostic',
-           'LinearFit', 'ridge_celltype', 'RidgeCellFit', 'ridge_cell', 'KernelFit', 'kernel_celltype', 'model_params',
-           'as_predictions_of', 'fit_predict']
+           'gene_folds', 'cell_type_codes', 'profile_cells', 'FittedModel', 'save_fitted', 'fitted_meta', 'read_fitted',
+           'AgnosticFit', 'agnostic', 'celltype_targets', 'LinearFit', 'ridge_celltype', 'RidgeCellFit', 'ridge_cell',
+           'KernelFit', 'kernel_celltype', 'model_params', 'as_predictions_of', 'fit_predict']
 
 # %% ../nbs/10_models.ipynb #0008
 def is_index(E) -> bool:
@@ -59,39 +60,13 @@ def _mm(A, B) -> np.ndarray:
     C = A @ B
     return C.toarray() if sp.issparse(C) else np.asarray(C, dtype=np.float64)
 
-def _layer(adata, layer):
-    "adata.X or a layer: CSR, ndarray, or anndata's backed sparse dataset (read by rows, never whole)."
-    X = adata.X if layer in (None, 'X') else adata.layers[layer]
-    if isinstance(X, np.ndarray) or isinstance(X, sp.csr_matrix): return X
-    return X.tocsr() if sp.issparse(X) else X
-
-def _rows(X, rows) -> sp.csr_matrix|np.ndarray:
-    "Rows (sorted positions) of an in-memory or backed matrix."
-    return X[_index(np.asarray(rows))]             # a slice where the rows are consecutive: backed readers read it whole
-
-def _dense(X, rows=None, cols=None, dtype=np.float32):
-    "Dense block X[rows][:, cols] of a sparse, dense or backed matrix."
-    if rows is not None: X = _rows(X, np.asarray(rows))
-    if cols is not None: X = X[:, cols]
-    return (X.toarray() if sp.issparse(X) else np.asarray(X)).astype(dtype, copy=False)
-
-def _blocks(rows:np.ndarray, size:int):
-    "Consecutive slices of `rows`: what bounds the memory of a pass over cells."
-    for i in range(0, len(rows), size): yield i, rows[i:i+size]
-
-def _positions(sel, index:pd.Index, what:str) -> np.ndarray:
-    "Integer positions of `sel` (None = all, bool mask, integer positions or names) in `index`."
-    if sel is None or isinstance(sel, slice) or np.asarray(sel).dtype == bool or np.issubdtype(np.asarray(sel).dtype, np.integer):
-        return _as_positions(sel, len(index), what)
-    sel = np.asarray(sel); pos = index.get_indexer(sel)
-    if (pos < 0).any(): raise KeyError(f"unknown {what}: {list(sel[pos < 0][:5])}")
-    return pos
-
-def _gene_folds(n:int, cross_fit:int, seed:int) -> np.ndarray:
+def gene_folds(n:int, cross_fit:int, seed:int) -> np.ndarray:
     "Cross-fitting fold (0..cross_fit-1) of each of `n` train genes, seeded; all -1 when `cross_fit` is 0."
     if cross_fit == 1 or cross_fit < 0: raise ValueError(f"cross_fit must be 0 (in-sample) or at least 2 folds, got {cross_fit}")
     if not cross_fit: return np.full(n, -1)
     return np.random.default_rng(seed).permutation(n) % min(cross_fit, n)
+
+_positions = index_positions   # rosa.apply's name for it, until it imports it from rosa.blocks
 
 # %% ../nbs/10_models.ipynb #0011
 MODELS = Registry('model', runtime=('adata', 'key', 'info', 'seed', 'device', 'ckpt', 'layer', 'verbose', 'progress', 'cells', 'genes', 'out'))
@@ -103,7 +78,7 @@ PROFILE_CELLS = 512   # held-out cells per cell type whose mean makes a per-cell
 
 def _n_rows(E) -> int: return int(E) if np.isscalar(E) else E.shape[0]
 
-def _cell_types(adata, types=None) -> tuple[np.ndarray, list]:
+def cell_type_codes(adata, types=None) -> tuple[np.ndarray, list]:
     "Each cell's type code and the types (in `types`' order when given; one type 'all' when obs has no cell_type)."
     if 'cell_type' not in adata.obs:
         if types is not None and list(types) != ['all']: raise KeyError("adata.obs['cell_type'] is missing")
@@ -165,7 +140,7 @@ class FittedModel:
     def predict(self, adata:ad.AnnData, # the data it was fitted on, with varm[key]
                 cells=None, genes=None, out=None, **kw) -> Predictions:
         "The run's predictions of `adata`'s genes, as the model returned them (profiles, or the cells x genes asked for)."
-        codes, _ = _cell_types(adata, self.types)
+        codes, _ = cell_type_codes(adata, self.types)
         return Profiles(self.profiles(adata.varm[self.key] if self.key else adata.n_vars), codes, names=self.types)
     def __repr__(self):
         size = sum(a.nbytes for a in self.arrays.values())
@@ -221,10 +196,10 @@ BLOCK_CELLS = 8192   # cells read at once by a pass over the data: what bounds a
 
 def _cell_means(adata, layer, tr, rows=None) -> np.ndarray:
     "Each cell's mean over the train genes `tr` (positions), one block of cells at a time."
-    X = _layer(adata, layer); rows = np.arange(adata.n_obs) if rows is None else rows
+    X = layer_matrix(adata, layer); rows = np.arange(adata.n_obs) if rows is None else rows
     m = np.empty(len(rows))
-    for i, r in _blocks(rows, BLOCK_CELLS):
-        m[i:i+len(r)] = np.asarray(_rows(X, r)[:, tr].sum(1), dtype=np.float64).ravel() / len(tr)
+    for i, r in row_blocks(rows, BLOCK_CELLS):
+        m[i:i+len(r)] = np.asarray(read_rows(X, r)[:, tr].sum(1), dtype=np.float64).ravel() / len(tr)
     return m
 
 class AgnosticFit(FittedModel):
@@ -240,7 +215,7 @@ def agnostic(adata:ad.AnnData, # cells x genes, X = log1p (in memory or backed)
              layer:str='X', # expression layer
             ) -> Profiles:
     "Each cell's mean over its train genes, for every gene: one all-zero profile plus a per-cell offset."
-    codes, types = _cell_types(adata)
+    codes, types = cell_type_codes(adata)
     m = _cell_means(adata, layer, np.flatnonzero(split_mask(adata, 'genes', 'train')))
     level = np.array([m[c].mean() if len(c) else np.nan for c in profile_cells(adata, codes, len(types))])
     fit = AgnosticFit('agnostic', None, types, dict(layer=layer), dict(level=level))
@@ -293,16 +268,16 @@ def _check_alpha(p):
 def _type_means(X, types:np.ndarray, rows:np.ndarray, cols:np.ndarray, n_types:int) -> tuple[np.ndarray, np.ndarray]:
     "Mean of X[rows, cols] per cell type code, (n_types, len(cols)), and the number of rows per type; one pass over blocks of rows."
     S = np.zeros((n_types, len(cols)))
-    for _, r in _blocks(rows, BLOCK_CELLS):
+    for _, r in row_blocks(rows, BLOCK_CELLS):
         M = sp.csr_matrix((np.ones(len(r)), (types[r], np.arange(len(r)))), shape=(n_types, len(r)))
-        S += _mm(M, _rows(X, r)[:, cols])
+        S += _mm(M, read_rows(X, r)[:, cols])
     n = np.bincount(types[rows], minlength=n_types)
     return S / np.maximum(n, 1)[:, None], n
 
-def _celltype_targets(adata, layer):
+def celltype_targets(adata, layer):
     "Cell types, train / val gene masks, and the types' mean train-cell profiles of train and val genes (genes, types)."
     if 'cell_type' not in adata.obs: raise KeyError("adata.obs['cell_type'] is missing")
-    X = _layer(adata, layer)
+    X = layer_matrix(adata, layer)
     g_tr, g_va = split_mask(adata, 'genes', 'train'), split_mask(adata, 'genes', 'val', required=False)
     c_tr = np.flatnonzero(split_mask(adata, 'cells', 'train'))
     ct = pd.Categorical(adata.obs['cell_type']); codes = ct.codes.astype(np.int64); nt = len(ct.categories)
@@ -336,7 +311,7 @@ def ridge_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type'
     "Per cell type, ridge from embedding to the type's mean train-cell expression: one profile per type."
     info = {} if info is None else info
     E, mean, sd = gene_embeddings(adata, key)
-    ct, codes, g_tr, g_va, Ytr, Yva = _celltype_targets(adata, layer)
+    ct, codes, g_tr, g_va, Ytr, Yva = celltype_targets(adata, layer)
     m = Ytr.mean(0); ridge = _RidgeSVD(E[g_tr])
     if alpha is None: alpha = _select_alpha(ridge, Ytr - m, m, E[g_va], Yva, alphas, info)
     else: info.update(alpha=float(alpha), alpha_by='given')
@@ -358,7 +333,7 @@ def _cell_fits(E, tr, ridge, cross_fit, seed, res) -> list:
     # All train genes predict every gene; with cross-fitting, a train gene's value in a cell must not be fitted to predict
     # itself, so each fold of train genes is then predicted again from the other folds.
     fits = [(np.arange(len(tr)), res.genes, ridge)]
-    folds = _gene_folds(len(tr), cross_fit, seed)
+    folds = gene_folds(len(tr), cross_fit, seed)
     for k in np.unique(folds[folds >= 0]):
         sel = np.flatnonzero(folds != k); cols = tr[folds == k]; cols = cols[res._col[cols] >= 0]
         if len(cols): fits.append((sel, cols, _RidgeSVD(E[tr[sel]])))
@@ -369,8 +344,8 @@ def _cell_pass(X, tr, rows, fits, alpha, chunk, n_out, write):
     fits = [(sel, lc, r.shrink(alpha), EV, r.U, np.asarray(r.U.sum(0)).ravel()) for sel, lc, r, EV in fits]  # Uᵀ1: centring without densifying
     k = max(len(f[2]) for f in fits)
     step = max(1, min(chunk, (1 << 24) // k))           # a one-hot index has k = n_train: keep (cells x k) bounded
-    for i, r in _blocks(rows, step):
-        Xc = _rows(X, r)[:, tr]                                                  # read once per chunk of cells
+    for i, r in row_blocks(rows, step):
+        Xc = read_rows(X, r)[:, tr]                                                  # read once per chunk of cells
         block = np.empty((len(r), n_out), np.float32)
         for sel, lc, f, EV, U, Ut1 in fits:
             Xs = Xc if len(sel) == len(tr) else Xc[:, sel]
@@ -384,8 +359,8 @@ def _type_coefs(X, tr, ridge, alpha, groups) -> tuple[np.ndarray, np.ndarray]:
     f, U, Ut1 = ridge.shrink(alpha), ridge.U, np.asarray(ridge.U.sum(0)).ravel()
     S, b = np.zeros((len(groups), len(f))), np.zeros(len(groups))
     for t, rows in enumerate(groups):
-        for _, r in _blocks(rows, BLOCK_CELLS):
-            Xc = _rows(X, r)[:, tr]; m = np.asarray(Xc.sum(1), dtype=np.float64).ravel() / len(tr)
+        for _, r in row_blocks(rows, BLOCK_CELLS):
+            Xc = read_rows(X, r)[:, tr]; m = np.asarray(Xc.sum(1), dtype=np.float64).ravel() / len(tr)
             S[t] += ((_mm(Xc, U) - m[:, None] * Ut1) * f).sum(0); b[t] += m.sum()
     n = np.array([len(g) for g in groups], np.float64); n = np.where(n > 0, n, np.nan)   # a type without cells: no profile
     return _mm(ridge.V, (S / n[:, None]).T).T, b / n
@@ -404,7 +379,7 @@ class RidgeCellFit(FittedModel):
         "Per-cell predictions from the standardised embedding `E` and the train genes' ridge, into a store at `out`."
         p = self.params; res = CellValues.create(out, adata.shape, cells, genes)
         def write(i, r, block): res[i:i+len(r)] = block
-        _cell_pass(_layer(adata, p['layer']), tr, res.cells, _cell_fits(E, tr, ridge, p['cross_fit'], p['seed'], res),
+        _cell_pass(layer_matrix(adata, p['layer']), tr, res.cells, _cell_fits(E, tr, ridge, p['cross_fit'], p['seed'], res),
                    p['alpha'], p['chunk'], len(res.genes), write)
         return res
     def cells(self, E, # embeddings of the genes to predict (genes, d), raw
@@ -413,9 +388,9 @@ class RidgeCellFit(FittedModel):
              ) -> np.ndarray:
         "Per-cell predictions (cells, genes) of genes given by their embeddings, each from its cell's own fit on all its train genes."
         p = self.params; Z = self.standardise(E); Ed, tr, ridge = self._ridge(data)
-        rows = _as_positions(cells, data.n_obs, 'cells'); out = np.empty((len(rows), Z.shape[0]), np.float32)
+        rows = positions(cells, data.n_obs, 'cells'); out = np.empty((len(rows), Z.shape[0]), np.float32)
         def write(i, r, block): out[i:i+len(r)] = block
-        _cell_pass(_layer(data, p['layer']), tr, rows, [(np.arange(len(tr)), np.arange(Z.shape[0]), ridge, Z @ ridge.V)],
+        _cell_pass(layer_matrix(data, p['layer']), tr, rows, [(np.arange(len(tr)), np.arange(Z.shape[0]), ridge, Z @ ridge.V)],
                    p['alpha'], p['chunk'], Z.shape[0], write)
         return out
 
@@ -437,19 +412,19 @@ def ridge_cell(adata:ad.AnnData, # cells x genes, X = log1p (in memory or backed
     "Per cell, ridge from embedding to the cell's own train-gene values; the cells x genes asked for, written chunk by chunk."
     info = {} if info is None else info
     E, mean, sd = gene_embeddings(adata, key)
-    X = _layer(adata, layer)
+    X = layer_matrix(adata, layer)
     g_tr, g_va = split_mask(adata, 'genes', 'train'), split_mask(adata, 'genes', 'val', required=False)
     tr = np.flatnonzero(g_tr)
     ridge = _RidgeSVD(E[g_tr])
     if alpha is None:
         c_tr = np.flatnonzero(split_mask(adata, 'cells', 'train'))
         rows = np.sort(np.random.default_rng(seed).choice(c_tr, min(n_select, len(c_tr)), replace=False))
-        Ytr = _dense(X, rows, tr, np.float64).T; m = Ytr.mean(0)
-        Yva = _dense(X, rows, np.flatnonzero(g_va), np.float64).T if g_va.any() else None
+        Ytr = dense_block(X, rows, tr, np.float64).T; m = Ytr.mean(0)
+        Yva = dense_block(X, rows, np.flatnonzero(g_va), np.float64).T if g_va.any() else None
         alpha = _select_alpha(ridge, Ytr - m, m, E[g_va], Yva, alphas, info)
     else: info.update(alpha=float(alpha), alpha_by='given')
     info.update(cross_fit=int(cross_fit))
-    codes, types = _cell_types(adata)
+    codes, types = cell_type_codes(adata)
     coef, b = _type_coefs(X, tr, ridge, alpha, profile_cells(adata, codes, len(types)))
     ep, ea = _embedding_params(E, mean, sd)
     fit = RidgeCellFit('ridge_cell', key, types, dict(alpha=float(alpha), cross_fit=int(cross_fit), seed=int(seed), chunk=int(chunk), layer=layer, **ep),
@@ -518,7 +493,7 @@ def kernel_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type
     info = {} if info is None else info
     E, mean, sd = gene_embeddings(adata, key)
     U = _unit(E)
-    ct, codes, g_tr, g_va, Ytr, Yva = _celltype_targets(adata, layer)
+    ct, codes, g_tr, g_va, Ytr, Yva = celltype_targets(adata, layer)
     m = Ytr.mean(0); train = np.flatnonzero(g_tr)
     L = train if len(train) <= n_landmarks else np.sort(np.random.default_rng(seed).choice(train, n_landmarks, replace=False))
     D = _sqdist(U, U[L])                                     # one distance matrix for every width on the grid

@@ -11,28 +11,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import anndata as ad
+from .blocks import positions, as_index
 
 # %% auto #0
 __all__ = ['Predictions', 'Matrix', 'Profiles', 'CellValues', 'save_predictions', 'read_predictions', 'as_predictions']
 
 # %% ../nbs/09a_predictions.ipynb #e6ebca4d
-def _as_positions(sel, n:int, what:str) -> np.ndarray:
-    "Integer positions from None (all), a slice, a boolean mask or integer positions."
-    if sel is None: return np.arange(n)
-    if isinstance(sel, slice): return np.arange(n)[sel]
-    sel = np.asarray(sel)
-    if sel.dtype == bool:
-        if sel.shape != (n,): raise ValueError(f"{what}: a mask of length {len(sel)} for {n}")
-        return np.flatnonzero(sel)
-    if not np.issubdtype(sel.dtype, np.integer): raise TypeError(f"{what}: positions must be integers or a mask, got {sel.dtype}")
-    if len(sel) and (sel.min() < 0 or sel.max() >= n): raise IndexError(f"{what}: positions outside 0..{n - 1}")
-    return sel.astype(np.int64)
-
-def _index(a:np.ndarray):
-    "A slice when the positions are consecutive (fast to read), else the positions."
-    if len(a) and a[-1] - a[0] + 1 == len(a) and (np.diff(a) == 1).all(): return slice(int(a[0]), int(a[-1]) + 1)
-    return a
-
 def _write_meta(path:Path, kind:str, shape:tuple, **extra):
     (Path(path)/'predictions.json').write_text(json.dumps(dict(kind=kind, shape=list(map(int, shape)), **extra)))
 
@@ -47,7 +31,7 @@ class Predictions:
         raise NotImplementedError
     def holds(self, rows, cols) -> bool:
         "Whether every cell of `rows` and gene of `cols` was predicted."
-        r = _as_positions(rows, self.shape[0], 'cells'); c = _as_positions(cols, self.shape[1], 'genes')
+        r = positions(rows, self.shape[0], 'cells'); c = positions(cols, self.shape[1], 'genes')
         return bool(np.isin(r, self.cells).all() and np.isin(c, self.genes).all())
     def __array__(self, dtype=None, copy=None):
         "The whole matrix, NaN where nothing was predicted (densifies: for small data)."
@@ -78,11 +62,11 @@ class Matrix(Predictions):
         self.m = m.tocsr() if sp.issparse(m) and not isinstance(m, sp.csr_matrix) else m
         self.shape = tuple(m.shape); self.cells, self.genes = np.arange(self.shape[0]), np.arange(self.shape[1])
     def block(self, rows=None, cols=None):
-        r = _as_positions(rows, self.shape[0], 'cells'); c = _as_positions(cols, self.shape[1], 'genes')
+        r = positions(rows, self.shape[0], 'cells'); c = positions(cols, self.shape[1], 'genes')
         if isinstance(self.m, np.ndarray): b = self.m[np.ix_(r, c)]
         else:
             o = np.argsort(r, kind='stable'); rs = r[o]                    # backed readers want sorted rows
-            b = self.m[_index(rs)][:, c]; b = b.toarray() if sp.issparse(b) else np.asarray(b)
+            b = self.m[as_index(rs)][:, c]; b = b.toarray() if sp.issparse(b) else np.asarray(b)
             b = b[np.argsort(o, kind='stable')] if (o != np.arange(len(o))).any() else b
         return np.asarray(b, np.float32)
     @property
@@ -110,8 +94,8 @@ class Profiles(Predictions):
         self.shape = (len(self.index), self.profiles.shape[1])
         self.cells, self.genes = np.arange(self.shape[0]), np.arange(self.shape[1])
     def block(self, rows=None, cols=None):
-        r = _as_positions(rows, self.shape[0], 'cells'); c = _as_positions(cols, self.shape[1], 'genes')
-        b = self.profiles[:, _index(c)][self.index[r]]
+        r = positions(rows, self.shape[0], 'cells'); c = positions(cols, self.shape[1], 'genes')
+        b = self.profiles[:, as_index(c)][self.index[r]]
         return b if self.offset is None else b + self.offset[r, None]
     @property
     def nbytes(self): return self.profiles.nbytes + self.index.nbytes + (0 if self.offset is None else self.offset.nbytes)
@@ -142,7 +126,7 @@ class CellValues(Predictions):
                chunks:tuple=(1024, 1024), # zarr chunk of cells x genes
               ) -> CellValues:
         "An empty store to fill row block by row block (`values[i:j] = ...`), then `close()`."
-        cells = _as_positions(cells, shape[0], 'cells'); genes = _as_positions(genes, shape[1], 'genes')
+        cells = positions(cells, shape[0], 'cells'); genes = positions(genes, shape[1], 'genes')
         cells, genes = np.unique(cells), np.unique(genes)
         if path is None: return cls(np.full((len(cells), len(genes)), np.nan, np.float32), cells, genes, shape)
         import zarr
@@ -155,7 +139,7 @@ class CellValues(Predictions):
 
     def local(self, rows, cols):
         "Positions within the store of data positions `rows`, `cols`; names what was not predicted."
-        r = _as_positions(rows, self.shape[0], 'cells'); c = _as_positions(cols, self.shape[1], 'genes')
+        r = positions(rows, self.shape[0], 'cells'); c = positions(cols, self.shape[1], 'genes')
         lr, lc = self._row[r], self._col[c]
         if (lr < 0).any(): raise KeyError(f"{(lr < 0).sum()} of the cells asked for were not predicted (e.g. position {r[lr < 0][0]}): "
                                           "predict them, or evaluate the cells that were (the run's cell_splits)")
@@ -166,7 +150,7 @@ class CellValues(Predictions):
     def block(self, rows=None, cols=None):
         lr, lc = self.local(self.cells if rows is None else rows, self.genes if cols is None else cols)
         if isinstance(self.values, np.ndarray): return self.values[np.ix_(lr, lc)]
-        o = np.argsort(lr, kind='stable'); sr, sc = _index(lr[o]), _index(np.sort(lc))
+        o = np.argsort(lr, kind='stable'); sr, sc = as_index(lr[o]), as_index(np.sort(lc))
         oc = np.argsort(lc, kind='stable')
         b = self.values[sr, sc] if isinstance(sr, slice) and isinstance(sc, slice) else self.values.oindex[sr, sc]
         b = np.asarray(b, np.float32)

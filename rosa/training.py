@@ -24,13 +24,15 @@ from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from .core import default_device, seed_everything, torch_save, params_from_signature, read_checkpoint
 from .store import job_precision
 from .splits import split_mask
-from .models import MODELS, FittedModel, gene_embeddings, is_index, profile_cells, _cell_types, _layer, _dense, _rows, _blocks, _positions, _gene_folds
+from .blocks import layer_matrix, dense_block, read_rows, row_blocks, index_positions
+from .models import MODELS, FittedModel, gene_embeddings, is_index, profile_cells, cell_type_codes, gene_folds
 from .predictions import CellValues
 from .transformer import TransformerConfig, ExpressionTransformer, ENCODERS
 
 # %% auto #0
-__all__ = ['MAX_DENSE', 'TransformerParams', 'gene_inputs', 'BinsTransformer', 'bin_stats', 'lr_factor', 'train_transformer',
-           'load_transformer', 'predict_transformer', 'TransformerFit', 'transformer']
+__all__ = ['MAX_DENSE', 'HISTORY', 'TransformerParams', 'gene_inputs', 'BinsTransformer', 'bin_stats', 'lr_factor',
+           'TrainingPlan', 'resume_checkpoint', 'fit_plan', 'train_transformer', 'load_transformer',
+           'predict_transformer', 'TransformerFit', 'transformer']
 
 # %% ../nbs/12_training.ipynb #0007
 MAX_DENSE = int(5e7)   # train cells x genes held dense on the device up to this many values
@@ -42,15 +44,15 @@ class _Cells:
         self.dense = len(rows) * len(cols) <= MAX_DENSE
         self.backed = not self.dense and not (sp.issparse(X) or isinstance(X, np.ndarray))
         if self.backed: self.X, self.B = X, B; return    # a store: read each batch's cells from it, memory stays one batch
-        X, B = _rows(X, rows)[:, cols], _rows(B, rows)[:, cols]
-        if self.dense: X, B = torch.from_numpy(_dense(X)).to(device), torch.from_numpy(_dense(B, dtype=np.int8)).to(device)
+        X, B = read_rows(X, rows)[:, cols], read_rows(B, rows)[:, cols]
+        if self.dense: X, B = torch.from_numpy(dense_block(X)).to(device), torch.from_numpy(dense_block(B, dtype=np.int8)).to(device)
         self.X, self.B = X, B    # bins stay int8: 8x less memory than int64
     def __call__(self, idx):
         if self.dense: return self.X[torch.from_numpy(idx).to(self.device)], self.B[torch.from_numpy(idx).to(self.device)].long()
         if self.backed:
             o = np.argsort(self.rows[idx], kind='stable'); r = self.rows[idx][o]; back = np.argsort(o, kind='stable')
-            x, b = _dense(_rows(self.X, r), None, self.cols)[back], _dense(_rows(self.B, r), None, self.cols, np.int64)[back]
-        else: x, b = _dense(self.X, idx), _dense(self.B, idx, dtype=np.int64)
+            x, b = dense_block(read_rows(self.X, r), None, self.cols)[back], dense_block(read_rows(self.B, r), None, self.cols, np.int64)[back]
+        else: x, b = dense_block(self.X, idx), dense_block(self.B, idx, dtype=np.int64)
         return torch.from_numpy(x).to(self.device), torch.from_numpy(b).to(self.device)
 
 def _split_genes(rng, n_cells, n_genes, n_context, n_targets):
@@ -124,10 +126,10 @@ def bin_stats(X, # log1p values (cells x genes; in memory or backed)
              ) -> tuple[np.ndarray, np.ndarray]:
     "Class weights (inverse frequency, averaging 1 over the values counted; 0 for an empty bin) and the mean value of each bin, over rows x cols only."
     n, s = np.zeros(n_bins), np.zeros(n_bins)
-    for _, r in _blocks(np.asarray(rows), block):
-        b = _dense(_rows(B, r), None, cols, np.int64).ravel()
+    for _, r in row_blocks(np.asarray(rows), block):
+        b = dense_block(read_rows(B, r), None, cols, np.int64).ravel()
         if len(b) and (b.min() < 0 or b.max() >= n_bins): raise ValueError(f"bins outside [0, {n_bins}) in the train cells x train genes")
-        n += np.bincount(b, minlength=n_bins); s += np.bincount(b, _dense(_rows(X, r), None, cols).ravel().astype(np.float64), minlength=n_bins)
+        n += np.bincount(b, minlength=n_bins); s += np.bincount(b, dense_block(read_rows(X, r), None, cols).ravel().astype(np.float64), minlength=n_bins)
     seen = n > 0
     w = np.where(seen, n.sum() / (seen.sum() * np.maximum(n, 1)), 0.)      # sum over bins of frequency x weight = 1
     return w.astype(np.float32), np.where(seen, s / np.maximum(n, 1), 0.).astype(np.float32)
@@ -153,9 +155,9 @@ def _network(cfg:TransformerConfig, loss:str='mse') -> ExpressionTransformer:
     "The network a loss trains: one value per query gene (mse) or bin logits (bins)."
     return (BinsTransformer if loss == 'bins' else ExpressionTransformer)(cfg)
 
-_HISTORY = ['step', 'train_loss', 'val_loss', 'seconds']
+HISTORY = ['step', 'train_loss', 'val_loss', 'seconds']
 
-class _Plan(L.LightningModule):
+class TrainingPlan(L.LightningModule):
     "A training run for Lightning: the loss, AdamW and its schedule, step-seeded batches, selection on val with early stopping, rosa's checkpoint."
     def __init__(self, net, data:dict, hp:dict, fp:str, steps:int, schedule:str, min_lr:float, accumulate:int,
                  resume:dict|None, ckpt, ckpt_every:int, verbose:bool):
@@ -246,16 +248,16 @@ class _Plan(L.LightningModule):
         self.save()
         if self.state['best'] is not None: self.net.load_state_dict(self.state['best'])
         # what a spawned process hands back besides the weights (Lightning returns rank 0's callback_metrics)
-        self.trainer.callback_metrics['rosa_history'] = torch.tensor([[h[k] for k in _HISTORY] for h in self.state['history']], dtype=torch.float64)
+        self.trainer.callback_metrics['rosa_history'] = torch.tensor([[h[k] for k in HISTORY] for h in self.state['history']], dtype=torch.float64)
 
-def _resume(ckpt, fp:str) -> dict|None:
+def resume_checkpoint(ckpt, fp:str) -> dict|None:
     "rosa's checkpoint at `ckpt` when it was made with these settings and data (fingerprint `fp`); None when there is none, or (with a warning) another run's."
     c = read_checkpoint(ckpt, map_location='cpu', weights_only=False) if ckpt is not None else None
     if c is not None and c.get('fingerprint') != fp:
         warnings.warn(f"checkpoint {ckpt} was made with other settings or data: starting afresh"); c = None
     return c
 
-def _fit(plan:_Plan, dev, steps:int, accumulate:int, devices, num_nodes:int, strategy, precision, ckpt, eval_every:int,
+def fit_plan(plan:TrainingPlan, dev, steps:int, accumulate:int, devices, num_nodes:int, strategy, precision, ckpt, eval_every:int,
          check=None, # called with processes x accumulate before training: the batch's own constraint
          sync_batchnorm:bool=False) -> dict:
     "Run `plan` with Lightning from its state's step to `steps` (nothing when it is done or stopped), leaving the selected weights in `plan.net`; the plan's state (spawned processes: the history rank 0 kept)."
@@ -276,8 +278,8 @@ def _fit(plan:_Plan, dev, steps:int, accumulate:int, devices, num_nodes:int, str
         warnings.filterwarnings('ignore', message='.*does not have many workers')
         trainer.fit(plan)
     if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):   # spawned: the main process only has rank 0's results
-        h = trainer.callback_metrics['rosa_history'].reshape(-1, len(_HISTORY)).tolist()
-        state = dict(state, history=[dict(zip(_HISTORY, r), step=int(r[0])) for r in h])
+        h = trainer.callback_metrics['rosa_history'].reshape(-1, len(HISTORY)).tolist()
+        state = dict(state, history=[dict(zip(HISTORY, r), step=int(r[0])) for r in h])
     return state
 
 # %% ../nbs/12_training.ipynb #0008
@@ -349,7 +351,7 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
     seed_everything(seed)
     model = _network(cfg, loss)
     if not index: model.emb_mean.copy_(torch.from_numpy(mean)); model.emb_sd.copy_(torch.from_numpy(sd))
-    X, B = _layer(adata, layer), _layer(adata, 'bins')
+    X, B = layer_matrix(adata, layer), layer_matrix(adata, 'bins')
     w = None
     if loss == 'bins':   # class weights and bin values from train cells x train genes only
         w, v = bin_stats(X, B, c_tr, g_tr, n_bins); model.bin_values.copy_(torch.from_numpy(v))
@@ -364,14 +366,14 @@ def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins
     else: vsplit = _split_genes(vrng, len(c_sel), n_tr, n_context, n_targets)
     data = dict(X=X, B=B, raw=raw, c_tr=c_tr, g_tr=g_tr, g_va=g_va, c_val=c_va[c_sel], v_cols=v_cols, vsplit=vsplit, select=select, w=w)
 
-    c = _resume(ckpt, fp)
+    c = resume_checkpoint(ckpt, fp)
     if c is not None: model.load_state_dict(c['model'])
-    plan = _Plan(model, data, hp, fp, steps, schedule, min_lr, accumulate, c, ckpt, ckpt_every, verbose)
+    plan = TrainingPlan(model, data, hp, fp, steps, schedule, min_lr, accumulate, c, ckpt, ckpt_every, verbose)
     def check(parts):
         if batch_cells % parts: raise ValueError(f"batch_cells={batch_cells} must be a multiple of processes x accumulate = {parts}")
-    state = _fit(plan, dev, steps, accumulate, devices, num_nodes, strategy, precision, ckpt, eval_every, check)
+    state = fit_plan(plan, dev, steps, accumulate, devices, num_nodes, strategy, precision, ckpt, eval_every, check)
     model.to(dev).eval()   # Lightning's teardown leaves it on the CPU
-    model.history, model.hparams, model.n_context = pd.DataFrame(state['history'], columns=_HISTORY), hp, n_context
+    model.history, model.hparams, model.n_context = pd.DataFrame(state['history'], columns=HISTORY), hp, n_context
     return model
 
 def load_transformer(ckpt:str|Path, # checkpoint written by train_transformer
@@ -381,7 +383,7 @@ def load_transformer(ckpt:str|Path, # checkpoint written by train_transformer
     c = torch.load(ckpt, map_location=default_device(device), weights_only=False)
     model = _network(TransformerConfig(**c['hparams']['cfg']), c['hparams'].get('loss', 'mse')).to(default_device(device))
     model.load_state_dict(c['state']['best'] if c['state']['best'] is not None else c['model'])
-    model.history, model.hparams, model.n_context = pd.DataFrame(c['state']['history'], columns=_HISTORY), c['hparams'], c['hparams']['n_context']
+    model.history, model.hparams, model.n_context = pd.DataFrame(c['state']['history'], columns=HISTORY), c['hparams'], c['hparams']['n_context']
     return model.eval()
 
 # %% ../nbs/12_training.ipynb #0010
@@ -413,18 +415,18 @@ def predict_transformer(model:ExpressionTransformer, # trained by `train_transfo
         raise ValueError(f"varm[{key!r}] has {have}; the model was trained on " + ('a one-hot index' if model.cfg.gene_index else f'{model.cfg.d_emb} dimensions'))
     g_tr = np.flatnonzero(split_mask(adata, 'genes', 'train'))
     fold = np.full(adata.n_vars, -1)                              # -1: not a train gene (or no cross-fitting)
-    fold[g_tr] = _gene_folds(len(g_tr), cross_fit, seed)
+    fold[g_tr] = gene_folds(len(g_tr), cross_fit, seed)
     if queries is None:
-        res = CellValues.create(out, adata.shape, _positions(cells, adata.obs_names, 'cells'), _positions(genes, adata.var_names, 'genes'))
+        res = CellValues.create(out, adata.shape, index_positions(cells, adata.obs_names, 'cells'), index_positions(genes, adata.var_names, 'genes'))
         ci, Eg, qfold = res.cells, E[res.genes], fold[res.genes]
     else:                                                         # genes by their embeddings alone: no fold, every train gene is context
         if index: raise ValueError(f"the transformer on the one-hot {key!r} knows only its run's genes: it cannot predict a gene by its embedding")
         Eg = np.asarray(queries, np.float32)
         if Eg.ndim != 2 or Eg.shape[1] != E.shape[1]: raise ValueError(f"queries have shape {Eg.shape}; the model reads {E.shape[1]} dimensions")
-        ci = np.unique(_positions(cells, adata.obs_names, 'cells')); qfold = np.full(len(Eg), -1)
+        ci = np.unique(index_positions(cells, adata.obs_names, 'cells')); qfold = np.full(len(Eg), -1)
         res = np.zeros((len(ci), len(Eg)), np.float32)
     n = n_context or getattr(model, 'n_context', len(g_tr))
-    X, B = _layer(adata, layer), _layer(adata, 'bins')
+    X, B = layer_matrix(adata, layer), layer_matrix(adata, 'bins')
     groups = []                                                   # query groups, each with its own context pool and draws
     for k in np.unique(qfold):
         q = np.flatnonzero(qfold == k); pool = g_tr[fold[g_tr] != k] if k >= 0 else g_tr
@@ -433,8 +435,8 @@ def predict_transformer(model:ExpressionTransformer, # trained by `train_transfo
         groups.append((q, torch.from_numpy(Eg[q]).to(device), ctxs))   # raw: the model standardises with its train stats
     cols = np.unique(np.concatenate([c for *_, ctxs in groups for c in ctxs]))
     at = np.searchsorted(cols, np.arange(adata.n_vars))           # a context gene's column among `cols`
-    for i, rows in _blocks(ci, batch_cells):
-        Xr, Br = _dense(_rows(X, rows), None, cols), _dense(_rows(B, rows), None, cols, np.int64)  # each cell read once
+    for i, rows in row_blocks(ci, batch_cells):
+        Xr, Br = dense_block(read_rows(X, rows), None, cols), dense_block(read_rows(B, rows), None, cols, np.int64)  # each cell read once
         block = np.zeros((len(rows), len(Eg)), np.float32)
         for q, Eq, ctxs in groups:
             for ctx in ctxs:
@@ -492,7 +494,7 @@ class TransformerFit(FittedModel):
         return predict_transformer(self.network(device), data, self.key, cells=cells, queries=self.standardise(E), **self._kw())
     def _profiles(self, Z, data=None, device=None):
         if data is None: raise ValueError("the transformer predicts from cells' observed genes: give the run's data (data=...)")
-        codes, _ = _cell_types(data, self.types); groups = profile_cells(data, codes, len(self.types))
+        codes, _ = cell_type_codes(data, self.types); groups = profile_cells(data, codes, len(self.types))
         rows = np.concatenate(groups); V = self.cells(Z, data, rows, device)       # rows come back sorted
         at = np.searchsorted(np.unique(rows), rows)
         P, i = np.full((len(groups), len(Z)), np.nan, np.float32), 0
@@ -512,7 +514,7 @@ def transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins'], va
                ) -> CellValues:
     "Train an `ExpressionTransformer` and predict the cells x genes asked for from their train genes; the network kept as a `TransformerFit`."
     m = train_transformer(adata, key, seed=seed, device=device, ckpt=ckpt, layer=layer, verbose=verbose, **train)
-    fit = TransformerFit.from_network(m, key, _cell_types(adata)[1], n_draws=n_draws, batch_cells=batch_cells_predict, layer=layer, seed=0)
+    fit = TransformerFit.from_network(m, key, cell_type_codes(adata)[1], n_draws=n_draws, batch_cells=batch_cells_predict, layer=layer, seed=0)
     res = predict_transformer(m, adata, key, cells=cells, genes=genes, n_draws=n_draws, batch_cells=batch_cells_predict, layer=layer, out=out)
     res.fitted = fit
     return res
