@@ -16,16 +16,17 @@ from fastcore.basics import patch
 from .core import read_json, write_h5ad, atomic_path, fingerprint, strip_version, reverse_complement
 from .reference import Genome, read_annotation
 from .tss import gene_tss
-from .models import FittedModel, read_fitted, fitted_meta, FITTED_FORMAT, _positions
+from .blocks import index_positions
+from .models import FittedModel, read_fitted, fitted_meta, FITTED_FORMAT, layer_name, model_label
 from .splits import split_mask
 from .data import read_store
 from .embeddings import EMBEDDINGS, add_random, kmer_frequencies
-from .evaluation import bootstrap_ci, pearson
+from .evaluation import bootstrap, bootstrap_ci, pearson
 import rosa.training, rosa.finetune  # the transformer's and the fine-tuned sequence model's fitted model classes
 
 # %% auto #0
-__all__ = ['BASES_OK', 'ENFORMER_RULES', 'INPUTS', 'fasta_candidates', 'Run', 'load', 'nearest_train_genes', 'profile_accuracy',
-           'heldout_profiles', 'known_answer', 'plot_known_answer']
+__all__ = ['BASES_OK', 'ENFORMER_RULES', 'INPUTS', 'fasta_candidates', 'Run', 'load', 'nearest_train_genes', 'write_h5ad_blocks',
+           'profile_accuracy', 'heldout_profiles', 'known_answer', 'plot_known_answer']
 
 # %% ../nbs/14a_apply.ipynb #0005
 BASES_OK = re.compile(rb'^[ACGTNacgtn]*$')
@@ -149,9 +150,10 @@ def load(out:str|Path, # a run folder `rosa.pipeline.run` finished (moved or cop
     return Run(out, **files)
 
 # %% ../nbs/14a_apply.ipynb #0008
-def _params(run, name):
-    "A run's embedding's parameters (its config's values, defaults for the rest)."
-    return EMBEDDINGS[name].make(run.config.get('embeddings', {}).get(name, {}))
+@patch
+def embedding_params(self:Run, name:str):
+    "A self's embedding's parameters (its config's values, defaults for the rest)."
+    return EMBEDDINGS[name].make(self.config.get('embeddings', {}).get(name, {}))
 
 @patch
 def _weights(self:Run, name:str, what:str, load):
@@ -211,12 +213,12 @@ def embed(self:Run, cand:pd.DataFrame, # candidate TSSs (`rosa.tss.gene_tss` row
     enf = [n for n in names if n in ENFORMER_RULES]
     if enf:
         from rosa.enformer import embed_tss, tss_embedding
-        u, p = self.uns['enformer'], _params(self, 'enformer')
+        u, p = self.uns['enformer'], self.embedding_params('enformer')
         scored = embed_tss(cand, genome, self.enformer(device), work/'enformer.zarr', span=int(u['span']), neighbours=int(u['neighbours']),
                            cage_tracks=p.embed.get('cage_tracks'), batch_size=p.batch_size, rc_average=bool(u.get('rc_average', True)),
                            precision=p.precision, device=device, progress=progress)
         for n in enf:
-            q = _params(self, n); rule = ENFORMER_RULES[n] or u.get('rule', 'cage')
+            q = self.embedding_params(n); rule = ENFORMER_RULES[n] or u.get('rule', 'cage')
             emb, best = tss_embedding(scored, genes, rule, **({'bins': q.bins} if hasattr(q, 'bins') else {}), **({'top': q.top} if hasattr(q, 'top') else {}))
             g.varm[n] = emb
             if n == 'enformer':
@@ -230,14 +232,14 @@ def embed(self:Run, cand:pd.DataFrame, # candidate TSSs (`rosa.tss.gene_tss` row
         if n in ENFORMER_RULES: continue
         if n == 'esm':
             from rosa.esm import read_proteins, add_esm
-            q = _params(self, 'esm'); model, alphabet = self.esm()
+            q = self.embedding_params('esm'); model, alphabet = self.esm()
             prot = read_proteins(ann, genome, genes=genes, strict=False) if ann is not None else pd.Series([None] * len(genes), index=genes, dtype=object)
             add_esm(g, prot, model, alphabet, key_added='esm', store=work/'esm.zarr', tokens=q.tokens, overlap=q.overlap,
                     precision=q.precision, device=device, progress=progress)
         elif n == 'onehot': g.varm[n] = sp.csr_matrix((len(genes), len(self.genes)), dtype=np.float32)   # a new gene has no identity
-        elif n == 'random': add_random(g, dim=_params(self, 'random').dim, seed=int(self.config.get('seed', 0)), key_added='random')
+        elif n == 'random': add_random(g, dim=self.embedding_params('random').dim, seed=int(self.config.get('seed', 0)), key_added='random')
         elif n == 'kmer':
-            q = _params(self, 'kmer')
+            q = self.embedding_params('kmer')
             seqs = [genome.window(c, int(t), q.width) for c, t in zip(g.var.chrom, g.var.tss)]
             g.varm[n] = kmer_frequencies([reverse_complement(s) if st == '-' else s for s, st in zip(seqs, g.var.strand)], q.k)
         else:
@@ -247,8 +249,6 @@ def embed(self:Run, cand:pd.DataFrame, # candidate TSSs (`rosa.tss.gene_tss` row
     return g
 
 # %% ../nbs/14a_apply.ipynb #0010
-def _layer_name(model:str, emb:str) -> str: return f'pred_{model}' + (f'_{emb}' if emb else '')
-
 def nearest_train_genes(run:Run, # the run
                         E:np.ndarray, # new genes' embeddings (genes, d), as varm[key]
                         key:str='enformer', # the embedding compared
@@ -262,7 +262,7 @@ def nearest_train_genes(run:Run, # the run
     sym = run.genes['gene_name'].reindex(ids).astype(str).to_numpy() if 'gene_name' in run.genes else np.asarray(ids)
     return pd.DataFrame(dict(nearest_train_gene=np.asarray(ids, str), nearest_train_symbol=sym, nearest_similarity=S[np.arange(len(j)), j].astype(np.float32)))
 
-def _write_blocks(path:Path, obs:pd.DataFrame, types:list, layers:list, files:list, X:str, uns:dict):
+def write_h5ad_blocks(path:Path, obs:pd.DataFrame, types:list, layers:list, files:list, X:str, uns:dict):
     "An h5ad of sequences x cell types written block by block: its layers (and X, a copy of one) never whole in memory."
     import h5py
     from anndata.io import write_elem
@@ -306,7 +306,7 @@ def predict(self:Run, fasta:str|Path|None=None, # sequences (one record each, `t
     sig = fingerprint(run=str(self.out.resolve()), genes=todo, keys=[list(k) for k in keys])
     if (work/'key.json').exists() and read_json(work/'key.json').get('key') != sig: shutil.rmtree(work)   # other work: start afresh
     work.mkdir(parents=True, exist_ok=True); (work/'key.json').write_text(json.dumps(dict(key=sig)))
-    layers = [_layer_name(*k) for k in keys]
+    layers = [layer_name(*k) for k in keys]
     for b in tqdm(range(0, len(todo), block), desc='sequence blocks', disable=not progress or len(todo) <= block):
         f = work/f'block_{b // block:06d}.npz'; files.append(f)
         if f.exists(): continue                                                   # done in an earlier, interrupted call
@@ -319,7 +319,7 @@ def predict(self:Run, fasta:str|Path|None=None, # sequences (one record each, `t
                      fit.profiles(e.varm[emb] if emb else len(gs), data=data)
             except ValueError as err:
                 warnings.warn(f"{m} on {emb}: {err}"); P = np.full((len(types), len(gs)), np.nan, np.float32)
-            vals[_layer_name(m, emb)] = np.ascontiguousarray(P.T, np.float32)
+            vals[layer_name(m, emb)] = np.ascontiguousarray(P.T, np.float32)
         o = e.var.copy()
         if 'enformer' in e.varm and 'enformer' in self.varm: o = o.join(nearest_train_genes(self, e.varm['enformer']).set_index(o.index))
         with atomic_path(f.with_suffix('.parquet')) as tmp: o.to_parquet(tmp)
@@ -327,14 +327,14 @@ def predict(self:Run, fasta:str|Path|None=None, # sequences (one record each, `t
             with open(tmp, 'wb') as fh: np.savez(fh, **vals)
     obs = pd.concat([pd.read_parquet(f.with_suffix('.parquet')) for f in files])
     obs.insert(0, 'gene_name', cand.drop_duplicates('gene_key').set_index('gene_key').gene_name.reindex(obs.index).astype(str).to_numpy())
-    best = _best_layer(self, keys)
-    uns = dict(run=str(self.out), models={_layer_name(m, e): dict(model=m, embedding=e) for m, e in keys}, X=best,
+    best = self.best_layer(keys)
+    uns = dict(run=str(self.out), models={layer_name(m, e): dict(model=m, embedding=e) for m, e in keys}, X=best,
                inputs=dict(fasta=str(fasta), gtf='' if gtf is None else str(gtf)))
     if out is None:
         X = {l: np.concatenate([np.load(f)[l] for f in files]) for l in layers}
         r = ad.AnnData(X[best], obs=obs, var=pd.DataFrame(index=pd.Index(types, dtype=str)), layers=X, uns=uns)
         shutil.rmtree(work, ignore_errors=True); return r
-    out = Path(out); _write_blocks(out, obs, types, layers, files, best, uns)
+    out = Path(out); write_h5ad_blocks(out, obs, types, layers, files, best, uns)
     with atomic_path(out.with_suffix('.csv')) as tmp:
         i = 0
         for j, f in enumerate(files):
@@ -346,14 +346,15 @@ def predict(self:Run, fasta:str|Path|None=None, # sequences (one record each, `t
     shutil.rmtree(work, ignore_errors=True)
     return ad.read_h5ad(out, backed='r')
 
-def _best_layer(run, keys) -> str:
-    "The layer of the fitted model with the run's best held-out number (across cells), else the first."
-    t = run.table
+@patch
+def best_layer(self:Run, keys) -> str:
+    "The layer of the fitted model with the self's best held-out number (across cells), else the first."
+    t = self.table
     if t is not None:
         q = t[(t.genes == 'test') & (t.cells == 'test') & (t.across == 'cells') & (t.metric == t.metric.iloc[0])].dropna(subset=['value'])
         q = q[[(m, e) in keys and m != 'agnostic' for m, e in zip(q.model, q.embedding)]]
-        if len(q): r = q.loc[q.value.idxmax()]; return _layer_name(r.model, r.embedding)
-    return _layer_name(*keys[0])
+        if len(q): r = q.loc[q.value.idxmax()]; return layer_name(r.model, r.embedding)
+    return layer_name(*keys[0])
 
 # %% ../nbs/14a_apply.ipynb #332c3d31
 @patch
@@ -367,7 +368,7 @@ def predict_cells(self:Run, fasta:str|Path|None=None, # sequences, or the genome
     if not f.per_cell: raise ValueError(f"{model} predicts per cell type, not per cell: use predict()")
     data = self.data()
     if isinstance(cells, str) and cells in ('train', 'val', 'test'): cells = split_mask(data, 'cells', cells)
-    rows = np.unique(_positions(cells, data.obs_names, 'cells'))
+    rows = np.unique(index_positions(cells, data.obs_names, 'cells'))
     cand, genome, ann = self.inputs(fasta, gtf, genes)
     e = self.embed(cand, genome, ann, [embedding], device=device, progress=progress)
     V = f.cells(e.varm[embedding], data, rows, **({'device': device} if model == 'transformer' else {}))
@@ -384,8 +385,7 @@ def profile_accuracy(P:np.ndarray, # predicted profiles (genes, types)
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', RuntimeWarning); return np.nanmean(pearson(T[idx].T, P[idx].T))   # a constant profile: NaN
     r = pearson(T, P)
-    rng = np.random.default_rng(seed); n = len(P)
-    boot = np.array([across_genes(rng.integers(0, n, n)) for _ in range(n_boot)])
+    n = len(P); boot = bootstrap(lambda idx: [across_genes(i) for i in idx], n, n_boot, seed)
     rows = [dict(across='types', value=float(np.nanmean(r)), **dict(zip(('ci_low', 'ci_high'), bootstrap_ci(r, n_boot, seed=seed)))),
             dict(across='genes', value=float(across_genes(np.arange(n))), ci_low=float(np.nanquantile(boot, .025)), ci_high=float(np.nanquantile(boot, .975)))]
     return pd.DataFrame(rows).assign(n_genes=n)
@@ -409,7 +409,7 @@ def known_answer(run:Run, # a loaded run of a synthetic world
     T_new = ad.read_h5ad(new.truth); tw = ad.read_h5ad(truth); rows = []
     Tw = pd.DataFrame(tw.X.T, index=tw.var_names, columns=tw.obs_names)
     for m, e in run.models:
-        lay = _layer_name(m, e)
+        lay = layer_name(m, e)
         try: H = heldout_profiles(run, m, e)
         except ValueError: continue           # a model that cannot predict a gene by its embedding (the one-hot transformer)
         for what, P, T in (('held-out genes', H.to_numpy(), Tw.loc[H.index, H.columns].to_numpy()),
@@ -430,6 +430,6 @@ def plot_known_answer(table:pd.DataFrame, # `known_answer`'s rows
         q = t[t.genes == g].set_index(['model', 'embedding']).reindex(keys)
         y = np.arange(len(keys)) + (j - (len(groups) - 1) / 2) * 0.25
         ax.errorbar(q.value, y, xerr=[q.value - q.ci_low, q.ci_high - q.value], fmt='o', ms=3, lw=1, label=g)
-    ax.set_yticks(np.arange(len(keys)), [f'{m} · {e}' if e else m for m, e in keys], fontsize=7); ax.invert_yaxis()
+    ax.set_yticks(np.arange(len(keys)), [model_label(m, e) for m, e in keys], fontsize=7); ax.invert_yaxis()
     ax.set_xlabel(f"Pearson across {'genes per cell type' if across == 'genes' else 'cell types per gene'} vs the truth")
     ax.legend(fontsize=7, frameon=False); return ax

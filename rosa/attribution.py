@@ -13,9 +13,9 @@ import anndata as ad
 from fastcore.basics import patch
 
 from .core import atomic_path, write_h5ad
-from .apply import Run, load, _layer_name, _best_layer
-from .models import LinearFit, RidgeCellFit
-from .variants import RunOutputs, _sequence_models, _gene_keys, _rule_params
+from .apply import Run, load
+from .models import LinearFit, RidgeCellFit, layer_name
+from .variants import RunOutputs
 from .reference import Genome
 from .finetune import gene_window, gene_center
 from .evaluation import pearson, to_markdown
@@ -29,11 +29,11 @@ BASES = 'ACGT'
 def _model_key(run:Run, model) -> tuple:
     "The fitted model attributed: given as (model, embedding) or 'model:embedding', else ridge per cell type on the Enformer embedding (linear: gradients too), else the run's best on a sequence-model embedding."
     if model is None:
-        keys = _sequence_models(run, None)
+        keys = run.sequence_models(None)
         if ('ridge_celltype', 'enformer') in keys: return ('ridge_celltype', 'enformer')
-        lay = _best_layer(run, keys); return next(k for k in keys if _layer_name(*k) == lay)
+        lay = run.best_layer(keys); return next(k for k in keys if layer_name(*k) == lay)
     k = tuple(model.split(':')) if isinstance(model, str) else tuple(model)
-    _sequence_models(run, [k]); return k
+    run.sequence_models([k]); return k
 
 def ism(run:Run, # a loaded run
         genes:list, # ids or symbols
@@ -44,8 +44,8 @@ def ism(run:Run, # a loaded run
         device:str|None=None, progress:bool=True) -> ad.AnnData:
     "In-silico saturation mutagenesis through the whole chain (sequence model -> embedding by the run's TSS rule -> fitted model): every other base at every position near each gene's TSS, per cell type. AnnData (gene, position) x cell types: X the reference base's attribution (minus the mean effect of replacing it), layers `ism_A` ... `ism_T` each base's effect (0 at the reference base)."
     import tempfile
-    key = _model_key(run, model); keys = _gene_keys(run, genes)
-    lay = _layer_name(*key)
+    key = _model_key(run, model); keys = run.gene_keys(genes)
+    lay = layer_name(*key)
     ro = run.outputs(device); genome = ro.genome; fit = run.fitted(*key)
     own = getattr(fit, 'reads_sequence', False)                      # a model reading the gene's own window (finetune)
     W = int(fit.params['window']) if own else ro.window
@@ -118,9 +118,9 @@ def grad_x_input(run:Run, # a loaded run
     from captum.attr import InputXGradient
     from rosa.enformer import tss_outputs
     from rosa.tss import one_hot
-    key = _model_key(run, model); keys = _gene_keys(run, genes)
+    key = _model_key(run, model); keys = run.gene_keys(genes)
     if getattr(run.fitted(*key), 'reads_sequence', False): return _window_gradients(run, key, keys, device)
-    rp = _rule_params(run, key[1])
+    rp = run.tss_rule(key[1])
     if rp['rule'] not in ('cage', 'center', 'bins'):
         raise ValueError(f"{key[1]} averages several TSSs (rule {rp['rule']!r}): gradient x input follows one TSS's bin; use ISM")
     fit = run.fitted(*key); A, c = _linear_head(fit)

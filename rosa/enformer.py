@@ -26,8 +26,9 @@ __all__ = ['BEDGRAPH', 'BIGWIG', 'WINDOW', 'PUBLISHED', 'PUBLISHED_SHAPE', 'HF_K
            'read_signal_files', 'track_chroms', 'read_tracks', 'track_arrays', 'small_enformer', 'model_window',
            'PairAttentionPool', 'fast_pools', 'local_batchnorm', 'peak_bins', 'predict_region', 'track_correlation',
            'pretrain_enformer', 'published_shape', 'tf_gamma', 'full_size_enformer', 'enformer_config',
-           'enformer_from_config', 'load_enformer', 'enformer_weights', 'cage_track_indices', 'gene_windows',
-           'WindowSequences', 'tss_outputs', 'embed_tss', 'tss_embedding', 'embed_genes', 'plot_cage']
+           'enformer_from_config', 'load_enformer', 'enformer_weights', 'cage_track_indices', 'model_digest',
+           'gene_windows', 'WindowSequences', 'tss_outputs', 'embed_tss', 'join_parts', 'tss_embedding', 'embed_genes',
+           'plot_cage']
 
 # %% ../nbs/07_enformer.ipynb #x
 BEDGRAPH = ('.bedgraph', '.bedgraph.gz', '.bg', '.bg.gz')
@@ -437,7 +438,7 @@ def cage_track_indices(model:Enformer, cage_tracks=None) -> list:
     if not idx or min(idx) < 0 or max(idx) >= n: raise IndexError(f"cage_tracks must be in 0..{n - 1}, got {idx[:5]}...")
     return idx
 
-def _model_digest(model) -> str:
+def model_digest(model) -> str:
     h = hashlib.sha256()
     for k, v in model.state_dict().items(): h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
@@ -547,7 +548,7 @@ def embed_tss(candidates:pd.DataFrame, # `gene_tss` rows of the genes to embed
     first = np.searchsorted(cand.window.to_numpy(), np.arange(0, n_chunks * chunk + 1, chunk))
     rows = int(np.diff(first).max())
     cand['row'] = (cand.window.to_numpy() // chunk) * rows + (np.arange(len(cand)) - first[cand.window.to_numpy() // chunk])
-    key = dict(weights=_model_digest(model), genome=genome.path.resolve(), chrom_map=genome.chrom_map,
+    key = dict(weights=model_digest(model), genome=genome.path.resolve(), chrom_map=genome.chrom_map,
                windows=fingerprint(w=windows.to_dict('list'), c=cand[['window', 'bin']].to_dict('list')),
                readout=dict(cage=cage_idx, neighbours=neighbours, rc=rc_average, window=window, n_out=n_out), precision=prec)
     cs = ChunkStore(store, n_chunks, rows, dict(cage=((len(cage_idx),), 'float32'), emb=((2 * neighbours + 1, model.dim * 2), 'float32')), key)
@@ -565,13 +566,13 @@ def embed_tss(candidates:pd.DataFrame, # `gene_tss` rows of the genes to embed
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == 'bf16'):
             for ids, x in zip(batches, dl):
                 i = ids[0] // chunk
-                if current is not None and i != current: cs.write(current, **_join(parts)); parts = []
+                if current is not None and i != current: cs.write(current, **join_parts(parts)); parts = []
                 current = i
                 sel = slice(np.searchsorted(wins, ids[0]), np.searchsorted(wins, ids[-1], side='right'))
                 w = torch.as_tensor(wins[sel] - ids[0], device=dev); b = torch.as_tensor(bins[sel], device=dev)
                 cage, emb = tss_outputs(model, x.to(dev, non_blocking=True), w, b, cage_idx, neighbours, rc_average, trunk)
                 parts.append(dict(cage=cage.float().cpu().numpy(), emb=emb.float().cpu().numpy())); bar.update(len(ids))
-            if current is not None: cs.write(current, **_join(parts))
+            if current is not None: cs.write(current, **join_parts(parts))
         bar.close()
     if world > 1: barrier('enformer windows')    # the other ranks' chunks
     if not cs.complete: return None
@@ -580,7 +581,7 @@ def embed_tss(candidates:pd.DataFrame, # `gene_tss` rows of the genes to embed
                       span=span, neighbours=neighbours, precision=prec, window=window, cage_tracks=len(cage_idx))
     return cand
 
-def _join(parts:list) -> dict: return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+def join_parts(parts:list) -> dict: return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 # %% ../nbs/07_enformer.ipynb #1c92ce17
 TSS_RULES = {

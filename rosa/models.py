@@ -19,9 +19,10 @@ from .predictions import Predictions, Profiles, CellValues
 
 # %% auto #0
 __all__ = ['MODELS', 'FITTED_FORMAT', 'FITTED', 'PROFILE_CELLS', 'BLOCK_CELLS', 'ALPHAS', 'GAMMAS', 'is_index', 'gene_embeddings',
-           'gene_folds', 'cell_type_codes', 'profile_cells', 'FittedModel', 'save_fitted', 'fitted_meta', 'read_fitted',
-           'AgnosticFit', 'agnostic', 'celltype_targets', 'LinearFit', 'ridge_celltype', 'RidgeCellFit', 'ridge_cell',
-           'KernelFit', 'kernel_celltype', 'model_params', 'as_predictions_of', 'fit_predict']
+           'gene_folds', 'layer_name', 'model_label', 'cell_type_codes', 'profile_cells', 'FittedModel', 'save_fitted',
+           'fitted_meta', 'read_fitted', 'AgnosticFit', 'agnostic', 'celltype_targets', 'LinearFit', 'ridge_celltype',
+           'RidgeCellFit', 'ridge_cell', 'KernelFit', 'kernel_celltype', 'model_params', 'as_predictions_of',
+           'fit_predict']
 
 # %% ../nbs/10_models.ipynb #0008
 def is_index(E) -> bool:
@@ -66,7 +67,13 @@ def gene_folds(n:int, cross_fit:int, seed:int) -> np.ndarray:
     if not cross_fit: return np.full(n, -1)
     return np.random.default_rng(seed).permutation(n) % min(cross_fit, n)
 
-_positions = index_positions   # rosa.apply's name for it, until it imports it from rosa.blocks
+def layer_name(model:str, embedding:str) -> str:
+    "The layer (and predictions' name) of a model on an embedding: `pred_<model>_<embedding>`, `pred_<model>` without one."
+    return f'pred_{model}' + (f'_{embedding}' if embedding else '')
+
+def model_label(model:str, embedding:str) -> str:
+    "How figures and tables name a model on an embedding: `model · embedding`."
+    return f'{model} · {embedding}' if embedding else model
 
 # %% ../nbs/10_models.ipynb #0011
 MODELS = Registry('model', runtime=('adata', 'key', 'info', 'seed', 'device', 'ckpt', 'layer', 'verbose', 'progress', 'cells', 'genes', 'out'))

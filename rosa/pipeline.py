@@ -21,11 +21,11 @@ from .tss import gene_tss
 from .data import preprocess, read_store, symbol_ids, ExpressionStore, MIN_CELLS_PER_GENE, MIN_GENES_PER_CELL
 from .splits import split_cells, split_summary, read_regions, split_mask
 from .embeddings import EMBEDDINGS, EmbeddingContext, compute_embedding, genes_only, requires, register_table
-from .models import MODELS, as_predictions_of, save_fitted, fitted_meta
+from .models import MODELS, as_predictions_of, save_fitted, fitted_meta, layer_name, model_label
 from .predictions import Predictions, Profiles, CellValues, save_predictions, read_predictions
 import rosa.training, rosa.finetune  # register the transformer and the fine-tuned sequence model in MODELS
 from .evaluation import METRICS, noise_ceiling, split_half_ceiling, compare, wide_table, grammar_probe, paired_differences, headline, to_markdown
-from .report import HEADLINE, nearest_similarity, write_report, _label, _sizes
+from .report import HEADLINE, nearest_similarity, write_report, split_sizes
 from .esm import read_proteins
 from .distributed import init as join_job, current, run_step, on_main, main_first
 
@@ -228,8 +228,6 @@ def step_prediction(rf:RunFolder, cfg:RunConfig, model:str, emb:str|None, data, 
     return run_step(rf, name, compute, fmt='predictions', shared=shared, share=share, read=False, params=params, inputs=inputs,
                     code=e.version(), check=check)
 
-def _layer(model, emb): return f'pred_{model}' + (f'_{emb}' if emb else '')
-
 # %% ../nbs/14_pipeline.ipynb #0017
 def _input(what:str, path, read):
     "Read an input; what cannot be read is named with its file and what it should have been."
@@ -349,7 +347,7 @@ def _summary(adata:ad.AnnData, preds:dict, run_dir:Path) -> ad.AnnData:
     s.uns['data'] = 'data.zarr'                     # the expression matrices: `rosa.data.read_store(run_dir/'data.zarr')`
     links = {}
     for i, ((model, emb), p) in enumerate(preds.items()):
-        name = _layer(model, emb); path = f'predictions/{model}' + (f'/{emb}' if emb else '')
+        name = layer_name(model, emb); path = f'predictions/{model}' + (f'/{emb}' if emb else '')
         links[name] = dict(model=model, embedding=emb, kind=p.kind, path=path, order=i)   # h5ad sorts keys: keep the run's order
         if getattr(p, 'fitted_path', None) is not None or p.fitted is not None: links[name]['fitted'] = f'{path}/fitted'
         if isinstance(p, Profiles):
@@ -386,7 +384,7 @@ def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden
     _log(f'[2/6] counts from {cfg.counts}'); t0 = time.time()
     data = step_data(rf, cfg, ann)
     adata = data.value.to_adata()    # obs and var in memory, the matrices read from the store by blocks of cells
-    _log(f"  {adata.n_obs} {'pseudobulks' if cfg.pseudobulk else 'cells'} ({_sizes(adata.obs.split)}) x {adata.n_vars} genes ({_sizes(adata.var.split)})", t0)
+    _log(f"  {adata.n_obs} {'pseudobulks' if cfg.pseudobulk else 'cells'} ({split_sizes(adata.obs.split)}) x {adata.n_vars} genes ({split_sizes(adata.var.split)})", t0)
     for _, r in split_summary(adata).iterrows():
         if r.split != 'train': _log(f'  held-out {r.axis}, {r.split}: {r.n:,} ({r.fraction:.0%}), {r.defined_by}')
     _log(f'[3/6] gene embeddings: {", ".join(cfg.embeddings)}'); t0 = time.time()
@@ -436,7 +434,7 @@ def _finish(cfg, adata, preds, ann, rf, T) -> RunResult:
     write_h5ad(_summary(adata, preds, run_dir), run_dir/'rosa.h5ad')
     _log(f'  {run_dir}/rosa.h5ad, table.csv, report.md', t0)
     kept = [k for k, p in preds.items() if getattr(p, 'fitted_path', None) is None and p.fitted is None]
-    if kept: warnings.warn(f"no fitted model kept for {', '.join(_label(*k) for k in kept)}: rosa.load and rosa predict cannot apply {'it' if len(kept) == 1 else 'them'}")
+    if kept: warnings.warn(f"no fitted model kept for {', '.join(model_label(*k) for k in kept)}: rosa.load and rosa predict cannot apply {'it' if len(kept) == 1 else 'them'}")
     _log(f'finished in {time.time() - T:.0f}s')
     return RunResult(adata, table, run_dir, preds, paired)
 

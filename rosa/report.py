@@ -15,11 +15,12 @@ import matplotlib.pyplot as plt
 from .core import atomic_path
 from .splits import split_mask, split_summary
 from .evaluation import correlations, pearson, headline, wide_table, to_markdown, as_matrix, read_block
+from .models import model_label
 
 # %% auto #0
 __all__ = ['SYMBOLS', 'HEADLINE', 'gene_symbols', 'plot_comparison', 'plot_heatmap', 'most_variable', 'plot_scatter',
            'plot_gene_correlations', 'marker_means', 'plot_markers', 'bin_confusion', 'plot_bin_confusion',
-           'nearest_similarity', 'plot_similarity', 'gene_table', 'report_figures', 'write_report']
+           'nearest_similarity', 'plot_similarity', 'split_sizes', 'gene_table', 'report_figures', 'write_report']
 
 # %% ../nbs/13a_report.ipynb #c5a1b002
 SYMBOLS = ('gene_name', 'feature_name', 'gene_symbol')   # var columns that hold a gene's symbol, the first one set wins
@@ -41,7 +42,6 @@ def _quadrant(table, genes, cells, metric, across):
     q = table[(table.genes == genes) & (table.cells == cells) & (table.metric == metric) & (table.across == across)]
     return q.set_index(['model', 'embedding'])['value'].astype(float)
 
-def _label(model, embedding): return f'{model} · {embedding}' if embedding else model
 
 def plot_comparison(table:pd.DataFrame, # compare's tidy table
                     genes:str='test', # gene split of the quadrant
@@ -61,7 +61,7 @@ def plot_comparison(table:pd.DataFrame, # compare's tidy table
         c = _quadrant(table[table.model == 'ceiling'], genes, cells, metric, across)
         if len(c) and not np.isnan(c.iloc[0]):
             ax.axvline(c.iloc[0], ls='--', c='k', lw=1, label='noise ceiling'); ax.legend(fontsize=7, loc='lower right')
-        ax.set_yticks(np.arange(len(v)), [_label(*i) for i in v.index], fontsize=8)
+        ax.set_yticks(np.arange(len(v)), [model_label(*i) for i in v.index], fontsize=8)
         ax.set_xlabel(f'{metric} across {across}'); ax.set_title(f'{genes} genes x {cells} cells', fontsize=9)
     axes[0].invert_yaxis()   # the axes share y: once, the first row on top
     return axes
@@ -275,7 +275,7 @@ def plot_similarity(adata:ad.AnnData, # cells x genes
 # %% ../nbs/13a_report.ipynb #17db37e8
 HEADLINE = dict(genes='test', cells='test')   # the quadrant that matters: held-out genes in held-out cells
 
-def _sizes(split:pd.Series) -> str: return ', '.join(f'{k} {v:,}' for k, v in split.value_counts().items())
+def split_sizes(split:pd.Series) -> str: return ', '.join(f'{k} {v:,}' for k, v in split.value_counts().items())
 
 def _best(table:pd.DataFrame, metric:str) -> tuple[str, str]|None:
     "The (model, embedding) with the best headline value across cells."
@@ -315,7 +315,7 @@ def report_figures(run_dir:Path, adata, table:pd.DataFrame, preds:dict, metric:s
                   lambda: plot_comparison(table, metric=metric, **q))
     best = _best(table, metric)
     if best is None or best not in preds: return md
-    m, e = best; label = _label(m, e); p = preds[best]
+    m, e = best; label = model_label(m, e); p = preds[best]
     ranked = (table[(table.model == m) & (table.embedding != '') & (table.metric == metric) & (table.across == 'cells')
                     & (table.genes == q['genes']) & (table.cells == q['cells'])].sort_values('value', ascending=False).embedding.tolist())
     embs = ranked[:3] + ranked[-1:] if len(ranked) > 4 else ranked
@@ -352,7 +352,7 @@ def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg, # the run's `rosa
     if paired is not None:
         with atomic_path(run_dir/'paired.csv') as tmp: paired.to_csv(tmp, index=False)
     md = [f'# rosa run: {run_dir}', '',
-          f'{adata.n_obs} cells x {adata.n_vars} genes; genes split {_sizes(adata.var.split)}, cells split {_sizes(adata.obs.split)}. Seed {cfg.seed}.', '',
+          f'{adata.n_obs} cells x {adata.n_vars} genes; genes split {split_sizes(adata.var.split)}, cells split {split_sizes(adata.obs.split)}. Seed {cfg.seed}.', '',
           f"{', '.join(cfg.metrics)} across cells per gene and across genes per cell (means), on log1p-normalised expression, per quadrant "
           '(gene split x cell split; `test` = held out). `agnostic` cannot know a gene (each cell\'s mean over its train genes); '
           '`ceiling` is, where the world knows its truth, the Bayes predictor under its noise model (each cell\'s expected '

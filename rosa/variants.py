@@ -16,9 +16,10 @@ from .core import atomic_path, fingerprint, default_device
 from .reference import Genome
 from .store import ChunkStore, job_shard
 from .distributed import barrier
-from .apply import Run, load, ENFORMER_RULES, _params, _layer_name, _write_blocks, _best_layer
+from .apply import Run, load, ENFORMER_RULES, write_h5ad_blocks
+from .models import layer_name, model_label
 from .finetune import gene_center
-from .evaluation import pearson
+from .evaluation import bootstrap, pearson
 
 # %% auto #0
 __all__ = ['MAX_INDEL', 'read_vcf', 'variant_table', 'write_vcf', 'RunOutputs', 'alt_window', 'sequence_pairs', 'variant_windows',
@@ -122,7 +123,7 @@ class RunOutputs:
         self.window, self.bin_size = model_window(self.model), 2 ** self.model.config.num_downsamples
         self.n_out = self.model.config.target_length
         self.neighbours, self.rc = int(u['neighbours']), bool(u.get('rc_average', True))
-        self.cage_idx = cage_track_indices(self.model, _params(run, 'enformer').embed.get('cage_tracks'))
+        self.cage_idx = cage_track_indices(self.model, run.embedding_params('enformer').embed.get('cage_tracks'))
         self.precision = str(u.get('precision', 'fp32'))        # as the reference was computed: an effect is not a change of precision
         w = self.cand.drop_duplicates('window').sort_values('window')
         centre = (w.tss.to_numpy(np.int64) // self.bin_size - w.bin.to_numpy(np.int64) + self.n_out // 2) * self.bin_size
@@ -212,7 +213,7 @@ def alt_outputs(ro:RunOutputs, # the run's Enformer
     "The sequence model's outputs with each ALT allele in place, at every candidate TSS of every window that reads it (CAGE and embeddings, read out as the run's were), into a store; the slots (job, candidate, store row), or None while other processes' chunks are unfinished."
     import torch
     from tqdm.auto import tqdm
-    from rosa.enformer import tss_outputs, _model_digest, _join
+    from rosa.enformer import tss_outputs, model_digest, join_parts
     from rosa.tss import one_hot
     cand = ro.cand; win_of = cand.window.to_numpy()
     order = np.argsort(win_of, kind='stable'); first = np.searchsorted(win_of[order], jobs.window.to_numpy()); last = np.searchsorted(win_of[order], jobs.window.to_numpy(), 'right')
@@ -223,7 +224,7 @@ def alt_outputs(ro:RunOutputs, # the run's Enformer
     rows = max(1, int(np.diff(bounds).max()))
     slot_row = (slot_job // chunk) * rows + (np.arange(len(slot_job)) - bounds[slot_job // chunk])
     v = variants.iloc[jobs.v.to_numpy()]
-    key = dict(weights=_model_digest(ro.model), genome=ro.genome.path.resolve(), chrom_map=ro.genome.chrom_map,
+    key = dict(weights=model_digest(ro.model), genome=ro.genome.path.resolve(), chrom_map=ro.genome.chrom_map,
                jobs=fingerprint(v=list(v.variant), w=jobs.window.tolist(), c=ro.windows.center.reindex(jobs.window).tolist(),
                                 b=cand.bin.to_numpy()[slot_cand].tolist()),
                readout=dict(cage=ro.cage_idx, neighbours=ro.neighbours, rc=ro.rc, window=ro.window, n_out=ro.n_out), precision=ro.precision)
@@ -244,7 +245,7 @@ def alt_outputs(ro:RunOutputs, # the run's Enformer
                 wi = torch.as_tensor(slot_job[s0:s1] - js[0], device=dev); b = torch.as_tensor(bins[slot_cand[s0:s1]], device=dev)
                 c, e = tss_outputs(ro.model, torch.from_numpy(x).to(dev), wi, b, ro.cage_idx, ro.neighbours, ro.rc)
                 parts.append(dict(cage=c.float().cpu().numpy(), emb=e.float().cpu().numpy())); bar.update(len(js))
-            cs.write(i, **_join(parts))
+            cs.write(i, **join_parts(parts))
     bar.close()
     if world > 1: barrier('ALT windows')    # the other ranks' chunks
     if not cs.complete: return None
@@ -281,8 +282,10 @@ def rule_embedding(cage:np.ndarray, # each candidate TSS's CAGE (n,), in the run
     return out.astype(np.float32)
 
 # %% ../nbs/14b_variants.ipynb #8f6b7617
-def _rule_params(run:Run, name:str) -> dict:
-    q = _params(run, name); rule = ENFORMER_RULES[name] or run.uns['enformer'].get('rule', 'cage')
+@patch
+def tss_rule(self:Run, name:str) -> dict:
+    "How the run's embedding `name` reads its TSSs: the rule, and its `bins` and `top` where it has them."
+    q = self.embedding_params(name); rule = ENFORMER_RULES[name] or self.uns['enformer'].get('rule', 'cage')
     return dict(rule=rule, **({'bins': q.bins} if hasattr(q, 'bins') else {}), **({'top': q.top} if hasattr(q, 'top') else {}))
 
 def _pair_embeddings(ro:RunOutputs, pairs:pd.DataFrame, slots:pd.DataFrame, names:list) -> tuple[dict, pd.DataFrame]:
@@ -291,7 +294,7 @@ def _pair_embeddings(ro:RunOutputs, pairs:pd.DataFrame, slots:pd.DataFrame, name
     alt_cs = ChunkStore.open(slots.attrs['store']) if slots.attrs.get('store') else None   # None: no Enformer window reads a variant
     rc = ro._cs.rows; chunk_of = cand.row.to_numpy() // rc
     canon = cand.canonical.to_numpy(bool)
-    params = {n: _rule_params(run, n) for n in names}
+    params = {n: run.tss_rule(n) for n in names}
     genes = pairs.gene_key.unique()
     gidx = {g: ro.by_gene[g] for g in genes}
     allc = np.concatenate([gidx[g] for g in genes])
@@ -318,22 +321,25 @@ def _pair_embeddings(ro:RunOutputs, pairs:pd.DataFrame, slots:pd.DataFrame, name
     return E, o
 
 # %% ../nbs/14b_variants.ipynb #1c5fe86e
-def _sequence_models(run:Run, models) -> list:
+@patch
+def sequence_models(self:Run, models=None) -> list:
     "The fitted models that read a sequence-model embedding (what a variant can change)."
-    keys = [k for k in run.models if k[1] in ENFORMER_RULES and k[1] in run.varm] if models is None else [tuple(k) for k in models]
-    bad = [k for k in keys if k not in run.fitted_paths]
-    if bad: raise KeyError(f"the run has no fitted model {bad[0]}: it has {run.models}")
+    keys = [k for k in self.models if k[1] in ENFORMER_RULES and k[1] in self.varm] if models is None else [tuple(k) for k in models]
+    bad = [k for k in keys if k not in self.fitted_paths]
+    if bad: raise KeyError(f"the self has no fitted model {bad[0]}: it has {self.models}")
     other = [k for k in keys if k[1] not in ENFORMER_RULES]
     if other: raise ValueError(f"{other[0][0]} on {other[0][1]!r} does not read the DNA through the sequence model: a variant cannot change it")
-    if not keys: raise ValueError(f"{run.out} keeps no fitted model on an Enformer embedding: nothing a variant can change")
+    if not keys: raise ValueError(f"{self.out} keeps no fitted model on an Enformer embedding: nothing a variant can change")
     return keys
 
-def _gene_keys(run:Run, genes) -> list|None:
+@patch
+def gene_keys(self:Run, genes) -> list|None:
+    "The run's gene ids of `genes` (ids or symbols; None stays None), every one checked."
     if genes is None: return None
-    sym = dict(zip(run.genes.get('gene_name', pd.Series(dtype=str)).astype(str), run.genes.index))
-    keys = [g if g in run.genes.index else sym.get(g, g) for g in genes]
-    bad = [g for g, k in zip(genes, keys) if k not in run.genes.index]
-    if bad: raise KeyError(f"genes not in the run: {bad[:5]}")
+    sym = dict(zip(self.genes.get('gene_name', pd.Series(dtype=str)).astype(str), self.genes.index))
+    keys = [g if g in self.genes.index else sym.get(g, g) for g in genes]
+    bad = [g for g, k in zip(genes, keys) if k not in self.genes.index]
+    if bad: raise KeyError(f"genes not in the self: {bad[:5]}")
     return keys
 
 def _window_effects(fit, genome:Genome, genes:pd.DataFrame, v:pd.DataFrame, pairs:pd.DataFrame, inside:set, device, progress) -> tuple[np.ndarray, np.ndarray]:
@@ -364,7 +370,7 @@ def variants(self:Run, vcf, # a VCF/BCF path, or a table (chrom, pos 0-based, re
              device:str|None=None, progress:bool=True) -> ad.AnnData|None:
     "Each variant's effect on each cell type for every gene whose sequence-model window reads it: AnnData (variant, gene) x cell types, a layer per fitted model (ALT - REF in log1p-normalised expression, and `lfc_` the log2 fold change); obs the variant, the gene, its distance to the TSS and the sequence model's own CAGE at it."
     import shutil, tempfile
-    keys = _sequence_models(self, models); gkeys = _gene_keys(self, genes)
+    keys = self.sequence_models(models); gkeys = self.gene_keys(genes)
     ro = self.outputs(device); genome = ro.genome
     if isinstance(vcf, pd.DataFrame): v, mism, n = variant_table(vcf, genome, max_indel)
     else: v, mism, n = read_vcf(vcf, genome, max_indel)
@@ -398,7 +404,7 @@ def variants(self:Run, vcf, # a VCF/BCF path, or a table (chrom, pos 0-based, re
     pairs['jobs'] = [j if isinstance(j, list) else [] for j in pairs.jobs]                  # pairs only a fine-tuned model reads
     n['pairs'] = len(pairs)
     gpos = self.genes.index.get_indexer(pairs.gene_key)
-    layers = [_layer_name(*k) for k in keys]; files = []
+    layers = [layer_name(*k) for k in keys]; files = []
     sig = fingerprint(run=str(self.out.resolve()), variants=list(v.variant), pairs=[pairs.v.tolist(), pairs.gene_key.tolist()], keys=[list(k) for k in keys], block=block)
     work.mkdir(parents=True, exist_ok=True)
     if not (work/'effects.json').exists() or json.loads((work/'effects.json').read_text()).get('key') != sig:
@@ -415,24 +421,24 @@ def variants(self:Run, vcf, # a VCF/BCF path, or a table (chrom, pos 0-based, re
             else:
                 R = np.asarray(self.varm[e])[gpos[b:b + block]]
                 Pa, Pr = fit.profiles(E[e], data=data).T, fit.profiles(R, data=data).T
-            lay = _layer_name(m, e)
+            lay = layer_name(m, e)
             vals[lay] = (Pa - Pr).astype(np.float32)
             vals['lfc_' + lay] = (np.log2(np.expm1(np.maximum(Pa, 0)) + pseudocount) - np.log2(np.expm1(np.maximum(Pr, 0)) + pseudocount)).astype(np.float32)
         with atomic_path(f) as tmp:
             with open(tmp, 'wb') as fh: np.savez(fh, **vals)
         with atomic_path(f.with_suffix('.parquet')) as tmp: o.to_parquet(tmp)
     obs = _pair_obs(self, v, pairs, pd.concat([pd.read_parquet(f.with_suffix('.parquet')) for f in files]))
-    best = _best_layer(self, keys)
+    best = self.best_layer(keys)
     all_layers = layers + ['lfc_' + l for l in layers]
     counts = {k: (json.dumps(x) if isinstance(x, dict) else int(x)) for k, x in n.items()}
-    uns = dict(run=str(self.out), models={_layer_name(m, e): dict(model=m, embedding=e) for m, e in keys}, X=best, counts=counts,
+    uns = dict(run=str(self.out), models={layer_name(m, e): dict(model=m, embedding=e) for m, e in keys}, X=best, counts=counts,
                sequence_model=dict(window=ro.window, rc_average=ro.rc, precision=ro.precision), pseudocount=pseudocount,
                vcf=str(vcf) if not isinstance(vcf, pd.DataFrame) else '')
     if out is None:
         X = {l: np.concatenate([np.load(f)[l] for f in files]) for l in all_layers}
         r = ad.AnnData(X[best], obs=obs, var=pd.DataFrame(index=pd.Index(types, dtype=str)), layers=X, uns=uns)
         shutil.rmtree(work, ignore_errors=True); return r
-    out = Path(out); _write_blocks(out, obs, types, all_layers, files, best, uns)
+    out = Path(out); write_h5ad_blocks(out, obs, types, all_layers, files, best, uns)
     _tidy(out.with_suffix('.parquet'), obs, types, layers, files)
     shutil.rmtree(work, ignore_errors=True)
     return ad.read_h5ad(out, backed='r')
@@ -503,8 +509,8 @@ def variant_known_answer(effects:ad.AnnData, # `Run.variants` of a synthetic wor
     sites = panel[panel.kind == 'site']
     out = [dict(model='', embedding='', sites=w, metric='site SNVs outside the window', value=float((~sites[sites['where'] == w].index.isin(scored)).sum()),
                 ci_low=np.nan, ci_high=np.nan, n=int((sites['where'] == w).sum())) for w in ('promoter', 'core', 'enhancer')]
-    neutral = kind == 'neutral'; rng = np.random.default_rng(seed)
-    boots = [rng.integers(0, len(o), len(o)) for _ in range(n_boot)]
+    neutral = kind == 'neutral'
+    boots = bootstrap(lambda idx: idx, len(o), n_boot, seed)   # the same resamples for every model: paired intervals
     for lay, d in effects.uns['models'].items():
         P = np.asarray(effects.layers[lay])[rows]
         for w_name in ('all', 'promoter', 'core', 'enhancer'):
@@ -540,5 +546,5 @@ def plot_variant_effects(effects:ad.AnnData, # `Run.variants` of a synthetic wor
     ax.axhline(0, lw=.5, color='k'); ax.axvline(0, lw=.5, color='k')
     d = effects.uns['models'][layer]
     ax.set_xlabel('true change of log mean'); ax.set_ylabel('predicted change (log1p)')
-    ax.set_title(f"{d['model']} · {d['embedding']}: variant effects per cell type", fontsize=9); ax.legend(fontsize=7, frameon=False, markerscale=3)
+    ax.set_title(f"{model_label(d['model'], d['embedding'])}: variant effects per cell type", fontsize=9); ax.legend(fontsize=7, frameon=False, markerscale=3)
     return ax
