@@ -348,7 +348,7 @@ def predict(self:Run, fasta:str|Path|None=None, # sequences (one record each, `t
 
 @patch
 def best_layer(self:Run, keys) -> str:
-    "The layer of the fitted model with the self's best held-out number (across cells), else the first."
+    "The layer of the fitted model with the run's best held-out number (across cells), else the first."
     t = self.table
     if t is not None:
         q = t[(t.genes == 'test') & (t.cells == 'test') & (t.across == 'cells') & (t.metric == t.metric.iloc[0])].dropna(subset=['value'])

@@ -326,7 +326,7 @@ def sequence_models(self:Run, models=None) -> list:
     "The fitted models that read a sequence-model embedding (what a variant can change)."
     keys = [k for k in self.models if k[1] in ENFORMER_RULES and k[1] in self.varm] if models is None else [tuple(k) for k in models]
     bad = [k for k in keys if k not in self.fitted_paths]
-    if bad: raise KeyError(f"the self has no fitted model {bad[0]}: it has {self.models}")
+    if bad: raise KeyError(f"the run has no fitted model {bad[0]}: it has {self.models}")
     other = [k for k in keys if k[1] not in ENFORMER_RULES]
     if other: raise ValueError(f"{other[0][0]} on {other[0][1]!r} does not read the DNA through the sequence model: a variant cannot change it")
     if not keys: raise ValueError(f"{self.out} keeps no fitted model on an Enformer embedding: nothing a variant can change")
@@ -339,7 +339,7 @@ def gene_keys(self:Run, genes) -> list|None:
     sym = dict(zip(self.genes.get('gene_name', pd.Series(dtype=str)).astype(str), self.genes.index))
     keys = [g if g in self.genes.index else sym.get(g, g) for g in genes]
     bad = [g for g, k in zip(genes, keys) if k not in self.genes.index]
-    if bad: raise KeyError(f"genes not in the self: {bad[:5]}")
+    if bad: raise KeyError(f"genes not in the run: {bad[:5]}")
     return keys
 
 def _window_effects(fit, genome:Genome, genes:pd.DataFrame, v:pd.DataFrame, pairs:pd.DataFrame, inside:set, device, progress) -> tuple[np.ndarray, np.ndarray]:
