@@ -4,7 +4,10 @@
 
 # %% ../nbs/14a_apply.ipynb #0004
 from __future__ import annotations
-import json, os, re, warnings
+import json
+import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +16,17 @@ import scipy.sparse as sp
 import anndata as ad
 from fastcore.basics import patch
 
-from .core import read_json, write_h5ad, atomic_path, fingerprint, strip_version, reverse_complement
+from .core import read_json, atomic_path, fingerprint, strip_version, reverse_complement
 from .reference import Genome, read_annotation
 from .tss import gene_tss
 from .blocks import index_positions
-from .models import FittedModel, read_fitted, fitted_meta, FITTED_FORMAT, layer_name, model_label
+from .models import FittedModel, read_fitted, fitted_meta, layer_name, model_label
 from .splits import split_mask
 from .data import read_store
 from .embeddings import EMBEDDINGS, add_random, kmer_frequencies
 from .evaluation import bootstrap, bootstrap_ci, pearson
-import rosa.training, rosa.finetune  # the transformer's and the fine-tuned sequence model's fitted model classes
+import rosa.training
+import rosa.finetune  # noqa: F401 (the fitted model classes of the transformer and the fine-tuned model, for read_fitted)
 
 # %% auto #0
 __all__ = ['BASES_OK', 'ENFORMER_RULES', 'INPUTS', 'fasta_candidates', 'Run', 'load', 'nearest_train_genes', 'write_h5ad_blocks',
@@ -31,405 +35,695 @@ __all__ = ['BASES_OK', 'ENFORMER_RULES', 'INPUTS', 'fasta_candidates', 'Run', 'l
 # %% ../nbs/14a_apply.ipynb #0005
 BASES_OK = re.compile(rb'^[ACGTNacgtn]*$')
 
-def _header(desc:str) -> dict:
+
+def _header(desc: str) -> dict:
     "`key=value` fields of a FASTA header's description ('tss=5000 strand=- name=MYGENE')."
     return dict(m.groups() for m in re.finditer(r'(\w+)=(\S+)', desc))
 
-def fasta_candidates(fasta:str|Path, # FASTA, one record per sequence: `>id tss=POS strand=+|- name=SYMBOL` (all optional)
-                     window:int, # the sequence model's input length: a longer record is refused
-                    ) -> pd.DataFrame:
+
+def fasta_candidates(
+    fasta: str | Path,  # FASTA, one record per sequence: `>id tss=POS strand=+|- name=SYMBOL` (all optional)
+    window: int,  # the sequence model's input length: a longer record is refused
+) -> pd.DataFrame:
     "One candidate TSS per FASTA record, as `rosa.tss.gene_tss` gives them (its header's `tss`, 0-based, else the record's centre), every record checked first."
-    from pyfaidx import Fasta
+
     fasta = Path(fasta)
-    if not fasta.exists(): raise FileNotFoundError(f"fasta: {fasta} does not exist")
+    if not fasta.exists():
+        raise FileNotFoundError(f"fasta: {fasta} does not exist")
     rows = []
     with open(fasta, 'rb') as f:
         head, n, bad = None, 0, None
+
         def close():
-            if head is None: return
-            name, _, desc = head.partition(' '); h = _header(desc)
-            if bad is not None: raise ValueError(f"fasta: {fasta}: record {name!r} holds {bad!r}, not a base (A, C, G, T or N)")
-            if n > window: raise ValueError(f"fasta: {fasta}: record {name!r} is {n:,} bp, longer than the sequence model's {window:,}-bp window: cut it around its TSS")
-            if n == 0: raise ValueError(f"fasta: {fasta}: record {name!r} is empty")
-            try: tss = int(h.get('tss', n // 2))
-            except ValueError: raise ValueError(f"fasta: {fasta}: record {name!r}: tss={h['tss']!r} is not a position") from None
-            if not 0 <= tss < n: raise ValueError(f"fasta: {fasta}: record {name!r}: tss={tss} is outside the record (0..{n - 1})")
+            if head is None:
+                return
+            name, _, desc = head.partition(' ')
+            h = _header(desc)
+            if bad is not None:
+                raise ValueError(f"fasta: {fasta}: record {name!r} holds {bad!r}, not a base (A, C, G, T or N)")
+            if n > window:
+                raise ValueError(
+                    f"fasta: {fasta}: record {name!r} is {n:,} bp, longer than the sequence model's {window:,}-bp window: cut it around its TSS"
+                )
+            if n == 0:
+                raise ValueError(f"fasta: {fasta}: record {name!r} is empty")
+            try:
+                tss = int(h.get('tss', n // 2))
+            except ValueError:
+                raise ValueError(f"fasta: {fasta}: record {name!r}: tss={h['tss']!r} is not a position") from None
+            if not 0 <= tss < n:
+                raise ValueError(f"fasta: {fasta}: record {name!r}: tss={tss} is outside the record (0..{n - 1})")
             strand = h.get('strand', '+')
-            if strand not in '+-': raise ValueError(f"fasta: {fasta}: record {name!r}: strand={strand!r} is not + or -")
-            rows.append(dict(gene_key=name, tss=tss, gene_id=name, gene_name=h.get('name', name), gene_type='sequence', chrom=name,
-                             strand=strand, transcripts=name, n_transcripts=1, canonical=True, length=n))
+            if strand not in '+-':
+                raise ValueError(f"fasta: {fasta}: record {name!r}: strand={strand!r} is not + or -")
+            rows.append(
+                dict(
+                    gene_key=name,
+                    tss=tss,
+                    gene_id=name,
+                    gene_name=h.get('name', name),
+                    gene_type='sequence',
+                    chrom=name,
+                    strand=strand,
+                    transcripts=name,
+                    n_transcripts=1,
+                    canonical=True,
+                    length=n,
+                )
+            )
+
         for line in f:
             line = line.rstrip(b'\r\n')
-            if line.startswith(b'>'): close(); head, n, bad = line[1:].decode(), 0, None
+            if line.startswith(b'>'):
+                close()
+                head, n, bad = line[1:].decode(), 0, None
             elif head is not None:
-                if bad is None and not BASES_OK.match(line): bad = re.sub(rb'[ACGTNacgtn]', b'', line)[:1].decode(errors='replace')
+                if bad is None and not BASES_OK.match(line):
+                    bad = re.sub(rb'[ACGTNacgtn]', b'', line)[:1].decode(errors='replace')
                 n += len(line)
         close()
-    if not rows: raise ValueError(f"fasta: {fasta} holds no record")
+    if not rows:
+        raise ValueError(f"fasta: {fasta} holds no record")
     c = pd.DataFrame(rows)
     dup = c.gene_key[c.gene_key.duplicated()]
-    if len(dup): raise ValueError(f"fasta: {fasta}: record names used twice, e.g. {list(dup[:3])}")
+    if len(dup):
+        raise ValueError(f"fasta: {fasta}: record names used twice, e.g. {list(dup[:3])}")
     return c
 
 # %% ../nbs/14a_apply.ipynb #0006
-ENFORMER_RULES = {'enformer': None, 'enformer_center': 'center', 'enformer_bins': 'bins', 'enformer_top': 'top', 'enformer_cage_mean': 'cage_mean'}
+ENFORMER_RULES = {
+    'enformer': None,
+    'enformer_center': 'center',
+    'enformer_bins': 'bins',
+    'enformer_top': 'top',
+    'enformer_cage_mean': 'cage_mean',
+}
 
-INPUTS = ('counts', 'fasta', 'gtf', 'tracks', 'truth')   # the run's input files, as config.json records them
+INPUTS = ('counts', 'fasta', 'gtf', 'tracks', 'truth')  # the run's input files, as config.json records them
+
 
 class Run:
     "A finished run, loaded to be applied: its genes, splits and embeddings, the sequence models that made them, and every fitted model."
-    def __init__(self, out:str|Path, # the run folder, wherever it now is
-                 **files, # where inputs the run recorded now lie, when they moved out of its folder: fasta='genome.fa', ...
-                ):
-        import rosa.variants, rosa.attribution   # their methods of Run (.outputs, .variants, .attribute): a Run is whole however it was imported
+
+    def __init__(
+        self,
+        out: str | Path,  # the run folder, wherever it now is
+        **files,  # where inputs the run recorded now lie, when they moved out of its folder: fasta='genome.fa', ...
+    ):
+        # the next chapters write Run's .outputs, .variants and .attribute: a Run is whole however it was imported
+        import rosa.variants  # noqa: F401
+        import rosa.attribution  # noqa: F401
+
         self.out = Path(out)
         bad = [k for k in files if k not in INPUTS]
-        if bad: raise TypeError(f"{bad[0]!r} is not an input of a run: give any of {', '.join(INPUTS)}")
+        if bad:
+            raise TypeError(f"{bad[0]!r} is not an input of a run: give any of {', '.join(INPUTS)}")
         self.given = {k: Path(v) for k, v in files.items() if v is not None}
-        if not (self.out/'rosa.h5ad').exists(): raise FileNotFoundError(f"{self.out} holds no finished run (no rosa.h5ad): run it first")
-        s = ad.read_h5ad(self.out/'rosa.h5ad')
-        self.genes = s.var; self.cells = s.obs; self.uns = s.uns; self.varm = {k: s.varm[k] for k in s.varm}
-        self.config = read_json(self.out/'config.json') if (self.out/'config.json').exists() else {}
+        if not (self.out / 'rosa.h5ad').exists():
+            raise FileNotFoundError(f"{self.out} holds no finished run (no rosa.h5ad): run it first")
+        s = ad.read_h5ad(self.out / 'rosa.h5ad')
+        self.genes = s.var
+        self.cells = s.obs
+        self.uns = s.uns
+        self.varm = {k: s.varm[k] for k in s.varm}
+        self.config = read_json(self.out / 'config.json') if (self.out / 'config.json').exists() else {}
         self.fitted_paths, missing = {}, []
         for name, d in sorted(s.uns['predictions'].items(), key=lambda kv: int(kv[1]['order'])):
             k = (str(d['model']), str(d['embedding']))
-            if 'fitted' in d: self.fitted_paths[k] = self.out/str(d['fitted']); fitted_meta(self.fitted_paths[k])  # refused now, not mid-way
-            else: missing.append(k)
+            if 'fitted' in d:
+                self.fitted_paths[k] = self.out / str(d['fitted'])
+                fitted_meta(self.fitted_paths[k])  # refused now, not mid-way
+            else:
+                missing.append(k)
         if not self.fitted_paths:
-            raise ValueError(f"{self.out} keeps no fitted model (made by an older rosa, whose runs kept only predictions): rerun it to refit its models")
+            raise ValueError(
+                f"{self.out} keeps no fitted model (made by an older rosa, whose runs kept only predictions): rerun it to refit its models"
+            )
         self.unfitted = missing
         self._fitted, self._data, self._enformer, self._esm = {}, None, None, None
-        self.table = pd.read_csv(self.out/'table.csv').fillna({'embedding': ''}) if (self.out/'table.csv').exists() else None
+        self.table = (
+            pd.read_csv(self.out / 'table.csv').fillna({'embedding': ''}) if (self.out / 'table.csv').exists() else None
+        )
 
-    def found(self, recorded:str|Path) -> Path|None:
+    def found(self, recorded: str | Path) -> Path | None:
         "A path the run recorded, where it now lies: one inside the run folder as it was is inside it now (moved or copied), else the path as recorded (absolute, or relative to here: older runs); None when neither exists."
         p, was = Path(os.path.normpath(recorded)), Path(os.path.normpath(self.config.get('out') or self.out))
-        tries = [self.out/p.relative_to(was)] if p.is_absolute() == was.is_absolute() and p.is_relative_to(was) else []
-        if not p.is_absolute():   # relative to the directory the run started in: its leading parts are the run folder's last ones
-            tries += [self.out/Path(*p.parts[j:]) for j in range(len(p.parts) - 1, 0, -1) if p.parts[:j] == was.parts[len(was.parts) - j:]]
+        tries = (
+            [self.out / p.relative_to(was)] if p.is_absolute() == was.is_absolute() and p.is_relative_to(was) else []
+        )
+        if (
+            not p.is_absolute()
+        ):  # relative to the directory the run started in: its leading parts are the run folder's last ones
+            tries += [
+                self.out / Path(*p.parts[j:])
+                for j in range(len(p.parts) - 1, 0, -1)
+                if p.parts[:j] == was.parts[len(was.parts) - j :]
+            ]
         return next((q for q in tries + [p] if q.exists()), None)
-    def file(self, key:str # one of INPUTS: 'fasta', 'gtf', 'counts', 'tracks', 'truth'
-            ) -> Path:
+
+    def file(
+        self,
+        key: str,  # one of INPUTS: 'fasta', 'gtf', 'counts', 'tracks', 'truth'
+    ) -> Path:
         "The run's input file `key`: as given to `load`, else where the run recorded it, found again wherever the run folder now is."
         if key in self.given:
-            if not self.given[key].exists(): raise FileNotFoundError(f"{key}: {self.given[key]} does not exist")
+            if not self.given[key].exists():
+                raise FileNotFoundError(f"{key}: {self.given[key]} does not exist")
             return self.given[key]
         rec = self.config.get(key)
-        if rec is None: raise ValueError(f"{self.out}: the run recorded no {key} (config.json)")
+        if rec is None:
+            raise ValueError(f"{self.out}: the run recorded no {key} (config.json)")
         p = self.found(rec)
-        if p is None: raise FileNotFoundError(f"{key}: the run's {rec} is neither there nor in the run folder {self.out}: give where it is now (--{key} PATH, or rosa.load(run, {key}=PATH))")
+        if p is None:
+            raise FileNotFoundError(
+                f"{key}: the run's {rec} is neither there nor in the run folder {self.out}: give where it is now (--{key} PATH, or rosa.load(run, {key}=PATH))"
+            )
         return p
 
     @property
-    def embeddings(self) -> list: return list(self.varm)
+    def embeddings(self) -> list:
+        return list(self.varm)
+
     @property
-    def models(self) -> list: return list(self.fitted_paths)
-    def fitted(self, model:str, embedding:str='') -> FittedModel:
+    def models(self) -> list:
+        return list(self.fitted_paths)
+
+    def fitted(self, model: str, embedding: str = '') -> FittedModel:
         "A fitted model of the run, read on first use."
         k = (model, embedding)
-        if k not in self.fitted_paths: raise KeyError(f"the run has no fitted {model!r} on {embedding!r}; it has {self.models}")
-        if k not in self._fitted: self._fitted[k] = read_fitted(self.fitted_paths[k])
+        if k not in self.fitted_paths:
+            raise KeyError(f"the run has no fitted {model!r} on {embedding!r}; it has {self.models}")
+        if k not in self._fitted:
+            self._fitted[k] = read_fitted(self.fitted_paths[k])
         return self._fitted[k]
+
     def data(self) -> ad.AnnData:
         "The run's cells x genes (matrices read from its store by blocks), for per-cell models."
         if self._data is None:
-            a = read_store(self.out/str(self.uns.get('data', 'data.zarr'))).to_adata()
+            a = read_store(self.out / str(self.uns.get('data', 'data.zarr'))).to_adata()
             a.obs, a.var = self.cells, self.genes
-            for k, v in self.varm.items(): a.varm[k] = v
+            for k, v in self.varm.items():
+                a.varm[k] = v
             self._data = a
         return self._data
+
     def __repr__(self):
-        return (f"Run({self.out}: {len(self.genes):,} genes, {len(self.cells):,} cells; embeddings {', '.join(self.embeddings)}; "
-                f"{len(self.models)} fitted models)")
+        return (
+            f"Run({self.out}: {len(self.genes):,} genes, {len(self.cells):,} cells; embeddings {', '.join(self.embeddings)}; "
+            f"{len(self.models)} fitted models)"
+        )
 
 # %% ../nbs/14a_apply.ipynb #0007
-def load(out:str|Path, # a run folder `rosa.pipeline.run` finished (moved or copied since: its inputs inside it are found there)
-         **files, # inputs the run recorded that now lie elsewhere, e.g. fasta='genome.fa' (`Run.file`)
-        ) -> Run:
+def load(
+    out: str
+    | Path,  # a run folder `rosa.pipeline.run` finished (moved or copied since: its inputs inside it are found there)
+    **files,  # inputs the run recorded that now lie elsewhere, e.g. fasta='genome.fa' (`Run.file`)
+) -> Run:
     "A finished run to apply to new sequences: `.embed(...)`, `.predict(...)`, `.variants(...)`, `.attribute(...)`; everything is read from the folder."
     return Run(out, **files)
 
 # %% ../nbs/14a_apply.ipynb #0008
 @patch
-def embedding_params(self:Run, name:str):
+def embedding_params(self: Run, name: str):
     "A self's embedding's parameters (its config's values, defaults for the rest)."
     return EMBEDDINGS[name].make(self.config.get('embeddings', {}).get(name, {}))
 
+
 @patch
-def _weights(self:Run, name:str, what:str, load):
+def _weights(self: Run, name: str, what: str, load):
     "The sequence model the run's embedding `name` was made with, loaded by `load(path)` where the run recorded it."
     w = self.uns.get(name, {}).get('weights')
-    if w is None: raise ValueError(f"{self.out}: the run recorded no {what} weights (made by an older rosa): rerun it")
-    try: return load(self.found(w) or w)   # not found: a name of a hub's model, or an error below
-    except FileNotFoundError as e: raise FileNotFoundError(f"the run's {what} weights {w!r} are no longer where it recorded them: put them back (or rerun): {e}") from None
+    if w is None:
+        raise ValueError(f"{self.out}: the run recorded no {what} weights (made by an older rosa): rerun it")
+    try:
+        return load(self.found(w) or w)  # not found: a name of a hub's model, or an error below
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f"the run's {what} weights {w!r} are no longer where it recorded them: put them back (or rerun): {e}"
+        ) from None
+
 
 @patch
-def enformer(self:Run, device=None):
+def enformer(self: Run, device=None):
     "The Enformer the run embedded with: its pretrained small model, or the published weights where it recorded them."
     from rosa.enformer import load_enformer, enformer_weights
-    if self._enformer is None: self._enformer = self._weights('enformer', 'Enformer', lambda p: load_enformer(enformer_weights(p), device=device))
+
+    if self._enformer is None:
+        self._enformer = self._weights(
+            'enformer', 'Enformer', lambda p: load_enformer(enformer_weights(p), device=device)
+        )
     return self._enformer
 
+
 @patch
-def esm(self:Run):
+def esm(self: Run):
     "The ESM-2 the run embedded proteins with, and its alphabet."
     from rosa.esm import load_esm
-    if self._esm is None: self._esm = self._weights('esm', 'ESM-2', load_esm)
+
+    if self._esm is None:
+        self._esm = self._weights('esm', 'ESM-2', load_esm)
     return self._esm
 
 # %% ../nbs/14a_apply.ipynb #0009
 @patch
-def inputs(self:Run, fasta, gtf, genes):
+def inputs(self: Run, fasta, gtf, genes):
     "Candidate TSSs, the genome and the annotation (None for FASTA records) of what is to be embedded, checked before any work."
-    if fasta is None: raise ValueError("give a FASTA: sequences (one record each, `tss=` in its header) or the genome of a GTF")
+    if fasta is None:
+        raise ValueError("give a FASTA: sequences (one record each, `tss=` in its header) or the genome of a GTF")
     if gtf is None:
-        if genes is not None: raise ValueError("genes are chosen from a GTF: give gtf= with them")
+        if genes is not None:
+            raise ValueError("genes are chosen from a GTF: give gtf= with them")
         window = int(self.uns['enformer']['window']) if 'enformer' in self.uns else 196_608
         c = fasta_candidates(fasta, window)
         return c, Genome(fasta, chrom_map=None), None
-    if not Path(gtf).exists(): raise FileNotFoundError(f"gtf: {gtf} does not exist")
-    ann = read_annotation(gtf); genome = Genome(fasta)
+    if not Path(gtf).exists():
+        raise FileNotFoundError(f"gtf: {gtf} does not exist")
+    ann = read_annotation(gtf)
+    genome = Genome(fasta)
     keys = list(ann.genes.index) if genes is None else list(genes)
-    if genes is not None:   # gene ids or symbols
-        sym = dict(zip(ann.genes.gene_name, ann.genes.index)); keys = [sym.get(g, strip_version(g)) for g in keys]
+    if genes is not None:  # gene ids or symbols
+        sym = dict(zip(ann.genes.gene_name, ann.genes.index))
+        keys = [sym.get(g, strip_version(g)) for g in keys]
     c = gene_tss(ann.transcripts, keys)
-    for ch in c.chrom.unique(): genome.fasta_name(ch)
+    for ch in c.chrom.unique():
+        genome.fasta_name(ch)
     return c, genome, ann
 
+
 @patch
-def embed(self:Run, cand:pd.DataFrame, # candidate TSSs (`rosa.tss.gene_tss` rows, or `fasta_candidates`)
-          genome:Genome, # where their sequence is read
-          ann=None, # their annotation (proteins for ESM-2); None: sequences without one
-          names:list|None=None, # embeddings to compute (default: every embedding of the run)
-          work:str|Path|None=None, # resumable stores (Enformer's, ESM-2's)
-          device:str|None=None, progress:bool=True) -> ad.AnnData:
+def embed(
+    self: Run,
+    cand: pd.DataFrame,  # candidate TSSs (`rosa.tss.gene_tss` rows, or `fasta_candidates`)
+    genome: Genome,  # where their sequence is read
+    ann=None,  # their annotation (proteins for ESM-2); None: sequences without one
+    names: list | None = None,  # embeddings to compute (default: every embedding of the run)
+    work: str | Path | None = None,  # resumable stores (Enformer's, ESM-2's)
+    device: str | None = None,
+    progress: bool = True,
+) -> ad.AnnData:
     "The run's gene embeddings of new genes or sequences, as a genes-only AnnData: `varm[name]` as the run computed them, var with each one's chosen TSS and its CAGE."
     import tempfile
+
     names = self.embeddings if names is None else list(names)
-    work = Path(tempfile.mkdtemp(prefix='rosa-apply-') if work is None else work); work.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix='rosa-apply-') if work is None else work)
+    work.mkdir(parents=True, exist_ok=True)
     genes = list(dict.fromkeys(cand.gene_key))
     g = ad.AnnData(obs=pd.DataFrame(index=pd.Index([], dtype=str)), var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
     skipped = []
     enf = [n for n in names if n in ENFORMER_RULES]
     if enf:
         from rosa.enformer import embed_tss, tss_embedding
+
         u, p = self.uns['enformer'], self.embedding_params('enformer')
-        scored = embed_tss(cand, genome, self.enformer(device), work/'enformer.zarr', span=int(u['span']), neighbours=int(u['neighbours']),
-                           cage_tracks=p.embed.get('cage_tracks'), batch_size=p.batch_size, rc_average=bool(u.get('rc_average', True)),
-                           precision=p.precision, device=device, progress=progress)
+        scored = embed_tss(
+            cand,
+            genome,
+            self.enformer(device),
+            work / 'enformer.zarr',
+            span=int(u['span']),
+            neighbours=int(u['neighbours']),
+            cage_tracks=p.embed.get('cage_tracks'),
+            batch_size=p.batch_size,
+            rc_average=bool(u.get('rc_average', True)),
+            precision=p.precision,
+            device=device,
+            progress=progress,
+        )
         for n in enf:
-            q = self.embedding_params(n); rule = ENFORMER_RULES[n] or u.get('rule', 'cage')
-            emb, best = tss_embedding(scored, genes, rule, **({'bins': q.bins} if hasattr(q, 'bins') else {}), **({'top': q.top} if hasattr(q, 'top') else {}))
+            q = self.embedding_params(n)
+            rule = ENFORMER_RULES[n] or u.get('rule', 'cage')
+            emb, best = tss_embedding(
+                scored,
+                genes,
+                rule,
+                **({'bins': q.bins} if hasattr(q, 'bins') else {}),
+                **({'top': q.top} if hasattr(q, 'top') else {}),
+            )
             g.varm[n] = emb
             if n == 'enformer':
-                g.var['chrom'] = best.chrom.astype(str).to_numpy(); g.var['strand'] = best.strand.astype(str).to_numpy()
-                g.var['tss'] = best.tss.to_numpy(np.int64); g.var['tss_cage'] = best.cage.to_numpy(np.float32)
+                g.var['chrom'] = best.chrom.astype(str).to_numpy()
+                g.var['strand'] = best.strand.astype(str).to_numpy()
+                g.var['tss'] = best.tss.to_numpy(np.int64)
+                g.var['tss_cage'] = best.cage.to_numpy(np.float32)
                 g.var['n_tss'] = scored.groupby('gene_key').size().reindex(genes).to_numpy(np.int64)
-    if 'tss' not in g.var:                               # no Enformer: each gene's canonical TSS
+    if 'tss' not in g.var:  # no Enformer: each gene's canonical TSS
         b = cand[cand.canonical].set_index('gene_key').reindex(genes)
-        g.var['chrom'], g.var['strand'], g.var['tss'] = b.chrom.astype(str).to_numpy(), b.strand.astype(str).to_numpy(), b.tss.to_numpy(np.int64)
+        g.var['chrom'], g.var['strand'], g.var['tss'] = (
+            b.chrom.astype(str).to_numpy(),
+            b.strand.astype(str).to_numpy(),
+            b.tss.to_numpy(np.int64),
+        )
     for n in names:
-        if n in ENFORMER_RULES: continue
+        if n in ENFORMER_RULES:
+            continue
         if n == 'esm':
             from rosa.esm import read_proteins, add_esm
-            q = self.embedding_params('esm'); model, alphabet = self.esm()
-            prot = read_proteins(ann, genome, genes=genes, strict=False) if ann is not None else pd.Series([None] * len(genes), index=genes, dtype=object)
-            add_esm(g, prot, model, alphabet, key_added='esm', store=work/'esm.zarr', tokens=q.tokens, overlap=q.overlap,
-                    precision=q.precision, device=device, progress=progress)
-        elif n == 'onehot': g.varm[n] = sp.csr_matrix((len(genes), len(self.genes)), dtype=np.float32)   # a new gene has no identity
-        elif n == 'random': add_random(g, dim=self.embedding_params('random').dim, seed=int(self.config.get('seed', 0)), key_added='random')
+
+            q = self.embedding_params('esm')
+            model, alphabet = self.esm()
+            prot = (
+                read_proteins(ann, genome, genes=genes, strict=False)
+                if ann is not None
+                else pd.Series([None] * len(genes), index=genes, dtype=object)
+            )
+            add_esm(
+                g,
+                prot,
+                model,
+                alphabet,
+                key_added='esm',
+                store=work / 'esm.zarr',
+                tokens=q.tokens,
+                overlap=q.overlap,
+                precision=q.precision,
+                device=device,
+                progress=progress,
+            )
+        elif n == 'onehot':
+            g.varm[n] = sp.csr_matrix((len(genes), len(self.genes)), dtype=np.float32)  # a new gene has no identity
+        elif n == 'random':
+            add_random(
+                g, dim=self.embedding_params('random').dim, seed=int(self.config.get('seed', 0)), key_added='random'
+            )
         elif n == 'kmer':
             q = self.embedding_params('kmer')
             seqs = [genome.window(c, int(t), q.width) for c, t in zip(g.var.chrom, g.var.tss)]
-            g.varm[n] = kmer_frequencies([reverse_complement(s) if st == '-' else s for s, st in zip(seqs, g.var.strand)], q.k)
+            g.varm[n] = kmer_frequencies(
+                [reverse_complement(s) if st == '-' else s for s, st in zip(seqs, g.var.strand)], q.k
+            )
         else:
-            g.varm[n] = np.full((len(genes), np.shape(self.varm[n])[1]), np.nan, np.float32); skipped.append(n)
-    if skipped: warnings.warn(f"embeddings {', '.join(skipped)} cannot be computed for new sequences: their models predict them at the train-gene mean")
+            g.varm[n] = np.full((len(genes), np.shape(self.varm[n])[1]), np.nan, np.float32)
+            skipped.append(n)
+    if skipped:
+        warnings.warn(
+            f"embeddings {', '.join(skipped)} cannot be computed for new sequences: their models predict them at the train-gene mean"
+        )
     g.uns['not_embedded'] = skipped
     return g
 
 # %% ../nbs/14a_apply.ipynb #0010
-def nearest_train_genes(run:Run, # the run
-                        E:np.ndarray, # new genes' embeddings (genes, d), as varm[key]
-                        key:str='enformer', # the embedding compared
-                       ) -> pd.DataFrame:
+def nearest_train_genes(
+    run: Run,  # the run
+    E: np.ndarray,  # new genes' embeddings (genes, d), as varm[key]
+    key: str = 'enformer',  # the embedding compared
+) -> pd.DataFrame:
     "Each new gene's most similar train gene of the run by the embedding (cosine of train-gene-standardised rows): id, symbol, similarity."
-    R = np.asarray(run.varm[key], np.float64); tr = (run.genes['split'] == 'train').to_numpy() & np.isfinite(R).all(1)
-    mu, sd = R[tr].mean(0), R[tr].std(0); sd = np.where(sd > 1e-12, sd, 1.)
-    unit = lambda M: (lambda Z: Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12))(np.nan_to_num((M - mu) / sd))
-    S = unit(np.asarray(E, np.float64)) @ unit(R[tr]).T; j = S.argmax(1)
+    R = np.asarray(run.varm[key], np.float64)
+    tr = (run.genes['split'] == 'train').to_numpy() & np.isfinite(R).all(1)
+    mu, sd = R[tr].mean(0), R[tr].std(0)
+    sd = np.where(sd > 1e-12, sd, 1.0)
+    unit = lambda M: (lambda Z: Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12))(
+        np.nan_to_num((M - mu) / sd)
+    )
+    S = unit(np.asarray(E, np.float64)) @ unit(R[tr]).T
+    j = S.argmax(1)
     ids = run.genes.index[tr][j]
     sym = run.genes['gene_name'].reindex(ids).astype(str).to_numpy() if 'gene_name' in run.genes else np.asarray(ids)
-    return pd.DataFrame(dict(nearest_train_gene=np.asarray(ids, str), nearest_train_symbol=sym, nearest_similarity=S[np.arange(len(j)), j].astype(np.float32)))
+    return pd.DataFrame(
+        dict(
+            nearest_train_gene=np.asarray(ids, str),
+            nearest_train_symbol=sym,
+            nearest_similarity=S[np.arange(len(j)), j].astype(np.float32),
+        )
+    )
 
-def write_h5ad_blocks(path:Path, obs:pd.DataFrame, types:list, layers:list, files:list, X:str, uns:dict):
+
+def write_h5ad_blocks(path: Path, obs: pd.DataFrame, types: list, layers: list, files: list, X: str, uns: dict):
     "An h5ad of sequences x cell types written block by block: its layers (and X, a copy of one) never whole in memory."
     import h5py
-    from anndata.io import write_elem
+
     n, t = len(obs), len(types)
     with atomic_path(path) as tmp:
         ad.AnnData(obs=obs, var=pd.DataFrame(index=pd.Index(types, dtype=str)), uns=uns).write_h5ad(tmp)
         with h5py.File(tmp, 'r+') as f:
-            if 'X' in f: del f['X']
+            if 'X' in f:
+                del f['X']
             sets = {}
             for name, where in [(l, f'layers/{l}') for l in layers] + [(X, 'X')]:
                 d = f.create_dataset(where, shape=(n, t), dtype='float32', chunks=(min(n, max(1, 65536 // t)), t))
-                d.attrs['encoding-type'], d.attrs['encoding-version'] = 'array', '0.2.0'; sets.setdefault(name, []).append(d)
+                d.attrs['encoding-type'], d.attrs['encoding-version'] = 'array', '0.2.0'
+                sets.setdefault(name, []).append(d)
             i = 0
             for fn in files:
                 with np.load(fn) as z:
                     m = len(z[layers[0]])
                     for name, ds in sets.items():
-                        for d in ds: d[i:i+m] = z[name]
+                        for d in ds:
+                            d[i : i + m] = z[name]
                 i += m
 
+
 @patch
-def predict(self:Run, fasta:str|Path|None=None, # sequences (one record each, `tss=` in its header), or the genome of `gtf`
-            gtf:str|Path|None=None, # genes of another annotation (their TSS chosen by the run's rule)
-            genes:list|None=None, # of the GTF's genes, these (ids or symbols; default: all)
-            out:str|Path|None=None, # the h5ad to write (with a CSV beside it, and `<out>.work/` to resume from)
-            models:list|None=None, # (model, embedding) pairs (default: every fitted model of the run)
-            block:int=1024, # genes embedded and predicted at once: what bounds memory
-            device:str|None=None, progress:bool=True) -> ad.AnnData:
+def predict(
+    self: Run,
+    fasta: str | Path | None = None,  # sequences (one record each, `tss=` in its header), or the genome of `gtf`
+    gtf: str | Path | None = None,  # genes of another annotation (their TSS chosen by the run's rule)
+    genes: list | None = None,  # of the GTF's genes, these (ids or symbols; default: all)
+    out: str | Path | None = None,  # the h5ad to write (with a CSV beside it, and `<out>.work/` to resume from)
+    models: list | None = None,  # (model, embedding) pairs (default: every fitted model of the run)
+    block: int = 1024,  # genes embedded and predicted at once: what bounds memory
+    device: str | None = None,
+    progress: bool = True,
+) -> ad.AnnData:
     "Every fitted model's prediction for each new sequence (or gene) in each cell type: AnnData sequences x cell types, a layer per model x embedding; obs the chosen TSS, its CAGE and the nearest train gene."
-    import shutil, tempfile
+    import shutil
+    import tempfile
     from tqdm.auto import tqdm
+
     cand, genome, ann = self.inputs(fasta, gtf, genes)
     keys = self.models if models is None else [tuple(k) for k in models]
     bad = [k for k in keys if k not in self.fitted_paths]
-    if bad: raise KeyError(f"the run has no fitted model {bad[0]}: it has {self.models}")
+    if bad:
+        raise KeyError(f"the run has no fitted model {bad[0]}: it has {self.models}")
     fitted = {k: self.fitted(*k) for k in keys}
     types = fitted[keys[0]].types
     names = list(dict.fromkeys(e for _, e in keys if e))
     work = Path(str(out) + '.work') if out is not None else Path(tempfile.mkdtemp(prefix='rosa-predict-'))
-    todo = list(dict.fromkeys(cand.gene_key)); files = []
+    todo = list(dict.fromkeys(cand.gene_key))
+    files = []
     sig = fingerprint(run=str(self.out.resolve()), genes=todo, keys=[list(k) for k in keys])
-    if (work/'key.json').exists() and read_json(work/'key.json').get('key') != sig: shutil.rmtree(work)   # other work: start afresh
-    work.mkdir(parents=True, exist_ok=True); (work/'key.json').write_text(json.dumps(dict(key=sig)))
+    if (work / 'key.json').exists() and read_json(work / 'key.json').get('key') != sig:
+        shutil.rmtree(work)  # other work: start afresh
+    work.mkdir(parents=True, exist_ok=True)
+    (work / 'key.json').write_text(json.dumps(dict(key=sig)))
     layers = [layer_name(*k) for k in keys]
     for b in tqdm(range(0, len(todo), block), desc='sequence blocks', disable=not progress or len(todo) <= block):
-        f = work/f'block_{b // block:06d}.npz'; files.append(f)
-        if f.exists(): continue                                                   # done in an earlier, interrupted call
-        gs = todo[b:b + block]
-        e = self.embed(cand[cand.gene_key.isin(set(gs))], genome, ann, names, work/f'block_{b // block:06d}', device, progress)
+        f = work / f'block_{b // block:06d}.npz'
+        files.append(f)
+        if f.exists():
+            continue  # done in an earlier, interrupted call
+        gs = todo[b : b + block]
+        e = self.embed(
+            cand[cand.gene_key.isin(set(gs))], genome, ann, names, work / f'block_{b // block:06d}', device, progress
+        )
         data = self.data() if any(fit.per_cell for fit in fitted.values()) else None
         vals = {}
         for (m, emb), fit in fitted.items():
-            try: P = fit.window_profiles(genome, e.var, device=device) if getattr(fit, 'reads_sequence', False) else \
-                     fit.profiles(e.varm[emb] if emb else len(gs), data=data)
+            try:
+                P = (
+                    fit.window_profiles(genome, e.var, device=device)
+                    if getattr(fit, 'reads_sequence', False)
+                    else fit.profiles(e.varm[emb] if emb else len(gs), data=data)
+                )
             except ValueError as err:
-                warnings.warn(f"{m} on {emb}: {err}"); P = np.full((len(types), len(gs)), np.nan, np.float32)
+                warnings.warn(f"{m} on {emb}: {err}")
+                P = np.full((len(types), len(gs)), np.nan, np.float32)
             vals[layer_name(m, emb)] = np.ascontiguousarray(P.T, np.float32)
         o = e.var.copy()
-        if 'enformer' in e.varm and 'enformer' in self.varm: o = o.join(nearest_train_genes(self, e.varm['enformer']).set_index(o.index))
-        with atomic_path(f.with_suffix('.parquet')) as tmp: o.to_parquet(tmp)
+        if 'enformer' in e.varm and 'enformer' in self.varm:
+            o = o.join(nearest_train_genes(self, e.varm['enformer']).set_index(o.index))
+        with atomic_path(f.with_suffix('.parquet')) as tmp:
+            o.to_parquet(tmp)
         with atomic_path(f) as tmp:
-            with open(tmp, 'wb') as fh: np.savez(fh, **vals)
+            with open(tmp, 'wb') as fh:
+                np.savez(fh, **vals)
     obs = pd.concat([pd.read_parquet(f.with_suffix('.parquet')) for f in files])
-    obs.insert(0, 'gene_name', cand.drop_duplicates('gene_key').set_index('gene_key').gene_name.reindex(obs.index).astype(str).to_numpy())
+    obs.insert(
+        0,
+        'gene_name',
+        cand.drop_duplicates('gene_key').set_index('gene_key').gene_name.reindex(obs.index).astype(str).to_numpy(),
+    )
     best = self.best_layer(keys)
-    uns = dict(run=str(self.out), models={layer_name(m, e): dict(model=m, embedding=e) for m, e in keys}, X=best,
-               inputs=dict(fasta=str(fasta), gtf='' if gtf is None else str(gtf)))
+    uns = dict(
+        run=str(self.out),
+        models={layer_name(m, e): dict(model=m, embedding=e) for m, e in keys},
+        X=best,
+        inputs=dict(fasta=str(fasta), gtf='' if gtf is None else str(gtf)),
+    )
     if out is None:
         X = {l: np.concatenate([np.load(f)[l] for f in files]) for l in layers}
         r = ad.AnnData(X[best], obs=obs, var=pd.DataFrame(index=pd.Index(types, dtype=str)), layers=X, uns=uns)
-        shutil.rmtree(work, ignore_errors=True); return r
-    out = Path(out); write_h5ad_blocks(out, obs, types, layers, files, best, uns)
+        shutil.rmtree(work, ignore_errors=True)
+        return r
+    out = Path(out)
+    write_h5ad_blocks(out, obs, types, layers, files, best, uns)
     with atomic_path(out.with_suffix('.csv')) as tmp:
         i = 0
         for j, f in enumerate(files):
-            with np.load(f) as z: v = {l: z[l] for l in layers}
-            o = obs.iloc[i:i + len(v[layers[0]])]; i += len(o)
-            rows = pd.DataFrame({'sequence': np.repeat(o.index, len(types)), 'gene_name': np.repeat(o.gene_name.to_numpy(), len(types)),
-                                 'cell_type': np.tile(types, len(o)), **{l: v[l].ravel() for l in layers}})
+            with np.load(f) as z:
+                v = {l: z[l] for l in layers}
+            o = obs.iloc[i : i + len(v[layers[0]])]
+            i += len(o)
+            rows = pd.DataFrame(
+                {
+                    'sequence': np.repeat(o.index, len(types)),
+                    'gene_name': np.repeat(o.gene_name.to_numpy(), len(types)),
+                    'cell_type': np.tile(types, len(o)),
+                    **{l: v[l].ravel() for l in layers},
+                }
+            )
             rows.to_csv(tmp, mode='a', header=j == 0, index=False, float_format='%.5g')
     shutil.rmtree(work, ignore_errors=True)
     return ad.read_h5ad(out, backed='r')
 
+
 @patch
-def best_layer(self:Run, keys) -> str:
+def best_layer(self: Run, keys) -> str:
     "The layer of the fitted model with the run's best held-out number (across cells), else the first."
     t = self.table
     if t is not None:
-        q = t[(t.genes == 'test') & (t.cells == 'test') & (t.across == 'cells') & (t.metric == t.metric.iloc[0])].dropna(subset=['value'])
+        q = t[
+            (t.genes == 'test') & (t.cells == 'test') & (t.across == 'cells') & (t.metric == t.metric.iloc[0])
+        ].dropna(subset=['value'])
         q = q[[(m, e) in keys and m != 'agnostic' for m, e in zip(q.model, q.embedding)]]
-        if len(q): r = q.loc[q.value.idxmax()]; return layer_name(r.model, r.embedding)
+        if len(q):
+            r = q.loc[q.value.idxmax()]
+            return layer_name(r.model, r.embedding)
     return layer_name(*keys[0])
 
 # %% ../nbs/14a_apply.ipynb #332c3d31
 @patch
-def predict_cells(self:Run, fasta:str|Path|None=None, # sequences, or the genome of `gtf` (as for `predict`)
-                  gtf:str|Path|None=None, genes:list|None=None, # genes of another annotation (as for `predict`)
-                  model:str='ridge_cell', embedding:str='enformer', # a per-cell fitted model of the run
-                  cells='test', # the run's cells: a split name, names, positions or a mask
-                  device:str|None=None, progress:bool=True) -> ad.AnnData:
+def predict_cells(
+    self: Run,
+    fasta: str | Path | None = None,  # sequences, or the genome of `gtf` (as for `predict`)
+    gtf: str | Path | None = None,
+    genes: list | None = None,  # genes of another annotation (as for `predict`)
+    model: str = 'ridge_cell',
+    embedding: str = 'enformer',  # a per-cell fitted model of the run
+    cells='test',  # the run's cells: a split name, names, positions or a mask
+    device: str | None = None,
+    progress: bool = True,
+) -> ad.AnnData:
     "A per-cell model's prediction for each of the run's `cells` of each new sequence (or gene): AnnData cells x sequences, each cell from its own observed genes."
     f = self.fitted(model, embedding)
-    if not f.per_cell: raise ValueError(f"{model} predicts per cell type, not per cell: use predict()")
+    if not f.per_cell:
+        raise ValueError(f"{model} predicts per cell type, not per cell: use predict()")
     data = self.data()
-    if isinstance(cells, str) and cells in ('train', 'val', 'test'): cells = split_mask(data, 'cells', cells)
+    if isinstance(cells, str) and cells in ('train', 'val', 'test'):
+        cells = split_mask(data, 'cells', cells)
     rows = np.unique(index_positions(cells, data.obs_names, 'cells'))
     cand, genome, ann = self.inputs(fasta, gtf, genes)
     e = self.embed(cand, genome, ann, [embedding], device=device, progress=progress)
     V = f.cells(e.varm[embedding], data, rows, **({'device': device} if model == 'transformer' else {}))
-    var = e.var.copy(); var.insert(0, 'gene_name', cand.drop_duplicates('gene_key').set_index('gene_key').gene_name.reindex(var.index).astype(str).to_numpy())
-    return ad.AnnData(V, obs=data.obs.iloc[rows].copy(), var=var, uns=dict(run=str(self.out), model=model, embedding=embedding))
+    var = e.var.copy()
+    var.insert(
+        0,
+        'gene_name',
+        cand.drop_duplicates('gene_key').set_index('gene_key').gene_name.reindex(var.index).astype(str).to_numpy(),
+    )
+    return ad.AnnData(
+        V, obs=data.obs.iloc[rows].copy(), var=var, uns=dict(run=str(self.out), model=model, embedding=embedding)
+    )
 
 # %% ../nbs/14a_apply.ipynb #6d72f657
-def profile_accuracy(P:np.ndarray, # predicted profiles (genes, types)
-                     T:np.ndarray, # true (or observed) profiles (genes, types)
-                     n_boot:int=1000, seed:int=0) -> pd.DataFrame:
+def profile_accuracy(
+    P: np.ndarray,  # predicted profiles (genes, types)
+    T: np.ndarray,  # true (or observed) profiles (genes, types)
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
     "Pearson across cell types per gene and across genes per cell type (means), each with a 95% bootstrap interval over genes."
     P, T = np.asarray(P, np.float64), np.asarray(T, np.float64)
+
     def across_genes(idx):
         with warnings.catch_warnings():
-            warnings.simplefilter('ignore', RuntimeWarning); return np.nanmean(pearson(T[idx].T, P[idx].T))   # a constant profile: NaN
+            warnings.simplefilter('ignore', RuntimeWarning)
+            return np.nanmean(pearson(T[idx].T, P[idx].T))  # a constant profile: NaN
+
     r = pearson(T, P)
-    n = len(P); boot = bootstrap(lambda idx: [across_genes(i) for i in idx], n, n_boot, seed)
-    rows = [dict(across='types', value=float(np.nanmean(r)), **dict(zip(('ci_low', 'ci_high'), bootstrap_ci(r, n_boot, seed=seed)))),
-            dict(across='genes', value=float(across_genes(np.arange(n))), ci_low=float(np.nanquantile(boot, .025)), ci_high=float(np.nanquantile(boot, .975)))]
+    n = len(P)
+    boot = bootstrap(lambda idx: [across_genes(i) for i in idx], n, n_boot, seed)
+    rows = [
+        dict(
+            across='types',
+            value=float(np.nanmean(r)),
+            **dict(zip(('ci_low', 'ci_high'), bootstrap_ci(r, n_boot, seed=seed))),
+        ),
+        dict(
+            across='genes',
+            value=float(across_genes(np.arange(n))),
+            ci_low=float(np.nanquantile(boot, 0.025)),
+            ci_high=float(np.nanquantile(boot, 0.975)),
+        ),
+    ]
     return pd.DataFrame(rows).assign(n_genes=n)
 
-def heldout_profiles(run:Run, # a loaded run
-                     model:str, embedding:str='', # a fitted model of it
-                     split:str='test', # the genes: the run's held-out genes
-                    ) -> pd.DataFrame:
+
+def heldout_profiles(
+    run: Run,  # a loaded run
+    model: str,
+    embedding: str = '',  # a fitted model of it
+    split: str = 'test',  # the genes: the run's held-out genes
+) -> pd.DataFrame:
     "A fitted model's cell-type profiles of the run's own genes of `split` (genes x types), as `predict` gives new genes'."
-    f = run.fitted(model, embedding); g = np.flatnonzero((run.genes['split'] == split).to_numpy())
+    f = run.fitted(model, embedding)
+    g = np.flatnonzero((run.genes['split'] == split).to_numpy())
     E = run.varm[embedding][g] if embedding else len(g)
     P = f.profiles(E, data=run.data() if f.per_cell else None)
     return pd.DataFrame(P.T, index=run.genes.index[g], columns=f.types)
 
-def known_answer(run:Run, # a loaded run of a synthetic world
-                 new:'NewGenes', # `rosa.synthetic.new_genes` of the same world
-                 fasta:ad.AnnData, gtf:ad.AnnData, # `run.predict` of the new genes' records and of their assembly
-                 truth:str|Path, # the world's truth.h5ad
-                 n_boot:int=1000) -> pd.DataFrame:
+
+def known_answer(
+    run: Run,  # a loaded run of a synthetic world
+    new: 'NewGenes',  # `rosa.synthetic.new_genes` of the same world
+    fasta: ad.AnnData,
+    gtf: ad.AnnData,  # `run.predict` of the new genes' records and of their assembly
+    truth: str | Path,  # the world's truth.h5ad
+    n_boot: int = 1000,
+) -> pd.DataFrame:
     "Every fitted model's profile accuracy on the run's held-out genes and on new genes (their records, their assembly), against the truth: tidy rows."
-    T_new = ad.read_h5ad(new.truth); tw = ad.read_h5ad(truth); rows = []
+    T_new = ad.read_h5ad(new.truth)
+    tw = ad.read_h5ad(truth)
+    rows = []
     Tw = pd.DataFrame(tw.X.T, index=tw.var_names, columns=tw.obs_names)
     for m, e in run.models:
         lay = layer_name(m, e)
-        try: H = heldout_profiles(run, m, e)
-        except ValueError: continue           # a model that cannot predict a gene by its embedding (the one-hot transformer)
-        for what, P, T in (('held-out genes', H.to_numpy(), Tw.loc[H.index, H.columns].to_numpy()),
-                           ('new genes (records)', np.asarray(fasta[T_new.var_names].layers[lay]), T_new.X.T),
-                           ('new genes (assembly)', np.asarray(gtf[T_new.var_names].layers[lay]), T_new.X.T)):
+        try:
+            H = heldout_profiles(run, m, e)
+        except ValueError:
+            continue  # a model that cannot predict a gene by its embedding (the one-hot transformer)
+        for what, P, T in (
+            ('held-out genes', H.to_numpy(), Tw.loc[H.index, H.columns].to_numpy()),
+            ('new genes (records)', np.asarray(fasta[T_new.var_names].layers[lay]), T_new.X.T),
+            ('new genes (assembly)', np.asarray(gtf[T_new.var_names].layers[lay]), T_new.X.T),
+        ):
             rows.append(profile_accuracy(P, T, n_boot).assign(model=m, embedding=e, genes=what))
-    return pd.concat(rows, ignore_index=True)[['model', 'embedding', 'genes', 'across', 'value', 'ci_low', 'ci_high', 'n_genes']]
+    return pd.concat(rows, ignore_index=True)[
+        ['model', 'embedding', 'genes', 'across', 'value', 'ci_low', 'ci_high', 'n_genes']
+    ]
 
-def plot_known_answer(table:pd.DataFrame, # `known_answer`'s rows
-                      across:str='genes', # 'genes' (per cell type) or 'types' (per gene)
-                      ax=None):
+
+def plot_known_answer(
+    table: pd.DataFrame,  # `known_answer`'s rows
+    across: str = 'genes',  # 'genes' (per cell type) or 'types' (per gene)
+    ax=None,
+):
     "Each model x embedding's accuracy on held-out and on new genes, with intervals; returns the axes."
     import matplotlib.pyplot as plt
+
     t = table[(table.across == across) & table.value.notna()]
-    keys = list(dict.fromkeys(zip(t.model, t.embedding))); groups = list(dict.fromkeys(t.genes))
-    if ax is None: _, ax = plt.subplots(figsize=(7, 0.28 * len(keys) + 1))
+    keys = list(dict.fromkeys(zip(t.model, t.embedding)))
+    groups = list(dict.fromkeys(t.genes))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.28 * len(keys) + 1))
     for j, g in enumerate(groups):
         q = t[t.genes == g].set_index(['model', 'embedding']).reindex(keys)
         y = np.arange(len(keys)) + (j - (len(groups) - 1) / 2) * 0.25
         ax.errorbar(q.value, y, xerr=[q.value - q.ci_low, q.ci_high - q.value], fmt='o', ms=3, lw=1, label=g)
-    ax.set_yticks(np.arange(len(keys)), [model_label(m, e) for m, e in keys], fontsize=7); ax.invert_yaxis()
-    ax.set_xlabel(f"Pearson across {'genes per cell type' if across == 'genes' else 'cell types per gene'} vs the truth")
-    ax.legend(fontsize=7, frameon=False); return ax
+    ax.set_yticks(np.arange(len(keys)), [model_label(m, e) for m, e in keys], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(
+        f"Pearson across {'genes per cell type' if across == 'genes' else 'cell types per gene'} vs the truth"
+    )
+    ax.legend(fontsize=7, frameon=False)
+    return ax

@@ -26,199 +26,372 @@ __all__ = ['BASES', 'ism', 'grad_x_input', 'ism_agreement', 'plot_attribution', 
 # %% ../nbs/14c_attribution.ipynb #8b778f2d
 BASES = 'ACGT'
 
-def _model_key(run:Run, model) -> tuple:
+
+def _model_key(run: Run, model) -> tuple:
     "The fitted model attributed: given as (model, embedding) or 'model:embedding', else ridge per cell type on the Enformer embedding (linear: gradients too), else the run's best on a sequence-model embedding."
     if model is None:
         keys = run.sequence_models(None)
-        if ('ridge_celltype', 'enformer') in keys: return ('ridge_celltype', 'enformer')
-        lay = run.best_layer(keys); return next(k for k in keys if layer_name(*k) == lay)
+        if ('ridge_celltype', 'enformer') in keys:
+            return ('ridge_celltype', 'enformer')
+        lay = run.best_layer(keys)
+        return next(k for k in keys if layer_name(*k) == lay)
     k = tuple(model.split(':')) if isinstance(model, str) else tuple(model)
-    run.sequence_models([k]); return k
+    run.sequence_models([k])
+    return k
 
-def ism(run:Run, # a loaded run
-        genes:list, # ids or symbols
-        width:int=2000, # bases around each gene's TSS (the run's chosen one) mutated; the model reads only its windows
-        model=None, # (model, embedding) or 'model:embedding' (default: the run's best on an Enformer embedding)
-        work:str|Path|None=None, # resumable stores, one folder per gene
-        batch_size:int=32, # mutated windows per forward pass
-        device:str|None=None, progress:bool=True) -> ad.AnnData:
+
+def ism(
+    run: Run,  # a loaded run
+    genes: list,  # ids or symbols
+    width: int = 2000,  # bases around each gene's TSS (the run's chosen one) mutated; the model reads only its windows
+    model=None,  # (model, embedding) or 'model:embedding' (default: the run's best on an Enformer embedding)
+    work: str | Path | None = None,  # resumable stores, one folder per gene
+    batch_size: int = 32,  # mutated windows per forward pass
+    device: str | None = None,
+    progress: bool = True,
+) -> ad.AnnData:
     "In-silico saturation mutagenesis through the whole chain (sequence model -> embedding by the run's TSS rule -> fitted model): every other base at every position near each gene's TSS, per cell type. AnnData (gene, position) x cell types: X the reference base's attribution (minus the mean effect of replacing it), layers `ism_A` ... `ism_T` each base's effect (0 at the reference base)."
     import tempfile
-    key = _model_key(run, model); keys = run.gene_keys(genes)
+
+    key = _model_key(run, model)
+    keys = run.gene_keys(genes)
     lay = layer_name(*key)
-    ro = run.outputs(device); genome = ro.genome; fit = run.fitted(*key)
-    own = getattr(fit, 'reads_sequence', False)                      # a model reading the gene's own window (finetune)
+    ro = run.outputs(device)
+    genome = ro.genome
+    fit = run.fitted(*key)
+    own = getattr(fit, 'reads_sequence', False)  # a model reading the gene's own window (finetune)
     W = int(fit.params['window']) if own else ro.window
     work = Path(tempfile.mkdtemp(prefix='rosa-ism-') if work is None else work)
     parts = []
     for g in keys:
-        v = run.genes.loc[g]; chrom, tss, strand = str(v.chrom), int(v.tss), str(v.strand)
+        v = run.genes.loc[g]
+        chrom, tss, strand = str(v.chrom), int(v.tss), str(v.strand)
         w = pd.DataFrame(dict(center=[gene_center(tss, strand)])) if own else ro.windows[ro.windows.gene_key == g]
-        lo = max(tss - width // 2, int((w.center - W // 2).min())); hi = min(tss + width - width // 2, int((w.center + W - W // 2).max()))
+        lo = max(tss - width // 2, int((w.center - W // 2).min()))
+        hi = min(tss + width - width // 2, int((w.center + W - W // 2).max()))
         lo, hi = max(lo, 0), min(hi, genome.chroms[genome.fasta_name(chrom)])
         ref = genome.fetch(chrom, lo, hi)
-        pos = np.arange(lo, hi); keep = np.array([b in BASES for b in ref])
+        pos = np.arange(lo, hi)
+        keep = np.array([b in BASES for b in ref])
         alts = [(chrom, int(p), b, a) for p, b, k in zip(pos, ref, keep) if k for a in BASES if a != b]
         t = pd.DataFrame(alts, columns=['chrom', 'pos', 'ref', 'alt'])
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='.*lie in no.*')
-            e = run.variants(t, genes=[g], models=[key], work=work/g, batch_size=batch_size, device=device, progress=progress)
-        E = np.asarray(e.layers[lay]); types = list(e.var_names)
+            e = run.variants(
+                t, genes=[g], models=[key], work=work / g, batch_size=batch_size, device=device, progress=progress
+            )
+        E = np.asarray(e.layers[lay])
+        types = list(e.var_names)
         M = np.zeros((len(pos), 4, len(types)), np.float32)
-        i = e.obs.pos.to_numpy() - 1 - lo; b = np.array([BASES.index(a) for a in e.obs.alt])
+        i = e.obs.pos.to_numpy() - 1 - lo
+        b = np.array([BASES.index(a) for a in e.obs.alt])
         M[i, b] = E
-        X = -M.sum(1) / 3 * keep[:, None]                                  # the reference base's share: minus the mean of its 3 changes
+        X = -M.sum(1) / 3 * keep[:, None]  # the reference base's share: minus the mean of its 3 changes
         off = (pos - tss) if strand == '+' else (tss - pos)
-        obs = pd.DataFrame(dict(gene=g, gene_name=str(v.get('gene_name', g)), chrom=chrom, pos=pos, offset=off, ref=list(ref), strand=strand))
+        obs = pd.DataFrame(
+            dict(
+                gene=g,
+                gene_name=str(v.get('gene_name', g)),
+                chrom=chrom,
+                pos=pos,
+                offset=off,
+                ref=list(ref),
+                strand=strand,
+            )
+        )
         obs.index = pd.Index([f'{g}:{p}' for p in pos], dtype=str)
-        parts.append(ad.AnnData(X.astype(np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(types, dtype=str)),
-                                layers={f'ism_{B}': M[:, k] for k, B in enumerate(BASES)}))
+        parts.append(
+            ad.AnnData(
+                X.astype(np.float32),
+                obs=obs,
+                var=pd.DataFrame(index=pd.Index(types, dtype=str)),
+                layers={f'ism_{B}': M[:, k] for k, B in enumerate(BASES)},
+            )
+        )
     out = ad.concat(parts, merge='first')
-    out.uns.update(run=str(run.out), model=key[0], embedding=key[1], width=width, window=W,
-                   score="minus the mean effect (log1p-normalised) of the 3 other bases at each position")
+    out.uns.update(
+        run=str(run.out),
+        model=key[0],
+        embedding=key[1],
+        width=width,
+        window=W,
+        score="minus the mean effect (log1p-normalised) of the 3 other bases at each position",
+    )
     return out
 
 # %% ../nbs/14c_attribution.ipynb #c4776da4
 def _linear_head(fit) -> tuple[np.ndarray, np.ndarray]:
     "A fitted model's cell-type profiles as one affine map of the raw embedding, profiles = e A + c: (d, types), (types,)."
-    if isinstance(fit, LinearFit): W, m = fit.arrays['W'], fit.arrays['m']
-    elif isinstance(fit, RidgeCellFit): W, m = fit.arrays['coef'].T, fit.arrays['intercept']
-    else: raise ValueError(f"gradient x input needs a model linear in the embedding (ridge_celltype, ridge_cell), not {fit.model}: use ISM")
+    if isinstance(fit, LinearFit):
+        W, m = fit.arrays['W'], fit.arrays['m']
+    elif isinstance(fit, RidgeCellFit):
+        W, m = fit.arrays['coef'].T, fit.arrays['intercept']
+    else:
+        raise ValueError(
+            f"gradient x input needs a model linear in the embedding (ridge_celltype, ridge_cell), not {fit.model}: use ISM"
+        )
     mean, sd = fit.arrays['mean'], fit.arrays['sd']
-    A = W / sd[:, None]; return A, m - mean @ A
+    A = W / sd[:, None]
+    return A, m - mean @ A
 
-def _window_gradients(run:Run, key:tuple, keys:list, device=None) -> ad.AnnData:
+
+def _window_gradients(run: Run, key: tuple, keys: list, device=None) -> ad.AnnData:
     "Gradient x input of a model reading each gene's own oriented window (`SequenceFit`), both strands' readings averaged, in genome order."
     import torch
     from captum.attr import InputXGradient
-    fit = run.fitted(*key); net = fit._net(device); dev = next(net.parameters()).device; W = net.window
-    genome = Genome(run.file('fasta')); parts = []
+
+    fit = run.fitted(*key)
+    net = fit._net(device)
+    dev = next(net.parameters()).device
+    W = net.window
+    genome = Genome(run.file('fasta'))
+    parts = []
     rc = fit.params.get('rc_average', True)
     fwd = lambda x: ((net(x) + net(x, True)) / 2 if rc else net(x)) * net.y_sd + net.y_mean
     for g in keys:
-        v = run.genes.loc[g]; chrom, tss, strand = str(v.chrom), int(v.tss), str(v.strand)
+        v = run.genes.loc[g]
+        chrom, tss, strand = str(v.chrom), int(v.tss), str(v.strand)
         x = torch.from_numpy(gene_window(genome, chrom, tss, strand, W))[None].to(dev)
         ig = InputXGradient(fwd)
-        G = np.stack([ig.attribute(x.clone().requires_grad_(), target=t).sum(-1)[0].detach().cpu().numpy() for t in range(len(fit.types))], 1)
-        if strand == '-': G = G[::-1]                                 # oriented -> genome order
-        c = gene_center(tss, strand); pos = c - W // 2 + np.arange(W); seq = genome.window(chrom, c, W)
-        obs = pd.DataFrame(dict(gene=g, gene_name=str(v.get('gene_name', g)), chrom=chrom, pos=pos,
-                                offset=(pos - tss) if strand == '+' else (tss - pos), ref=list(seq), strand=strand))
+        G = np.stack(
+            [
+                ig.attribute(x.clone().requires_grad_(), target=t).sum(-1)[0].detach().cpu().numpy()
+                for t in range(len(fit.types))
+            ],
+            1,
+        )
+        if strand == '-':
+            G = G[::-1]  # oriented -> genome order
+        c = gene_center(tss, strand)
+        pos = c - W // 2 + np.arange(W)
+        seq = genome.window(chrom, c, W)
+        obs = pd.DataFrame(
+            dict(
+                gene=g,
+                gene_name=str(v.get('gene_name', g)),
+                chrom=chrom,
+                pos=pos,
+                offset=(pos - tss) if strand == '+' else (tss - pos),
+                ref=list(seq),
+                strand=strand,
+            )
+        )
         obs.index = pd.Index([f'{g}:{p}' for p in pos], dtype=str)
-        parts.append(ad.AnnData(np.ascontiguousarray(G, np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(fit.types, dtype=str))))
-    out = ad.concat(parts, merge='first'); out.uns.update(run=str(run.out), model=key[0], embedding=key[1], score='gradient x input (captum)')
+        parts.append(
+            ad.AnnData(
+                np.ascontiguousarray(G, np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(fit.types, dtype=str))
+            )
+        )
+    out = ad.concat(parts, merge='first')
+    out.uns.update(run=str(run.out), model=key[0], embedding=key[1], score='gradient x input (captum)')
     return out
 
-def grad_x_input(run:Run, # a loaded run
-                 genes:list, # ids or symbols
-                 model=None, # a linear model (ridge_celltype, ridge_cell) on an Enformer embedding whose rule reads one TSS
-                 device:str|None=None) -> ad.AnnData:
+
+def grad_x_input(
+    run: Run,  # a loaded run
+    genes: list,  # ids or symbols
+    model=None,  # a linear model (ridge_celltype, ridge_cell) on an Enformer embedding whose rule reads one TSS
+    device: str | None = None,
+) -> ad.AnnData:
     "Gradient x input through the differentiable chain (the window of each gene's chosen TSS -> its embedding at the TSS bin -> the fitted linear map), per cell type, with captum: AnnData (gene, position in that window) x cell types."
     import torch
     from captum.attr import InputXGradient
     from rosa.enformer import tss_outputs
     from rosa.tss import one_hot
-    key = _model_key(run, model); keys = run.gene_keys(genes)
-    if getattr(run.fitted(*key), 'reads_sequence', False): return _window_gradients(run, key, keys, device)
+
+    key = _model_key(run, model)
+    keys = run.gene_keys(genes)
+    if getattr(run.fitted(*key), 'reads_sequence', False):
+        return _window_gradients(run, key, keys, device)
     rp = run.tss_rule(key[1])
     if rp['rule'] not in ('cage', 'center', 'bins'):
-        raise ValueError(f"{key[1]} averages several TSSs (rule {rp['rule']!r}): gradient x input follows one TSS's bin; use ISM")
-    fit = run.fitted(*key); A, c = _linear_head(fit)
-    ro = run.outputs(device); genome = ro.genome; dev = ro.device
+        raise ValueError(
+            f"{key[1]} averages several TSSs (rule {rp['rule']!r}): gradient x input follows one TSS's bin; use ISM"
+        )
+    fit = run.fitted(*key)
+    A, c = _linear_head(fit)
+    ro = run.outputs(device)
+    genome = ro.genome
+    dev = ro.device
     At, ct = torch.as_tensor(A, dtype=torch.float32, device=dev), torch.as_tensor(c, dtype=torch.float32, device=dev)
-    K = ro.neighbours; s = rp.get('bins', 0) if rp['rule'] == 'bins' else 0
+    K = ro.neighbours
+    s = rp.get('bins', 0) if rp['rule'] == 'bins' else 0
     parts = []
     for g in keys:
-        v = run.genes.loc[g]; cg = ro.cand.iloc[ro.by_gene[g]]
-        pick = cg[cg.canonical].iloc[0] if rp['rule'] == 'center' else cg.sort_values(['cage', 'canonical'], ascending=False, kind='stable').iloc[0]
-        centre = int(ro.windows.center.at[pick.window]); chrom = str(pick.chrom)
+        v = run.genes.loc[g]
+        cg = ro.cand.iloc[ro.by_gene[g]]
+        pick = (
+            cg[cg.canonical].iloc[0]
+            if rp['rule'] == 'center'
+            else cg.sort_values(['cage', 'canonical'], ascending=False, kind='stable').iloc[0]
+        )
+        centre = int(ro.windows.center.at[pick.window])
+        chrom = str(pick.chrom)
         seq = genome.window(chrom, centre, ro.window)
         x = torch.from_numpy(one_hot(seq))[None].to(dev)
-        win = torch.zeros(1, dtype=torch.long, device=dev); b = torch.tensor([int(pick.bin)], device=dev)
+        win = torch.zeros(1, dtype=torch.long, device=dev)
+        b = torch.tensor([int(pick.bin)], device=dev)
+
         def forward(x):
             _, e = tss_outputs(ro.model, x, win, b, ro.cage_idx, K, ro.rc)
-            return e[:, K - s:K + s + 1].mean(1) @ At + ct
+            return e[:, K - s : K + s + 1].mean(1) @ At + ct
+
         ig = InputXGradient(forward)
-        G = np.stack([ig.attribute(x.requires_grad_(), target=t).sum(-1)[0].detach().cpu().numpy() for t in range(len(fit.types))], 1)
-        pos = centre - ro.window // 2 + np.arange(ro.window); tss = int(v.tss)
-        obs = pd.DataFrame(dict(gene=g, gene_name=str(v.get('gene_name', g)), chrom=chrom, pos=pos,
-                                offset=(pos - tss) if v.strand == '+' else (tss - pos), ref=list(seq), strand=str(v.strand)))
+        G = np.stack(
+            [
+                ig.attribute(x.requires_grad_(), target=t).sum(-1)[0].detach().cpu().numpy()
+                for t in range(len(fit.types))
+            ],
+            1,
+        )
+        pos = centre - ro.window // 2 + np.arange(ro.window)
+        tss = int(v.tss)
+        obs = pd.DataFrame(
+            dict(
+                gene=g,
+                gene_name=str(v.get('gene_name', g)),
+                chrom=chrom,
+                pos=pos,
+                offset=(pos - tss) if v.strand == '+' else (tss - pos),
+                ref=list(seq),
+                strand=str(v.strand),
+            )
+        )
         obs.index = pd.Index([f'{g}:{p}' for p in pos], dtype=str)
         parts.append(ad.AnnData(G.astype(np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(fit.types, dtype=str))))
-    out = ad.concat(parts, merge='first'); out.uns.update(run=str(run.out), model=key[0], embedding=key[1], score='gradient x input (captum)')
+    out = ad.concat(parts, merge='first')
+    out.uns.update(run=str(run.out), model=key[0], embedding=key[1], score='gradient x input (captum)')
     return out
 
 # %% ../nbs/14c_attribution.ipynb #2fb5c69b
 @patch
-def attribute(self:Run, genes:list, # ids or symbols
-              width:int=2000, # bases around each TSS mutated by ISM
-              model=None, # (model, embedding) (default: the run's best on an Enformer embedding)
-              out:str|Path|None=None, # a folder: attributions.h5ad, a figure per gene, report.md
-              gradients:bool=True, # also gradient x input where the model is linear (checked against ISM)
-              batch_size:int=32, # mutated windows per forward pass
-              device:str|None=None, progress:bool=True) -> ad.AnnData:
+def attribute(
+    self: Run,
+    genes: list,  # ids or symbols
+    width: int = 2000,  # bases around each TSS mutated by ISM
+    model=None,  # (model, embedding) (default: the run's best on an Enformer embedding)
+    out: str | Path | None = None,  # a folder: attributions.h5ad, a figure per gene, report.md
+    gradients: bool = True,  # also gradient x input where the model is linear (checked against ISM)
+    batch_size: int = 32,  # mutated windows per forward pass
+    device: str | None = None,
+    progress: bool = True,
+) -> ad.AnnData:
     "ISM attributions per base and cell type for `genes` (and gradient x input beside them, with its agreement with ISM per gene): AnnData (gene, position) x cell types; with `out`, written with a figure per gene and a report."
-    a = ism(self, genes, width, model, work=None if out is None else Path(out)/'work', batch_size=batch_size, device=device, progress=progress)
+    a = ism(
+        self,
+        genes,
+        width,
+        model,
+        work=None if out is None else Path(out) / 'work',
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    )
     if gradients:
         try:
             gx = grad_x_input(self, genes, (a.uns['model'], a.uns['embedding']), device)
-            a.layers['grad_x_input'] = gx.to_df().reindex(a.obs_names).fillna(0.).to_numpy(np.float32)
+            a.layers['grad_x_input'] = gx.to_df().reindex(a.obs_names).fillna(0.0).to_numpy(np.float32)
             a.uns['agreement'] = ism_agreement(a).to_dict('list')
-        except ValueError as e: warnings.warn(f"gradient x input skipped: {e}")
+        except ValueError as e:
+            warnings.warn(f"gradient x input skipped: {e}")
     if out is not None:
         import shutil
         import matplotlib.pyplot as plt
-        out = Path(out); out.mkdir(parents=True, exist_ok=True)
-        write_h5ad(a, out/'attributions.h5ad')
-        md = [f"# Attributions: {a.uns['model']} on {a.uns['embedding']}", '',
-              f"In-silico saturation mutagenesis of {width:,} bp around each gene's TSS through the run's sequence model "
-              f"({a.uns['window']:,}-bp windows: bases outside them cannot change a prediction) and fitted model. "
-              "A base's score is minus the mean change of its cell type's predicted log1p expression when it is replaced.", '']
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_h5ad(a, out / 'attributions.h5ad')
+        md = [
+            f"# Attributions: {a.uns['model']} on {a.uns['embedding']}",
+            '',
+            f"In-silico saturation mutagenesis of {width:,} bp around each gene's TSS through the run's sequence model "
+            f"({a.uns['window']:,}-bp windows: bases outside them cannot change a prediction) and fitted model. "
+            "A base's score is minus the mean change of its cell type's predicted log1p expression when it is replaced.",
+            '',
+        ]
         if 'agreement' in a.uns:
             ag = pd.DataFrame(a.uns['agreement'])
-            md += ['Gradient x input against ISM (Pearson over the positions of the TSS window, mean over cell types):', '',
-                   to_markdown(ag.set_index('gene_name'), digits=2), '']
+            md += [
+                'Gradient x input against ISM (Pearson over the positions of the TSS window, mean over cell types):',
+                '',
+                to_markdown(ag.set_index('gene_name'), digits=2),
+                '',
+            ]
         for g in dict.fromkeys(a.obs.gene):
-            ax = plot_attribution(a, g); f = f"{g}.png"
-            with atomic_path(out/f) as tmp: ax[0].figure.savefig(tmp, dpi=110, bbox_inches='tight', format='png')
+            ax = plot_attribution(a, g)
+            f = f"{g}.png"
+            with atomic_path(out / f) as tmp:
+                ax[0].figure.savefig(tmp, dpi=110, bbox_inches='tight', format='png')
             plt.close(ax[0].figure)
             md += [f"## {a.obs.gene_name[a.obs.gene == g].iat[0]} ({g})", '', f"![]({f})", '']
-        with atomic_path(out/'report.md') as tmp: Path(tmp).write_text('\n'.join(md))
-        shutil.rmtree(out/'work', ignore_errors=True)
+        with atomic_path(out / 'report.md') as tmp:
+            Path(tmp).write_text('\n'.join(md))
+        shutil.rmtree(out / 'work', ignore_errors=True)
     return a
 
-def ism_agreement(a:ad.AnnData) -> pd.DataFrame:
+
+def ism_agreement(a: ad.AnnData) -> pd.DataFrame:
     "Per gene, Pearson of gradient x input with the ISM score over the positions gradient x input covers, mean over cell types."
     rows = []
     for g, idx in a.obs.groupby('gene', sort=False).indices.items():
-        G, X = a.layers['grad_x_input'][idx], np.asarray(a.X)[idx]; on = np.abs(G).sum(1) > 0
-        rows.append(dict(gene=g, gene_name=a.obs.gene_name.iat[idx[0]], pearson=float(np.nanmean(pearson(X[on].T, G[on].T))), positions=int(on.sum())))
+        G, X = a.layers['grad_x_input'][idx], np.asarray(a.X)[idx]
+        on = np.abs(G).sum(1) > 0
+        rows.append(
+            dict(
+                gene=g,
+                gene_name=a.obs.gene_name.iat[idx[0]],
+                pearson=float(np.nanmean(pearson(X[on].T, G[on].T))),
+                positions=int(on.sum()),
+            )
+        )
     return pd.DataFrame(rows)
 
 # %% ../nbs/14c_attribution.ipynb #fdb8f077
-def plot_attribution(a:ad.AnnData, # `ism` / `Run.attribute`
-                     gene:str, # a gene id or symbol of it
-                     sites:pd.DataFrame|None=None, # planted sites (chrom, start, end, where) to shade: the truth's
-                     zoom:tuple=(-260, 60), # the logo's span (bp from the TSS, + downstream)
-                    ):
+def plot_attribution(
+    a: ad.AnnData,  # `ism` / `Run.attribute`
+    gene: str,  # a gene id or symbol of it
+    sites: pd.DataFrame | None = None,  # planted sites (chrom, start, end, where) to shade: the truth's
+    zoom: tuple = (-260, 60),  # the logo's span (bp from the TSS, + downstream)
+):
     "A gene's attribution: a track per cell type along the sequence, and a logo of the reference bases' scores (mean over types) near the TSS, planted sites marked (promoter motifs gold, GC boxes grey, enhancers green); returns the axes."
-    import matplotlib.pyplot as plt, logomaker
-    obs = a.obs; sel = np.flatnonzero((obs.gene == gene).to_numpy() | (obs.gene_name == gene).to_numpy())
-    if not len(sel): raise KeyError(f"{gene} is not among the attributed genes: {list(dict.fromkeys(obs.gene_name))}")
-    o = obs.iloc[sel]; X = np.asarray(a.X)[sel]; order = np.argsort(o.offset.to_numpy()); o, X = o.iloc[order], X[order]
+    import matplotlib.pyplot as plt
+    import logomaker
+
+    obs = a.obs
+    sel = np.flatnonzero((obs.gene == gene).to_numpy() | (obs.gene_name == gene).to_numpy())
+    if not len(sel):
+        raise KeyError(f"{gene} is not among the attributed genes: {list(dict.fromkeys(obs.gene_name))}")
+    o = obs.iloc[sel]
+    X = np.asarray(a.X)[sel]
+    order = np.argsort(o.offset.to_numpy())
+    o, X = o.iloc[order], X[order]
     fig, ax = plt.subplots(2, 1, figsize=(9, 4.2), gridspec_kw=dict(height_ratios=[1.3, 1]))
-    lim = np.nanmax(np.abs(X)) or 1.
-    ax[0].imshow(X.T, aspect='auto', cmap='RdBu_r', vmin=-lim, vmax=lim, interpolation='nearest',
-                 extent=(o.offset.iat[0] - .5, o.offset.iat[-1] + .5, len(a.var_names) - .5, -.5))
-    ax[0].set_yticks(range(len(a.var_names)), list(a.var_names), fontsize=6); ax[0].set_xlabel('bp from the TSS')
-    ax[0].set_title(f"{o.gene_name.iat[0]}: ISM per cell type ({a.uns.get('model', '')} on {a.uns.get('embedding', '')})", fontsize=9)
-    z = o[(o.offset >= zoom[0]) & (o.offset < zoom[1])]; Xz = X[(o.offset >= zoom[0]).to_numpy() & (o.offset < zoom[1]).to_numpy()].mean(1)
+    lim = np.nanmax(np.abs(X)) or 1.0
+    ax[0].imshow(
+        X.T,
+        aspect='auto',
+        cmap='RdBu_r',
+        vmin=-lim,
+        vmax=lim,
+        interpolation='nearest',
+        extent=(o.offset.iat[0] - 0.5, o.offset.iat[-1] + 0.5, len(a.var_names) - 0.5, -0.5),
+    )
+    ax[0].set_yticks(range(len(a.var_names)), list(a.var_names), fontsize=6)
+    ax[0].set_xlabel('bp from the TSS')
+    ax[0].set_title(
+        f"{o.gene_name.iat[0]}: ISM per cell type ({a.uns.get('model', '')} on {a.uns.get('embedding', '')})",
+        fontsize=9,
+    )
+    z = o[(o.offset >= zoom[0]) & (o.offset < zoom[1])]
+    Xz = X[(o.offset >= zoom[0]).to_numpy() & (o.offset < zoom[1]).to_numpy()].mean(1)
     comp = str.maketrans('ACGT', 'TGCA')
-    bases = [b if s == '+' else b.translate(comp) for b, s in zip(z.ref, z.strand)]   # read in the gene's orientation
-    mat = pd.DataFrame(0., index=z.offset.to_numpy(), columns=list(BASES))
+    bases = [b if s == '+' else b.translate(comp) for b, s in zip(z.ref, z.strand)]  # read in the gene's orientation
+    mat = pd.DataFrame(0.0, index=z.offset.to_numpy(), columns=list(BASES))
     for i, (off, b) in enumerate(zip(z.offset, bases)):
-        if b in BASES: mat.loc[off, b] = Xz[i]
-    logomaker.Logo(mat, ax=ax[1], color_scheme='classic'); ax[1].set_xlabel("bp from the TSS (the gene's strand)")
+        if b in BASES:
+            mat.loc[off, b] = Xz[i]
+    logomaker.Logo(mat, ax=ax[1], color_scheme='classic')
+    ax[1].set_xlabel("bp from the TSS (the gene's strand)")
     ax[1].set_ylabel('score', fontsize=8)
     if sites is not None:
         st = sites[(sites.chrom == o.chrom.iat[0])]
@@ -228,43 +401,66 @@ def plot_attribution(a:ad.AnnData, # `ism` / `Run.attribute`
             for k, axx in enumerate(ax):
                 lo, hi = (o.offset.iat[0], o.offset.iat[-1]) if k == 0 else zoom
                 col = {'promoter': 'gold', 'core': 'grey', 'enhancer': 'green'}.get(s.where, 'grey')
-                if a1 > lo and a0 < hi:   # over the tracks a strip on top (the scores stay visible), behind the logo the whole height
-                    axx.axvspan(a0 - .5, a1 - .5, *((0.93, 1.) if k == 0 else (0., 1.)), color=col, alpha=.9 if k == 0 else .25, lw=0)
-    ax[0].set_xlim(o.offset.iat[0] - .5, o.offset.iat[-1] + .5); ax[1].set_xlim(max(zoom[0], o.offset.iat[0]) - .5, min(zoom[1], o.offset.iat[-1] + 1) - .5)
-    fig.tight_layout(); return ax
+                if (
+                    a1 > lo and a0 < hi
+                ):  # over the tracks a strip on top (the scores stay visible), behind the logo the whole height
+                    axx.axvspan(
+                        a0 - 0.5,
+                        a1 - 0.5,
+                        *((0.93, 1.0) if k == 0 else (0.0, 1.0)),
+                        color=col,
+                        alpha=0.9 if k == 0 else 0.25,
+                        lw=0,
+                    )
+    ax[0].set_xlim(o.offset.iat[0] - 0.5, o.offset.iat[-1] + 0.5)
+    ax[1].set_xlim(max(zoom[0], o.offset.iat[0]) - 0.5, min(zoom[1], o.offset.iat[-1] + 1) - 0.5)
+    fig.tight_layout()
+    return ax
 
 # %% ../nbs/14c_attribution.ipynb #6ab72d84
-def attribution_known_answer(a:ad.AnnData, # `ism` / `Run.attribute` of a synthetic world's genes
-                             truth:ad.AnnData|str|Path, # the world's truth.h5ad
-                             layer:str|None=None, # the score (default X, the ISM score; 'grad_x_input')
-                             threshold:float=0.3, # |weight x activity| from which a site's sign is scored
-                            ) -> pd.DataFrame:
+def attribution_known_answer(
+    a: ad.AnnData,  # `ism` / `Run.attribute` of a synthetic world's genes
+    truth: ad.AnnData | str | Path,  # the world's truth.h5ad
+    layer: str | None = None,  # the score (default X, the ISM score; 'grad_x_input')
+    threshold: float = 0.3,  # |weight x activity| from which a site's sign is scored
+) -> pd.DataFrame:
     "Attributions against the planted grammar, per gene and over all: AUROC of a base's largest |score| over cell types for planted-site bases vs every other base scored, by kind of site; and the share of (site, cell type) whose summed score has the sign of the site's true effect (weight x its TF's activity; a GC box: +)."
     from sklearn.metrics import roc_auc_score
+
     t = truth if isinstance(truth, ad.AnnData) else ad.read_h5ad(truth)
     st, A = t.uns['sites'], np.asarray(t.uns['tf_activity'])
-    S = np.asarray(a.X if layer is None else a.layers[layer]); o = a.obs
+    S = np.asarray(a.X if layer is None else a.layers[layer])
+    o = a.obs
     on = np.abs(S).sum(1) > 0 if layer == 'grad_x_input' else np.ones(len(o), bool)
     labels, signs = {w: ([], []) for w in ('promoter', 'core', 'enhancer')}, []
     rows = []
     for g, idx in o.groupby('gene', sort=False).indices.items():
-        idx = idx[on[idx]]; pos = o.pos.to_numpy()[idx]; gs = st[st.gene == g]
-        site = np.zeros(len(idx), bool); kinds = np.full(len(idx), '', object)
+        idx = idx[on[idx]]
+        pos = o.pos.to_numpy()[idx]
+        gs = st[st.gene == g]
+        site = np.zeros(len(idx), bool)
+        kinds = np.full(len(idx), '', object)
         for s in gs.itertuples():
             m = (pos >= s.start) & (pos < s.end)
-            if not m.any(): continue
-            site |= m; kinds[m] = s.where
-            tot = S[idx][m].sum(0); want = s.weight * (A[:, s.tf] if s.tf >= 0 else np.ones(A.shape[0]))
+            if not m.any():
+                continue
+            site |= m
+            kinds[m] = s.where
+            tot = S[idx][m].sum(0)
+            want = s.weight * (A[:, s.tf] if s.tf >= 0 else np.ones(A.shape[0]))
             big = np.abs(want) >= threshold
             signs += [(s.where, a_ == b_) for a_, b_ in zip(np.sign(tot[big]), np.sign(want[big]))]
         mx = np.abs(S[idx]).max(1)
         for w in labels:
             k = (kinds == w) | ~site
-            if (kinds == w).any(): labels[w][0].append((kinds == w)[k]); labels[w][1].append(mx[k])
+            if (kinds == w).any():
+                labels[w][0].append((kinds == w)[k])
+                labels[w][1].append(mx[k])
     for w, (y, x) in labels.items():
         if y:
             y, x = np.concatenate(y), np.concatenate(x)
             rows.append(dict(sites=w, metric='auroc', value=float(roc_auc_score(y, x)), n=int(y.sum())))
         sg = [ok for ww, ok in signs if ww == w]
-        if sg: rows.append(dict(sites=w, metric='sign', value=float(np.mean(sg)), n=len(sg)))
+        if sg:
+            rows.append(dict(sites=w, metric='sign', value=float(np.mean(sg)), n=len(sg)))
     return pd.DataFrame(rows)

@@ -12,48 +12,70 @@ import scipy.sparse as sp
 __all__ = ['positions', 'index_positions', 'as_index', 'layer_matrix', 'read_rows', 'dense_block', 'row_blocks']
 
 # %% ../nbs/01a_blocks.ipynb #b5
-def positions(sel, n:int, what:str) -> np.ndarray:
+def positions(sel, n: int, what: str) -> np.ndarray:
     "Integer positions from None (all), a slice, a boolean mask or integer positions."
-    if sel is None: return np.arange(n)
-    if isinstance(sel, slice): return np.arange(n)[sel]
+    if sel is None:
+        return np.arange(n)
+    if isinstance(sel, slice):
+        return np.arange(n)[sel]
     sel = np.asarray(sel)
     if sel.dtype == bool:
-        if sel.shape != (n,): raise ValueError(f"{what}: a mask of length {len(sel)} for {n}")
+        if sel.shape != (n,):
+            raise ValueError(f"{what}: a mask of length {len(sel)} for {n}")
         return np.flatnonzero(sel)
-    if not np.issubdtype(sel.dtype, np.integer): raise TypeError(f"{what}: positions must be integers or a mask, got {sel.dtype}")
-    if len(sel) and (sel.min() < 0 or sel.max() >= n): raise IndexError(f"{what}: positions outside 0..{n - 1}")
+    if not np.issubdtype(sel.dtype, np.integer):
+        raise TypeError(f"{what}: positions must be integers or a mask, got {sel.dtype}")
+    if len(sel) and (sel.min() < 0 or sel.max() >= n):
+        raise IndexError(f"{what}: positions outside 0..{n - 1}")
     return sel.astype(np.int64)
 
-def index_positions(sel, index:pd.Index, what:str) -> np.ndarray:
+
+def index_positions(sel, index: pd.Index, what: str) -> np.ndarray:
     "Integer positions of `sel` (None = all, bool mask, integer positions or names) in `index`."
-    if sel is None or isinstance(sel, slice) or np.asarray(sel).dtype == bool or np.issubdtype(np.asarray(sel).dtype, np.integer):
+    if (
+        sel is None
+        or isinstance(sel, slice)
+        or np.asarray(sel).dtype == bool
+        or np.issubdtype(np.asarray(sel).dtype, np.integer)
+    ):
         return positions(sel, len(index), what)
-    sel = np.asarray(sel); pos = index.get_indexer(sel)
-    if (pos < 0).any(): raise KeyError(f"unknown {what}: {[str(s) for s in sel[pos < 0][:5]]}")
+    sel = np.asarray(sel)
+    pos = index.get_indexer(sel)
+    if (pos < 0).any():
+        raise KeyError(f"unknown {what}: {[str(s) for s in sel[pos < 0][:5]]}")
     return pos
 
 # %% ../nbs/01a_blocks.ipynb #b8
-def as_index(a:np.ndarray):
+def as_index(a: np.ndarray):
     "A slice when the positions are consecutive (fast to read), else the positions."
-    if len(a) and a[-1] - a[0] + 1 == len(a) and (np.diff(a) == 1).all(): return slice(int(a[0]), int(a[-1]) + 1)
+    if len(a) and a[-1] - a[0] + 1 == len(a) and (np.diff(a) == 1).all():
+        return slice(int(a[0]), int(a[-1]) + 1)
     return a
+
 
 def layer_matrix(adata, layer):
     "adata.X or a layer: CSR, ndarray, or anndata's backed sparse dataset (read by rows, never whole)."
     X = adata.X if layer in (None, 'X') else adata.layers[layer]
-    if isinstance(X, np.ndarray) or isinstance(X, sp.csr_matrix): return X
+    if isinstance(X, np.ndarray) or isinstance(X, sp.csr_matrix):
+        return X
     return X.tocsr() if sp.issparse(X) else X
 
-def read_rows(X, rows) -> sp.csr_matrix|np.ndarray:
+
+def read_rows(X, rows) -> sp.csr_matrix | np.ndarray:
     "Rows (sorted positions) of an in-memory or backed matrix."
-    return X[as_index(np.asarray(rows))]             # a slice where the rows are consecutive: backed readers read it whole
+    return X[as_index(np.asarray(rows))]  # a slice where the rows are consecutive: backed readers read it whole
+
 
 def dense_block(X, rows=None, cols=None, dtype=np.float32):
     "Dense block X[rows][:, cols] of a sparse, dense or backed matrix."
-    if rows is not None: X = read_rows(X, np.asarray(rows))
-    if cols is not None: X = X[:, cols]
+    if rows is not None:
+        X = read_rows(X, np.asarray(rows))
+    if cols is not None:
+        X = X[:, cols]
     return (X.toarray() if sp.issparse(X) else np.asarray(X)).astype(dtype, copy=False)
 
-def row_blocks(rows:np.ndarray, size:int):
+
+def row_blocks(rows: np.ndarray, size: int):
     "Consecutive slices of `rows`: what bounds the memory of a pass over cells."
-    for i in range(0, len(rows), size): yield i, rows[i:i+size]
+    for i in range(0, len(rows), size):
+        yield i, rows[i : i + size]

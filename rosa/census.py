@@ -4,7 +4,9 @@
 
 # %% ../nbs/04a_census.ipynb #0003
 from __future__ import annotations
-import os, shutil, tempfile
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,51 +21,80 @@ __all__ = ['TABULA_SAPIENS_COLLECTION', 'TABULA_SAPIENS_ALL_CELLS', 'CENSUS_VERS
            'load_census']
 
 # %% ../nbs/04a_census.ipynb #0005
-TABULA_SAPIENS_COLLECTION = 'e5f58829-1a66-40b5-a624-9046778e74f5'  # the CELLxGENE *collection* (a collection_id, not a dataset_id)
-TABULA_SAPIENS_ALL_CELLS = '53d208b0-2cfd-4366-9866-c3c6114081bc'   # its dataset "Tabula Sapiens - All Cells" (TS 2.0 in Census 2025-11-08)
+TABULA_SAPIENS_COLLECTION = (
+    'e5f58829-1a66-40b5-a624-9046778e74f5'  # the CELLxGENE *collection* (a collection_id, not a dataset_id)
+)
+TABULA_SAPIENS_ALL_CELLS = (
+    '53d208b0-2cfd-4366-9866-c3c6114081bc'  # its dataset "Tabula Sapiens - All Cells" (TS 2.0 in Census 2025-11-08)
+)
 CENSUS_VERSION = '2025-11-08'  # the pinned Census release (an LTS build)
 
 # %% ../nbs/04a_census.ipynb #0007
-def protein_coding(annotation # a `rosa.reference.Annotation`
-                  ) -> list:
+def protein_coding(
+    annotation,  # a `rosa.reference.Annotation`
+) -> list:
     "Unversioned ids of the annotation's protein-coding genes, e.g. for `load_census(genes=...)`."
     g = annotation.genes
     return list(strip_version(g.index[g.gene_type.astype(str) == 'protein_coding']))
 
 # %% ../nbs/04a_census.ipynb #0011
-_OBS_DEFAULTS = dict(cell_type='unknown', donor_id='unknown', tissue='unknown', tissue_general='unknown', assay='unknown')
+_OBS_DEFAULTS = dict(
+    cell_type='unknown', donor_id='unknown', tissue='unknown', tissue_general='unknown', assay='unknown'
+)
 
-def _dataframe(parent, key:str, df:pd.DataFrame):
+
+def _dataframe(parent, key: str, df: pd.DataFrame):
     "Add `df` (with a soma_joinid column) to the SOMA collection `parent` as a SOMADataFrame."
     import pyarrow as pa
-    t = pa.Table.from_pandas(df, preserve_index=False)
-    with parent.add_new_dataframe(key, schema=t.schema, domain=[(0, max(len(df) - 1, 0))]) as d: d.write(t)
 
-def write_local_census(uri:str|Path, # folder to create (must not exist)
-                       adata, # raw counts; var index = feature_id (+ feature_name); obs: dataset_id and Census columns
-                       datasets:pd.DataFrame|None=None, # one row per dataset_id: collection_id, collection_name, dataset_title (default: 'local')
-                       census_version:str=CENSUS_VERSION, # written as the summary's census_build_date
-                      ) -> Path:
+    t = pa.Table.from_pandas(df, preserve_index=False)
+    with parent.add_new_dataframe(key, schema=t.schema, domain=[(0, max(len(df) - 1, 0))]) as d:
+        d.write(t)
+
+
+def write_local_census(
+    uri: str | Path,  # folder to create (must not exist)
+    adata,  # raw counts; var index = feature_id (+ feature_name); obs: dataset_id and Census columns
+    datasets: pd.DataFrame
+    | None = None,  # one row per dataset_id: collection_id, collection_name, dataset_title (default: 'local')
+    census_version: str = CENSUS_VERSION,  # written as the summary's census_build_date
+) -> Path:
     "Write a small Census-shaped TileDB-SOMA collection that `cellxgene_census.open_soma(uri=...)` and `load_census` open."
-    import tiledbsoma as soma, tiledbsoma.io, anndata as ad
+    import tiledbsoma as soma
+    import tiledbsoma.io
+    import anndata as ad
+
     uri = Path(uri)
-    if uri.exists(): raise FileExistsError(f"{uri} exists: write_local_census creates a new folder")
-    if 'dataset_id' not in adata.obs: raise ValueError("write_local_census: adata.obs needs a dataset_id column")
+    if uri.exists():
+        raise FileExistsError(f"{uri} exists: write_local_census creates a new folder")
+    if 'dataset_id' not in adata.obs:
+        raise ValueError("write_local_census: adata.obs needs a dataset_id column")
     obs = adata.obs.copy()
     for c, v in _OBS_DEFAULTS.items():
-        if c not in obs: obs[c] = v
+        if c not in obs:
+            obs[c] = v
     obs['is_primary_data'] = obs['is_primary_data'].astype(bool) if 'is_primary_data' in obs else True
     for c in obs.columns:  # the Census stores its string columns as dictionaries (categoricals)
-        if obs[c].dtype == object or pd.api.types.is_string_dtype(obs[c]): obs[c] = obs[c].astype('category')
-    var = pd.DataFrame(dict(feature_name=adata.var['feature_name'].astype(str).values if 'feature_name' in adata.var
-                            else adata.var_names.astype(str)), index=adata.var_names.astype(str))
+        if obs[c].dtype == object or pd.api.types.is_string_dtype(obs[c]):
+            obs[c] = obs[c].astype('category')
+    var = pd.DataFrame(
+        dict(
+            feature_name=adata.var['feature_name'].astype(str).values
+            if 'feature_name' in adata.var
+            else adata.var_names.astype(str)
+        ),
+        index=adata.var_names.astype(str),
+    )
     X = sp.csr_matrix(adata.X).astype(np.float32)  # the Census keeps raw counts as float32
     n = obs.dataset_id.astype(str).value_counts()
     if datasets is None:
-        datasets = pd.DataFrame(dict(dataset_id=n.index, collection_id='local', collection_name='local', dataset_title=n.index))
+        datasets = pd.DataFrame(
+            dict(dataset_id=n.index, collection_id='local', collection_name='local', dataset_title=n.index)
+        )
     ds = datasets.reset_index(drop=True).copy()
-    if 'dataset_id' not in ds: raise ValueError("write_local_census: datasets needs a dataset_id column")
-    if (absent := sorted(set(n.index) - set(ds.dataset_id.astype(str)))):
+    if 'dataset_id' not in ds:
+        raise ValueError("write_local_census: datasets needs a dataset_id column")
+    if absent := sorted(set(n.index) - set(ds.dataset_id.astype(str))):
         raise ValueError(f"write_local_census: obs names dataset ids that `datasets` lacks: {absent}")
     ds['collection_id'] = ds.get('collection_id', 'local')
     ds['collection_name'] = ds.get('collection_name', ds.collection_id)
@@ -71,22 +102,34 @@ def write_local_census(uri:str|Path, # folder to create (must not exist)
     ds['dataset_total_cell_count'] = ds.dataset_id.map(n).fillna(0).astype(np.int64)
     ds = ds.astype({c: str for c in ('dataset_id', 'collection_id', 'collection_name', 'dataset_title')})
     ds.insert(0, 'soma_joinid', np.arange(len(ds), dtype=np.int64))
-    summary = pd.DataFrame(dict(label=['census_schema_version', 'census_build_date', 'total_cell_count', 'unique_cell_count'],
-                                value=['local', str(census_version), str(len(obs)), str(int(obs.is_primary_data.sum()))]))
+    summary = pd.DataFrame(
+        dict(
+            label=['census_schema_version', 'census_build_date', 'total_cell_count', 'unique_cell_count'],
+            value=['local', str(census_version), str(len(obs)), str(int(obs.is_primary_data.sum()))],
+        )
+    )
     summary.insert(0, 'soma_joinid', np.arange(len(summary), dtype=np.int64))
     uri.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{uri.name}.', dir=uri.parent))
     try:
-        root = str(tmp/'census')
+        root = str(tmp / 'census')
         with soma.Collection.create(root) as census:
             info = census.add_new_collection('census_info')
-            _dataframe(info, 'datasets', ds); _dataframe(info, 'summary', summary)
+            _dataframe(info, 'datasets', ds)
+            _dataframe(info, 'summary', summary)
             data = census.add_new_collection('census_data')
-            exp = soma.io.from_anndata(f'{root}/census_data/homo_sapiens', ad.AnnData(X=X, obs=obs, var=var),
-                                       measurement_name='RNA', X_layer_name='raw', var_id_name='feature_id')
-            with soma.Experiment.open(exp) as e: data.set('homo_sapiens', e, use_relative_uri=True)
+            exp = soma.io.from_anndata(
+                f'{root}/census_data/homo_sapiens',
+                ad.AnnData(X=X, obs=obs, var=var),
+                measurement_name='RNA',
+                X_layer_name='raw',
+                var_id_name='feature_id',
+            )
+            with soma.Experiment.open(exp) as e:
+                data.set('homo_sapiens', e, use_relative_uri=True)
         os.replace(root, uri)  # members are stored by relative uri, so the collection can move
-    finally: shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return uri
 
 # %% ../nbs/04a_census.ipynb #0016
@@ -95,68 +138,113 @@ def _in(col, values):
     values = [values] if isinstance(values, str) else list(values)
     return f"{col} in [{', '.join(repr(str(v)) for v in values)}]"
 
-def _check_datasets(ds:pd.DataFrame, dataset_ids, collection_id, where:str) -> list:
+
+def _check_datasets(ds: pd.DataFrame, dataset_ids, collection_id, where: str) -> list:
     "The dataset ids to query, checked against census_info/datasets."
     of = ds[ds.collection_id == collection_id] if collection_id is not None else ds.iloc[:0]
     few = '; '.join(f"{r.dataset_id} ({r.dataset_title})" for r in of.head(5).itertuples()) or 'none'
     if dataset_ids is None:
-        if collection_id is None: raise ValueError("load_census: give dataset_ids, collection_id or both")
-        if not len(of): raise ValueError(f"no dataset of collection {collection_id} in {where} (is it a dataset id?)")
+        if collection_id is None:
+            raise ValueError("load_census: give dataset_ids, collection_id or both")
+        if not len(of):
+            raise ValueError(f"no dataset of collection {collection_id} in {where} (is it a dataset id?)")
         return of.dataset_id.tolist()
     ids = [dataset_ids] if isinstance(dataset_ids, str) else [str(i) for i in dataset_ids]
-    if (absent := [i for i in ids if i not in set(ds.dataset_id)]):
-        raise ValueError(f"dataset ids {absent} are not in {where}; datasets of collection {collection_id}: {few}"
-                         f"{' ...' if len(of) > 5 else ''}")
+    if absent := [i for i in ids if i not in set(ds.dataset_id)]:
+        raise ValueError(
+            f"dataset ids {absent} are not in {where}; datasets of collection {collection_id}: {few}"
+            f"{' ...' if len(of) > 5 else ''}"
+        )
     if collection_id is not None:
         other = ds[ds.dataset_id.isin(ids) & (ds.collection_id != collection_id)]
-        if len(other): raise ValueError(f"datasets {other.dataset_id.tolist()} belong to collection(s) "
-                                        f"{other.collection_name.unique().tolist()}, not to {collection_id}")
+        if len(other):
+            raise ValueError(
+                f"datasets {other.dataset_id.tolist()} belong to collection(s) "
+                f"{other.collection_name.unique().tolist()}, not to {collection_id}"
+            )
     return ids
 
-def _write_h5ad_blocks(path:str|Path, # h5ad to write
-                       blocks, # CSR blocks of consecutive rows (an iterator: never all in memory)
-                       obs:pd.DataFrame, var:pd.DataFrame, uns:dict):
+
+def _write_h5ad_blocks(
+    path: str | Path,  # h5ad to write
+    blocks,  # CSR blocks of consecutive rows (an iterator: never all in memory)
+    obs: pd.DataFrame,
+    var: pd.DataFrame,
+    uns: dict,
+):
     "Write an h5ad whose X is appended block by block, atomically."
     import h5py
     from anndata.io import write_elem
+
     with atomic_path(path) as tmp, h5py.File(tmp, 'w') as f:
-        X = CSRWriter(f, 'X', len(var), np.int32)    # a 64-bit indptr: Tabula Sapiens v2 holds more than 2^31 counts
-        for b in blocks: X.append(b)
+        X = CSRWriter(f, 'X', len(var), np.int32)  # a 64-bit indptr: Tabula Sapiens v2 holds more than 2^31 counts
+        for b in blocks:
+            X.append(b)
         X.close()
-        write_elem(f, 'obs', obs); write_elem(f, 'var', var); write_elem(f, 'uns', uns)
+        write_elem(f, 'obs', obs)
+        write_elem(f, 'var', var)
+        write_elem(f, 'uns', uns)
         f.attrs['encoding-type'], f.attrs['encoding-version'] = 'anndata', '0.1.0'  # what makes the groups an AnnData
     return Path(path)
 
-def load_census(out:str|Path, # h5ad to write
-                census_version:str=CENSUS_VERSION, # pinned Census release (ignored for opening when `uri` is given)
-                dataset_ids:list|str|None=(TABULA_SAPIENS_ALL_CELLS,), # Census dataset_id(s); None: every dataset of `collection_id`
-                collection_id:str|None=TABULA_SAPIENS_COLLECTION, # the collection the datasets must belong to (None: no check)
-                uri:str|Path|None=None, # a local Census-shaped SOMA collection (`write_local_census`) instead of the release
-                tissue:str|list|None=None, # keep only these `tissue_general` values (e.g. 'lung')
-                cell_types:str|list|None=None, # keep only these cell types
-                primary_only:bool=True, # keep only is_primary_data cells (the Census holds a cell once per dataset that has it)
-                genes=None, # unversioned Ensembl ids to keep (e.g. `protein_coding(annotation)`); None: all
-                obs_columns:tuple=('dataset_id', 'cell_type', 'donor_id', 'tissue', 'tissue_general', 'assay', 'is_primary_data'), # Census obs columns to keep
-                chunk_cells:int=50_000, # cells read and written per block: bounds the memory
-               ) -> Path:
+
+def load_census(
+    out: str | Path,  # h5ad to write
+    census_version: str = CENSUS_VERSION,  # pinned Census release (ignored for opening when `uri` is given)
+    dataset_ids: list | str | None = (
+        TABULA_SAPIENS_ALL_CELLS,
+    ),  # Census dataset_id(s); None: every dataset of `collection_id`
+    collection_id: str
+    | None = TABULA_SAPIENS_COLLECTION,  # the collection the datasets must belong to (None: no check)
+    uri: str
+    | Path
+    | None = None,  # a local Census-shaped SOMA collection (`write_local_census`) instead of the release
+    tissue: str | list | None = None,  # keep only these `tissue_general` values (e.g. 'lung')
+    cell_types: str | list | None = None,  # keep only these cell types
+    primary_only: bool = True,  # keep only is_primary_data cells (the Census holds a cell once per dataset that has it)
+    genes=None,  # unversioned Ensembl ids to keep (e.g. `protein_coding(annotation)`); None: all
+    obs_columns: tuple = (
+        'dataset_id',
+        'cell_type',
+        'donor_id',
+        'tissue',
+        'tissue_general',
+        'assay',
+        'is_primary_data',
+    ),  # Census obs columns to keep
+    chunk_cells: int = 50_000,  # cells read and written per block: bounds the memory
+) -> Path:
     "Stream raw counts (e.g. Tabula Sapiens) from the CELLxGENE Census into an h5ad that `read_counts` reads, block by block."
-    try: import cellxgene_census, tiledbsoma as soma
+    try:
+        import cellxgene_census
+        import tiledbsoma as soma
     except ImportError as e:
-        raise ImportError("load_census needs the optional package cellxgene-census: `pip install cellxgene-census`") from e
-    if chunk_cells < 1: raise ValueError(f"chunk_cells must be positive, got {chunk_cells}")
+        raise ImportError(
+            "load_census needs the optional package cellxgene-census: `pip install cellxgene-census`"
+        ) from e
+    if chunk_cells < 1:
+        raise ValueError(f"chunk_cells must be positive, got {chunk_cells}")
     where = f"the Census at {uri}" if uri is not None else f"Census {census_version}"
     with cellxgene_census.open_soma(census_version=census_version, uri=None if uri is None else str(uri)) as census:
         info = census['census_info']
-        ds = info['datasets'].read(column_names=['dataset_id', 'dataset_title', 'collection_id', 'collection_name']).concat().to_pandas()
+        ds = (
+            info['datasets']
+            .read(column_names=['dataset_id', 'dataset_title', 'collection_id', 'collection_name'])
+            .concat()
+            .to_pandas()
+        )
         ids = _check_datasets(ds, dataset_ids, collection_id, where)
         summary = info['summary'].read().concat().to_pandas().set_index('label')['value'] if 'summary' in info else {}
         exp = census['census_data']['homo_sapiens']
-        if (absent := [c for c in obs_columns if c not in exp.obs.schema.names]):
+        if absent := [c for c in obs_columns if c not in exp.obs.schema.names]:
             raise ValueError(f"obs_columns {absent} are not columns of the obs of {where}")
         filters = [_in('dataset_id', ids)]
-        if primary_only: filters.append('is_primary_data == True')
-        if tissue is not None: filters.append(_in('tissue_general', tissue))
-        if cell_types is not None: filters.append(_in('cell_type', cell_types))
+        if primary_only:
+            filters.append('is_primary_data == True')
+        if tissue is not None:
+            filters.append(_in('tissue_general', tissue))
+        if cell_types is not None:
+            filters.append(_in('cell_type', cell_types))
         obs_filter = ' and '.join(filters)
         var = exp.ms['RNA'].var.read(column_names=['soma_joinid', 'feature_id', 'feature_name']).concat().to_pandas()
         var['feature_id'] = strip_version(var.feature_id)
@@ -165,31 +253,52 @@ def load_census(out:str|Path, # h5ad to write
             requested = pd.Index(strip_version(list(genes))).unique()
             missing = requested.difference(var.feature_id)
             var = var[var.feature_id.isin(requested)]
-            if not len(var): raise ValueError(f"none of the {len(requested)} genes asked for (e.g. {list(requested[:3])}) is in {where}")
+            if not len(var):
+                raise ValueError(
+                    f"none of the {len(requested)} genes asked for (e.g. {list(requested[:3])}) is in {where}"
+                )
             rec.update(n_genes_requested=len(requested), n_genes_missing=len(missing))
-            if len(missing): rec['genes_missing'] = list(missing)
+            if len(missing):
+                rec['genes_missing'] = list(missing)
         var_query = soma.AxisQuery(coords=(np.sort(var.soma_joinid.values),)) if genes is not None else soma.AxisQuery()
         with exp.axis_query('RNA', obs_query=soma.AxisQuery(value_filter=obs_filter), var_query=var_query) as query:
             obs_ids, var_ids = query.obs_joinids().to_numpy(), query.var_joinids().to_numpy()
-            if not len(obs_ids): raise ValueError(f"the Census query {obs_filter!r} selected no cells in {where}")
-            obs = query.obs(column_names=['soma_joinid', *obs_columns]).concat().to_pandas().set_index('soma_joinid').loc[obs_ids]
-            obs.index = obs.index.astype(str); obs.index.name = None
+            if not len(obs_ids):
+                raise ValueError(f"the Census query {obs_filter!r} selected no cells in {where}")
+            obs = (
+                query.obs(column_names=['soma_joinid', *obs_columns])
+                .concat()
+                .to_pandas()
+                .set_index('soma_joinid')
+                .loc[obs_ids]
+            )
+            obs.index = obs.index.astype(str)
+            obs.index.name = None
             for c in obs.columns:
-                if isinstance(obs[c].dtype, pd.CategoricalDtype): obs[c] = obs[c].cat.remove_unused_categories()
-                elif obs[c].dtype == object or pd.api.types.is_string_dtype(obs[c]): obs[c] = obs[c].astype('category')
+                if isinstance(obs[c].dtype, pd.CategoricalDtype):
+                    obs[c] = obs[c].cat.remove_unused_categories()
+                elif obs[c].dtype == object or pd.api.types.is_string_dtype(obs[c]):
+                    obs[c] = obs[c].astype('category')
             var = var.set_index('soma_joinid').loc[var_ids]
-            var = pd.DataFrame(dict(feature_name=var.feature_name.astype(str).values), index=var.feature_id.astype(str).values)
+            var = pd.DataFrame(
+                dict(feature_name=var.feature_name.astype(str).values), index=var.feature_id.astype(str).values
+            )
             rec.update(n_obs=len(obs), n_vars=len(var))
-            if collection_id is not None: rec['collection_id'] = collection_id
-            if uri is not None: rec['uri'] = str(uri)
+            if collection_id is not None:
+                rec['collection_id'] = collection_id
+            if uri is not None:
+                rec['uri'] = str(uri)
             rec.update({k: str(summary[k]) for k in ('census_build_date', 'census_schema_version') if k in summary})
+
             def blocks():
                 n = 0
                 for block, (rows, cols) in query.X('raw').blockwise(axis=0, size=chunk_cells).scipy():
                     # rows come in the order of obs_joinids and columns in that of var_joinids: checked, not assumed
-                    if not (np.array_equal(rows, obs_ids[n:n + len(rows)]) and np.array_equal(cols, var_ids)):
+                    if not (np.array_equal(rows, obs_ids[n : n + len(rows)]) and np.array_equal(cols, var_ids)):
                         raise RuntimeError("the Census blocks are not in the order of the query's joinids")
                     yield as_counts(block, f"{where}: X['raw'] of cells {n}..{n + len(rows)}")
                     n += len(rows)
-                if n != len(obs_ids): raise RuntimeError(f"the Census returned {n} of {len(obs_ids)} cells")
+                if n != len(obs_ids):
+                    raise RuntimeError(f"the Census returned {n} of {len(obs_ids)} cells")
+
             return _write_h5ad_blocks(out, blocks(), obs, var, dict(census=rec))

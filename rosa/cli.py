@@ -4,7 +4,10 @@
 
 # %% ../nbs/15_cli.ipynb #0003
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse
+import json
+import sys
+import time
 from pathlib import Path
 from fastcore.script import anno_parser
 
@@ -15,348 +18,609 @@ from .synthetic import WorldConfig
 __all__ = ['COMMANDS', 'world', 'load_plugins', 'demo', 'run', 'census', 'compare', 'predict', 'variants', 'attribute', 'main']
 
 # %% ../nbs/15_cli.ipynb #0005
-def world(out:str='rosa_world', # folder to write the synthetic world into
-          seed:int=0, # seed of the world
-          n_genes:int=WorldConfig.n_genes, # number of genes
-          n_cells:int=WorldConfig.n_cells, # number of cells
-          window:int=WorldConfig.window, # regulatory window around each TSS (bp): enhancers lie inside it
-         ):
+def world(
+    out: str = 'rosa_world',  # folder to write the synthetic world into
+    seed: int = 0,  # seed of the world
+    n_genes: int = WorldConfig.n_genes,  # number of genes
+    n_cells: int = WorldConfig.n_cells,  # number of cells
+    window: int = WorldConfig.window,  # regulatory window around each TSS (bp): enhancers lie inside it
+):
     "Write rosa's synthetic world (genome.fa, genes.gtf, cells.h5ad, bulk_cage.tsv.gz, truth.h5ad)."
     from rosa.synthetic import make_world
+
     t0 = time.time()
     w = make_world(out, seed=seed, n_genes=n_genes, n_cells=n_cells, window=window)
-    for p in w.files: print(f'{p}  ({p.stat().st_size/1e6:.1f} MB)')
-    print(f'{w} written in {time.time()-t0:.1f}s')
+    for p in w.files:
+        print(f'{p}  ({p.stat().st_size / 1e6:.1f} MB)')
+    print(f'{w} written in {time.time() - t0:.1f}s')
     return w
 
 # %% ../nbs/15_cli.ipynb #0006
-def _value(s:str):
+def _value(s: str):
     "A flag's value: JSON when it parses (numbers, lists, null, true/false), else the text itself."
-    try: return json.loads(s)
-    except json.JSONDecodeError: return s
+    try:
+        return json.loads(s)
+    except json.JSONDecodeError:
+        return s
 
-def _json_flag(s:str) -> dict:
+
+def _json_flag(s: str) -> dict:
     "A flag whose value is a JSON object (argparse names the flag when it is not one)."
-    try: v = json.loads(s)
-    except json.JSONDecodeError as e: raise argparse.ArgumentTypeError(f"not JSON ({e.msg}): {s!r}")
-    if not isinstance(v, dict): raise argparse.ArgumentTypeError(f"a JSON object {{...}} is needed, got {s!r}")
+    try:
+        v = json.loads(s)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON ({e.msg}): {s!r}")
+    if not isinstance(v, dict):
+        raise argparse.ArgumentTypeError(f"a JSON object {{...}} is needed, got {s!r}")
     return v
 
-def load_plugins(argv:list) -> list:
+
+def load_plugins(argv: list) -> list:
     "Import the modules (or `.py` files) named by `--plugin` in `argv`: what they register becomes names and flags."
-    import importlib, importlib.util
-    names = [argv[k + 1] for k, a in enumerate(argv[:-1]) if a == '--plugin'] + [a.split('=', 1)[1] for a in argv if a.startswith('--plugin=')]
+    import importlib
+    import importlib.util
+
+    names = [argv[k + 1] for k, a in enumerate(argv[:-1]) if a == '--plugin'] + [
+        a.split('=', 1)[1] for a in argv if a.startswith('--plugin=')
+    ]
     for n in names:
         if n.endswith('.py'):
-            if not Path(n).exists(): sys.exit(f"rosa: --plugin {n} does not exist")
-            spec = importlib.util.spec_from_file_location(Path(n).stem, n); mod = importlib.util.module_from_spec(spec)
+            if not Path(n).exists():
+                sys.exit(f"rosa: --plugin {n} does not exist")
+            spec = importlib.util.spec_from_file_location(Path(n).stem, n)
+            mod = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(mod)
-        else: importlib.import_module(n)
+        else:
+            importlib.import_module(n)
     return names
 
-def _registry_flags(p:argparse.ArgumentParser):
+
+def _registry_flags(p: argparse.ArgumentParser):
     "A flag `--<name>.<parameter>` for each parameter of each registered embedding and model."
     from fastcore.docments import docments
     from rosa.pipeline import EMBEDDINGS, MODELS
+
     for reg in (EMBEDDINGS, MODELS):
-        g = p.add_argument_group(f'{reg.kind} parameters', f'--<{reg.kind}>.<parameter> VALUE, for the {reg.kind}s of the run')
+        g = p.add_argument_group(
+            f'{reg.kind} parameters', f'--<{reg.kind}>.<parameter> VALUE, for the {reg.kind}s of the run'
+        )
         for e in reg.entries.values():
             docs = {}
-            for f in (*e.meta.get('docs', ()), e.fn):   # an entry may document its parameters elsewhere
-                try: docs.update({k: v for k, v in docments(f).items() if v})
-                except Exception: pass
+            for f in (*e.meta.get('docs', ()), e.fn):  # an entry may document its parameters elsewhere
+                try:
+                    docs.update({k: v for k, v in docments(f).items() if v})
+                except Exception:
+                    pass
             for name, f in e.fields().items():
                 default = e.params().__getattribute__(name)
-                g.add_argument(f'--{e.name}.{name}', dest=f'{e.name}.{name}', default=argparse.SUPPRESS, metavar='VALUE',
-                               help=f"{docs.get(name) or ''} (default: {default!r})".strip())
+                g.add_argument(
+                    f'--{e.name}.{name}',
+                    dest=f'{e.name}.{name}',
+                    default=argparse.SUPPRESS,
+                    metavar='VALUE',
+                    help=f"{docs.get(name) or ''} (default: {default!r})".strip(),
+                )
 
-def _choice_flags(p:argparse.ArgumentParser, embeddings, models):
+
+def _choice_flags(p: argparse.ArgumentParser, embeddings, models):
     from rosa.pipeline import EMBEDDINGS, MODELS, METRICS
-    p.add_argument('--plugin', action='append', metavar='MODULE', help='a module or .py file that registers embeddings, models or metrics (repeatable)')
-    p.add_argument('--embeddings', help=f"gene embeddings to compare, comma-separated, of: {', '.join(EMBEDDINGS)} (default: {','.join(embeddings)})")
-    p.add_argument('--models', help=f"models to fit on each embedding, of: {', '.join(m for m in MODELS if m != 'agnostic')} (default: {','.join(models)})")
+
+    p.add_argument(
+        '--plugin',
+        action='append',
+        metavar='MODULE',
+        help='a module or .py file that registers embeddings, models or metrics (repeatable)',
+    )
+    p.add_argument(
+        '--embeddings',
+        help=f"gene embeddings to compare, comma-separated, of: {', '.join(EMBEDDINGS)} (default: {','.join(embeddings)})",
+    )
+    p.add_argument(
+        '--models',
+        help=f"models to fit on each embedding, of: {', '.join(m for m in MODELS if m != 'agnostic')} (default: {','.join(models)})",
+    )
     p.add_argument('--metrics', help=f"metrics to report, of: {', '.join(METRICS)} (default: pearson,spearman)")
     p.add_argument('--seed', type=int, help='seed of the splits and of every model (default 0)')
     p.add_argument('--device', help="'cuda' or 'cpu' (default: CUDA when available)")
     _devices_flag(p)
 
-def _devices_flag(p:argparse.ArgumentParser):
-    p.add_argument('--devices', metavar='N', help="processes on this machine, one per GPU ('auto': every GPU); the sequence models and the training "
-                   "are shared among them, the rest runs once. Under torchrun or srun the launcher decides (default 1)")
 
-def _split(args:dict) -> tuple[dict, dict]:
+def _devices_flag(p: argparse.ArgumentParser):
+    p.add_argument(
+        '--devices',
+        metavar='N',
+        help="processes on this machine, one per GPU ('auto': every GPU); the sequence models and the training "
+        "are shared among them, the rest runs once. Under torchrun or srun the launcher decides (default 1)",
+    )
+
+
+def _split(args: dict) -> tuple[dict, dict]:
     "The flags given: the registry parameters ('name.parameter') and the rest."
     params = {k: _value(v) for k, v in args.items() if '.' in k}
     rest = {k: v for k, v in args.items() if '.' not in k and v is not None and v is not False and k != 'plugin'}
     for k in ('embeddings', 'models', 'metrics'):
-        if k in rest: rest[k] = [s for s in rest[k].split(',') if s]
+        if k in rest:
+            rest[k] = [s for s in rest[k].split(',') if s]
     return params, rest
 
-def _parse(p:argparse.ArgumentParser, argv:list, embeddings, models) -> tuple[dict, dict]:
+
+def _parse(p: argparse.ArgumentParser, argv: list, embeddings, models) -> tuple[dict, dict]:
     "The registry parameters and the other flags of a `rosa run` / `rosa demo` command line (plugins loaded first)."
     load_plugins(argv)
-    _choice_flags(p, embeddings, models); _registry_flags(p)
+    _choice_flags(p, embeddings, models)
+    _registry_flags(p)
     return _split(vars(p.parse_args(argv)))
+
 
 def _print_table(r):
     "The headline table (held-out genes x held-out cells, both directions, with intervals and shares): the rest is in report.md."
     from rosa.evaluation import to_markdown, headline
     from rosa.report import HEADLINE
+
     metric = r.table.metric.iloc[0]
-    print(f'\nheld-out genes x held-out cells: {metric} [95% CI]; share = (value - agnostic) / (ceiling - agnostic)\n'
-          + to_markdown(headline(r.table, metric=metric, **HEADLINE)))
+    print(
+        f'\nheld-out genes x held-out cells: {metric} [95% CI]; share = (value - agnostic) / (ceiling - agnostic)\n'
+        + to_markdown(headline(r.table, metric=metric, **HEADLINE))
+    )
     print(f'\nrun folder: {r.out} (report.md, table.csv, rosa.h5ad)')
 
 # %% ../nbs/15_cli.ipynb #0007
-def demo(argv:list|None=None # the arguments after `rosa demo` (default: the command line's)
-        ):
+def demo(
+    argv: list | None = None,  # the arguments after `rosa demo` (default: the command line's)
+):
     "rosa on its embedded default: build the synthetic world, run the whole pipeline on it, print the table."
     from rosa.pipeline import demo as run_demo, DEMO
+
     p = argparse.ArgumentParser(prog='rosa demo', description=demo.__doc__)
     p.add_argument('--out', default='rosa_demo', help='run folder (the world is written in <out>/world)')
     p.add_argument('--n_genes', type=int, default=WorldConfig.n_genes, help='number of genes in the world')
     p.add_argument('--n_cells', type=int, default=WorldConfig.n_cells, help='number of cells in the world')
-    p.add_argument('--window', type=int, default=WorldConfig.window,
-                   help="the world's regulatory window around each TSS (bp); the demo's Enformer reads 1,024 bp (rosa.pipeline.DEMO)")
-    p.add_argument('--full', action='store_true', help='also fine-tune the sequence model end to end on the cell types (the finetune model; minutes more)')
+    p.add_argument(
+        '--window',
+        type=int,
+        default=WorldConfig.window,
+        help="the world's regulatory window around each TSS (bp); the demo's Enformer reads 1,024 bp (rosa.pipeline.DEMO)",
+    )
+    p.add_argument(
+        '--full',
+        action='store_true',
+        help='also fine-tune the sequence model end to end on the cell types (the finetune model; minutes more)',
+    )
     params, rest = _parse(p, sys.argv[2:] if argv is None else argv, DEMO['embeddings'], DEMO['models'])
     world = {k: rest.pop(k) for k in ('n_genes', 'n_cells', 'window')}
-    r = run_demo(rest.pop('out'), seed=rest.pop('seed', 0), world=world, params=params, full=rest.pop('full', False), **rest)
-    if r is not None: _print_table(r)    # rank 0's, in a launched job
+    r = run_demo(
+        rest.pop('out'), seed=rest.pop('seed', 0), world=world, params=params, full=rest.pop('full', False), **rest
+    )
+    if r is not None:
+        _print_table(r)  # rank 0's, in a launched job
 
 # %% ../nbs/15_cli.ipynb #0008
-def run(argv:list|None=None # the arguments after `rosa run` (default: the command line's)
-       ):
+def run(
+    argv: list | None = None,  # the arguments after `rosa run` (default: the command line's)
+):
     "Run rosa on your own files: counts + genome + annotation -> embeddings, predictions, per-quadrant table."
     from rosa.pipeline import DEFAULT_EMBEDDINGS, DEFAULT_MODELS
+
     p = argparse.ArgumentParser(prog='rosa run', description=run.__doc__)
     p.add_argument('--counts', help='h5ad of raw counts (CELLxGENE schema: var index = Ensembl gene ids)')
     p.add_argument('--fasta', help='genome FASTA (indexed on the fly by pyfaidx)')
     p.add_argument('--gtf', help='GENCODE/Ensembl GTF')
     p.add_argument('--out', help='run folder (default rosa_run)')
     p.add_argument('--config', help='JSON file with any RunConfig fields (flags given here win)')
-    p.add_argument('--tracks', help='bulk CAGE tracks to pretrain a small Enformer (when --enformer.weights is not given)')
+    p.add_argument(
+        '--tracks', help='bulk CAGE tracks to pretrain a small Enformer (when --enformer.weights is not given)'
+    )
     p.add_argument('--truth', help='oracle truth.h5ad (synthetic worlds) for the noise-ceiling row')
-    p.add_argument('--test_chroms', help="hold out these chromosomes' genes (comma-separated) instead of a random gene split")
-    p.add_argument('--gene_split', type=_json_flag, metavar='JSON', help='`split_genes` arguments, e.g. \'{"by": "regions", "regions": "folds.bed", '
-                   '"test_regions": ["fold3"], "val_regions": ["fold4"], "guard": 196608}\' (BED folds as Enformer/Borzoi hold out)')
-    p.add_argument('--cell_split', type=_json_flag, metavar='JSON', help='`split_cells` arguments, e.g. \'{"by": "donor_id"}\' or \'{"by": "tissue", "test_groups": ["lung"]}\'')
-    p.add_argument('--pseudobulk', type=_json_flag, metavar='JSON', help='model pseudobulks instead of cells, e.g. \'{"by": ["donor_id", "cell_type"], "min_cells": 10}\'')
-    p.add_argument('--embedding', action='append', metavar='NAME=PATH', help='a gene embedding table of your own (h5ad .varm, parquet, csv/tsv or npz '
-                   'keyed by Ensembl gene id), compared as embedding NAME (repeatable)')
-    p.add_argument('--bins', choices=['halving', 'quantile'], help="expression bins: per-cell halving bins (default) or equal-frequency bins")
-    p.add_argument('--chunk_cells', type=int, help='cells per block of the data step (default 20000): memory is bounded by it')
-    p.add_argument('--gene_splits', help="gene splits to evaluate, comma-separated (default train,test); per-cell models predict only these genes")
-    p.add_argument('--cell_splits', help="cell splits to evaluate, comma-separated (default train,test; 'test' alone at atlas scale); per-cell models predict only these cells")
-    p.add_argument('--gene_ids', help="what the counts' var index holds: 'ensembl' ids (default) or gene 'symbol's, mapped through the GTF's gene_name")
-    p.add_argument('--check', action='store_true', help='check the inputs and settings (the preflight) and stop, computing nothing')
+    p.add_argument(
+        '--test_chroms', help="hold out these chromosomes' genes (comma-separated) instead of a random gene split"
+    )
+    p.add_argument(
+        '--gene_split',
+        type=_json_flag,
+        metavar='JSON',
+        help='`split_genes` arguments, e.g. \'{"by": "regions", "regions": "folds.bed", '
+        '"test_regions": ["fold3"], "val_regions": ["fold4"], "guard": 196608}\' (BED folds as Enformer/Borzoi hold out)',
+    )
+    p.add_argument(
+        '--cell_split',
+        type=_json_flag,
+        metavar='JSON',
+        help='`split_cells` arguments, e.g. \'{"by": "donor_id"}\' or \'{"by": "tissue", "test_groups": ["lung"]}\'',
+    )
+    p.add_argument(
+        '--pseudobulk',
+        type=_json_flag,
+        metavar='JSON',
+        help='model pseudobulks instead of cells, e.g. \'{"by": ["donor_id", "cell_type"], "min_cells": 10}\'',
+    )
+    p.add_argument(
+        '--embedding',
+        action='append',
+        metavar='NAME=PATH',
+        help='a gene embedding table of your own (h5ad .varm, parquet, csv/tsv or npz '
+        'keyed by Ensembl gene id), compared as embedding NAME (repeatable)',
+    )
+    p.add_argument(
+        '--bins',
+        choices=['halving', 'quantile'],
+        help="expression bins: per-cell halving bins (default) or equal-frequency bins",
+    )
+    p.add_argument(
+        '--chunk_cells', type=int, help='cells per block of the data step (default 20000): memory is bounded by it'
+    )
+    p.add_argument(
+        '--gene_splits',
+        help="gene splits to evaluate, comma-separated (default train,test); per-cell models predict only these genes",
+    )
+    p.add_argument(
+        '--cell_splits',
+        help="cell splits to evaluate, comma-separated (default train,test; 'test' alone at atlas scale); per-cell models predict only these cells",
+    )
+    p.add_argument(
+        '--gene_ids',
+        help="what the counts' var index holds: 'ensembl' ids (default) or gene 'symbol's, mapped through the GTF's gene_name",
+    )
+    p.add_argument(
+        '--check', action='store_true', help='check the inputs and settings (the preflight) and stop, computing nothing'
+    )
     params, rest = _parse(p, sys.argv[2:] if argv is None else argv, DEFAULT_EMBEDDINGS, DEFAULT_MODELS)
     cfg = read_json(rest.pop('config')) if 'config' in rest else {}
-    for k in ('gene_split', 'cell_split'):    # a flag's settings over the config file's
-        if k in rest: cfg[k] = {**(cfg.get(k) or {}), **rest.pop(k)}
-    if 'test_chroms' in rest: cfg['gene_split'] = dict(cfg.get('gene_split') or {}, by='chrom', test_chroms=rest.pop('test_chroms').split(','))
+    for k in ('gene_split', 'cell_split'):  # a flag's settings over the config file's
+        if k in rest:
+            cfg[k] = {**(cfg.get(k) or {}), **rest.pop(k)}
+    if 'test_chroms' in rest:
+        cfg['gene_split'] = dict(
+            cfg.get('gene_split') or {}, by='chrom', test_chroms=rest.pop('test_chroms').split(',')
+        )
     for t in rest.pop('embedding', None) or []:
         name, sep, path = t.partition('=')
-        if not sep or not name or not path: sys.exit(f"rosa run: --embedding takes NAME=PATH, got {t!r}")
+        if not sep or not name or not path:
+            sys.exit(f"rosa run: --embedding takes NAME=PATH, got {t!r}")
         cfg.setdefault('tables', {})[name] = path
     cfg.update(rest)
     missing = [k for k in ('counts', 'fasta', 'gtf') if not cfg.get(k)]
-    if missing: sys.exit(f"rosa run: missing {', '.join('--' + k for k in missing)} (or give them in --config)")
+    if missing:
+        sys.exit(f"rosa run: missing {', '.join('--' + k for k in missing)} (or give them in --config)")
     if cfg.pop('check', False):
         from rosa.pipeline import RunConfig, preflight
-        c = RunConfig(**cfg); lines = preflight(c.set(params) if params else c)
-        print('preflight: all inputs fit together\n' + '\n'.join('  ' + l for l in lines)); return
+
+        c = RunConfig(**cfg)
+        lines = preflight(c.set(params) if params else c)
+        print('preflight: all inputs fit together\n' + '\n'.join('  ' + l for l in lines))
+        return
     from rosa.pipeline import run as run_pipeline
+
     r = run_pipeline(params=params, **cfg)
-    if r is not None: _print_table(r)    # rank 0's, in a launched job
+    if r is not None:
+        _print_table(r)  # rank 0's, in a launched job
 
 # %% ../nbs/15_cli.ipynb #0009
-def census(out:str='census.h5ad', # h5ad to write (raw counts, CELLxGENE schema)
-           census_version:str='2025-11-08', # pinned Census release (an LTS build)
-           dataset_ids:str='53d208b0-2cfd-4366-9866-c3c6114081bc', # comma-separated Census dataset ids (default: Tabula Sapiens - All Cells)
-           uri:str=None, # a local Census-shaped SOMA collection instead of the hosted Census
-           tissue:str=None, # comma-separated tissue_general values to keep (e.g. lung)
-           gtf:str=None, # keep only this annotation's protein-coding genes
-           chunk_cells:int=50_000, # cells per block streamed from the Census
-          ):
+def census(
+    out: str = 'census.h5ad',  # h5ad to write (raw counts, CELLxGENE schema)
+    census_version: str = '2025-11-08',  # pinned Census release (an LTS build)
+    dataset_ids: str = '53d208b0-2cfd-4366-9866-c3c6114081bc',  # comma-separated Census dataset ids (default: Tabula Sapiens - All Cells)
+    uri: str = None,  # a local Census-shaped SOMA collection instead of the hosted Census
+    tissue: str = None,  # comma-separated tissue_general values to keep (e.g. lung)
+    gtf: str = None,  # keep only this annotation's protein-coding genes
+    chunk_cells: int = 50_000,  # cells per block streamed from the Census
+):
     "Stream raw counts of Tabula Sapiens (or other Census datasets) into an h5ad that `rosa run --counts` reads."
     from rosa.census import load_census, protein_coding
+
     genes = None
     if gtf:
         from rosa.reference import read_annotation
+
         genes = protein_coding(read_annotation(gtf))
-    p = load_census(out, census_version=census_version, dataset_ids=[d for d in dataset_ids.split(',') if d], uri=uri,
-                    tissue=tissue.split(',') if tissue else None, genes=genes, chunk_cells=chunk_cells)
-    print(f'{p}  ({p.stat().st_size/1e6:.1f} MB)')
+    p = load_census(
+        out,
+        census_version=census_version,
+        dataset_ids=[d for d in dataset_ids.split(',') if d],
+        uri=uri,
+        tissue=tissue.split(',') if tissue else None,
+        genes=genes,
+        chunk_cells=chunk_cells,
+    )
+    print(f'{p}  ({p.stat().st_size / 1e6:.1f} MB)')
 
 # %% ../nbs/15_cli.ipynb #0010
-def compare(argv:list|None=None # the arguments after `rosa compare` (default: the command line's)
-           ):
+def compare(
+    argv: list | None = None,  # the arguments after `rosa compare` (default: the command line's)
+):
     "Put finished runs' headline tables side by side: held-out genes x held-out cells, across cells and across genes."
     from rosa.pipeline import compare_runs
     from rosa.evaluation import to_markdown
+
     p = argparse.ArgumentParser(prog='rosa compare', description=compare.__doc__)
     p.add_argument('runs', nargs='+', help='run folders (of rosa run or rosa demo)')
     p.add_argument('--metric', default='pearson', help='the metric shown (default pearson)')
     a = p.parse_args(sys.argv[2:] if argv is None else argv)
     print(to_markdown(compare_runs(a.runs, metric=a.metric), digits=3))
 
-def _run_parser(cmd:str, doc:str, argv:list) -> argparse.ArgumentParser:
+
+def _run_parser(cmd: str, doc: str, argv: list) -> argparse.ArgumentParser:
     "The parser of a command applied to a finished run: its folder, and `--plugin` (imported first: a model of your own must be defined to be read)."
     load_plugins(argv)
     p = argparse.ArgumentParser(prog=f'rosa {cmd}', description=doc)
     p.add_argument('run', help='a finished run folder (rosa run or rosa demo)')
-    p.add_argument('--plugin', action='append', metavar='MODULE', help="a module or .py file that registers the run's own models (repeatable)")
+    p.add_argument(
+        '--plugin',
+        action='append',
+        metavar='MODULE',
+        help="a module or .py file that registers the run's own models (repeatable)",
+    )
     p.add_argument('--device', help="'cuda' or 'cpu' (default: CUDA when available)")
-    if cmd == 'variants': _devices_flag(p)
-    if cmd in ('variants', 'attribute'):   # what they read through the run's genome (`predict`'s --fasta is the new sequences)
-        p.add_argument('--fasta', help="the run's genome FASTA, where it no longer lies where the run recorded it (default: the recorded one, found in the run folder if it moved with it)")
+    if cmd == 'variants':
+        _devices_flag(p)
+    if cmd in (
+        'variants',
+        'attribute',
+    ):  # what they read through the run's genome (`predict`'s --fasta is the new sequences)
+        p.add_argument(
+            '--fasta',
+            help="the run's genome FASTA, where it no longer lies where the run recorded it (default: the recorded one, found in the run folder if it moved with it)",
+        )
     return p
 
-def predict(argv:list|None=None # the arguments after `rosa predict` (default: the command line's)
-           ):
+
+def predict(
+    argv: list | None = None,  # the arguments after `rosa predict` (default: the command line's)
+):
     "Apply a finished run to new sequences: each cell type's predicted expression of every FASTA record (or of a GTF's genes)."
     from rosa.apply import load
+
     argv = sys.argv[2:] if argv is None else argv
     p = _run_parser('predict', predict.__doc__, argv)
-    p.add_argument('--fasta', required=True, help='sequences, one record each with its TSS in the header (>name tss=5000 strand=+), '
-                   "N-padded to the run's window; or, with --gtf, that annotation's genome")
+    p.add_argument(
+        '--fasta',
+        required=True,
+        help='sequences, one record each with its TSS in the header (>name tss=5000 strand=+), '
+        "N-padded to the run's window; or, with --gtf, that annotation's genome",
+    )
     p.add_argument('--gtf', help="genes of another annotation or assembly, their TSS chosen by the run's rule")
     p.add_argument('--genes', help='of the GTF, these genes only (ids or symbols, comma-separated)')
     p.add_argument('--out', default='predictions.h5ad', help='h5ad to write (sequences x cell types; a CSV beside it)')
     p.add_argument('--block', type=int, default=1024, help='sequences embedded and predicted at once (bounds memory)')
     a = p.parse_args(argv)
-    run = load(a.run); t0 = time.time()
-    r = run.predict(a.fasta, gtf=a.gtf, genes=a.genes.split(',') if a.genes else None, out=a.out, block=a.block, device=a.device)
-    print(f"{r.n_obs:,} sequences x {r.n_vars} cell types, {len(r.layers)} models x embeddings -> {a.out} and "
-          f"{Path(a.out).with_suffix('.csv')} ({time.time() - t0:.0f}s; X = {r.uns['X']})")
+    run = load(a.run)
+    t0 = time.time()
+    r = run.predict(
+        a.fasta, gtf=a.gtf, genes=a.genes.split(',') if a.genes else None, out=a.out, block=a.block, device=a.device
+    )
+    print(
+        f"{r.n_obs:,} sequences x {r.n_vars} cell types, {len(r.layers)} models x embeddings -> {a.out} and "
+        f"{Path(a.out).with_suffix('.csv')} ({time.time() - t0:.0f}s; X = {r.uns['X']})"
+    )
     r.file.close()
 
-def variants(argv:list|None=None # the arguments after `rosa variants` (default: the command line's)
-            ):
+
+def variants(
+    argv: list | None = None,  # the arguments after `rosa variants` (default: the command line's)
+):
     "Score a VCF's variants with a finished run: each allele's effect on every cell type, for every gene whose sequence-model window holds it."
     import rosa
+
     argv = sys.argv[2:] if argv is None else argv
     p = _run_parser('variants', variants.__doc__, argv)
-    p.add_argument('--vcf', required=True, help='VCF or BCF (plain or bgzipped; read through once, any order, no index needed)')
-    p.add_argument('--out', default='effects.h5ad', help='h5ad to write ((variant, gene) x cell types; a tidy parquet beside it)')
+    p.add_argument(
+        '--vcf', required=True, help='VCF or BCF (plain or bgzipped; read through once, any order, no index needed)'
+    )
+    p.add_argument(
+        '--out', default='effects.h5ad', help='h5ad to write ((variant, gene) x cell types; a tidy parquet beside it)'
+    )
     p.add_argument('--genes', help='score these genes only (ids or symbols, comma-separated)')
-    p.add_argument('--models', help="model:embedding pairs, comma-separated (default: every fitted model on an Enformer embedding)")
-    p.add_argument('--max-indel', type=int, default=50, help='longer REF or ALT alleles are structural: counted and skipped')
+    p.add_argument(
+        '--models', help="model:embedding pairs, comma-separated (default: every fitted model on an Enformer embedding)"
+    )
+    p.add_argument(
+        '--max-indel', type=int, default=50, help='longer REF or ALT alleles are structural: counted and skipped'
+    )
     p.add_argument('--batch-size', type=int, default=8, help='ALT windows per forward pass')
     a = p.parse_args(argv)
     from rosa.distributed import init
-    _, device = init(a.device)     # a launched job: every rank shares the ALT windows, rank 0 writes
-    run = rosa.load(a.run, fasta=a.fasta); t0 = time.time()
+
+    _, device = init(a.device)  # a launched job: every rank shares the ALT windows, rank 0 writes
+    run = rosa.load(a.run, fasta=a.fasta)
+    t0 = time.time()
     models = [tuple(m.split(':', 1)) for m in a.models.split(',')] if a.models else None
-    r = run.variants(a.vcf, out=a.out, genes=a.genes.split(',') if a.genes else None, models=models, max_indel=a.max_indel,
-                     batch_size=a.batch_size, device=device)
-    if r is None: return
+    r = run.variants(
+        a.vcf,
+        out=a.out,
+        genes=a.genes.split(',') if a.genes else None,
+        models=models,
+        max_indel=a.max_indel,
+        batch_size=a.batch_size,
+        device=device,
+    )
+    if r is None:
+        return
     c = r.uns['counts']
-    print(f"{c['scorable']:,} of {c['alleles']:,} alleles scored ({c['in_window']:,} in a gene's window) -> {r.n_obs:,} (variant, gene) "
-          f"x {r.n_vars} cell types, {len(r.uns['models'])} models -> {a.out} and {Path(a.out).with_suffix('.parquet')} "
-          f"({time.time() - t0:.0f}s; X = {r.uns['X']}). Skipped: {c['symbolic']} symbolic, {c['structural']} structural, "
-          f"{c['unknown_contig']} on unknown contigs, {c['ref_mismatch']} REF mismatches, {c['outside_windows']} outside every window")
+    print(
+        f"{c['scorable']:,} of {c['alleles']:,} alleles scored ({c['in_window']:,} in a gene's window) -> {r.n_obs:,} (variant, gene) "
+        f"x {r.n_vars} cell types, {len(r.uns['models'])} models -> {a.out} and {Path(a.out).with_suffix('.parquet')} "
+        f"({time.time() - t0:.0f}s; X = {r.uns['X']}). Skipped: {c['symbolic']} symbolic, {c['structural']} structural, "
+        f"{c['unknown_contig']} on unknown contigs, {c['ref_mismatch']} REF mismatches, {c['outside_windows']} outside every window"
+    )
     r.file.close()
 
-def attribute(argv:list|None=None # the arguments after `rosa attribute` (default: the command line's)
-             ):
+
+def attribute(
+    argv: list | None = None,  # the arguments after `rosa attribute` (default: the command line's)
+):
     "Attribute a finished run's predictions to the bases near genes' TSSs, per cell type: in-silico mutagenesis (and gradient x input), a figure per gene."
     import rosa
+
     argv = sys.argv[2:] if argv is None else argv
     p = _run_parser('attribute', attribute.__doc__, argv)
     p.add_argument('--genes', required=True, help='genes (ids or symbols, comma-separated)')
-    p.add_argument('--width', type=int, default=2000, help="bases around each gene's TSS mutated (the model reads only its windows)")
-    p.add_argument('--model', help="model:embedding (default: ridge_celltype:enformer, else the run's best on an Enformer embedding)")
+    p.add_argument(
+        '--width',
+        type=int,
+        default=2000,
+        help="bases around each gene's TSS mutated (the model reads only its windows)",
+    )
+    p.add_argument(
+        '--model',
+        help="model:embedding (default: ridge_celltype:enformer, else the run's best on an Enformer embedding)",
+    )
     p.add_argument('--out', default='attributions', help='folder: attributions.h5ad, a PNG per gene, report.md')
     p.add_argument('--no-gradients', action='store_true', help='ISM only (no gradient x input)')
     a = p.parse_args(argv)
-    run = rosa.load(a.run, fasta=a.fasta); t0 = time.time()
-    r = run.attribute(a.genes.split(','), width=a.width, model=a.model, out=a.out, gradients=not a.no_gradients, device=a.device)
-    ag = f"; gradient x input vs ISM r = {sum(r.uns['agreement']['pearson']) / len(r.uns['agreement']['pearson']):.2f}" if 'agreement' in r.uns else ''
-    print(f"{r.obs.gene.nunique()} genes x {r.n_obs // max(r.obs.gene.nunique(), 1):,} bases x {r.n_vars} cell types "
-          f"({r.uns['model']} on {r.uns['embedding']}) -> {a.out}/attributions.h5ad, report.md ({time.time() - t0:.0f}s{ag})")
+    run = rosa.load(a.run, fasta=a.fasta)
+    t0 = time.time()
+    r = run.attribute(
+        a.genes.split(','), width=a.width, model=a.model, out=a.out, gradients=not a.no_gradients, device=a.device
+    )
+    ag = (
+        f"; gradient x input vs ISM r = {sum(r.uns['agreement']['pearson']) / len(r.uns['agreement']['pearson']):.2f}"
+        if 'agreement' in r.uns
+        else ''
+    )
+    print(
+        f"{r.obs.gene.nunique()} genes x {r.n_obs // max(r.obs.gene.nunique(), 1):,} bases x {r.n_vars} cell types "
+        f"({r.uns['model']} on {r.uns['embedding']}) -> {a.out}/attributions.h5ad, report.md ({time.time() - t0:.0f}s{ag})"
+    )
 
-COMMANDS = dict(demo=demo, run=run, predict=predict, variants=variants, attribute=attribute, compare=compare, world=world, census=census)
 
-def _take_devices(argv:list) -> tuple[list, str|None]:
+COMMANDS = dict(
+    demo=demo,
+    run=run,
+    predict=predict,
+    variants=variants,
+    attribute=attribute,
+    compare=compare,
+    world=world,
+    census=census,
+)
+
+
+def _take_devices(argv: list) -> tuple[list, str | None]:
     "The arguments without `--devices N`, and N (None when not given)."
-    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)   # no abbreviations: `--device cuda` is not `--devices`
+    p = argparse.ArgumentParser(
+        add_help=False, allow_abbrev=False
+    )  # no abbreviations: `--device cuda` is not `--devices`
     p.add_argument('--devices')
     a, rest = p.parse_known_args(argv)
     return rest, a.devices
 
-def _count(devices:str) -> int:
+
+def _count(devices: str) -> int:
     "`--devices`' value as a number of processes: 'auto' is every GPU of this machine (1 without one)."
     if devices == 'auto':
         import torch
+
         return max(1, torch.cuda.device_count())
-    try: n = int(devices)
-    except ValueError: n = 0
-    if n < 1: sys.exit(f"rosa: --devices takes a number of processes or 'auto', got {devices!r}")
+    try:
+        n = int(devices)
+    except ValueError:
+        n = 0
+    if n < 1:
+        sys.exit(f"rosa: --devices takes a number of processes or 'auto', got {devices!r}")
     return n
 
-def _launch(cmd:str, argv:list, n:int):
+
+def _launch(cmd: str, argv: list, n: int):
     "`rosa <cmd>` as `n` processes on this machine (torchrun's launcher, standalone); exits as the job did."
     import os
     from torch.distributed.run import get_args_parser, run as torchrun
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    if 'OMP_NUM_THREADS' not in os.environ:   # the CPU's cores shared out, not oversubscribed n times
+
+    if 'OMP_NUM_THREADS' not in os.environ:  # the CPU's cores shared out, not oversubscribed n times
         os.environ['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // n))
-    args = get_args_parser().parse_args(['--standalone', '--nproc_per_node', str(n), '--module', 'rosa.cli', cmd, *argv,
-                                         *(['--debug'] if '--debug' in sys.argv else [])])
-    try: torchrun(args)
+    args = get_args_parser().parse_args(
+        [
+            '--standalone',
+            '--nproc_per_node',
+            str(n),
+            '--module',
+            'rosa.cli',
+            cmd,
+            *argv,
+            *(['--debug'] if '--debug' in sys.argv else []),
+        ]
+    )
+    try:
+        torchrun(args)
     except ChildFailedError as e:
         rank, f = e.get_first_failure()
-        sys.exit(f"rosa {cmd}: the job of {n} processes stopped: rank {rank} failed first (exit code {f.exitcode}); its message is above")
+        sys.exit(
+            f"rosa {cmd}: the job of {n} processes stopped: rank {rank} failed first (exit code {f.exitcode}); its message is above"
+        )
 
-def _one_line(e:BaseException) -> str:
+
+def _one_line(e: BaseException) -> str:
     "An error as one line: its message (a KeyError's without the quotes), newlines folded."
     msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
     return ' '.join(msg.split()) or type(e).__name__
+
 
 def main():
     "Entry point of the `rosa` command."
     if len(sys.argv) < 2 or sys.argv[1] in ('-h', '--help'):
         print('usage: rosa {' + ','.join(COMMANDS) + '} [--help] [--debug] [options]\n')
-        for k, f in COMMANDS.items(): print(f'  {k:8s} {f.__doc__}')
+        for k, f in COMMANDS.items():
+            print(f'  {k:8s} {f.__doc__}')
         return
     cmd, argv = sys.argv[1], [a for a in sys.argv[2:] if a != '--debug']
     argv, devices = _take_devices(argv)
     if devices is not None and cmd in ('demo', 'run', 'variants'):
         from rosa.distributed import detect_launch
+
         job, n = detect_launch(), _count(devices)
-        if job.world == 1 and n > 1: return _launch(cmd, argv, n)
+        if job.world == 1 and n > 1:
+            return _launch(cmd, argv, n)
         if job.world > 1 and n != job.local_world:
-            print(f"rosa {cmd}: --devices {devices} ignored: the launcher ({job.launcher}) started {job.local_world} processes on this machine", file=sys.stderr)
+            print(
+                f"rosa {cmd}: --devices {devices} ignored: the launcher ({job.launcher}) started {job.local_world} processes on this machine",
+                file=sys.stderr,
+            )
     import warnings
-    if '--debug' not in sys.argv:   # one plain line (naming the rank in a launched job)
+
+    if '--debug' not in sys.argv:  # one plain line (naming the rank in a launched job)
         from rosa.distributed import detect_launch
-        job = detect_launch(); who = f' (rank {job.rank})' if job.world > 1 else ''
+
+        job = detect_launch()
+        who = f' (rank {job.rank})' if job.world > 1 else ''
         warnings.formatwarning = lambda msg, cat, *a, **k: f"warning{who}: {' '.join(str(msg).split())}\n"
-    if cmd not in COMMANDS: sys.exit(f"rosa: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}")
+    if cmd not in COMMANDS:
+        sys.exit(f"rosa: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}")
     import signal
-    def stop(*_): raise KeyboardInterrupt   # a scheduler's or launcher's SIGTERM stops like Ctrl-C: temporary outputs removed, the step named
+
+    def stop(*_):
+        raise KeyboardInterrupt  # a scheduler's or launcher's SIGTERM stops like Ctrl-C: temporary outputs removed, the step named
+
     signal.signal(signal.SIGTERM, stop)
     try:
-        if cmd in ('demo', 'run', 'predict', 'variants', 'attribute', 'compare'): return COMMANDS[cmd](argv)
+        if cmd in ('demo', 'run', 'predict', 'variants', 'attribute', 'compare'):
+            return COMMANDS[cmd](argv)
         f = COMMANDS[cmd]
         args = vars(anno_parser(f, prog=f'rosa {cmd}').parse_args(argv))
-        for k in ('pdb', 'xtra'): args.pop(k, None)
-        f(**args)   # the console script exits with the return value: keep it None
+        for k in ('pdb', 'xtra'):
+            args.pop(k, None)
+        f(**args)  # the console script exits with the return value: keep it None
     except KeyboardInterrupt:
         from rosa.store import CURRENT
+
         where = f" during step {CURRENT['step']!r} of {CURRENT['root']}" if CURRENT.get('step') else ''
-        sys.exit(f"\nrosa {cmd}: interrupted{where}. Every finished step is kept: run the same command again to resume.")
+        sys.exit(
+            f"\nrosa {cmd}: interrupted{where}. Every finished step is kept: run the same command again to resume."
+        )
     except Exception as e:
-        if '--debug' in sys.argv: raise
+        if '--debug' in sys.argv:
+            raise
         from rosa.distributed import current, RankError
         from rosa.store import CURRENT
+
         job, where = current(), ''
-        if job.world > 1 and not isinstance(e, RankError):   # a RankError names the rank that failed already
-            where = f" (rank {job.rank} of {job.world}" + (f", step {CURRENT['step']!r}" if CURRENT.get('step') else '') + ')'
+        if job.world > 1 and not isinstance(e, RankError):  # a RankError names the rank that failed already
+            where = (
+                f" (rank {job.rank} of {job.world}"
+                + (f", step {CURRENT['step']!r}" if CURRENT.get('step') else '')
+                + ')'
+            )
         sys.exit(f"rosa {cmd}{where}: {_one_line(e)} (--debug shows the traceback)")
 
 # %% ../nbs/15_cli.ipynb #625149fd
 #| eval: false
-if __name__ == '__main__': main()   # `python -m rosa.cli`, as torchrun starts it (`torchrun --nproc_per_node 2 -m rosa.cli run ...`)
+if __name__ == '__main__':
+    main()  # `python -m rosa.cli`, as torchrun starts it (`torchrun --nproc_per_node 2 -m rosa.cli run ...`)

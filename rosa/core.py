@@ -4,7 +4,16 @@
 
 # %% ../nbs/00_core.ipynb #0003
 from __future__ import annotations
-import copy, hashlib, inspect, json, os, random, re, tempfile, textwrap, time, warnings
+import copy
+import hashlib
+import inspect
+import json
+import os
+import random
+import re
+import tempfile
+import textwrap
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, make_dataclass, asdict, is_dataclass
 from pathlib import Path
@@ -21,96 +30,132 @@ __all__ = ['GENETIC_CODE', 'default_device', 'seed_everything', 'atomic_path', '
            'strip_version']
 
 # %% ../nbs/00_core.ipynb #0005
-def default_device(device:str|None=None # 'cuda', 'cpu', or None to pick CUDA when available
-                  ) -> torch.device:
+def default_device(
+    device: str | None = None,  # 'cuda', 'cpu', or None to pick CUDA when available
+) -> torch.device:
     "The torch device a step runs on."
-    if device is None: device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if device is None:
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
     if str(device).startswith('cuda') and not torch.cuda.is_available():
         raise RuntimeError(f"device={device!r} was asked for but CUDA is not available on this machine")
     return torch.device(device)
 
 # %% ../nbs/00_core.ipynb #0007
-def seed_everything(seed:int # seed for python, numpy and torch
-                   ) -> np.random.Generator:
+def seed_everything(
+    seed: int,  # seed for python, numpy and torch
+) -> np.random.Generator:
     "Seed every random number generator rosa uses; returns a numpy Generator on the same seed."
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
     return np.random.default_rng(seed)
 
 # %% ../nbs/00_core.ipynb #0010
 @contextmanager
-def atomic_path(path:str|Path # the file to write
-               ):
+def atomic_path(
+    path: str | Path,  # the file to write
+):
     "Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(fd); tmp = Path(tmp)
+    os.close(fd)
+    tmp = Path(tmp)
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
-        if tmp.exists(): tmp.unlink()
+        if tmp.exists():
+            tmp.unlink()
 
 # %% ../nbs/00_core.ipynb #0011
-def write_json(obj, path:str|Path):
+def write_json(obj, path: str | Path):
     "Write `obj` as indented JSON, atomically."
-    with atomic_path(path) as tmp: Path(tmp).write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
 
-def read_json(path:str|Path):
+
+def read_json(path: str | Path):
     "Read a JSON file, naming the file when it is corrupt."
-    try: return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON (corrupt or half-written?): {e}") from e
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON (corrupt or half-written?): {e}") from e
 
 # %% ../nbs/00_core.ipynb #0012
-def write_h5ad(adata, path:str|Path):
+def write_h5ad(adata, path: str | Path):
     "Write an AnnData to `.h5ad`, atomically."
-    with atomic_path(path) as tmp: adata.write_h5ad(tmp)
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp)
     return Path(path)
 
 # %% ../nbs/00_core.ipynb #0013
-def torch_save(obj, path:str|Path):
+def torch_save(obj, path: str | Path):
     "`torch.save`, atomically."
-    with atomic_path(path) as tmp: torch.save(obj, tmp)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
     return Path(path)
 
-def read_checkpoint(path:str|Path, # a checkpoint rosa wrote to resume long work from
-                    **kwargs, # `torch.load` arguments (map_location, weights_only)
-                   ):
+
+def read_checkpoint(
+    path: str | Path,  # a checkpoint rosa wrote to resume long work from
+    **kwargs,  # `torch.load` arguments (map_location, weights_only)
+):
     "A resumable checkpoint, or None when there is none; a damaged one is named in a warning and removed, so the work restarts."
     path = Path(path)
-    if not path.exists(): return None
-    try: return torch.load(path, **kwargs)
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, **kwargs)
     except Exception as e:
-        warnings.warn(f"{path} is damaged ({type(e).__name__}: {' '.join(str(e).split())[:200]}); starting that work afresh")
-        path.unlink(missing_ok=True); return None
+        warnings.warn(
+            f"{path} is damaged ({type(e).__name__}: {' '.join(str(e).split())[:200]}); starting that work afresh"
+        )
+        path.unlink(missing_ok=True)
+        return None
 
 # %% ../nbs/00_core.ipynb #0017
 _digests = {}
-def file_digest(path:str|Path # a file whose content is hashed, or a folder (its files' relative names and contents)
-               ) -> str:
+
+
+def file_digest(
+    path: str | Path,  # a file whose content is hashed, or a folder (its files' relative names and contents)
+) -> str:
     "sha256 of a file's content (cached per path, size and mtime), or of a folder's files."
     path = Path(path)
     if path.is_dir():
         h = hashlib.sha256()
         for f in sorted(p for p in path.rglob('*') if p.is_file()):
-            h.update(str(f.relative_to(path)).encode()); h.update(file_digest(f).encode())
+            h.update(str(f.relative_to(path)).encode())
+            h.update(file_digest(f).encode())
         return h.hexdigest()
-    if not path.exists(): raise FileNotFoundError(f"{path} does not exist")
-    st = path.stat(); k = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    st = path.stat()
+    k = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if k not in _digests:
         h = hashlib.sha256()
         with open(path, 'rb') as f:
-            for chunk in iter(lambda: f.read(1<<20), b''): h.update(chunk)
+            for chunk in iter(lambda: f.read(1 << 20), b''):
+                h.update(chunk)
         _digests[k] = h.hexdigest()
     return _digests[k]
 
+
 def fingerprint(**params) -> str:
     "A short hash of step parameters; `Path` values count by their content."
+
     def norm(v):
-        if isinstance(v, Path): return {'file': file_digest(v)} if v.exists() else {'path': str(v)}
-        if isinstance(v, dict): return {str(k): norm(x) for k, x in sorted(v.items())}
-        if isinstance(v, (list, tuple)): return [norm(x) for x in v]
-        if isinstance(v, (np.integer, np.floating)): return v.item()
+        if isinstance(v, Path):
+            return {'file': file_digest(v)} if v.exists() else {'path': str(v)}
+        if isinstance(v, dict):
+            return {str(k): norm(x) for k, x in sorted(v.items())}
+        if isinstance(v, (list, tuple)):
+            return [norm(x) for x in v]
+        if isinstance(v, (np.integer, np.floating)):
+            return v.item()
         return v
+
     s = json.dumps(norm(params), sort_keys=True, default=str)
     return hashlib.sha256(s.encode()).hexdigest()[:16]
 
@@ -121,67 +166,96 @@ def _code_text(code) -> str:
     parts += [_code_text(c) if inspect.iscode(c) else repr(c) for c in code.co_consts]
     return '|'.join(parts)
 
-def source_digest(fn:Callable # a function (decorators are unwrapped)
-                 ) -> str:
+
+def source_digest(
+    fn: Callable,  # a function (decorators are unwrapped)
+) -> str:
     "A short hash of a function's source code (of its bytecode when the source cannot be read)."
     fn = inspect.unwrap(fn)
-    try: text = textwrap.dedent(inspect.getsource(fn))
-    except (OSError, TypeError): text = _code_text(fn.__code__) if hasattr(fn, '__code__') else repr(fn)
+    try:
+        text = textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError):
+        text = _code_text(fn.__code__) if hasattr(fn, '__code__') else repr(fn)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-def code_version(fn:Callable, # the function that computes a step
-                 revision:int=0, # the step's revision number
-                ) -> dict:
+
+def code_version(
+    fn: Callable,  # the function that computes a step
+    revision: int = 0,  # the step's revision number
+) -> dict:
     "What code made a step's output: rosa's version, the step's revision and its function's source digest."
     from rosa import __version__
-    return dict(rosa=__version__, revision=revision, source=source_digest(fn), function=getattr(fn, '__qualname__', str(fn)))
+
+    return dict(
+        rosa=__version__, revision=revision, source=source_digest(fn), function=getattr(fn, '__qualname__', str(fn))
+    )
 
 # %% ../nbs/00_core.ipynb #0022
-def params_from_signature(fn:Callable, # the registered function
-                          skip:tuple=(), # arguments that are not parameters (filled in by the caller)
-                         ) -> type:
+def params_from_signature(
+    fn: Callable,  # the registered function
+    skip: tuple = (),  # arguments that are not parameters (filled in by the caller)
+) -> type:
     "A dataclass of `fn`'s keyword arguments with their defaults."
     out = []
     for p in inspect.signature(fn).parameters.values():
-        if p.name in skip or p.default is p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD): continue
+        if p.name in skip or p.default is p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
         d = p.default
-        f = field(default_factory=lambda d=d: copy.deepcopy(d)) if isinstance(d, (dict, list, set)) else field(default=d)
+        f = (
+            field(default_factory=lambda d=d: copy.deepcopy(d))
+            if isinstance(d, (dict, list, set))
+            else field(default=d)
+        )
         out.append((p.name, p.annotation if p.annotation is not p.empty else Any, f))
     return make_dataclass(f'{fn.__name__}_params', out)
 
+
 class RegistryError(KeyError):
     "An unknown name or parameter: the message names it and lists what is known."
-    def __str__(self): return str(self.args[0])
+
+    def __str__(self):
+        return str(self.args[0])
+
 
 def _coerce(value, default):
     "A value read from JSON or the command line, in the type of the parameter's default."
-    if isinstance(default, tuple) and isinstance(value, list): return tuple(value)
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool): return float(value)
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
     return value
 
 # %% ../nbs/00_core.ipynb #0023
 @dataclass
 class Entry:
     "One registered function: its name, its parameters dataclass, its code revision and what else it declares."
-    kind:str                 # 'embedding', 'model', 'metric'
-    name:str                 # the name runs and tables use
-    fn:Callable              # the function
-    params:type              # dataclass of its parameters, with their defaults
-    revision:int = 0         # raise to invalidate cached outputs when something the source digest cannot see changes
-    meta:dict = field(default_factory=dict)  # what the registry's users read (e.g. an embedding's inputs)
+
+    kind: str  # 'embedding', 'model', 'metric'
+    name: str  # the name runs and tables use
+    fn: Callable  # the function
+    params: type  # dataclass of its parameters, with their defaults
+    revision: int = 0  # raise to invalidate cached outputs when something the source digest cannot see changes
+    meta: dict = field(default_factory=dict)  # what the registry's users read (e.g. an embedding's inputs)
 
     @property
-    def doc(self) -> str: return (inspect.getdoc(self.fn) or '').split('\n')[0]
-    def fields(self) -> dict: return {f.name: f for f in fields(self.params)}
+    def doc(self) -> str:
+        return (inspect.getdoc(self.fn) or '').split('\n')[0]
 
-    def make(self, values:dict|None=None):
+    def fields(self) -> dict:
+        return {f.name: f for f in fields(self.params)}
+
+    def make(self, values: dict | None = None):
         "The parameters dataclass from a dict (of a config file or flags); unknown keys are named."
         values = dict(values or {})
-        if is_dataclass(values): values = asdict(values)
+        if is_dataclass(values):
+            values = asdict(values)
         known = self.fields()
         bad = [k for k in values if k not in known]
-        if bad: raise RegistryError(f"{self.kind} {self.name!r} has no parameter {', '.join(map(repr, bad))}; "
-                                    f"its parameters: {', '.join(known) or 'none'}")
+        if bad:
+            raise RegistryError(
+                f"{self.kind} {self.name!r} has no parameter {', '.join(map(repr, bad))}; "
+                f"its parameters: {', '.join(known) or 'none'}"
+            )
         p = self.params()
         return self.params(**{k: _coerce(v, getattr(p, k)) for k, v in values.items()})
 
@@ -200,62 +274,97 @@ class Entry:
 # %% ../nbs/00_core.ipynb #0024
 class Registry:
     "Names -> functions with their parameters: rosa's gene embeddings, models and metrics are each one."
-    def __init__(self, kind:str, # what the entries are ('embedding', 'model', 'metric')
-                 runtime:tuple=(), # arguments the caller fills in (data, seed, device, ...): not parameters
-                ):
+
+    def __init__(
+        self,
+        kind: str,  # what the entries are ('embedding', 'model', 'metric')
+        runtime: tuple = (),  # arguments the caller fills in (data, seed, device, ...): not parameters
+    ):
         self.kind, self.runtime, self.entries = kind, tuple(runtime), {}
 
-    def register(self, name:str|None=None, # the entry's name (default: the function's)
-                 params:type|None=None, # its parameters dataclass (default: built from the function's keyword arguments)
-                 revision:int=0, # bump when a change the source digest cannot see must invalidate cached outputs
-                 **meta): # anything the registry's users read (an embedding's inputs, a model's needs)
+    def register(
+        self,
+        name: str | None = None,  # the entry's name (default: the function's)
+        params: type | None = None,  # its parameters dataclass (default: built from the function's keyword arguments)
+        revision: int = 0,  # bump when a change the source digest cannot see must invalidate cached outputs
+        **meta,
+    ):  # anything the registry's users read (an embedding's inputs, a model's needs)
         "Decorator: register a function under `name` (a second registration of the name replaces the first)."
+
         def deco(fn):
             n = name or fn.__name__
             self.entries[n] = Entry(self.kind, n, fn, params or params_from_signature(fn, self.runtime), revision, meta)
             return fn
+
         return deco
 
-    def __getitem__(self, name:str) -> Entry:
+    def __getitem__(self, name: str) -> Entry:
         if name not in self.entries:
             raise RegistryError(f"unknown {self.kind} {name!r}; registered: {', '.join(self.entries)}")
         return self.entries[name]
-    def __contains__(self, name): return name in self.entries
-    def __iter__(self): return iter(self.entries)
-    def __len__(self): return len(self.entries)
+
+    def __contains__(self, name):
+        return name in self.entries
+
+    def __iter__(self):
+        return iter(self.entries)
+
+    def __len__(self):
+        return len(self.entries)
+
     def check(self, names) -> list:
         "The names, each known (else an error naming the unknown ones and listing the registered)."
         bad = [n for n in names if n not in self.entries]
-        if bad: raise RegistryError(f"unknown {self.kind}{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "
-                                    f"registered: {', '.join(self.entries)}")
+        if bad:
+            raise RegistryError(
+                f"unknown {self.kind}{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "
+                f"registered: {', '.join(self.entries)}"
+            )
         return list(names)
+
     def table(self) -> pd.DataFrame:
         "One row per entry: its parameters with their defaults, and its summary."
         p = lambda e: ', '.join(f'{k}={v!r}' for k, v in asdict(e.params()).items())
-        return pd.DataFrame([dict(name=e.name, parameters=p(e), doc=e.doc) for e in self.entries.values()]).set_index('name')
-    def __repr__(self): return f"Registry({self.kind}: {', '.join(self.entries)})"
+        return pd.DataFrame([dict(name=e.name, parameters=p(e), doc=e.doc) for e in self.entries.values()]).set_index(
+            'name'
+        )
+
+    def __repr__(self):
+        return f"Registry({self.kind}: {', '.join(self.entries)})"
 
 # %% ../nbs/00_core.ipynb #0028
 _COMP = str.maketrans('ACGTNacgtn', 'TGCANtgcan')
-def reverse_complement(seq:str) -> str:
+
+
+def reverse_complement(seq: str) -> str:
     "Reverse complement of a DNA string (N stays N)."
     return seq.translate(_COMP)[::-1]
 
+
 _BASES = 'TCAG'
 _AMINO = 'FFLLSSSSYY**CC*WLLLLPPPPHHQQRRRRIIIMTTTTNNKKSSRRVVVVAAAADDEEGGGG'
-GENETIC_CODE = {a+b+c: _AMINO[16*i+4*j+k] for i,a in enumerate(_BASES) for j,b in enumerate(_BASES) for k,c in enumerate(_BASES)}
+GENETIC_CODE = {
+    a + b + c: _AMINO[16 * i + 4 * j + k]
+    for i, a in enumerate(_BASES)
+    for j, b in enumerate(_BASES)
+    for k, c in enumerate(_BASES)
+}
 
-def translate(cds:str) -> str:
+
+def translate(cds: str) -> str:
     "Translate a coding sequence with the standard code ('*' for stop, 'X' for codons with N)."
     cds = cds.upper()
-    return ''.join(GENETIC_CODE.get(cds[i:i+3], 'X') for i in range(0, len(cds) - len(cds) % 3, 3))
+    return ''.join(GENETIC_CODE.get(cds[i : i + 3], 'X') for i in range(0, len(cds) - len(cds) % 3, 3))
 
 # %% ../nbs/00_core.ipynb #0031
 _VERSION = re.compile(r'^(ENS[A-Z]*[GT]\d+)\.\d+')
 
-def strip_version(ids # a gene id, or many
-                 ):
+
+def strip_version(
+    ids,  # a gene id, or many
+):
     "Ensembl ids without their version ('ENSG...18.3' -> 'ENSG...18'); a str for a str, else a pd.Index."
     # keep anything after the version (GENCODE's '_PAR_Y') so that PAR copies stay distinct; other ids unchanged
-    if isinstance(ids, str): return _VERSION.sub(r'\1', ids)
+    if isinstance(ids, str):
+        return _VERSION.sub(r'\1', ids)
     return pd.Index([_VERSION.sub(r'\1', str(i)) for i in ids])

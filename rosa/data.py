@@ -4,7 +4,8 @@
 
 # %% ../nbs/04_data.ipynb #0003
 from __future__ import annotations
-import os, re, warnings
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,329 +28,486 @@ __all__ = ['MIN_CELLS_PER_GENE', 'MIN_GENES_PER_CELL', 'as_counts', 'CountReader
 def _is_counts(m) -> bool:
     "True if the matrix holds non-negative integers (floats with integer values count)."
     d = m.data if sp.issparse(m) else np.asarray(m)
-    if d.size == 0: return True
-    if np.issubdtype(d.dtype, np.integer): return bool(d.min() >= 0)
+    if d.size == 0:
+        return True
+    if np.issubdtype(d.dtype, np.integer):
+        return bool(d.min() >= 0)
     return bool(np.isfinite(d).all() and d.min() >= 0 and np.array_equal(d, np.round(d)))
 
-def as_counts(m, what:str='counts' # how to name the matrix in errors
-             ) -> sp.csr_matrix:
+
+def as_counts(
+    m,
+    what: str = 'counts',  # how to name the matrix in errors
+) -> sp.csr_matrix:
     "A count matrix as CSR int32 (sorted indices, no explicit zeros); error if it is not counts."
     m = sp.csr_matrix(m)
     if not _is_counts(m):
         d = m.data[:1000]
-        raise ValueError(f"{what} does not hold raw counts (non-negative integers); found e.g. "
-                         f"{d[(d < 0) | (d != np.round(d))][:3].tolist()}: normalised or log-transformed values?")
-    if m.nnz and m.data.max() > np.iinfo(np.int32).max: raise ValueError(f"{what}: counts too large for int32")
-    m = m.astype(np.int32); m.eliminate_zeros(); m.sort_indices()
+        raise ValueError(
+            f"{what} does not hold raw counts (non-negative integers); found e.g. "
+            f"{d[(d < 0) | (d != np.round(d))][:3].tolist()}: normalised or log-transformed values?"
+        )
+    if m.nnz and m.data.max() > np.iinfo(np.int32).max:
+        raise ValueError(f"{what}: counts too large for int32")
+    m = m.astype(np.int32)
+    m.eliminate_zeros()
+    m.sort_indices()
     return m
 
 # %% ../nbs/04_data.ipynb #0010
 class CountReader:
     "Raw counts of an h5ad (or an AnnData), read in blocks of cells without loading the matrix (h5py and anndata's backed sparse reader)."
-    def __init__(self, source:str|Path|ad.AnnData # h5ad with raw counts in X, layers['counts'] or raw.X; or an AnnData
-                ):
+
+    def __init__(
+        self,
+        source: str | Path | ad.AnnData,  # h5ad with raw counts in X, layers['counts'] or raw.X; or an AnnData
+    ):
         from anndata.io import read_elem
+
         self.file = None
         if isinstance(source, ad.AnnData):
             self.path, a = '<AnnData>', source
-            cands = [('X', a.X), ("layers['counts']", a.layers.get('counts')), ('raw.X', a.raw.X if a.raw is not None else None)]
+            cands = [
+                ('X', a.X),
+                ("layers['counts']", a.layers.get('counts')),
+                ('raw.X', a.raw.X if a.raw is not None else None),
+            ]
             obs, var, raw_var = a.obs, a.var, (a.raw.var if a.raw is not None else None)
         else:
             import h5py
+
             self.path = Path(source)
-            if not self.path.exists(): raise FileNotFoundError(f"{self.path} does not exist")
+            if not self.path.exists():
+                raise FileNotFoundError(f"{self.path} does not exist")
             self.file = f = h5py.File(self.path, 'r')
-            cands = [('X', self._matrix(f, 'X')), ("layers['counts']", self._matrix(f, 'layers/counts')), ('raw.X', self._matrix(f, 'raw/X'))]
+            cands = [
+                ('X', self._matrix(f, 'X')),
+                ("layers['counts']", self._matrix(f, 'layers/counts')),
+                ('raw.X', self._matrix(f, 'raw/X')),
+            ]
             keys = dict(zip(('X', "layers['counts']", 'raw.X'), ('X', 'layers/counts', 'raw/X')))
             obs, var = read_elem(f['obs']), read_elem(f['var'])
             raw_var = read_elem(f['raw/var']) if 'raw/var' in f else None
-        if len(obs) == 0: raise ValueError(f"counts: {self.path} holds 0 cells: there is nothing to read (an empty subset?)")
+        if len(obs) == 0:
+            raise ValueError(f"counts: {self.path} holds 0 cells: there is nothing to read (an empty subset?)")
         for name, m in cands:
-            if m is None or m.shape[0] == 0: continue
-            head = m[:min(m.shape[0], 2000)]
-            if _is_counts(head if sp.issparse(head) else sp.csr_matrix(head)): break
+            if m is None or m.shape[0] == 0:
+                continue
+            head = m[: min(m.shape[0], 2000)]
+            if _is_counts(head if sp.issparse(head) else sp.csr_matrix(head)):
+                break
         else:
-            m = cands[0][1]; head = m[:min(m.shape[0], 2000)]
+            m = cands[0][1]
+            head = m[: min(m.shape[0], 2000)]
             d = head.data if sp.issparse(head) else np.asarray(head)
             if d.size and np.issubdtype(d.dtype, np.floating) and np.isnan(d).any():
-                raise ValueError(f"counts: {self.path} holds NaN values in X ({int(np.isnan(d).sum())} of them in its first {head.shape[0]:,} cells): "
-                                 f"counts must be whole numbers; replace the missing values (with 0 if they mean 'not detected') or drop those cells")
-            raise ValueError(f"{self.path}: no raw counts found: X, layers['counts'] and raw.X are missing or hold non-integer / "
-                             f"negative values (normalised data?). rosa needs raw integer counts.")
+                raise ValueError(
+                    f"counts: {self.path} holds NaN values in X ({int(np.isnan(d).sum())} of them in its first {head.shape[0]:,} cells): "
+                    f"counts must be whole numbers; replace the missing values (with 0 if they mean 'not detected') or drop those cells"
+                )
+            raise ValueError(
+                f"{self.path}: no raw counts found: X, layers['counts'] and raw.X are missing or hold non-integer / "
+                f"negative values (normalised data?). rosa needs raw integer counts."
+            )
         self.name, self.matrix = name, m
-        if self.file is not None: g = self.file[keys[name]]; self.indptr = g['indptr'][:] if g.attrs.get('encoding-type') == 'csr_matrix' else None
-        else: self.indptr = m.indptr if sp.issparse(m) and m.format == 'csr' else None
+        if self.file is not None:
+            g = self.file[keys[name]]
+            self.indptr = g['indptr'][:] if g.attrs.get('encoding-type') == 'csr_matrix' else None
+        else:
+            self.indptr = m.indptr if sp.issparse(m) and m.format == 'csr' else None
         if name == 'raw.X' and raw_var is not None and len(raw_var) == m.shape[1]:
             var = raw_var.join(var.drop(columns=raw_var.columns, errors='ignore'), how='left')
-        var = var.copy(); ids = strip_version(var.index)
+        var = var.copy()
+        ids = strip_version(var.index)
         dup = ids[ids.duplicated()].unique()
         if len(dup):
-            raise ValueError(f"{self.path}: stripping Ensembl versions makes gene ids collide: {list(dup[:10])}"
-                             f"{' ...' if len(dup) > 10 else ''} (from {list(var.index[ids.isin(dup[:3])])})")
-        var.index = ids; var.index.name = None
-        obs = obs.copy(); obs.index = obs.index.astype(str)
+            raise ValueError(
+                f"{self.path}: stripping Ensembl versions makes gene ids collide: {list(dup[:10])}"
+                f"{' ...' if len(dup) > 10 else ''} (from {list(var.index[ids.isin(dup[:3])])})"
+            )
+        var.index = ids
+        var.index.name = None
+        obs = obs.copy()
+        obs.index = obs.index.astype(str)
         for c in ('cell_type', 'donor_id', 'tissue'):
-            if c in obs and not isinstance(obs[c].dtype, pd.CategoricalDtype): obs[c] = obs[c].astype('category')
+            if c in obs and not isinstance(obs[c].dtype, pd.CategoricalDtype):
+                obs[c] = obs[c].astype('category')
         self.obs, self.var = obs, var
 
     @staticmethod
     def _matrix(f, key):
         "A row-sliceable view of a matrix in an open h5ad, or None."
         from anndata.io import sparse_dataset
-        if key not in f: return None
+
+        if key not in f:
+            return None
         g = f[key]
         kind = g.attrs.get('encoding-type', 'array')
         if kind == 'csc_matrix':
-            raise ValueError(f"{f.filename}:{key} is stored by genes (CSC); reading cells in blocks needs CSR (by cells): "
-                             f"rewrite it once, e.g. adata.X = adata.X.tocsr(); adata.write_h5ad(...)")
+            raise ValueError(
+                f"{f.filename}:{key} is stored by genes (CSC); reading cells in blocks needs CSR (by cells): "
+                f"rewrite it once, e.g. adata.X = adata.X.tocsr(); adata.write_h5ad(...)"
+            )
         return sparse_dataset(g) if kind == 'csr_matrix' else g
 
     @property
-    def shape(self): return self.matrix.shape
-    def block(self, s:int, e:int, check:bool=True) -> sp.csr_matrix:
+    def shape(self):
+        return self.matrix.shape
+
+    def block(self, s: int, e: int, check: bool = True) -> sp.csr_matrix:
         "Cells [s, e) as CSR int32 counts; an error names the file, the matrix and the cells if they are not counts (check=False: read as they are)."
         m = self.matrix[s:e]
-        if check: return as_counts(m, f"{self.path}:{self.name} (cells {s}..{e})")
-        m = sp.csr_matrix(m, dtype=np.int32); m.eliminate_zeros(); return m
-    def bounds(self, size:int|None=None, nnz:int=8_000_000) -> list:
+        if check:
+            return as_counts(m, f"{self.path}:{self.name} (cells {s}..{e})")
+        m = sp.csr_matrix(m, dtype=np.int32)
+        m.eliminate_zeros()
+        return m
+
+    def bounds(self, size: int | None = None, nnz: int = 8_000_000) -> list:
         "Blocks [s, e) of consecutive cells: `size` cells each, or (size=None) as many as hold about `nnz` counts (at least one cell)."
         n = self.shape[0]
         if size is None and self.indptr is not None:
             cuts = np.searchsorted(self.indptr, np.arange(nnz, int(self.indptr[-1]), nnz), side='right') - 1
-            edges = np.unique(np.r_[0, cuts, n]); edges = edges[(edges >= 0) & (edges <= n)]
+            edges = np.unique(np.r_[0, cuts, n])
+            edges = edges[(edges >= 0) & (edges <= n)]
             return [(int(s), int(e)) for s, e in zip(edges[:-1], edges[1:]) if e > s]
-        if size is None: size = max(1, nnz // max(1, self.shape[1]))
+        if size is None:
+            size = max(1, nnz // max(1, self.shape[1]))
         return list(_row_chunks(n, size))
-    def blocks(self, size:int|None=None, nnz:int=8_000_000, check:bool=True):
+
+    def blocks(self, size: int | None = None, nnz: int = 8_000_000, check: bool = True):
         "(start, end, counts) for consecutive blocks of cells (see `bounds`)."
-        for s, e in self.bounds(size, nnz): yield s, e, self.block(s, e, check)
+        for s, e in self.bounds(size, nnz):
+            yield s, e, self.block(s, e, check)
+
     def close(self):
-        if self.file is not None: self.file.close(); self.file = None
-    def __enter__(self): return self
-    def __exit__(self, *a): self.close()
-    def __repr__(self): return f"CountReader({self.path}:{self.name}, {self.shape[0]} cells x {self.shape[1]} genes)"
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def __repr__(self):
+        return f"CountReader({self.path}:{self.name}, {self.shape[0]} cells x {self.shape[1]} genes)"
 
 # %% ../nbs/04_data.ipynb #0011
-def read_counts(path:str|Path # h5ad with raw counts in X, layers['counts'] or raw.X (CELLxGENE schema)
-               ) -> ad.AnnData:
+def read_counts(
+    path: str | Path,  # h5ad with raw counts in X, layers['counts'] or raw.X (CELLxGENE schema)
+) -> ad.AnnData:
     "Read raw counts from an h5ad into memory: X as CSR int32 counts, var index = unversioned gene id (small data; `preprocess` reads in blocks)."
     from anndata.io import read_elem
+
     with CountReader(path) as r:
         X = r.block(0, r.shape[0])
         extra = {k: read_elem(r.file[k]) for k in ('uns', 'obsm') if k in r.file}
         return ad.AnnData(X=X, obs=r.obs, var=r.var, **extra)
 
 # %% ../nbs/04_data.ipynb #0017
-def symbol_ids(symbols, # gene symbols (e.g. a counts' var index)
-               genes:pd.DataFrame, # one row per gene indexed by Ensembl id, with `gene_name` (`rosa.reference.Annotation.genes`)
-              ) -> tuple:
+def symbol_ids(
+    symbols,  # gene symbols (e.g. a counts' var index)
+    genes: pd.DataFrame,  # one row per gene indexed by Ensembl id, with `gene_name` (`rosa.reference.Annotation.genes`)
+) -> tuple:
     "`(ids, known, unknown, ambiguous)`: each symbol's Ensembl id, and masks of the symbols naming exactly one gene, none, several."
-    names = genes.gene_name.astype(str); n = names.value_counts()
+    names = genes.gene_name.astype(str)
+    n = names.value_counts()
     to_id = pd.Series(names.index, index=names.values)[lambda s: s.index.map(n) == 1]
     sym = pd.Index(np.asarray(symbols).astype(str))
     return pd.Index(to_id.reindex(sym).values), sym.isin(to_id.index), ~sym.isin(n.index), sym.isin(n.index[n > 1])
 
-def ids_from_symbols(adata:ad.AnnData, # counts whose var index holds gene symbols
-                     genes:pd.DataFrame, # one row per gene indexed by Ensembl id, with `gene_name` (`rosa.reference.Annotation.genes`)
-                    ) -> ad.AnnData:
+
+def ids_from_symbols(
+    adata: ad.AnnData,  # counts whose var index holds gene symbols
+    genes: pd.DataFrame,  # one row per gene indexed by Ensembl id, with `gene_name` (`rosa.reference.Annotation.genes`)
+) -> ad.AnnData:
     "The counts re-indexed by Ensembl gene id through the annotation's gene names; unknown and ambiguous symbols are dropped and reported."
     sym = pd.Index(adata.var_names.astype(str))
     ids, keep, unk, amb = symbol_ids(sym, genes)
     unknown, ambiguous = sym[unk], sym[amb]
-    if not keep.any(): raise ValueError(f"counts: none of the {len(sym)} gene symbols (e.g. {list(sym[:3])}) is a gene_name of the annotation")
+    if not keep.any():
+        raise ValueError(
+            f"counts: none of the {len(sym)} gene symbols (e.g. {list(sym[:3])}) is a gene_name of the annotation"
+        )
     if len(unknown) or len(ambiguous):
-        warnings.warn(f"{len(unknown)} gene symbols are not in the annotation (e.g. {list(unknown[:3])}) and {len(ambiguous)} name "
-                      f"several of its genes (e.g. {list(ambiguous[:3])}): those genes are left out")
+        warnings.warn(
+            f"{len(unknown)} gene symbols are not in the annotation (e.g. {list(unknown[:3])}) and {len(ambiguous)} name "
+            f"several of its genes (e.g. {list(ambiguous[:3])}): those genes are left out"
+        )
     out = adata[:, keep].copy()
     out.var['gene_symbol'] = out.var_names.values
     out.var_names = ids[keep]
-    out.uns.setdefault('rosa', {})['gene_ids'] = dict(source='symbol', mapped=int(keep.sum()), unknown=len(unknown), ambiguous=len(ambiguous))
+    out.uns.setdefault('rosa', {})['gene_ids'] = dict(
+        source='symbol', mapped=int(keep.sum()), unknown=len(unknown), ambiguous=len(ambiguous)
+    )
     return out
 
 # %% ../nbs/04_data.ipynb #0020
 # the defaults of filter_counts, prepare_counts and runs, kept in one place so that they cannot drift apart
-MIN_CELLS_PER_GENE = 3    # genes detected in fewer cells are dropped
-MIN_GENES_PER_CELL = 10   # cells with fewer detected train genes are dropped
+MIN_CELLS_PER_GENE = 3  # genes detected in fewer cells are dropped
+MIN_GENES_PER_CELL = 10  # cells with fewer detected train genes are dropped
+
 
 def _counts(adata):
     return adata.layers['counts'] if 'counts' in adata.layers else adata.X
 
+
 def _train_mask(adata) -> np.ndarray:
     if 'split' not in adata.var:
-        raise ValueError("var['split'] is missing: split the genes first (split_genes) so that statistics use train genes only")
+        raise ValueError(
+            "var['split'] is missing: split the genes first (split_genes) so that statistics use train genes only"
+        )
     return (adata.var['split'] == 'train').values
 
-def filter_counts(adata:ad.AnnData, # counts in layers['counts'] or X
-                  min_cells_per_gene:int=MIN_CELLS_PER_GENE, # drop genes detected in fewer cells
-                  min_genes_per_cell:int=MIN_GENES_PER_CELL, # drop cells with fewer detected (train) genes
-                 ) -> ad.AnnData:
+
+def filter_counts(
+    adata: ad.AnnData,  # counts in layers['counts'] or X
+    min_cells_per_gene: int = MIN_CELLS_PER_GENE,  # drop genes detected in fewer cells
+    min_genes_per_cell: int = MIN_GENES_PER_CELL,  # drop cells with fewer detected (train) genes
+) -> ad.AnnData:
     "Drop rare genes and poor cells (scanpy's filters, cells judged on train genes if genes are split); in place."
     n0 = adata.shape
     if min_cells_per_gene > 0:
         keep, _ = sc.pp.filter_genes(_counts(adata), min_cells=min_cells_per_gene, inplace=False)
-        if not keep.any(): raise ValueError(f"filter_counts: no gene is detected in >= {min_cells_per_gene} cells")
+        if not keep.any():
+            raise ValueError(f"filter_counts: no gene is detected in >= {min_cells_per_gene} cells")
         adata._inplace_subset_var(keep)
     if min_genes_per_cell > 0:
         m = _counts(adata)
-        if 'split' in adata.var: m = m[:, _train_mask(adata)]
+        if 'split' in adata.var:
+            m = m[:, _train_mask(adata)]
         keep, _ = sc.pp.filter_cells(m, min_genes=min_genes_per_cell, inplace=False)
-        if not keep.any(): raise ValueError(f"filter_counts: no cell has >= {min_genes_per_cell} detected "
-                                            f"{'train ' if 'split' in adata.var else ''}genes")
+        if not keep.any():
+            raise ValueError(
+                f"filter_counts: no cell has >= {min_genes_per_cell} detected "
+                f"{'train ' if 'split' in adata.var else ''}genes"
+            )
         adata._inplace_subset_obs(keep)
-    adata.uns.setdefault('rosa', {})['filter'] = dict(min_cells_per_gene=min_cells_per_gene, min_genes_per_cell=min_genes_per_cell,
-                                                     n_obs_before=n0[0], n_vars_before=n0[1])
+    adata.uns.setdefault('rosa', {})['filter'] = dict(
+        min_cells_per_gene=min_cells_per_gene,
+        min_genes_per_cell=min_genes_per_cell,
+        n_obs_before=n0[0],
+        n_vars_before=n0[1],
+    )
     return adata
 
 # %% ../nbs/04_data.ipynb #0023
-def _rows(m:sp.csr_matrix) -> np.ndarray:
+def _rows(m: sp.csr_matrix) -> np.ndarray:
     "The row of every stored value of a CSR matrix."
     return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
 
-def _row_chunks(n:int, chunk:int):
-    "Row blocks [s, e) of at most `chunk` rows: bounded temporaries on atlas-sized matrices."
-    for s in range(0, n, chunk): yield s, min(s + chunk, n)
 
-def normalize(adata:ad.AnnData, # raw counts in layers['counts'] or X; var['split'] set
-              target_sum:float=1e4, # counts per cell after scaling
-              chunk:int=50_000, # cells per block of work
-             ) -> ad.AnnData:
+def _row_chunks(n: int, chunk: int):
+    "Row blocks [s, e) of at most `chunk` rows: bounded temporaries on atlas-sized matrices."
+    for s in range(0, n, chunk):
+        yield s, min(s + chunk, n)
+
+
+def normalize(
+    adata: ad.AnnData,  # raw counts in layers['counts'] or X; var['split'] set
+    target_sum: float = 1e4,  # counts per cell after scaling
+    chunk: int = 50_000,  # cells per block of work
+) -> ad.AnnData:
     "layers['counts'] = counts; obs['size_train'] = train-gene total; X = layers['log1p'] = log1p(target_sum * counts / size_train)."
     counts = as_counts(_counts(adata), "layers['counts']" if 'counts' in adata.layers else 'X')
     train = _train_mask(adata)
-    size = np.asarray(counts @ train.astype(np.float64)).ravel()   # a mat-vec: no copy of the train columns
+    size = np.asarray(counts @ train.astype(np.float64)).ravel()  # a mat-vec: no copy of the train columns
     if (size == 0).any():
         bad = adata.obs_names[size == 0]
-        raise ValueError(f"{len(bad)} cells have no counts on train genes, e.g. {list(bad[:5])}: "
-                         f"drop them with filter_counts(min_genes_per_cell>=1) after split_genes")
+        raise ValueError(
+            f"{len(bad)} cells have no counts on train genes, e.g. {list(bad[:5])}: "
+            f"drop them with filter_counts(min_genes_per_cell>=1) after split_genes"
+        )
     x = counts.astype(np.float32)
     for s, e in _row_chunks(counts.shape[0], chunk):
         lo, hi = counts.indptr[s], counts.indptr[e]
         x.data[lo:hi] = np.log1p(target_sum * counts.data[lo:hi] / size[s:e][_rows(counts[s:e])])
     adata.layers['counts'] = counts
-    adata.X = x; adata.layers['log1p'] = x
+    adata.X = x
+    adata.layers['log1p'] = x
     adata.obs['size_train'] = size.astype(np.float32)
     adata.uns.setdefault('rosa', {})['normalize'] = dict(target_sum=float(target_sum), size='train genes')
     return adata
 
 # %% ../nbs/04_data.ipynb #0027
-def _keys(rows:np.ndarray, v:np.ndarray) -> np.ndarray:
+def _keys(rows: np.ndarray, v: np.ndarray) -> np.ndarray:
     "One int64 key per (cell, positive value: integers below 2^32 or float32) that sorts by cell, then value."
-    bits = v.astype(np.int64) if v.dtype.kind in 'iu' else v.view(np.uint32).astype(np.int64)   # positive floats' bits order like them
+    bits = (
+        v.astype(np.int64) if v.dtype.kind in 'iu' else v.view(np.uint32).astype(np.int64)
+    )  # positive floats' bits order like them
     return (rows.astype(np.int64) << 32) | bits
 
-def bin_edges(m:sp.csr_matrix, # cells x genes, non-negative
-              train:np.ndarray, # bool mask of the genes that define the edges
-              n_bins:int=8, # bins including bin 0 (= zero)
-              scheme:str='halving', # 'halving': bin k>0 holds 2^-k of the values; 'quantile': the bins hold equal shares
-             ) -> np.ndarray:
+
+def bin_edges(
+    m: sp.csr_matrix,  # cells x genes, non-negative
+    train: np.ndarray,  # bool mask of the genes that define the edges
+    n_bins: int = 8,  # bins including bin 0 (= zero)
+    scheme: str = 'halving',  # 'halving': bin k>0 holds 2^-k of the values; 'quantile': the bins hold equal shares
+) -> np.ndarray:
     "Per-cell edges (n_cells x n_bins-2): a value >= edge k is in bin > k; inf where the cell has too few values."
-    if scheme not in ('halving', 'quantile'): raise ValueError(f"bins must be 'halving' or 'quantile', got {scheme!r}")
+    if scheme not in ('halving', 'quantile'):
+        raise ValueError(f"bins must be 'halving' or 'quantile', got {scheme!r}")
     rows = _rows(m)
     keep = train[m.indices] & (m.data > 0)
     r, v = rows[keep], m.data[keep]
-    if (v.dtype.kind in 'iu' and v.max(initial=0) < 2**32) or v.dtype == np.float32:   # one sort of (cell, value) keys, not a lexsort
+    if (
+        v.dtype.kind in 'iu' and v.max(initial=0) < 2**32
+    ) or v.dtype == np.float32:  # one sort of (cell, value) keys, not a lexsort
         low = np.sort(_keys(r, v), kind='stable') & 0xFFFFFFFF
         v = low.astype(v.dtype) if v.dtype.kind in 'iu' else low.astype(np.uint32).view(np.float32)
-    else: v = v[np.lexsort((v, r))]                        # each cell's train values, ascending, cells in order
-    n = np.bincount(r, minlength=m.shape[0]); start = np.concatenate([[0], np.cumsum(n)[:-1]])
+    else:
+        v = v[np.lexsort((v, r))]  # each cell's train values, ascending, cells in order
+    n = np.bincount(r, minlength=m.shape[0])
+    start = np.concatenate([[0], np.cumsum(n)[:-1]])
     E = np.full((m.shape[0], n_bins - 2), np.inf)
     for k in range(1, n_bins - 1):
-        i = -(-(n * (2**k - 1)) // 2**k) if scheme == 'halving' else -(-(n * k) // (n_bins - 1))   # ceil(m (1 - 2^-k)) or ceil(m k / (n-1))
+        i = (
+            -(-(n * (2**k - 1)) // 2**k) if scheme == 'halving' else -(-(n * k) // (n_bins - 1))
+        )  # ceil(m (1 - 2^-k)) or ceil(m k / (n-1))
         ok = i < n
         E[ok, k - 1] = v[start[ok] + i[ok]]
     return E
 
-def bin_expression(adata:ad.AnnData, # normalised (var['split'] set)
-                   n_bins:int=8, # bins including bin 0 (= zero); bin k>0 holds 2^-k of a cell's non-zero train values
-                   layer:str='counts', # the values to bin (any layer that orders a cell's genes like its counts)
-                   chunk:int=50_000, # cells per block of work
-                   scheme:str='halving', # 'halving' (bin k holds 2^-k of the values) or 'quantile' (equal shares), see `bin_edges`
-                  ) -> ad.AnnData:
+
+def bin_expression(
+    adata: ad.AnnData,  # normalised (var['split'] set)
+    n_bins: int = 8,  # bins including bin 0 (= zero); bin k>0 holds 2^-k of a cell's non-zero train values
+    layer: str = 'counts',  # the values to bin (any layer that orders a cell's genes like its counts)
+    chunk: int = 50_000,  # cells per block of work
+    scheme: str = 'halving',  # 'halving' (bin k holds 2^-k of the values) or 'quantile' (equal shares), see `bin_edges`
+) -> ad.AnnData:
     "layers['bins'] (int8 CSR): per-cell bins of the non-zero values (halving or equal-frequency), edges from train genes only."
-    if not 2 <= n_bins <= 127: raise ValueError(f"n_bins must be in [2, 127], got {n_bins}")
-    if layer == 'counts': m = _counts(adata)
-    elif layer in adata.layers: m = adata.layers[layer]
-    else: raise KeyError(f"bin_expression: layers[{layer!r}] not found (layers: {list(adata.layers)})")
-    m = sp.csr_matrix(m, copy=True); m.eliminate_zeros()
+    if not 2 <= n_bins <= 127:
+        raise ValueError(f"n_bins must be in [2, 127], got {n_bins}")
+    if layer == 'counts':
+        m = _counts(adata)
+    elif layer in adata.layers:
+        m = adata.layers[layer]
+    else:
+        raise KeyError(f"bin_expression: layers[{layer!r}] not found (layers: {list(adata.layers)})")
+    m = sp.csr_matrix(m, copy=True)
+    m.eliminate_zeros()
     train, b = _train_mask(adata), np.ones(m.nnz, dtype=np.int8)
     for s, e in _row_chunks(m.shape[0], chunk):
-        sub = m[s:e]; E = bin_edges(sub, train, n_bins, scheme); rows = _rows(sub)
-        bs = b[m.indptr[s]:m.indptr[e]]   # a view: filled in place
-        for k in range(n_bins - 2): bs += (sub.data >= E[rows, k])
+        sub = m[s:e]
+        E = bin_edges(sub, train, n_bins, scheme)
+        rows = _rows(sub)
+        bs = b[m.indptr[s] : m.indptr[e]]  # a view: filled in place
+        for k in range(n_bins - 2):
+            bs += sub.data >= E[rows, k]
     adata.layers['bins'] = sp.csr_matrix((b, m.indices.copy(), m.indptr.copy()), shape=m.shape)
     adata.uns.setdefault('rosa', {})['bins'] = dict(n_bins=n_bins, scheme=scheme, layer=layer, edges='train genes')
     return adata
 
 # %% ../nbs/04_data.ipynb #0037
-def rank_expression(adata:ad.AnnData, # counts (var['split'] set)
-                    layer:str='counts', # the values to rank
-                    chunk:int=50_000, # cells per block of work
-                   ) -> ad.AnnData:
+def rank_expression(
+    adata: ad.AnnData,  # counts (var['split'] set)
+    layer: str = 'counts',  # the values to rank
+    chunk: int = 50_000,  # cells per block of work
+) -> ad.AnnData:
     "layers['rank'] (float32 CSR): each non-zero value's mid-rank among the cell's non-zero train values, in (0, 1]."
-    if layer == 'counts': m = _counts(adata)
-    elif layer in adata.layers: m = adata.layers[layer]
-    else: raise KeyError(f"rank_expression: layers[{layer!r}] not found (layers: {list(adata.layers)})")
-    m = sp.csr_matrix(m, copy=True); m.eliminate_zeros()
-    if not (m.dtype.kind in 'iu' or m.dtype == np.float32): m = m.astype(np.float32)   # a monotone cast: the ranks are kept
+    if layer == 'counts':
+        m = _counts(adata)
+    elif layer in adata.layers:
+        m = adata.layers[layer]
+    else:
+        raise KeyError(f"rank_expression: layers[{layer!r}] not found (layers: {list(adata.layers)})")
+    m = sp.csr_matrix(m, copy=True)
+    m.eliminate_zeros()
+    if not (m.dtype.kind in 'iu' or m.dtype == np.float32):
+        m = m.astype(np.float32)  # a monotone cast: the ranks are kept
     train, out = _train_mask(adata), np.zeros(m.nnz, np.float32)
     for s, e in _row_chunks(m.shape[0], chunk):
-        sub = m[s:e]; rows = _rows(sub); k = _keys(rows, sub.data); tr = train[sub.indices]
-        kt = np.sort(k[tr]); n = np.bincount(rows[tr], minlength=e - s); start = np.concatenate([[0], np.cumsum(n)[:-1]])[rows]
+        sub = m[s:e]
+        rows = _rows(sub)
+        k = _keys(rows, sub.data)
+        tr = train[sub.indices]
+        kt = np.sort(k[tr])
+        n = np.bincount(rows[tr], minlength=e - s)
+        start = np.concatenate([[0], np.cumsum(n)[:-1]])[rows]
         below, upto = np.searchsorted(kt, k, 'left') - start, np.searchsorted(kt, k, 'right') - start
-        out[m.indptr[s]:m.indptr[e]] = (below + upto) / (2 * np.maximum(n[rows], 1))
+        out[m.indptr[s] : m.indptr[e]] = (below + upto) / (2 * np.maximum(n[rows], 1))
     adata.layers['rank'] = sp.csr_matrix((out, m.indices.copy(), m.indptr.copy()), shape=m.shape)
     adata.uns.setdefault('rosa', {})['rank'] = dict(layer=layer, among='train genes')
     return adata
 
 # %% ../nbs/04_data.ipynb #0040
-def _annotate_genes(var:pd.DataFrame, genes:pd.DataFrame|None, chrom, gene_ids:str, path) -> tuple[np.ndarray, pd.DataFrame, dict]:
+def _annotate_genes(
+    var: pd.DataFrame, genes: pd.DataFrame | None, chrom, gene_ids: str, path
+) -> tuple[np.ndarray, pd.DataFrame, dict]:
     "Which counted genes to keep (a mask over var), their var with the annotation's columns, and what was left out."
     report = {}
-    keep = np.ones(len(var), bool); var = var.copy()
+    keep = np.ones(len(var), bool)
+    var = var.copy()
     if gene_ids == 'symbol':
-        if genes is None or 'gene_name' not in genes: raise ValueError("gene_ids='symbol' needs the annotation's genes (with gene_name)")
-        sym = pd.Index(var.index.astype(str)); ids, keep, unknown, ambiguous = symbol_ids(sym, genes)
+        if genes is None or 'gene_name' not in genes:
+            raise ValueError("gene_ids='symbol' needs the annotation's genes (with gene_name)")
+        sym = pd.Index(var.index.astype(str))
+        ids, keep, unknown, ambiguous = symbol_ids(sym, genes)
         report.update(symbols_unknown=int(unknown.sum()), symbols_ambiguous=int(ambiguous.sum()))
-        if not keep.any(): raise ValueError(f"counts: none of the {len(sym)} gene symbols of {path} (e.g. {list(sym[:3])}) is a gene_name of the annotation")
+        if not keep.any():
+            raise ValueError(
+                f"counts: none of the {len(sym)} gene symbols of {path} (e.g. {list(sym[:3])}) is a gene_name of the annotation"
+            )
         var['gene_symbol'] = sym.values
         var.index = pd.Index(np.where(keep, ids, sym.values).astype(str))
-    elif gene_ids != 'ensembl': raise ValueError(f"gene_ids must be 'ensembl' or 'symbol', got {gene_ids!r}")
+    elif gene_ids != 'ensembl':
+        raise ValueError(f"gene_ids must be 'ensembl' or 'symbol', got {gene_ids!r}")
     if genes is not None:
         known = var.index.isin(genes.index)
         if not (keep & known).any():
-            raise ValueError(f"counts: none of the {len(var)} genes of {path} (e.g. {list(var.index[:3])}) is in the annotation")
+            raise ValueError(
+                f"counts: none of the {len(var)} genes of {path} (e.g. {list(var.index[:3])}) is in the annotation"
+            )
         report['not_in_annotation'] = int((keep & ~known).sum())
         keep &= known
         for c in genes.columns:
-            if c not in var: var[c] = genes[c].reindex(var.index).values
+            if c not in var:
+                var[c] = genes[c].reindex(var.index).values
     if chrom is not None:
-        ch = pd.Series(chrom); ch.index = strip_version(ch.index); ch = ch[~ch.index.duplicated()].reindex(var.index)
-        if ch[keep].isna().all(): raise ValueError(f"chrom knows none of the genes, e.g. {list(var.index[:3])}")
+        ch = pd.Series(chrom)
+        ch.index = strip_version(ch.index)
+        ch = ch[~ch.index.duplicated()].reindex(var.index)
+        if ch[keep].isna().all():
+            raise ValueError(f"chrom knows none of the genes, e.g. {list(var.index[:3])}")
         report['no_chromosome'] = int((keep & ch.isna().values).sum())
-        keep &= ch.notna().values; var['chrom'] = ch.astype(object).values
-    if 'chrom' in var: var['chrom'] = var['chrom'].astype(str)
+        keep &= ch.notna().values
+        var['chrom'] = ch.astype(object).values
+    if 'chrom' in var:
+        var['chrom'] = var['chrom'].astype(str)
     lost = {k: v for k, v in report.items() if v}
-    if lost: warnings.warn(f"{path}: dropping {int((~keep).sum())} genes of the {len(var)} counted ("
-                           + ', '.join(f"{v} {k.replace('_', ' ')}" for k, v in lost.items()) + f"), e.g. {list(var.index[~keep][:3])}")
+    if lost:
+        warnings.warn(
+            f"{path}: dropping {int((~keep).sum())} genes of the {len(var)} counted ("
+            + ', '.join(f"{v} {k.replace('_', ' ')}" for k, v in lost.items())
+            + f"), e.g. {list(var.index[~keep][:3])}"
+        )
     return keep, var, report
 
 # %% ../nbs/04_data.ipynb #0041
-def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData already read with read_counts
-                   gene_split:dict|None=None, # arguments of split_genes, e.g. dict(test_chroms=['chr2'])
-                   cell_split:dict|None=None, # arguments of split_cells
-                   min_cells_per_gene:int=MIN_CELLS_PER_GENE, # filter_counts: genes detected in fewer cells are dropped
-                   min_genes_per_cell:int=MIN_GENES_PER_CELL, # filter_counts: cells with fewer detected train genes are dropped
-                   chrom:dict|pd.Series|None=None, # gene id -> chromosome, written to var['chrom']
-                   target_sum:float=1e4, # normalize
-                   n_bins:int=8, # bin_expression
-                  ) -> ad.AnnData:
+def prepare_counts(
+    data: str | Path | ad.AnnData,  # h5ad of raw counts, or an AnnData already read with read_counts
+    gene_split: dict | None = None,  # arguments of split_genes, e.g. dict(test_chroms=['chr2'])
+    cell_split: dict | None = None,  # arguments of split_cells
+    min_cells_per_gene: int = MIN_CELLS_PER_GENE,  # filter_counts: genes detected in fewer cells are dropped
+    min_genes_per_cell: int = MIN_GENES_PER_CELL,  # filter_counts: cells with fewer detected train genes are dropped
+    chrom: dict | pd.Series | None = None,  # gene id -> chromosome, written to var['chrom']
+    target_sum: float = 1e4,  # normalize
+    n_bins: int = 8,  # bin_expression
+) -> ad.AnnData:
     "Read, filter, split genes and cells, normalise and bin (an AnnData given is changed in place): the AnnData every later step reads."
-    if isinstance(data, (str, Path)): adata = read_counts(data)
-    else: adata = data; adata.X = as_counts(_counts(adata), 'the counts (layers[\'counts\'] or X)')
+    if isinstance(data, (str, Path)):
+        adata = read_counts(data)
+    else:
+        adata = data
+        adata.X = as_counts(_counts(adata), 'the counts (layers[\'counts\'] or X)')
     if chrom is not None:
         keep, var, _ = _annotate_genes(adata.var, None, chrom, 'ensembl', 'counts')
         adata.var = var
-        if not keep.all(): adata = adata[:, keep].copy()
+        if not keep.all():
+            adata = adata[:, keep].copy()
     filter_counts(adata, min_cells_per_gene=min_cells_per_gene, min_genes_per_cell=0)
     split_genes(adata, **(gene_split or {}))
     filter_counts(adata, min_cells_per_gene=0, min_genes_per_cell=max(1, min_genes_per_cell))
@@ -361,79 +519,129 @@ def prepare_counts(data:str|Path|ad.AnnData, # h5ad of raw counts, or an AnnData
 # %% ../nbs/04_data.ipynb #0049
 class CSRWriter:
     "A CSR matrix written block of rows by block of rows into a zarr or h5py group, in anndata's on-disk sparse format (readable as X or a layer)."
-    def __init__(self, group, # an open zarr group or h5py File/Group
-                 key:str, # where, e.g. 'X' or 'layers/counts'
-                 n_cols:int, # columns (genes)
-                 dtype, # the values' dtype
-                 chunk:int=1 << 21, # values per on-disk chunk
-                ):
-        self.group, self.key, self.n_cols, self.dtype, self.chunk, self.ds = group, key, n_cols, np.dtype(dtype), chunk, None
+
+    def __init__(
+        self,
+        group,  # an open zarr group or h5py File/Group
+        key: str,  # where, e.g. 'X' or 'layers/counts'
+        n_cols: int,  # columns (genes)
+        dtype,  # the values' dtype
+        chunk: int = 1 << 21,  # values per on-disk chunk
+    ):
+        self.group, self.key, self.n_cols, self.dtype, self.chunk, self.ds = (
+            group,
+            key,
+            n_cols,
+            np.dtype(dtype),
+            chunk,
+            None,
+        )
         self.h5 = type(group).__module__.startswith('h5py')
-    def append(self, m:sp.csr_matrix):
+
+    def append(self, m: sp.csr_matrix):
         "Append rows; the first call creates the matrix, with a 64-bit indptr so that it may grow past 2^31 values."
         from anndata.io import write_elem, sparse_dataset
+
         m = sp.csr_matrix(m, dtype=self.dtype)
         if self.ds is None:
             import zarr
+
             zarr3 = not self.h5 and int(zarr.__version__.split('.')[0]) >= 3
-            write_elem(self.group, self.key, m, dataset_kwargs=dict(chunks=(self.chunk,), **({'shards': None} if zarr3 else {})))
-            g = self.group[self.key]; ip = g['indptr'][...].astype(np.int64); del g['indptr']
-            if self.h5: g.create_dataset('indptr', data=ip, maxshape=(None,), chunks=(1 << 16,))
-            else: g.create_array('indptr', shape=ip.shape, dtype=np.int64, chunks=(1 << 16,))[...] = ip
+            write_elem(
+                self.group,
+                self.key,
+                m,
+                dataset_kwargs=dict(chunks=(self.chunk,), **({'shards': None} if zarr3 else {})),
+            )
+            g = self.group[self.key]
+            ip = g['indptr'][...].astype(np.int64)
+            del g['indptr']
+            if self.h5:
+                g.create_dataset('indptr', data=ip, maxshape=(None,), chunks=(1 << 16,))
+            else:
+                g.create_array('indptr', shape=ip.shape, dtype=np.int64, chunks=(1 << 16,))[...] = ip
             self.ds = sparse_dataset(g)
-        elif m.shape[0]: self.ds.append(m)
+        elif m.shape[0]:
+            self.ds.append(m)
         return self
+
     def close(self):
         "Make sure the matrix exists (an empty one when no row came)."
-        if self.ds is None: self.append(sp.csr_matrix((0, self.n_cols), dtype=self.dtype))
+        if self.ds is None:
+            self.append(sp.csr_matrix((0, self.n_cols), dtype=self.dtype))
+
 
 def _uns_safe(d):
     "Values a zarr/h5ad `uns` can hold (None dropped, tuples as lists, numpy scalars as Python)."
     import json
-    return json.loads(json.dumps(d, default=lambda o: o.item() if hasattr(o, 'item') else str(o)), object_hook=lambda x: {k: v for k, v in x.items() if v is not None})
+
+    return json.loads(
+        json.dumps(d, default=lambda o: o.item() if hasattr(o, 'item') else str(o)),
+        object_hook=lambda x: {k: v for k, v in x.items() if v is not None},
+    )
 
 # %% ../nbs/04_data.ipynb #0050
-def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks of cells), or an AnnData
-               out:str|Path, # the zarr store to write (an AnnData on disk; `read_store` opens it)
-               gene_split:dict|None=None, # `split_genes` arguments, e.g. dict(test_chroms=['chr2'])
-               cell_split:dict|None=None, # `split_cells` arguments
-               min_cells_per_gene:int=MIN_CELLS_PER_GENE, # genes detected in fewer cells are dropped
-               min_genes_per_cell:int=MIN_GENES_PER_CELL, # cells with fewer detected train genes are dropped
-               chrom:dict|pd.Series|None=None, # gene id -> chromosome, written to var['chrom'] (genes without one are dropped)
-               genes:pd.DataFrame|None=None, # the annotation's genes, indexed by gene id: its columns join var, genes it lacks are dropped
-               gene_ids:str='ensembl', # what the counts' var index holds: 'ensembl' ids or gene 'symbol's (mapped through genes.gene_name)
-               target_sum:float=1e4, # counts per cell after scaling (`normalize`)
-               n_bins:int=8, # expression bins including bin 0 (`bin_expression`)
-               bins:str='halving', # 'halving' or 'quantile' bins (`bin_edges`)
-               ranks:bool=False, # also write layers['rank'] (`rank_expression`)
-               pseudobulk:dict|None=None, # e.g. dict(by=['donor_id', 'cell_type'], min_cells=10): the store holds pseudobulks, not cells
-               chunk_cells:int|None=None, # cells per block; None: as many as hold about `block_nnz` counts. Memory is bounded by the block, not by the cells
-               block_nnz:int=8_000_000, # non-zero counts per block when chunk_cells is None
-               log=print, # where progress lines go (None: nowhere)
-              ) -> Path:
+def preprocess(
+    counts: str | Path | ad.AnnData,  # h5ad of raw counts (read in blocks of cells), or an AnnData
+    out: str | Path,  # the zarr store to write (an AnnData on disk; `read_store` opens it)
+    gene_split: dict | None = None,  # `split_genes` arguments, e.g. dict(test_chroms=['chr2'])
+    cell_split: dict | None = None,  # `split_cells` arguments
+    min_cells_per_gene: int = MIN_CELLS_PER_GENE,  # genes detected in fewer cells are dropped
+    min_genes_per_cell: int = MIN_GENES_PER_CELL,  # cells with fewer detected train genes are dropped
+    chrom: dict
+    | pd.Series
+    | None = None,  # gene id -> chromosome, written to var['chrom'] (genes without one are dropped)
+    genes: pd.DataFrame
+    | None = None,  # the annotation's genes, indexed by gene id: its columns join var, genes it lacks are dropped
+    gene_ids: str = 'ensembl',  # what the counts' var index holds: 'ensembl' ids or gene 'symbol's (mapped through genes.gene_name)
+    target_sum: float = 1e4,  # counts per cell after scaling (`normalize`)
+    n_bins: int = 8,  # expression bins including bin 0 (`bin_expression`)
+    bins: str = 'halving',  # 'halving' or 'quantile' bins (`bin_edges`)
+    ranks: bool = False,  # also write layers['rank'] (`rank_expression`)
+    pseudobulk: dict
+    | None = None,  # e.g. dict(by=['donor_id', 'cell_type'], min_cells=10): the store holds pseudobulks, not cells
+    chunk_cells: int
+    | None = None,  # cells per block; None: as many as hold about `block_nnz` counts. Memory is bounded by the block, not by the cells
+    block_nnz: int = 8_000_000,  # non-zero counts per block when chunk_cells is None
+    log=print,  # where progress lines go (None: nowhere)
+) -> Path:
     "The data step out of core: filter, split genes and cells, normalise and bin, block by block of cells, into a zarr store."
-    import shutil, tempfile, time, zarr
+    import shutil
+    import tempfile
+    import time
+    import zarr
     from anndata.io import write_elem
+
     log = log or (lambda *a, **k: None)
-    out = Path(out); stages = {}; t0 = time.time()
+    out = Path(out)
+    stages = {}
+    t0 = time.time()
     reader = counts if isinstance(counts, CountReader) else CountReader(counts)
     try:
         obs = reader.obs
         pb = {**dict(by=['donor_id', 'cell_type'], min_cells=10), **pseudobulk} if pseudobulk is not None else None
         if pb is not None:
-            if set(pb) - {'by', 'min_cells'}: raise ValueError(f"pseudobulk: unknown settings {sorted(set(pb) - {'by', 'min_cells'})} (by, min_cells)")
+            if set(pb) - {'by', 'min_cells'}:
+                raise ValueError(
+                    f"pseudobulk: unknown settings {sorted(set(pb) - {'by', 'min_cells'})} (by, min_cells)"
+                )
             pb['by'] = [pb['by']] if isinstance(pb['by'], str) else list(pb['by'])
             miss = [c for c in pb['by'] if c not in obs]
-            if miss: raise ValueError(f"pseudobulk: obs has no {miss} (obs has: {', '.join(map(str, obs.columns[:12]))})")
+            if miss:
+                raise ValueError(f"pseudobulk: obs has no {miss} (obs has: {', '.join(map(str, obs.columns[:12]))})")
         with warnings.catch_warnings():
-            warnings.simplefilter('ignore'); split_cells(ad.AnnData(obs=obs.copy()), **(cell_split or {}))   # a bad cell split fails before any work
+            warnings.simplefilter('ignore')
+            split_cells(ad.AnnData(obs=obs.copy()), **(cell_split or {}))  # a bad cell split fails before any work
         keep_g, var, report = _annotate_genes(reader.var, genes, chrom, gene_ids, reader.path)
         # pass 1: validate every block and count the cells each gene is detected in
         n_cells = np.zeros(reader.shape[1], np.int64)
-        for s, e, m in reader.blocks(chunk_cells, block_nnz): n_cells += np.bincount(m.indices, minlength=m.shape[1])
-        stages['scan'] = round(time.time() - t0, 2); log(f"  scan: {reader.shape[0]:,} cells x {reader.shape[1]:,} genes checked ({stages['scan']}s)")
+        for s, e, m in reader.blocks(chunk_cells, block_nnz):
+            n_cells += np.bincount(m.indices, minlength=m.shape[1])
+        stages['scan'] = round(time.time() - t0, 2)
+        log(f"  scan: {reader.shape[0]:,} cells x {reader.shape[1]:,} genes checked ({stages['scan']}s)")
         keep_g &= n_cells >= min_cells_per_gene
-        if not keep_g.any(): raise ValueError(f"filter_counts: no gene is detected in >= {min_cells_per_gene} cells")
+        if not keep_g.any():
+            raise ValueError(f"filter_counts: no gene is detected in >= {min_cells_per_gene} cells")
         g = ad.AnnData(var=var[keep_g].assign(n_cells=n_cells[keep_g]))
         split_genes(g, **(gene_split or {}))
         cols = pd.Index(var.index).get_indexer(g.var_names)
@@ -443,204 +651,349 @@ def preprocess(counts:str|Path|ad.AnnData, # h5ad of raw counts (read in blocks 
         tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent))
         try:
             root = zarr.open_group(str(tmp), mode='w')
-            X, C, B = (CSRWriter(root, 'X', g.n_vars, np.float32), CSRWriter(root, 'layers/counts', g.n_vars, np.int32),
-                       CSRWriter(root, 'layers/bins', g.n_vars, np.int8))
+            X, C, B = (
+                CSRWriter(root, 'X', g.n_vars, np.float32),
+                CSRWriter(root, 'layers/counts', g.n_vars, np.int32),
+                CSRWriter(root, 'layers/bins', g.n_vars, np.int8),
+            )
             Rk = CSRWriter(root, 'layers/rank', g.n_vars, np.float32) if ranks else None
             kept, size, sums, t1 = np.zeros(reader.shape[0], bool), [], {}, time.time()
-            for s, e, m in reader.blocks(chunk_cells, block_nnz, check=False):   # the scan checked every block
+            for s, e, m in reader.blocks(chunk_cells, block_nnz, check=False):  # the scan checked every block
                 m = m[:, cols]
                 ntr = np.bincount(_rows(m)[train[m.indices]], minlength=m.shape[0])
-                k = ntr >= min_genes; kept[s:e] = k; m = m[k]
+                k = ntr >= min_genes
+                kept[s:e] = k
+                m = m[k]
                 if pb is not None:
                     a = ad.AnnData(m, obs=obs.iloc[s:e][k][pb['by']].astype(str))
                     r = sc.get.aggregate(a, by=pb['by'], func='sum')
-                    n = a.obs.value_counts(pb['by']).reindex(pd.MultiIndex.from_frame(r.obs[pb['by']].astype(str))).to_numpy()
+                    n = (
+                        a.obs.value_counts(pb['by'])
+                        .reindex(pd.MultiIndex.from_frame(r.obs[pb['by']].astype(str)))
+                        .to_numpy()
+                    )
                     for name, row, c in zip(r.obs_names, r.layers['sum'], n):
-                        acc = sums.setdefault(name, [np.zeros(g.n_vars), 0, r.obs.loc[name]]); acc[0] += row; acc[1] += int(c)
+                        acc = sums.setdefault(name, [np.zeros(g.n_vars), 0, r.obs.loc[name]])
+                        acc[0] += row
+                        acc[1] += int(c)
                     continue
                 a = ad.AnnData(m, var=g.var[['split']])
-                normalize(a, target_sum=target_sum); bin_expression(a, n_bins=n_bins, scheme=bins)
-                X.append(a.X); C.append(a.layers['counts']); B.append(a.layers['bins']); size.append(a.obs['size_train'].values)
-                if ranks: Rk.append(rank_expression(a).layers['rank'])
+                normalize(a, target_sum=target_sum)
+                bin_expression(a, n_bins=n_bins, scheme=bins)
+                X.append(a.X)
+                C.append(a.layers['counts'])
+                B.append(a.layers['bins'])
+                size.append(a.obs['size_train'].values)
+                if ranks:
+                    Rk.append(rank_expression(a).layers['rank'])
             stages['normalise'] = round(time.time() - t1, 2)
-            nrec = dict(min_cells_per_gene=min_cells_per_gene, min_genes_per_cell=min_genes_per_cell,
-                        n_obs_before=int(reader.shape[0]), n_vars_before=int(reader.shape[1]), n_obs=int(kept.sum()), n_vars=int(g.n_vars),
-                        **{f'genes_{k}': v for k, v in report.items()})
-            if not kept.any(): raise ValueError(f"filter_counts: no cell has >= {min_genes} detected train genes")
+            nrec = dict(
+                min_cells_per_gene=min_cells_per_gene,
+                min_genes_per_cell=min_genes_per_cell,
+                n_obs_before=int(reader.shape[0]),
+                n_vars_before=int(reader.shape[1]),
+                n_obs=int(kept.sum()),
+                n_vars=int(g.n_vars),
+                **{f'genes_{k}': v for k, v in report.items()},
+            )
+            if not kept.any():
+                raise ValueError(f"filter_counts: no cell has >= {min_genes} detected train genes")
             if pb is not None:
                 names = [k for k, v in sums.items() if v[1] >= pb['min_cells']]
-                if not names: raise ValueError(f"pseudobulk: no group of {pb['by']} has >= {pb['min_cells']} cells (largest: {max(v[1] for v in sums.values())})")
+                if not names:
+                    raise ValueError(
+                        f"pseudobulk: no group of {pb['by']} has >= {pb['min_cells']} cells (largest: {max(v[1] for v in sums.values())})"
+                    )
                 pobs = pd.DataFrame([sums[k][2] for k in names], index=names)
-                for c in pobs: pobs[c] = pobs[c].astype('category')
+                for c in pobs:
+                    pobs[c] = pobs[c].astype('category')
                 pobs['n_cells'] = [sums[k][1] for k in names]
-                a = ad.AnnData(sp.csr_matrix(np.stack([sums[k][0] for k in names]).astype(np.int64)), obs=pobs, var=g.var.copy())
-                ntr = np.asarray((a.X[:, train] > 0).sum(1)).ravel(); a = a[ntr >= min_genes].copy()
-                normalize(a, target_sum=target_sum); bin_expression(a, n_bins=n_bins, scheme=bins)
-                X.append(a.X); C.append(a.layers['counts']); B.append(a.layers['bins'])
-                if ranks: Rk.append(rank_expression(a).layers['rank'])
-                nrec.update(n_cells_pooled=int(kept.sum()), n_obs=int(a.n_obs)); cobs = a.obs
+                a = ad.AnnData(
+                    sp.csr_matrix(np.stack([sums[k][0] for k in names]).astype(np.int64)), obs=pobs, var=g.var.copy()
+                )
+                ntr = np.asarray((a.X[:, train] > 0).sum(1)).ravel()
+                a = a[ntr >= min_genes].copy()
+                normalize(a, target_sum=target_sum)
+                bin_expression(a, n_bins=n_bins, scheme=bins)
+                X.append(a.X)
+                C.append(a.layers['counts'])
+                B.append(a.layers['bins'])
+                if ranks:
+                    Rk.append(rank_expression(a).layers['rank'])
+                nrec.update(n_cells_pooled=int(kept.sum()), n_obs=int(a.n_obs))
+                cobs = a.obs
             else:
-                cobs = obs[kept].copy(); cobs['size_train'] = np.concatenate(size).astype(np.float32)
+                cobs = obs[kept].copy()
+                cobs['size_train'] = np.concatenate(size).astype(np.float32)
             for w in (X, C, B, Rk):
-                if w is not None: w.close()
-            c = ad.AnnData(obs=cobs); split_cells(c, **(cell_split or {}))
+                if w is not None:
+                    w.close()
+            c = ad.AnnData(obs=cobs)
+            split_cells(c, **(cell_split or {}))
             g.uns['rosa']['splits'].update(c.uns['rosa']['splits'])
-            rec = dict(g.uns['rosa'], filter=nrec, normalize=dict(target_sum=float(target_sum), size='train genes'),
-                       bins=dict(n_bins=n_bins, scheme=bins, layer='counts', edges='train genes'),
-                       source=dict(path=str(reader.path), matrix=reader.name), pseudobulk=pb, stages=stages,
-                       **({'rank': dict(layer='counts', among='train genes')} if ranks else {}))
+            rec = dict(
+                g.uns['rosa'],
+                filter=nrec,
+                normalize=dict(target_sum=float(target_sum), size='train genes'),
+                bins=dict(n_bins=n_bins, scheme=bins, layer='counts', edges='train genes'),
+                source=dict(path=str(reader.path), matrix=reader.name),
+                pseudobulk=pb,
+                stages=stages,
+                **({'rank': dict(layer='counts', among='train genes')} if ranks else {}),
+            )
             stages['total'] = round(time.time() - t0, 2)
             with warnings.catch_warnings():
-                warnings.filterwarnings('ignore', 'zarr v3 autosharding')   # obs and var are small: one chunk each
-                write_elem(root, 'obs', c.obs); write_elem(root, 'var', g.var); write_elem(root, 'uns', dict(rosa=_uns_safe(rec)))
-                for k in ('obsm', 'varm', 'obsp', 'varp'): write_elem(root, k, {})
+                warnings.filterwarnings('ignore', 'zarr v3 autosharding')  # obs and var are small: one chunk each
+                write_elem(root, 'obs', c.obs)
+                write_elem(root, 'var', g.var)
+                write_elem(root, 'uns', dict(rosa=_uns_safe(rec)))
+                for k in ('obsm', 'varm', 'obsp', 'varp'):
+                    write_elem(root, k, {})
             root.attrs.update({'encoding-type': 'anndata', 'encoding-version': '0.1.0'})
-            if out.exists(): shutil.rmtree(out) if out.is_dir() else out.unlink()
+            if out.exists():
+                shutil.rmtree(out) if out.is_dir() else out.unlink()
             os.replace(tmp, out)
         finally:
-            if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     finally:
-        if reader is not counts: reader.close()
-    log(f"  normalise + bin: {nrec['n_obs']:,} {'pseudobulks' if pb else 'cells'} x {g.n_vars:,} genes written ({stages['normalise']}s)")
+        if reader is not counts:
+            reader.close()
+    log(
+        f"  normalise + bin: {nrec['n_obs']:,} {'pseudobulks' if pb else 'cells'} x {g.n_vars:,} genes written ({stages['normalise']}s)"
+    )
     return out
 
 # %% ../nbs/04_data.ipynb #0052
 class ExpressionStore:
     "The data step's output on disk: obs, var and uns in memory, the matrices (X = log1p, layers counts and bins) read by blocks of cells."
-    def __init__(self, path:str|Path):
+
+    def __init__(self, path: str | Path):
         import zarr
         from anndata.io import read_elem
+
         self.path = Path(path)
-        if not self.path.exists(): raise FileNotFoundError(f"{self.path} does not exist")
+        if not self.path.exists():
+            raise FileNotFoundError(f"{self.path} does not exist")
         self.root = zarr.open_group(str(self.path), mode='r')
         for k in ('X', 'obs', 'var'):
-            if k not in self.root: raise ValueError(f"{self.path} is not a rosa data store: it has no {k!r}")
+            if k not in self.root:
+                raise ValueError(f"{self.path} is not a rosa data store: it has no {k!r}")
         self.obs, self.var = read_elem(self.root['obs']), read_elem(self.root['var'])
         self.uns = read_elem(self.root['uns']) if 'uns' in self.root else {}
         self.layers = ['X'] + (sorted(self.root['layers'].keys()) if 'layers' in self.root else [])
+
     @property
-    def shape(self): return (len(self.obs), len(self.var))
+    def shape(self):
+        return (len(self.obs), len(self.var))
+
     @property
-    def n_obs(self): return self.shape[0]
+    def n_obs(self):
+        return self.shape[0]
+
     @property
-    def n_vars(self): return self.shape[1]
+    def n_vars(self):
+        return self.shape[1]
+
     @property
-    def var_names(self): return self.var.index
+    def var_names(self):
+        return self.var.index
+
     @property
-    def obs_names(self): return self.obs.index
-    def matrix(self, layer:str='X'):
+    def obs_names(self):
+        return self.obs.index
+
+    def matrix(self, layer: str = 'X'):
         "A layer as anndata's backed sparse dataset (row slices read only those cells)."
         from anndata.io import sparse_dataset
-        if layer not in self.layers: raise KeyError(f"{self.path} has no layer {layer!r} (it has {self.layers})")
+
+        if layer not in self.layers:
+            raise KeyError(f"{self.path} has no layer {layer!r} (it has {self.layers})")
         return sparse_dataset(self.root['X' if layer == 'X' else f'layers/{layer}'])
-    def rows(self, s:int, e:int, layer:str='X') -> sp.csr_matrix:
+
+    def rows(self, s: int, e: int, layer: str = 'X') -> sp.csr_matrix:
         "Cells [s, e) of a layer, as CSR."
         return self.matrix(layer)[s:e]
+
     def to_adata(self) -> ad.AnnData:
         "obs, var and uns in memory; X and the layers as backed sparse datasets, read by rows: the models' view of the data at any size."
         a = ad.AnnData(X=self.matrix('X'), obs=self.obs.copy(), var=self.var.copy(), uns=dict(self.uns))
-        for l in self.layers[1:]: a.layers[l] = self.matrix(l)
+        for l in self.layers[1:]:
+            a.layers[l] = self.matrix(l)
         return a
+
     def to_memory(self) -> ad.AnnData:
         "The whole store as an in-memory AnnData (X = layers['log1p'])."
-        a = ad.read_zarr(self.path); a.layers['log1p'] = a.X
+        a = ad.read_zarr(self.path)
+        a.layers['log1p'] = a.X
         return a
-    def __repr__(self): return f"ExpressionStore({self.path}: {self.n_obs:,} x {self.n_vars:,}, layers {self.layers})"
 
-def read_store(path:str|Path) -> ExpressionStore:
+    def __repr__(self):
+        return f"ExpressionStore({self.path}: {self.n_obs:,} x {self.n_vars:,}, layers {self.layers})"
+
+
+def read_store(path: str | Path) -> ExpressionStore:
     "Open the data step's zarr store without loading its matrices."
     return ExpressionStore(path)
 
 # %% ../nbs/04_data.ipynb #0058
 class CellBatches(torch.utils.data.IterableDataset):
     "Batches of cells from a store: blocks of consecutive cells read with anndata's backed reader, shuffled by block and within blocks, shared out among DataLoader workers and distributed ranks."
-    def __init__(self, store:str|Path|ExpressionStore, # the data step's store
-                 layers:tuple=('X', 'bins'), # layers to return ('X' = log1p), each a dense tensor per batch
-                 cells:str|tuple|np.ndarray|None=None, # split name(s) of obs['split'], a boolean mask, or None for all cells
-                 batch_size:int=256, # cells per batch
-                 shuffle:bool=True, # shuffle blocks and cells within blocks (seeded, a new order each epoch)
-                 seed:int=0, # seed of the order
-                 block_cells:int=8192, # cells read at once: what bounds memory per worker
-                ):
+
+    def __init__(
+        self,
+        store: str | Path | ExpressionStore,  # the data step's store
+        layers: tuple = ('X', 'bins'),  # layers to return ('X' = log1p), each a dense tensor per batch
+        cells: str
+        | tuple
+        | np.ndarray
+        | None = None,  # split name(s) of obs['split'], a boolean mask, or None for all cells
+        batch_size: int = 256,  # cells per batch
+        shuffle: bool = True,  # shuffle blocks and cells within blocks (seeded, a new order each epoch)
+        seed: int = 0,  # seed of the order
+        block_cells: int = 8192,  # cells read at once: what bounds memory per worker
+    ):
         st = store if isinstance(store, ExpressionStore) else ExpressionStore(store)
-        self.path, self.layers, self.batch_size, self.shuffle, self.seed, self.block = st.path, tuple(layers), batch_size, shuffle, seed, block_cells
-        for l in self.layers: st.matrix(l)                     # a missing layer fails here, not in a worker
-        if cells is None: mask = np.ones(st.n_obs, bool)
-        elif isinstance(cells, np.ndarray): mask = np.asarray(cells, bool)
-        else: mask = split_mask(ad.AnnData(obs=st.obs[['split']]), 'cells', cells)
-        if mask.shape != (st.n_obs,): raise ValueError(f"cells: a mask of {mask.shape} for {st.n_obs} cells")
+        self.path, self.layers, self.batch_size, self.shuffle, self.seed, self.block = (
+            st.path,
+            tuple(layers),
+            batch_size,
+            shuffle,
+            seed,
+            block_cells,
+        )
+        for l in self.layers:
+            st.matrix(l)  # a missing layer fails here, not in a worker
+        if cells is None:
+            mask = np.ones(st.n_obs, bool)
+        elif isinstance(cells, np.ndarray):
+            mask = np.asarray(cells, bool)
+        else:
+            mask = split_mask(ad.AnnData(obs=st.obs[['split']]), 'cells', cells)
+        if mask.shape != (st.n_obs,):
+            raise ValueError(f"cells: a mask of {mask.shape} for {st.n_obs} cells")
         self.mask, self.n_obs, self.epoch, self._st = mask, st.n_obs, 0, None
-    def set_epoch(self, epoch:int): self.epoch = epoch
-    def __len__(self): return -(-int(self.mask.sum()) // self.batch_size)
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def __len__(self):
+        return -(-int(self.mask.sum()) // self.batch_size)
+
     def _shard(self):
         "This process's blocks: its rank among distributed processes times its worker among DataLoader workers."
-        info = torch.utils.data.get_worker_info(); w, nw = (info.id, info.num_workers) if info else (0, 1)
+        info = torch.utils.data.get_worker_info()
+        w, nw = (info.id, info.num_workers) if info else (0, 1)
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
         r, nr = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist else (0, 1)
         blocks = [(s, e) for s, e in _row_chunks(self.n_obs, self.block) if self.mask[s:e].any()]
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(blocks)) if self.shuffle else np.arange(len(blocks))
-        return [blocks[i] for i in order[r * nw + w::nr * nw]], np.random.default_rng([self.seed, self.epoch, r, w])
+        order = (
+            np.random.default_rng([self.seed, self.epoch]).permutation(len(blocks))
+            if self.shuffle
+            else np.arange(len(blocks))
+        )
+        return [blocks[i] for i in order[r * nw + w :: nr * nw]], np.random.default_rng([self.seed, self.epoch, r, w])
+
     def _batch(self, idx, mats):
-        return dict(cells=torch.from_numpy(idx), **{l: torch.from_numpy(m.toarray()) for l, m in zip(self.layers, mats)})
+        return dict(
+            cells=torch.from_numpy(idx), **{l: torch.from_numpy(m.toarray()) for l, m in zip(self.layers, mats)}
+        )
+
     def __iter__(self):
-        st = ExpressionStore(self.path); mats = [st.matrix(l) for l in self.layers]   # opened in the worker
+        st = ExpressionStore(self.path)
+        mats = [st.matrix(l) for l in self.layers]  # opened in the worker
         blocks, rng = self._shard()
         idx_left, left = np.zeros(0, np.int64), None
         for s, e in blocks:
             idx = np.flatnonzero(self.mask[s:e])
-            if self.shuffle: idx = rng.permutation(idx)
-            rows = [m[s:e][idx] for m in mats]; idx = idx + s
-            if left is not None: idx, rows = np.concatenate([idx_left, idx]), [sp.vstack([a, b], format='csr') for a, b in zip(left, rows)]
+            if self.shuffle:
+                idx = rng.permutation(idx)
+            rows = [m[s:e][idx] for m in mats]
+            idx = idx + s
+            if left is not None:
+                idx, rows = (
+                    np.concatenate([idx_left, idx]),
+                    [sp.vstack([a, b], format='csr') for a, b in zip(left, rows)],
+                )
             n = len(idx) - len(idx) % self.batch_size
-            for b in range(0, n, self.batch_size): yield self._batch(idx[b:b + self.batch_size], [r[b:b + self.batch_size] for r in rows])
+            for b in range(0, n, self.batch_size):
+                yield self._batch(idx[b : b + self.batch_size], [r[b : b + self.batch_size] for r in rows])
             idx_left, left = idx[n:], [r[n:] for r in rows]
-        if len(idx_left): yield self._batch(idx_left, left)
+        if len(idx_left):
+            yield self._batch(idx_left, left)
 
-def cell_loader(store:str|Path|ExpressionStore, # the data step's store
-                batch_size:int=256, # cells per batch
-                num_workers:int=0, # DataLoader worker processes reading blocks in parallel
-                shuffle:bool=True, # a seeded new order each epoch (`CellBatches.set_epoch`)
-                seed:int=0, # seed of the order
-                **kwargs, # more `CellBatches` arguments: layers, cells, block_cells
-               ) -> torch.utils.data.DataLoader:
+
+def cell_loader(
+    store: str | Path | ExpressionStore,  # the data step's store
+    batch_size: int = 256,  # cells per batch
+    num_workers: int = 0,  # DataLoader worker processes reading blocks in parallel
+    shuffle: bool = True,  # a seeded new order each epoch (`CellBatches.set_epoch`)
+    seed: int = 0,  # seed of the order
+    **kwargs,  # more `CellBatches` arguments: layers, cells, block_cells
+) -> torch.utils.data.DataLoader:
     "A PyTorch DataLoader of dicts {cells, X, bins, ...} streamed from the store; memory is bounded by the block, not the cells."
     ds = CellBatches(store, batch_size=batch_size, shuffle=shuffle, seed=seed, **kwargs)
-    return torch.utils.data.DataLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=torch.cuda.is_available(),
-                                       persistent_workers=num_workers > 0)
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+    )
 
 # %% ../nbs/04_data.ipynb #0063
-def plot_library_sizes(adata:ad.AnnData, # normalised (obs['size_train'], obs['split'])
-                       ax=None):
+def plot_library_sizes(
+    adata: ad.AnnData,  # normalised (obs['size_train'], obs['split'])
+    ax=None,
+):
     "Histogram of per-cell train-gene library size (log10) by cell split; returns the axes."
-    import matplotlib.pyplot as plt, seaborn as sns
-    if ax is None: _, ax = plt.subplots(figsize=(4, 3))
-    df = pd.DataFrame(dict(log10_size=np.log10(adata.obs['size_train'].values),
-                           split=adata.obs['split'].values if 'split' in adata.obs else 'all'))
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 3))
+    df = pd.DataFrame(
+        dict(
+            log10_size=np.log10(adata.obs['size_train'].values),
+            split=adata.obs['split'].values if 'split' in adata.obs else 'all',
+        )
+    )
     sns.histplot(df, x='log10_size', hue='split', element='step', stat='density', common_norm=False, ax=ax)
     ax.set(xlabel='log10 counts on train genes per cell', title='library sizes')
     return ax
 
-def bin_occupancy(adata:ad.AnnData) -> pd.DataFrame:
+
+def bin_occupancy(adata: ad.AnnData) -> pd.DataFrame:
     "Fraction of (cell, gene) entries in each bin, for each gene split (rows: bins, columns: splits)."
-    B = adata.layers['bins']; n = adata.uns.get('rosa', {}).get('bins', {}).get('n_bins', int(B.data.max(initial=0)) + 1)
+    B = adata.layers['bins']
+    n = adata.uns.get('rosa', {}).get('bins', {}).get('n_bins', int(B.data.max(initial=0)) + 1)
     split = adata.var['split'].astype(str).values[B.indices]
     out = {}
     for s in SPLITS:
         total = adata.n_obs * int((adata.var['split'] == s).sum())
-        if not total: continue
+        if not total:
+            continue
         c = np.bincount(B.data[split == s].astype(int), minlength=n).astype(float)
         c[0] = total - c[1:].sum()
         out[s] = c / total
     return pd.DataFrame(out, index=pd.RangeIndex(n, name='bin'))
 
-def plot_bin_occupancy(adata:ad.AnnData, # with layers['bins'] and var['split']
-                       ax=None):
+
+def plot_bin_occupancy(
+    adata: ad.AnnData,  # with layers['bins'] and var['split']
+    ax=None,
+):
     "Bar plot of bin occupancy (non-zero bins, normalised per split) for train vs held-out genes; returns the axes."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(4, 3))
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 3))
     occ = bin_occupancy(adata)
     nz = occ.iloc[1:] / occ.iloc[1:].sum()
     nz.plot.bar(ax=ax, rot=0)
-    ax.set(xlabel='bin', ylabel='fraction of detected values',
-           title='bins; zeros: ' + ', '.join(f'{s} {v:.0%}' for s, v in occ.iloc[0].items()))
+    ax.set(
+        xlabel='bin',
+        ylabel='fraction of detected values',
+        title='bins; zeros: ' + ', '.join(f'{s} {v:.0%}' for s, v in occ.iloc[0].items()),
+    )
     return ax

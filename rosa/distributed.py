@@ -20,63 +20,101 @@ __all__ = ['WAIT', 'Launch', 'detect_launch', 'current', 'init', 'RankError', 's
 @dataclass(frozen=True)
 class Launch:
     "Where this process sits in a job: its `rank` of `world` processes, its `local_rank` of `local_world` on its machine, the `nodes`, and who launched it."
-    rank:int = 0
-    world:int = 1
-    local_rank:int = 0
-    local_world:int = 1
-    nodes:int = 1
-    launcher:str = 'none'   # 'torchrun' (torch elastic, also under `rosa --devices`), 'srun' (SLURM), or 'none': one process
-    @property
-    def main(self) -> bool: return self.rank == 0
 
-def _per_node(s:str) -> int:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+    nodes: int = 1
+    launcher: str = (
+        'none'  # 'torchrun' (torch elastic, also under `rosa --devices`), 'srun' (SLURM), or 'none': one process
+    )
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _per_node(s: str) -> int:
     "The first machine's task count in SLURM's notation: '4', '4(x2)' or '4,3'."
     return int(s.split(',')[0].split('(')[0])
 
-def detect_launch(env:dict|None=None # the environment (default: os.environ)
-                 ) -> Launch:
+
+def detect_launch(
+    env: dict | None = None,  # the environment (default: os.environ)
+) -> Launch:
     "This process's place in a launched job, read from what the launcher set: torchrun's variables, else srun's (a job step of several tasks), else one process."
     env = os.environ if env is None else env
-    if 'TORCHELASTIC_RUN_ID' in env and 'WORLD_SIZE' in env:    # what torch.distributed.is_torchelastic_launched() reads
-        world = int(env['WORLD_SIZE']); lw = int(env.get('LOCAL_WORLD_SIZE', world))
+    if 'TORCHELASTIC_RUN_ID' in env and 'WORLD_SIZE' in env:  # what torch.distributed.is_torchelastic_launched() reads
+        world = int(env['WORLD_SIZE'])
+        lw = int(env.get('LOCAL_WORLD_SIZE', world))
         return Launch(int(env['RANK']), world, int(env.get('LOCAL_RANK', 0)), lw, max(1, world // lw), 'torchrun')
     if int(env.get('SLURM_STEP_NUM_TASKS', '1')) > 1 and env.get('SLURM_JOB_NAME') not in ('bash', 'interactive'):
         # srun's own variables: a batch script that forgot `srun` has SLURM_NTASKS but no job step, and runs as one process
-        return Launch(int(env['SLURM_PROCID']), int(env['SLURM_STEP_NUM_TASKS']), int(env.get('SLURM_LOCALID', 0)),
-                      _per_node(env.get('SLURM_STEP_TASKS_PER_NODE', env['SLURM_STEP_NUM_TASKS'])),
-                      int(env.get('SLURM_STEP_NUM_NODES', 1)), 'srun')
+        return Launch(
+            int(env['SLURM_PROCID']),
+            int(env['SLURM_STEP_NUM_TASKS']),
+            int(env.get('SLURM_LOCALID', 0)),
+            _per_node(env.get('SLURM_STEP_TASKS_PER_NODE', env['SLURM_STEP_NUM_TASKS'])),
+            int(env.get('SLURM_STEP_NUM_NODES', 1)),
+            'srun',
+        )
     return Launch()
 
 # %% ../nbs/01b_distributed.ipynb #7583c56d
-WAIT = timedelta(hours=float(os.environ.get('ROSA_WAIT_HOURS', 24)))   # how long a rank waits for rank 0's single-process steps
+WAIT = timedelta(
+    hours=float(os.environ.get('ROSA_WAIT_HOURS', 24))
+)  # how long a rank waits for rank 0's single-process steps
 _JOB = dict(launch=Launch(), device=None, control=None, notes=None)
+
 
 def current() -> Launch:
     "The job this process joined (`init`); one process when it joined none."
     return _JOB['launch']
 
-def init(device:str|None=None # the run's device: 'cuda', 'cpu' or None (CUDA when available)
-        ) -> tuple[Launch, str|None]:
+
+def init(
+    device: str | None = None,  # the run's device: 'cuda', 'cpu' or None (CUDA when available)
+) -> tuple[Launch, str | None]:
     "Join the launched job, if any: the process group (NCCL between GPUs, gloo between CPUs) and a gloo group for rosa's own waits; this rank's place and device (`cuda:<local rank>` on GPUs)."
     L = detect_launch()
-    if L.world == 1: return L, device
-    import torch, torch.distributed as dist
+    if L.world == 1:
+        return L, device
+    import torch
+    import torch.distributed as dist
+
     cuda = torch.cuda.is_available() and (device is None or str(device).startswith('cuda'))
     if cuda and torch.cuda.device_count() <= L.local_rank:
-        raise RuntimeError(f"rank {L.rank} is process {L.local_rank} of {L.local_world} on its machine, which shows it {torch.cuda.device_count()} GPUs: "
-                           "give every process all of its machine's GPUs (SLURM: --gpus-per-node, not --gpus-per-task)")
+        raise RuntimeError(
+            f"rank {L.rank} is process {L.local_rank} of {L.local_world} on its machine, which shows it {torch.cuda.device_count()} GPUs: "
+            "give every process all of its machine's GPUs (SLURM: --gpus-per-node, not --gpus-per-task)"
+        )
     dev = f'cuda:{L.local_rank}' if cuda else 'cpu'
-    if cuda: torch.cuda.set_device(L.local_rank)
+    if cuda:
+        torch.cuda.set_device(L.local_rank)
     if not dist.is_initialized():
-        if L.launcher == 'srun':    # torchrun sets these itself; srun leaves the rendezvous to the program
+        if L.launcher == 'srun':  # torchrun sets these itself; srun leaves the rendezvous to the program
             from lightning.fabric.plugins.environments import SLURMEnvironment
-            os.environ.setdefault('MASTER_ADDR', SLURMEnvironment.resolve_root_node_address(os.environ.get('SLURM_STEP_NODELIST', os.environ.get('SLURM_NODELIST', '127.0.0.1'))))
+
+            os.environ.setdefault(
+                'MASTER_ADDR',
+                SLURMEnvironment.resolve_root_node_address(
+                    os.environ.get('SLURM_STEP_NODELIST', os.environ.get('SLURM_NODELIST', '127.0.0.1'))
+                ),
+            )
             os.environ.setdefault('MASTER_PORT', str(15000 + int(os.environ.get('SLURM_JOB_ID', '2910')[-4:])))
             os.environ.update(RANK=str(L.rank), WORLD_SIZE=str(L.world), LOCAL_RANK=str(L.local_rank))
-        dist.init_process_group('nccl' if cuda else 'gloo', rank=L.rank, world_size=L.world, **({} if cuda else dict(timeout=WAIT)))
+        dist.init_process_group(
+            'nccl' if cuda else 'gloo', rank=L.rank, world_size=L.world, **({} if cuda else dict(timeout=WAIT))
+        )
     if _JOB['launch'] != L or _JOB['control'] is None:
-        _JOB['control'] = dist.new_group(backend='gloo', timeout=WAIT) if dist.get_backend() != 'gloo' else dist.group.WORLD
-    job_id = os.environ.get('TORCHELASTIC_RUN_ID') or f"{os.environ.get('SLURM_JOB_ID', 'job')}.{os.environ.get('SLURM_STEP_ID', 0)}"
+        _JOB['control'] = (
+            dist.new_group(backend='gloo', timeout=WAIT) if dist.get_backend() != 'gloo' else dist.group.WORLD
+        )
+    job_id = (
+        os.environ.get('TORCHELASTIC_RUN_ID')
+        or f"{os.environ.get('SLURM_JOB_ID', 'job')}.{os.environ.get('SLURM_STEP_ID', 0)}"
+    )
     _JOB.update(launch=L, device=dev, job_id=job_id)
     return L, dev
 
@@ -84,106 +122,156 @@ def init(device:str|None=None # the run's device: 'cuda', 'cpu' or None (CUDA wh
 class RankError(RuntimeError):
     "Another rank failed: every rank stops, naming it and its step."
 
-def _one_line(e:BaseException) -> str: return f"{type(e).__name__}: {' '.join(str(e).split())}"
 
-def _note(e:BaseException, step:str):
+def _one_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+
+def _note(e: BaseException, step: str):
     "A failing rank's message, left where the others read it when their wait breaks (they may be inside a collective it never joins)."
     d = _JOB['notes']
-    if d is None: return
+    if d is None:
+        return
     from rosa.core import write_json
-    d.mkdir(parents=True, exist_ok=True); write_json(dict(rank=current().rank, step=step, error=_one_line(e)), d/f'rank{current().rank}.json')
 
-def _noted(besides:int|None=None) -> str|None:
+    d.mkdir(parents=True, exist_ok=True)
+    write_json(dict(rank=current().rank, step=step, error=_one_line(e)), d / f'rank{current().rank}.json')
+
+
+def _noted(besides: int | None = None) -> str | None:
     "The first failure another rank of this job noted, as a message."
     import json
+
     d = _JOB['notes']
     notes = [json.loads(p.read_text()) for p in sorted(d.glob('rank*.json'))] if d is not None and d.exists() else []
     notes = [n for n in notes if n['rank'] != besides]
     return f"rank {notes[0]['rank']} failed at step {notes[0]['step']!r}: {notes[0]['error']}" if notes else None
 
-def sync(step:str, # what the ranks just did (named when one failed)
-         error:BaseException|None=None, # this rank's failure, if it failed
-         payload=None, # what rank 0 hands to every rank
-        ):
+
+def sync(
+    step: str,  # what the ranks just did (named when one failed)
+    error: BaseException | None = None,  # this rank's failure, if it failed
+    payload=None,  # what rank 0 hands to every rank
+):
     "Every rank meets here: rank 0's `payload` for all; when a rank failed, its own error on it and a `RankError` naming it and `step` on the others."
     L = current()
     if L.world > 1:
         import torch.distributed as dist
+
         got = [None] * L.world
-        try: dist.all_gather_object(got, (L.rank, None if error is None else _one_line(error), payload), group=_JOB['control'])
-        except Exception as e:    # a rank is gone: say which, when it left a note
-            if error is not None: raise error
+        try:
+            dist.all_gather_object(
+                got, (L.rank, None if error is None else _one_line(error), payload), group=_JOB['control']
+            )
+        except Exception as e:  # a rank is gone: say which, when it left a note
+            if error is not None:
+                raise error
             raise RankError(_noted(besides=L.rank) or f"a rank stopped during step {step!r} ({_one_line(e)})") from e
         bad = [(r, m) for r, m, _ in got if m is not None]
         if error is None and bad:
             more = f' (and {len(bad) - 1} other ranks)' if len(bad) > 1 else ''
             raise RankError(f"rank {bad[0][0]} failed at step {step!r}{more}: {bad[0][1]}")
         payload = got[0][2]
-    if error is not None: raise error
+    if error is not None:
+        raise error
     return payload
 
-def on_main(step:str, fn, *args, **kwargs):
+
+def on_main(step: str, fn, *args, **kwargs):
     "`fn` on rank 0 while the other ranks wait for it: its result on rank 0, None elsewhere; a failure stops every rank."
     res = err = None
     if current().main:
-        try: res = fn(*args, **kwargs)
-        except Exception as e: err = e
+        try:
+            res = fn(*args, **kwargs)
+        except Exception as e:
+            err = e
     sync(step, err)
     return res
 
+
 @contextmanager
-def main_first(step:str):
+def main_first(step: str):
     "Rank 0 runs the block, then the other ranks do (a pretraining that resumes from its checkpoint: rank 0 trains, the others read it)."
     L = current()
-    if L.world == 1: yield; return
-    if not L.main: sync(step)
-    try: yield
+    if L.world == 1:
+        yield
+        return
+    if not L.main:
+        sync(step)
+    try:
+        yield
     except Exception as e:
-        if L.main: sync(step, e)
+        if L.main:
+            sync(step, e)
         raise
-    if L.main: sync(step)
+    if L.main:
+        sync(step)
 
-def barrier(step:str='barrier'):
+
+def barrier(step: str = 'barrier'):
     "Wait for every rank: on rosa's own gloo group when `init` joined the job (it waits as long as rank 0's longest step), else on torch.distributed's group when there is one."
-    if current().world > 1: sync(step); return
+    if current().world > 1:
+        sync(step)
+        return
     import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1: dist.barrier()
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
 
 # %% ../nbs/01b_distributed.ipynb #47d1acb2
-class _NotOnRecord(Exception): pass
-def _absent(): raise _NotOnRecord
+class _NotOnRecord(Exception):
+    pass
 
-def run_step(rf, # the `RunFolder`
-             name:str, compute, # the step and what computes it (`RunFolder.step`)
-             fmt:str='h5ad',
-             shared:bool=False, # every rank computes it together (sharded inference, DDP training); else rank 0 alone
-             share=None, # what the other ranks run of a shared step (default: `compute`)
-             read:bool=True, # the other ranks read the output back (else their value is None)
-             **kwargs, # `RunFolder.step`'s params, inputs, code, check
-            ) -> StepResult:
+
+def _absent():
+    raise _NotOnRecord
+
+
+def run_step(
+    rf,  # the `RunFolder`
+    name: str,
+    compute,  # the step and what computes it (`RunFolder.step`)
+    fmt: str = 'h5ad',
+    shared: bool = False,  # every rank computes it together (sharded inference, DDP training); else rank 0 alone
+    share=None,  # what the other ranks run of a shared step (default: `compute`)
+    read: bool = True,  # the other ranks read the output back (else their value is None)
+    **kwargs,  # `RunFolder.step`'s params, inputs, code, check
+) -> StepResult:
     "`RunFolder.step` in a job of several processes: rank 0 alone reads, computes and writes the output and its record; a `shared` step is computed by every rank when it is not on record; every rank gets the key, and the output read back."
     L = current()
-    if L.world == 1: return rf.step(name, compute, fmt=fmt, **kwargs)
-    res = err = None; todo = True
+    if L.world == 1:
+        return rf.step(name, compute, fmt=fmt, **kwargs)
+    res = err = None
+    todo = True
     if shared:
         if L.main:
-            try: res = rf.step(name, _absent, fmt=fmt, **kwargs); todo = False    # on record: read back, checked
-            except _NotOnRecord: CURRENT['step'] = None
-            except Exception as e: err = e
+            try:
+                res = rf.step(name, _absent, fmt=fmt, **kwargs)
+                todo = False  # on record: read back, checked
+            except _NotOnRecord:
+                CURRENT['step'] = None
+            except Exception as e:
+                err = e
         todo = sync(name, err, todo)
     CURRENT['step'], CURRENT['root'] = name, rf.root
-    _JOB['notes'] = rf.root/'work'/'ranks'/_JOB.get('job_id', 'job')
+    _JOB['notes'] = rf.root / 'work' / 'ranks' / _JOB.get('job_id', 'job')
     try:
-        if L.main and res is None: res = rf.step(name, compute, fmt=fmt, **kwargs)
-        elif not L.main and shared and todo: (share or compute)()
+        if L.main and res is None:
+            res = rf.step(name, compute, fmt=fmt, **kwargs)
+        elif not L.main and shared and todo:
+            (share or compute)()
     except Exception as e:
-        if not shared: err = e
-        else:   # no meeting: the other ranks may be inside one of the step's collectives; the launcher stops them
-            other = _noted(besides=L.rank); _note(e, name)
-            if other: raise RankError(other) from e
+        if not shared:
+            err = e
+        else:  # no meeting: the other ranks may be inside one of the step's collectives; the launcher stops them
+            other = _noted(besides=L.rank)
+            _note(e, name)
+            if other:
+                raise RankError(other) from e
             raise
     meta = sync(name, err, (res.key, str(res.path), res.computed) if res is not None else None)
     CURRENT['step'] = None
-    if L.main: return res
+    if L.main:
+        return res
     key, path, computed = meta
     return StepResult(FORMATS[fmt].read(Path(path)) if read else None, key, Path(path), computed)

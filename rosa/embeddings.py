@@ -4,7 +4,9 @@
 
 # %% ../nbs/09_embeddings.ipynb #0003
 from __future__ import annotations
-import hashlib, inspect, warnings
+import hashlib
+import inspect
+import warnings
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import anndata as ad
 from .core import Registry, RegistryError, reverse_complement, strip_version
 from .reference import Annotation, Genome, read_annotation
 from .tss import gene_tss
-from .enformer import pretrain_enformer, load_enformer, enformer_weights, embed_genes, tss_embedding, TSS_RULES
+from .enformer import pretrain_enformer, load_enformer, enformer_weights, embed_genes, tss_embedding
 from .esm import read_proteins, pretrain_esm, load_esm, esm_file, add_esm
 from .distributed import main_first
 
@@ -29,161 +31,245 @@ __all__ = ['EMBEDDINGS', 'EmbeddingContext', 'requires', 'genes_only', 'compute_
 # %% ../nbs/09_embeddings.ipynb #0005
 EMBEDDINGS = Registry('embedding', runtime=('adata', 'ctx', 'key_added', 'seed', 'device', 'progress'))
 
+
 @dataclass
 class EmbeddingContext:
     "What an embedding function reads besides its parameters."
-    fasta:str|Path|None = None          # genome FASTA
-    gtf:str|Path|None = None            # GENCODE/Ensembl GTF
-    tracks:str|Path|None = None         # bulk CAGE-like tracks (to pretrain a small Enformer)
-    annotation:Annotation|None = None   # the GTF read once (None: read from `gtf` on first use)
-    upstream:dict = field(default_factory=dict)  # name -> genes-only AnnData of each embedding this one requires
-    workdir:Path|None = None            # resumable work (checkpoints, caches), keyed by the embedding's parameters
-    def __post_init__(self): self._genome = None
+
+    fasta: str | Path | None = None  # genome FASTA
+    gtf: str | Path | None = None  # GENCODE/Ensembl GTF
+    tracks: str | Path | None = None  # bulk CAGE-like tracks (to pretrain a small Enformer)
+    annotation: Annotation | None = None  # the GTF read once (None: read from `gtf` on first use)
+    upstream: dict = field(default_factory=dict)  # name -> genes-only AnnData of each embedding this one requires
+    workdir: Path | None = None  # resumable work (checkpoints, caches), keyed by the embedding's parameters
+
+    def __post_init__(self):
+        self._genome = None
+
     @property
     def genome(self) -> Genome:
         "The FASTA, opened once."
         if self._genome is None:
-            if self.fasta is None: raise ValueError("this embedding reads DNA: give a genome FASTA (fasta=...)")
+            if self.fasta is None:
+                raise ValueError("this embedding reads DNA: give a genome FASTA (fasta=...)")
             self._genome = Genome(self.fasta)
         return self._genome
+
     def ann(self) -> Annotation:
         "The annotation (read from `gtf` when none was given)."
         if self.annotation is None:
-            if self.gtf is None: raise ValueError("this embedding reads the annotation: give a GTF (gtf=...)")
+            if self.gtf is None:
+                raise ValueError("this embedding reads the annotation: give a GTF (gtf=...)")
             self.annotation = read_annotation(self.gtf)
         return self.annotation
-    def work(self, name:str='') -> Path:
+
+    def work(self, name: str = '') -> Path:
         "The work folder (a temporary one when none was given), created."
         if self.workdir is None:
-            import tempfile; self.workdir = Path(tempfile.mkdtemp(prefix='rosa-embedding-'))
-        p = Path(self.workdir)/name; p.mkdir(parents=True, exist_ok=True); return p
+            import tempfile
 
-def requires(name:str, params=None) -> list:
+            self.workdir = Path(tempfile.mkdtemp(prefix='rosa-embedding-'))
+        p = Path(self.workdir) / name
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+def requires(name: str, params=None) -> list:
     "The embeddings that embedding `name` is computed from, with these parameters."
-    e = EMBEDDINGS[name]; f = e.meta.get('requires')
+    e = EMBEDDINGS[name]
+    f = e.meta.get('requires')
     return list(f(e.make(params) if not hasattr(params, '__dataclass_fields__') else params)) if f else []
 
 # %% ../nbs/09_embeddings.ipynb #0006
-def genes_only(adata:ad.AnnData) -> ad.AnnData:
+def genes_only(adata: ad.AnnData) -> ad.AnnData:
     "An AnnData with `adata`'s genes and no cells: what an embedding step writes and reads back."
     return ad.AnnData(obs=pd.DataFrame(index=pd.Index([], dtype=str)), var=pd.DataFrame(index=adata.var_names.copy()))
 
-def compute_embedding(name:str, # a registered embedding
-                      adata:ad.AnnData, # genes in var (cells are not read)
-                      ctx:EmbeddingContext|None=None, # the run's inputs
-                      params:dict|None=None, # the embedding's parameters (defaults for the rest)
-                      seed:int=0, # the run's seed
-                      device:str|None=None, # 'cuda', 'cpu' or None (CUDA when available)
-                     ) -> ad.AnnData:
+
+def compute_embedding(
+    name: str,  # a registered embedding
+    adata: ad.AnnData,  # genes in var (cells are not read)
+    ctx: EmbeddingContext | None = None,  # the run's inputs
+    params: dict | None = None,  # the embedding's parameters (defaults for the rest)
+    seed: int = 0,  # the run's seed
+    device: str | None = None,  # 'cuda', 'cpu' or None (CUDA when available)
+) -> ad.AnnData:
     "Embedding `name` of `adata`'s genes, as a genes-only AnnData with `varm[name]` (and any var/uns it adds)."
     e, ctx = EMBEDDINGS[name], ctx or EmbeddingContext()
     missing = [u for u in requires(name, params) if u not in ctx.upstream]
-    if missing: raise ValueError(f"embedding {name!r} is computed from {missing}: compute those first")
+    if missing:
+        raise ValueError(f"embedding {name!r} is computed from {missing}: compute those first")
     g = genes_only(adata)
     e.call(g, params=params, ctx=ctx, key_added=name, seed=seed, device=device)
-    if name not in g.varm: raise ValueError(f"embedding {name!r} wrote no varm[{name!r}]")
+    if name not in g.varm:
+        raise ValueError(f"embedding {name!r} wrote no varm[{name!r}]")
     E = g.varm[name]
-    if E.ndim != 2 or E.shape[0] != g.n_vars: raise ValueError(f"embedding {name!r} has shape {E.shape}, expected ({g.n_vars}, d)")
+    if E.ndim != 2 or E.shape[0] != g.n_vars:
+        raise ValueError(f"embedding {name!r} has shape {E.shape}, expected ({g.n_vars}, d)")
     return g
 
 # %% ../nbs/09_embeddings.ipynb #0008
-def _default(fn, name): return inspect.signature(fn).parameters[name].default
+def _default(fn, name):
+    return inspect.signature(fn).parameters[name].default
+
 
 def _check_enformer(p, cfg):
-    if p.weights is not None: enformer_weights(p.weights)
+    if p.weights is not None:
+        enformer_weights(p.weights)
     elif getattr(cfg, 'tracks', None) is None:
-        raise ValueError("the 'enformer' embedding needs weights (enformer.weights=...) or bulk tracks to pretrain a small one (tracks=...)")
+        raise ValueError(
+            "the 'enformer' embedding needs weights (enformer.weights=...) or bulk tracks to pretrain a small one (tracks=...)"
+        )
+
 
 @EMBEDDINGS.register('enformer', inputs=('fasta', 'gtf', 'tracks'), check=_check_enformer, distributed=True)
-def enformer_embedding(adata, ctx:EmbeddingContext,
-                       weights:str|None=None, # published weights: a checkpoint or a hub name (None: pretrain a small Enformer on the tracks)
-                       steps:int=_default(pretrain_enformer, 'steps'), # pretraining steps of the small Enformer
-                       window:int=_default(pretrain_enformer, 'window'), # its input length (bp)
-                       pretrain:dict={}, # more `pretrain_enformer` / `small_enformer` settings (dim, depth, lr, ...)
-                       batch_size:int=8, # windows per forward pass when embedding
-                       neighbours:int=2, # embeddings kept for this many bins on each side of every TSS (`enformer_bins`, `enformer_top`)
-                       rc_average:bool=True, # average each window with its reverse complement
-                       precision:str='auto', # 'bf16' autocast or 'fp32' ('auto': bf16 on GPUs and bf16-native CPUs)
-                       num_workers:int=0, # DataLoader processes reading the FASTA
-                       embed:dict={}, # more `embed_tss` settings (span, cage_tracks, chunk, compile)
-                       key_added:str='enformer', seed:int=0, device:str|None=None, progress:bool=True):
+def enformer_embedding(
+    adata,
+    ctx: EmbeddingContext,
+    weights: str
+    | None = None,  # published weights: a checkpoint or a hub name (None: pretrain a small Enformer on the tracks)
+    steps: int = _default(pretrain_enformer, 'steps'),  # pretraining steps of the small Enformer
+    window: int = _default(pretrain_enformer, 'window'),  # its input length (bp)
+    pretrain: dict = {},  # more `pretrain_enformer` / `small_enformer` settings (dim, depth, lr, ...)
+    batch_size: int = 8,  # windows per forward pass when embedding
+    neighbours: int = 2,  # embeddings kept for this many bins on each side of every TSS (`enformer_bins`, `enformer_top`)
+    rc_average: bool = True,  # average each window with its reverse complement
+    precision: str = 'auto',  # 'bf16' autocast or 'fp32' ('auto': bf16 on GPUs and bf16-native CPUs)
+    num_workers: int = 0,  # DataLoader processes reading the FASTA
+    embed: dict = {},  # more `embed_tss` settings (span, cage_tracks, chunk, compile)
+    key_added: str = 'enformer',
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+):
     "Enformer's embedding at each gene's TSS with the strongest predicted CAGE (`embed_genes`)."
-    if weights is not None: model = load_enformer(weights, device=device)
+    if weights is not None:
+        model = load_enformer(weights, device=device)
     else:
-        if ctx.tracks is None: raise ValueError("the 'enformer' embedding needs weights or bulk tracks to pretrain on")
-        with main_first('pretraining the small Enformer'):   # rank 0 trains; the others read its checkpoint
-            model = pretrain_enformer(ctx.fasta, ctx.tracks, ctx.work('model'), steps=steps, seed=seed, window=window,
-                                      device=device, progress=progress, **pretrain)
-    path = str(weights) if weights is not None else str(ctx.work('model')/'enformer.pt')
-    scored = embed_genes(adata, ctx.ann().transcripts, ctx.genome, model, store=ctx.work('tss')/'outputs.zarr', key_added=key_added,
-                         batch_size=batch_size, neighbours=neighbours, rc_average=rc_average, precision=precision,
-                         num_workers=num_workers, device=device, progress=progress, **embed)
+        if ctx.tracks is None:
+            raise ValueError("the 'enformer' embedding needs weights or bulk tracks to pretrain on")
+        with main_first('pretraining the small Enformer'):  # rank 0 trains; the others read its checkpoint
+            model = pretrain_enformer(
+                ctx.fasta,
+                ctx.tracks,
+                ctx.work('model'),
+                steps=steps,
+                seed=seed,
+                window=window,
+                device=device,
+                progress=progress,
+                **pretrain,
+            )
+    path = str(weights) if weights is not None else str(ctx.work('model') / 'enformer.pt')
+    scored = embed_genes(
+        adata,
+        ctx.ann().transcripts,
+        ctx.genome,
+        model,
+        store=ctx.work('tss') / 'outputs.zarr',
+        key_added=key_added,
+        batch_size=batch_size,
+        neighbours=neighbours,
+        rc_average=rc_average,
+        precision=precision,
+        num_workers=num_workers,
+        device=device,
+        progress=progress,
+        **embed,
+    )
     adata.uns[f'{key_added}_candidates'] = scored.reset_index(drop=True)
-    adata.uns[key_added]['weights'] = path   # what `rosa.apply` embeds new sequences with
+    adata.uns[key_added]['weights'] = path  # what `rosa.apply` embeds new sequences with
 
-def _from_store(adata, ctx:EmbeddingContext, rule:str, key_added:str, **kw):
+
+def _from_store(adata, ctx: EmbeddingContext, rule: str, key_added: str, **kw):
     "Embedding by TSS rule `rule` from the `enformer` embedding's store (no model runs)."
     up = ctx.upstream['enformer']
-    emb, best = tss_embedding(up.uns['enformer_candidates'], list(adata.var_names), rule, store=up.uns['enformer']['store'], **kw)
+    emb, best = tss_embedding(
+        up.uns['enformer_candidates'], list(adata.var_names), rule, store=up.uns['enformer']['store'], **kw
+    )
     adata.varm[key_added] = emb
-    adata.var['tss'] = best.tss.to_numpy(np.int64); adata.var['tss_cage'] = best.cage.to_numpy(np.float32)
+    adata.var['tss'] = best.tss.to_numpy(np.int64)
+    adata.var['tss_cage'] = best.cage.to_numpy(np.float32)
+
 
 _from_enformer = dict(inputs=('fasta', 'gtf'), requires=lambda p: ['enformer'])
 
+
 @EMBEDDINGS.register('enformer_center', **_from_enformer)
-def enformer_center(adata, ctx:EmbeddingContext, key_added:str='enformer_center'):
+def enformer_center(adata, ctx: EmbeddingContext, key_added: str = 'enformer_center'):
     "Enformer's embedding at the annotation's canonical TSS (the centre bin of a window centred on it)."
     _from_store(adata, ctx, 'center', key_added)
 
+
 @EMBEDDINGS.register('enformer_bins', **_from_enformer)
-def enformer_bins(adata, ctx:EmbeddingContext,
-                  bins:int=2, # bins on each side of the TSS's (at most the `enformer` embedding's `neighbours`)
-                  key_added:str='enformer_bins'):
+def enformer_bins(
+    adata,
+    ctx: EmbeddingContext,
+    bins: int = 2,  # bins on each side of the TSS's (at most the `enformer` embedding's `neighbours`)
+    key_added: str = 'enformer_bins',
+):
     "Enformer's embedding averaged over the strongest TSS's bin and `bins` bins on each side."
     _from_store(adata, ctx, 'bins', key_added, bins=bins)
 
+
 @EMBEDDINGS.register('enformer_top', **_from_enformer)
-def enformer_top(adata, ctx:EmbeddingContext,
-                 top:int=5, # the strongest TSSs (by predicted CAGE)
-                 bins:int=2, # bins on each side of each TSS's
-                 key_added:str='enformer_top'):
+def enformer_top(
+    adata,
+    ctx: EmbeddingContext,
+    top: int = 5,  # the strongest TSSs (by predicted CAGE)
+    bins: int = 2,  # bins on each side of each TSS's
+    key_added: str = 'enformer_top',
+):
     "Enformer's embedding averaged over the `top` strongest TSSs x their bins and `bins` bins on each side."
     _from_store(adata, ctx, 'top', key_added, bins=bins, top=top)
 
+
 @EMBEDDINGS.register('enformer_cage_mean', **_from_enformer)
-def enformer_cage_mean(adata, ctx:EmbeddingContext, key_added:str='enformer_cage_mean'):
+def enformer_cage_mean(adata, ctx: EmbeddingContext, key_added: str = 'enformer_cage_mean'):
     "Enformer's embedding averaged over every candidate TSS's bin, weighted by its predicted CAGE."
     _from_store(adata, ctx, 'cage_mean', key_added)
 
 # %% ../nbs/09_embeddings.ipynb #0010
 def _check_kmer(p, cfg=None):
-    if not 1 <= p.k <= 8: raise ValueError(f"kmer.k must be between 1 and 8 (4^k features), got {p.k}")
-    if p.width < p.k: raise ValueError(f"kmer.width ({p.width}) must be at least kmer.k ({p.k})")
-    if p.tss not in ('enformer', 'canonical'): raise ValueError(f"kmer.tss must be 'enformer' or 'canonical', got {p.tss!r}")
+    if not 1 <= p.k <= 8:
+        raise ValueError(f"kmer.k must be between 1 and 8 (4^k features), got {p.k}")
+    if p.width < p.k:
+        raise ValueError(f"kmer.width ({p.width}) must be at least kmer.k ({p.k})")
+    if p.tss not in ('enformer', 'canonical'):
+        raise ValueError(f"kmer.tss must be 'enformer' or 'canonical', got {p.tss!r}")
 
-def kmer_frequencies(seqs:list, # DNA strings, read 5'->3'
-                     k:int, # k-mer length
-                    ) -> np.ndarray:
+
+def kmer_frequencies(
+    seqs: list,  # DNA strings, read 5'->3'
+    k: int,  # k-mer length
+) -> np.ndarray:
     "Each sequence's frequencies of the 4^k k-mers (ACGT only; a window of N counts nothing): (sequences, 4^k) float32."
     from itertools import product
     from sklearn.feature_extraction.text import CountVectorizer
+
     vocab = [''.join(x) for x in product('ACGT', repeat=k)]
     counts = CountVectorizer(analyzer='char', ngram_range=(k, k), vocabulary=vocab, lowercase=False).transform(seqs)
     return np.asarray(counts.toarray() / np.maximum(np.asarray(counts.sum(1), np.float64), 1), np.float32)
 
-@EMBEDDINGS.register('kmer', inputs=('fasta', 'gtf'), check=_check_kmer,
-                     requires=lambda p: ['enformer'] if p.tss == 'enformer' else [])
-def kmer_embedding(adata, ctx:EmbeddingContext,
-                   k:int=5, # k-mer length (4^k dimensions)
-                   width:int=1000, # bp of DNA around the TSS
-                   tss:str='enformer', # 'enformer': the TSS Enformer chose; 'canonical': the annotation's
-                   key_added:str='kmer'):
+
+@EMBEDDINGS.register(
+    'kmer', inputs=('fasta', 'gtf'), check=_check_kmer, requires=lambda p: ['enformer'] if p.tss == 'enformer' else []
+)
+def kmer_embedding(
+    adata,
+    ctx: EmbeddingContext,
+    k: int = 5,  # k-mer length (4^k dimensions)
+    width: int = 1000,  # bp of DNA around the TSS
+    tss: str = 'enformer',  # 'enformer': the TSS Enformer chose; 'canonical': the annotation's
+    key_added: str = 'kmer',
+):
     "Promoter k-mer frequencies around each gene's TSS, on the gene's strand."
     genes = list(adata.var_names)
     if tss == 'enformer':
         v = ctx.upstream['enformer'].var.reindex(genes)
     else:
-        c = gene_tss(ctx.ann().transcripts, genes); v = c[c.canonical].set_index('gene_key').reindex(genes)
+        c = gene_tss(ctx.ann().transcripts, genes)
+        v = c[c.canonical].set_index('gene_key').reindex(genes)
     if v[['chrom', 'tss', 'strand']].isna().any().any():
         raise ValueError(f"no {tss} TSS for genes {list(v.index[v.tss.isna()][:5])}")
     seqs = [ctx.genome.window(ch, int(t), width) for ch, t in zip(v.chrom, v.tss)]
@@ -193,124 +279,201 @@ def kmer_embedding(adata, ctx:EmbeddingContext,
 
 # %% ../nbs/09_embeddings.ipynb #0015
 @EMBEDDINGS.register('onehot')
-def add_onehot(adata, # AnnData
-               key_added:str='onehot', # writes varm[key_added]
-               sparse:bool=True, # store as scipy CSR, the index the models use (False: a dense identity, standardised like any embedding)
-              ):
+def add_onehot(
+    adata,  # AnnData
+    key_added: str = 'onehot',  # writes varm[key_added]
+    sparse: bool = True,  # store as scipy CSR, the index the models use (False: a dense identity, standardised like any embedding)
+):
     "Write the identity (one dimension per gene) to `adata.varm[key_added]`."
     n = adata.n_vars
     adata.varm[key_added] = sp.identity(n, np.float32, format='csr') if sparse else np.eye(n, dtype=np.float32)
     return adata
 
+
 @EMBEDDINGS.register('random')
-def add_random(adata, # AnnData
-               dim:int=64, # embedding size
-               seed:int=0, # with the gene id, seeds each gene's vector
-               key_added:str='random', # writes varm[key_added]
-              ):
+def add_random(
+    adata,  # AnnData
+    dim: int = 64,  # embedding size
+    seed: int = 0,  # with the gene id, seeds each gene's vector
+    key_added: str = 'random',  # writes varm[key_added]
+):
     "Write a seeded standard Gaussian vector per gene to `adata.varm[key_added]`."
+
     def vec(g):
         h = int.from_bytes(hashlib.sha256(f'{seed}:{g}'.encode()).digest()[:8], 'little')
         return np.random.default_rng(h).standard_normal(dim)
+
     adata.varm[key_added] = np.stack([vec(g) for g in adata.var_names]).astype(np.float32).reshape(-1, dim)
     return adata
 
 # %% ../nbs/09_embeddings.ipynb #0017
 @EMBEDDINGS.register('permuted', requires=lambda p: [p.source])
-def permuted_embedding(adata, ctx:EmbeddingContext,
-                       source:str='enformer', # the embedding to shuffle
-                       key_added:str='permuted', seed:int=0):
+def permuted_embedding(
+    adata,
+    ctx: EmbeddingContext,
+    source: str = 'enformer',  # the embedding to shuffle
+    key_added: str = 'permuted',
+    seed: int = 0,
+):
     "`source`'s embedding with its rows shuffled across genes, none left in place (the null for `source`)."
     E = ctx.upstream[source].varm[source]
     if ctx.upstream[source].n_vars != adata.n_vars or not (ctx.upstream[source].var_names == adata.var_names).all():
         raise ValueError(f"the {source!r} embedding is of other genes than these")
     p = np.random.default_rng(seed).permutation(adata.n_vars)
-    take = np.empty_like(p); take[p] = np.roll(p, 1)          # each gene takes the next one's row in a random cycle
+    take = np.empty_like(p)
+    take[p] = np.roll(p, 1)  # each gene takes the next one's row in a random cycle
     adata.varm[key_added] = E[take]
     adata.uns[key_added] = dict(source=source)
 
 # %% ../nbs/09_embeddings.ipynb #0020
-@EMBEDDINGS.register('esm', inputs=('fasta', 'gtf'), check=lambda p, cfg=None: p.weights is None or esm_file(p.weights), distributed=True)
-def esm_embedding(adata, ctx:EmbeddingContext,
-                  weights:str|None=None, # published weights: a `.pt` file or a model name (None: pretrain a small ESM-2 on the proteins)
-                  steps:int=_default(pretrain_esm, 'steps'), # pretraining steps of the small ESM-2
-                  pretrain:dict={}, # more `pretrain_esm` / `small_esm` settings (num_layers, embed_dim, lr, ...)
-                  tokens:int|None=None, # tokens per forward pass (length-sorted batches; None: 16,384 on CUDA, one protein at a time on a CPU)
-                  overlap:int=256, # residues shared by consecutive windows of a protein longer than 1,022
-                  precision:str='auto', # 'bf16' autocast or 'fp32' ('auto': bf16 on GPUs and bf16-native CPUs)
-                  key_added:str='esm', seed:int=0, device:str|None=None, progress:bool=True):
+@EMBEDDINGS.register(
+    'esm', inputs=('fasta', 'gtf'), check=lambda p, cfg=None: p.weights is None or esm_file(p.weights), distributed=True
+)
+def esm_embedding(
+    adata,
+    ctx: EmbeddingContext,
+    weights: str
+    | None = None,  # published weights: a `.pt` file or a model name (None: pretrain a small ESM-2 on the proteins)
+    steps: int = _default(pretrain_esm, 'steps'),  # pretraining steps of the small ESM-2
+    pretrain: dict = {},  # more `pretrain_esm` / `small_esm` settings (num_layers, embed_dim, lr, ...)
+    tokens: int
+    | None = None,  # tokens per forward pass (length-sorted batches; None: 16,384 on CUDA, one protein at a time on a CPU)
+    overlap: int = 256,  # residues shared by consecutive windows of a protein longer than 1,022
+    precision: str = 'auto',  # 'bf16' autocast or 'fp32' ('auto': bf16 on GPUs and bf16-native CPUs)
+    key_added: str = 'esm',
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+):
     "ESM-2's mean residue embedding of each gene's canonical protein (zeros for genes without one)."
     proteins = read_proteins(ctx.ann(), ctx.genome, genes=list(adata.var_names))
-    if weights is not None: model, alphabet = load_esm(weights)
+    if weights is not None:
+        model, alphabet = load_esm(weights)
     else:
-        with main_first('pretraining the small ESM-2'):   # rank 0 trains; the others read its checkpoint
-            model, alphabet = pretrain_esm(proteins.dropna(), ctx.work('model'), steps=steps, seed=seed, device=device,
-                                           progress=progress, **pretrain)
-    add_esm(adata, proteins, model, alphabet, key_added=key_added, tokens=tokens, overlap=overlap, precision=precision,
-            store=ctx.work('store')/'esm.zarr', device=device, progress=progress)
-    adata.uns[key_added]['weights'] = str(weights) if weights is not None else str(ctx.work('model'))   # what `rosa.apply` embeds new proteins with
+        with main_first('pretraining the small ESM-2'):  # rank 0 trains; the others read its checkpoint
+            model, alphabet = pretrain_esm(
+                proteins.dropna(),
+                ctx.work('model'),
+                steps=steps,
+                seed=seed,
+                device=device,
+                progress=progress,
+                **pretrain,
+            )
+    add_esm(
+        adata,
+        proteins,
+        model,
+        alphabet,
+        key_added=key_added,
+        tokens=tokens,
+        overlap=overlap,
+        precision=precision,
+        store=ctx.work('store') / 'esm.zarr',
+        device=device,
+        progress=progress,
+    )
+    adata.uns[key_added]['weights'] = (
+        str(weights) if weights is not None else str(ctx.work('model'))
+    )  # what `rosa.apply` embeds new proteins with
 
 # %% ../nbs/09_embeddings.ipynb #0025
-def read_embedding_table(path:str|Path, # h5ad (varm[key] or X), parquet, csv/tsv, or npz (arrays `genes` and `key`, default 'embedding')
-                         key:str|None=None, # which varm (h5ad) or array (npz); None: the only varm, else X / 'embedding'
-                        ) -> pd.DataFrame:
+def read_embedding_table(
+    path: str | Path,  # h5ad (varm[key] or X), parquet, csv/tsv, or npz (arrays `genes` and `key`, default 'embedding')
+    key: str | None = None,  # which varm (h5ad) or array (npz); None: the only varm, else X / 'embedding'
+) -> pd.DataFrame:
     "A gene embedding table from a file: one row per gene, indexed by unversioned Ensembl id, float32 columns."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"embedding table {path} does not exist")
+    if not path.exists():
+        raise FileNotFoundError(f"embedding table {path} does not exist")
     name = path.name.lower()
     if name.endswith('.h5ad'):
         a = ad.read_h5ad(path, backed='r')
         try:
             keys = list(a.varm.keys())
-            if key is None and len(keys) > 1: raise ValueError(f"{path} has several varm embeddings {keys}: choose one with key")
+            if key is None and len(keys) > 1:
+                raise ValueError(f"{path} has several varm embeddings {keys}: choose one with key")
             k = key or (keys[0] if keys else None)
-            if k is not None and k not in keys: raise KeyError(f"{path} has no varm[{k!r}] (it has {keys or 'none'})")
+            if k is not None and k not in keys:
+                raise KeyError(f"{path} has no varm[{k!r}] (it has {keys or 'none'})")
             M = a.varm[k] if k is not None else a.X[...]
             M = M.toarray() if sp.issparse(M) else np.asarray(M)
             df = pd.DataFrame(M, index=a.var_names.astype(str))
-        finally: a.file.close()
+        finally:
+            a.file.close()
     elif name.endswith('.npz'):
         z = np.load(path, allow_pickle=False)
-        try: genes = next((z[g] for g in ('genes', 'gene_ids', 'gene_id') if g in z.files), None)
-        except ValueError as e: raise ValueError(f"{path}: its gene ids are an object array; save them as strings (np.array(ids, dtype=str))") from e
+        try:
+            genes = next((z[g] for g in ('genes', 'gene_ids', 'gene_id') if g in z.files), None)
+        except ValueError as e:
+            raise ValueError(
+                f"{path}: its gene ids are an object array; save them as strings (np.array(ids, dtype=str))"
+            ) from e
         k = key or 'embedding'
-        if genes is None or k not in z.files: raise KeyError(f"{path} needs arrays 'genes' and {k!r} (it has {z.files})")
+        if genes is None or k not in z.files:
+            raise KeyError(f"{path} needs arrays 'genes' and {k!r} (it has {z.files})")
         df = pd.DataFrame(z[k], index=genes.astype(str))
-    elif name.endswith(('.parquet', '.pq')): df = pd.read_parquet(path)
-    elif name.endswith(('.csv', '.tsv', '.txt', '.csv.gz', '.tsv.gz')): df = pd.read_csv(path, sep=None, engine='python', index_col=0)
-    else: raise ValueError(f"embedding table {path}: unknown format (h5ad, parquet, csv/tsv or npz)")
+    elif name.endswith(('.parquet', '.pq')):
+        df = pd.read_parquet(path)
+    elif name.endswith(('.csv', '.tsv', '.txt', '.csv.gz', '.tsv.gz')):
+        df = pd.read_csv(path, sep=None, engine='python', index_col=0)
+    else:
+        raise ValueError(f"embedding table {path}: unknown format (h5ad, parquet, csv/tsv or npz)")
     if not name.endswith(('.h5ad', '.npz')):
         ids = [c for c in ('gene_id', 'gene_ids', 'ensembl_id', 'feature_id') if c in df.columns]
-        if ids: df = df.set_index(ids[0])
+        if ids:
+            df = df.set_index(ids[0])
         df = df.select_dtypes('number')
-    if df.shape[1] == 0: raise ValueError(f"embedding table {path} has no numeric columns")
+    if df.shape[1] == 0:
+        raise ValueError(f"embedding table {path} has no numeric columns")
     df.index = strip_version(df.index.astype(str))
     dup = df.index[df.index.duplicated()].unique()
-    if len(dup): raise ValueError(f"embedding table {path}: genes listed twice {list(dup[:5])}")
+    if len(dup):
+        raise ValueError(f"embedding table {path}: genes listed twice {list(dup[:5])}")
     return df.astype(np.float32)
 
-def table_embedding(adata, # genes of the run
-                    path:str='', # the table (`read_embedding_table`)
-                    key:str|None=None, # its varm / array name
-                    key_added:str='table', # writes varm[key_added]
-                   ):
+
+def table_embedding(
+    adata,  # genes of the run
+    path: str = '',  # the table (`read_embedding_table`)
+    key: str | None = None,  # its varm / array name
+    key_added: str = 'table',  # writes varm[key_added]
+):
     "A gene embedding of your own, e.g. published Enformer TSS embeddings: matched by Ensembl id, unmatched genes reported (NaN rows: the models give them the train-gene mean)."
     df = read_embedding_table(path, key)
     ids = strip_version(adata.var_names)
     hit = ids.isin(df.index)
-    if not hit.any(): raise ValueError(f"embedding table {path}: none of the run's {adata.n_vars} genes (e.g. {list(ids[:3])}) is in it (e.g. {list(df.index[:3])})")
-    if (~hit).any(): warnings.warn(f"embedding {key_added!r}: {(~hit).sum()} of {adata.n_vars} genes are not in {path} (e.g. {list(adata.var_names[~hit][:3])}); they get no embedding")
+    if not hit.any():
+        raise ValueError(
+            f"embedding table {path}: none of the run's {adata.n_vars} genes (e.g. {list(ids[:3])}) is in it (e.g. {list(df.index[:3])})"
+        )
+    if (~hit).any():
+        warnings.warn(
+            f"embedding {key_added!r}: {(~hit).sum()} of {adata.n_vars} genes are not in {path} (e.g. {list(adata.var_names[~hit][:3])}); they get no embedding"
+        )
     adata.varm[key_added] = df.reindex(ids).to_numpy(np.float32)
-    adata.uns[key_added] = dict(path=str(path), dims=int(df.shape[1]), matched=int(hit.sum()), unmatched=int((~hit).sum()), table_genes=int(len(df)))
+    adata.uns[key_added] = dict(
+        path=str(path),
+        dims=int(df.shape[1]),
+        matched=int(hit.sum()),
+        unmatched=int((~hit).sum()),
+        table_genes=int(len(df)),
+    )
     return adata
 
-def register_table(name:str, # the embedding's name in runs and tables
-                   path:str|Path, # the table
-                   key:str|None=None, # its varm / array name
-                  ) -> str:
+
+def register_table(
+    name: str,  # the embedding's name in runs and tables
+    path: str | Path,  # the table
+    key: str | None = None,  # its varm / array name
+) -> str:
     "Register an embedding table of your own as embedding `name`: it then joins a run like any registered embedding."
     if name in EMBEDDINGS and not EMBEDDINGS[name].meta.get('table'):
-        raise RegistryError(f"{name!r} is a registered embedding ({EMBEDDINGS[name].doc}): give your table another name")
-    P = make_dataclass(f'{name}_table', [('path', str, field(default=str(path))), ('key', str|None, field(default=key))])
+        raise RegistryError(
+            f"{name!r} is a registered embedding ({EMBEDDINGS[name].doc}): give your table another name"
+        )
+    P = make_dataclass(
+        f'{name}_table', [('path', str, field(default=str(path))), ('key', str | None, field(default=key))]
+    )
     EMBEDDINGS.register(name, params=P, table=True, files=('path',))(table_embedding)
     return name

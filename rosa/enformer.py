@@ -4,18 +4,21 @@
 
 # %% ../nbs/07_enformer.ipynb #0003
 from __future__ import annotations
-import hashlib, math, os, time, warnings
+import hashlib
+import math
+import os
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from einops import rearrange, reduce
+from einops import rearrange
 from tqdm.auto import tqdm
 from enformer_pytorch import Enformer
 from enformer_pytorch.modeling_enformer import AttentionPool, poisson_loss
 
-from .core import default_device, seed_everything, torch_save, read_checkpoint, atomic_path, fingerprint
+from .core import default_device, seed_everything, torch_save, read_checkpoint, fingerprint
 from .reference import Annotation, Genome, read_annotation
 from .tss import gene_tss, one_hot, tss_bin
 from .store import ChunkStore, job_shard, job_precision
@@ -34,84 +37,127 @@ __all__ = ['BEDGRAPH', 'BIGWIG', 'WINDOW', 'PUBLISHED', 'PUBLISHED_SHAPE', 'HF_K
 BEDGRAPH = ('.bedgraph', '.bedgraph.gz', '.bg', '.bg.gz')
 BIGWIG = ('.bw', '.bigwig')
 
-def _bedgraph(path:Path) -> pd.DataFrame:
+
+def _bedgraph(path: Path) -> pd.DataFrame:
     "One bedGraph file: chrom, start, end, value rows (its `track`/`browser`/`#` lines skipped)."
-    import gzip, io
+    import gzip
+    import io
+
     with (gzip.open if path.name.endswith('.gz') else open)(path, 'rt') as f:
         text = ''.join(l for l in f if not l.startswith(('track', 'browser', '#')))
-    df = pd.read_csv(io.StringIO(text), sep=r'\s+', header=None, names=['chrom', 'start', 'end', 'value'], usecols=[0, 1, 2, 3], dtype={'chrom': str})
+    df = pd.read_csv(
+        io.StringIO(text),
+        sep=r'\s+',
+        header=None,
+        names=['chrom', 'start', 'end', 'value'],
+        usecols=[0, 1, 2, 3],
+        dtype={'chrom': str},
+    )
     num = df[['start', 'end', 'value']].apply(pd.to_numeric, errors='coerce')
     if num.isna().any().any() or len(df) == 0:
-        raise ValueError(f"{path}: not a bedGraph ('chrom start end value' per line); line e.g. {df[num.isna().any(axis=1)].head(1).values.tolist()}")
+        raise ValueError(
+            f"{path}: not a bedGraph ('chrom start end value' per line); line e.g. {df[num.isna().any(axis=1)].head(1).values.tolist()}"
+        )
     return pd.concat([df.chrom, num], axis=1)
 
-def _binned(rows:pd.DataFrame, L:int, bin_size:int) -> np.ndarray:
+
+def _binned(rows: pd.DataFrame, L: int, bin_size: int) -> np.ndarray:
     "Per-base signal intervals (start, end, value) of one chromosome summed into bins of `bin_size` over [0, L)."
     n = -(-L // bin_size)
     s, e, v = rows.start.to_numpy(np.int64), np.minimum(rows.end.to_numpy(np.int64), L), rows.value.to_numpy(np.float64)
-    keep = e > s; s, e, v = s[keep], e[keep], v[keep]
+    keep = e > s
+    s, e, v = s[keep], e[keep], v[keep]
     b0, b1 = s // bin_size, (e - 1) // bin_size
     acc, diff = np.zeros(n), np.zeros(n + 1)
     one = b0 == b1
-    np.add.at(acc, b0[one], (v * (e - s))[one])                  # an interval inside one bin
-    m = ~one                                                      # one over several: its two end pieces, then whole bins between
-    np.add.at(acc, b0[m], (v * ((b0 + 1) * bin_size - s))[m]); np.add.at(acc, b1[m], (v * (e - b1 * bin_size))[m])
-    np.add.at(diff, b0[m] + 1, (v * bin_size)[m]); np.add.at(diff, b1[m], -(v * bin_size)[m])
+    np.add.at(acc, b0[one], (v * (e - s))[one])  # an interval inside one bin
+    m = ~one  # one over several: its two end pieces, then whole bins between
+    np.add.at(acc, b0[m], (v * ((b0 + 1) * bin_size - s))[m])
+    np.add.at(acc, b1[m], (v * (e - b1 * bin_size))[m])
+    np.add.at(diff, b0[m] + 1, (v * bin_size)[m])
+    np.add.at(diff, b1[m], -(v * bin_size)[m])
     return (acc + np.cumsum(diff)[:n]).astype(np.float32)
 
-def _bigwig(path:Path) -> tuple[pd.DataFrame, dict]:
+
+def _bigwig(path: Path) -> tuple[pd.DataFrame, dict]:
     "One bigWig file's intervals (chrom, start, end, value) and its chromosome sizes (pyBigWig)."
     import pyBigWig
-    try: bw = pyBigWig.open(str(path))
-    except Exception as e: raise ValueError(f"{path}: not a readable bigWig ({e})") from e
-    if bw is None or not bw.isBigWig(): raise ValueError(f"{path}: not a bigWig file")
+
+    try:
+        bw = pyBigWig.open(str(path))
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable bigWig ({e})") from e
+    if bw is None or not bw.isBigWig():
+        raise ValueError(f"{path}: not a bigWig file")
     try:
         sizes, parts = dict(bw.chroms()), []
         for c in sizes:
             iv = bw.intervals(c) or []
-            if iv: parts.append(pd.DataFrame(iv, columns=['start', 'end', 'value']).assign(chrom=c))
-    finally: bw.close()
-    return (pd.concat(parts)[['chrom', 'start', 'end', 'value']] if parts else pd.DataFrame(columns=['chrom', 'start', 'end', 'value'])), sizes
+            if iv:
+                parts.append(pd.DataFrame(iv, columns=['start', 'end', 'value']).assign(chrom=c))
+    finally:
+        bw.close()
+    return (
+        pd.concat(parts)[['chrom', 'start', 'end', 'value']]
+        if parts
+        else pd.DataFrame(columns=['chrom', 'start', 'end', 'value'])
+    ), sizes
 
-def read_signal_files(paths:list, # bedGraph or bigWig files, one per track; the track is named by the file
-                      bin_size:int=128, # bp per bin of the table
-                      chrom_sizes:dict|None=None, # chromosome lengths (default: a bigWig's own, else where a chromosome's last interval ends)
-                     ) -> pd.DataFrame:
+
+def read_signal_files(
+    paths: list,  # bedGraph or bigWig files, one per track; the track is named by the file
+    bin_size: int = 128,  # bp per bin of the table
+    chrom_sizes: dict
+    | None = None,  # chromosome lengths (default: a bigWig's own, else where a chromosome's last interval ends)
+) -> pd.DataFrame:
     "bedGraph / bigWig files (per-base signal) as rosa's track table: each track's signal summed in bins tiled over every chromosome."
     tracks, sizes = {}, dict(chrom_sizes or {})
     for p in map(Path, paths):
-        if p.name.lower().endswith(BIGWIG): tracks[p.name.split('.')[0]], own = _bigwig(p); [sizes.setdefault(k, v) for k, v in own.items()]
-        else: tracks[p.name.split('.')[0]] = _bedgraph(p)
+        if p.name.lower().endswith(BIGWIG):
+            tracks[p.name.split('.')[0]], own = _bigwig(p)
+            [sizes.setdefault(k, v) for k, v in own.items()]
+        else:
+            tracks[p.name.split('.')[0]] = _bedgraph(p)
     chroms = list(dict.fromkeys(c for t in tracks.values() for c in t.chrom))
     out = []
     for c in chroms:
         L = sizes.get(c) or max(int(t.end[t.chrom == c].max()) for t in tracks.values() if (t.chrom == c).any())
         starts = np.arange(-(-L // bin_size)) * bin_size
         block = {'chrom': c, 'start': starts, 'end': np.minimum(starts + bin_size, L)}
-        for name, t in tracks.items(): block[name] = _binned(t[t.chrom == c], L, bin_size)
+        for name, t in tracks.items():
+            block[name] = _binned(t[t.chrom == c], L, bin_size)
         out.append(pd.DataFrame(block))
     return pd.concat(out, ignore_index=True)
 
-def _signal_files(path:Path) -> list|None:
+
+def _signal_files(path: Path) -> list | None:
     "The bedGraph / bigWig files a tracks input names (None: it is rosa's table)."
-    if not path.exists(): raise FileNotFoundError(f"tracks: {path} does not exist")
+    if not path.exists():
+        raise FileNotFoundError(f"tracks: {path} does not exist")
     is_signal = lambda p: p.name.lower().endswith(BEDGRAPH + BIGWIG)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if is_signal(p))
-        if not files: raise ValueError(f"tracks: the folder {path} holds no bedGraph or bigWig files ({', '.join(BEDGRAPH + BIGWIG)})")
+        if not files:
+            raise ValueError(
+                f"tracks: the folder {path} holds no bedGraph or bigWig files ({', '.join(BEDGRAPH + BIGWIG)})"
+            )
         return files
     return [path] if is_signal(path) else None
 
-def _table_header(path:Path) -> list:
+
+def _table_header(path: Path) -> list:
     cols = list(pd.read_csv(path, sep='\t', nrows=0).columns)
     if cols[:3] != ['chrom', 'start', 'end'] or len(cols) < 4:
         raise ValueError(f"{path}: expected header 'chrom start end <track>...', got {cols[:4]}")
     return cols
 
-def track_chroms(path:str|Path # as for `read_tracks`
-                ) -> tuple[list, int]:
+
+def track_chroms(
+    path: str | Path,  # as for `read_tracks`
+) -> tuple[list, int]:
     "The chromosomes and the number of tracks of a tracks input, read through without parsing its values (a preflight's look)."
-    path = Path(path); files = _signal_files(path)
+    path = Path(path)
+    files = _signal_files(path)
     if files is None:
         n = len(_table_header(path)) - 3
         return list(pd.read_csv(path, sep='\t', usecols=['chrom'], dtype=str).chrom.unique()), n
@@ -119,352 +165,571 @@ def track_chroms(path:str|Path # as for `read_tracks`
     for f in files:
         if f.name.lower().endswith(BIGWIG):
             import pyBigWig
-            try: bw = pyBigWig.open(str(f))
-            except Exception as e: raise ValueError(f"{f}: not a readable bigWig ({e})") from e
-            if bw is None or not bw.isBigWig(): raise ValueError(f"{f}: not a bigWig file")
-            chroms.update(dict.fromkeys(bw.chroms())); bw.close()
-        else: chroms.update(dict.fromkeys(_bedgraph(f).chrom))
+
+            try:
+                bw = pyBigWig.open(str(f))
+            except Exception as e:
+                raise ValueError(f"{f}: not a readable bigWig ({e})") from e
+            if bw is None or not bw.isBigWig():
+                raise ValueError(f"{f}: not a bigWig file")
+            chroms.update(dict.fromkeys(bw.chroms()))
+            bw.close()
+        else:
+            chroms.update(dict.fromkeys(_bedgraph(f).chrom))
     return list(chroms), len(files)
 
-def read_tracks(path:str|Path, # rosa's table (header `chrom start end <track>...`, fixed-size bins), a bedGraph or bigWig file, or a folder of them (one per track)
-                chrom_sizes:dict|None=None, # chromosome lengths, for bedGraph files (default: where their intervals end)
-               ) -> pd.DataFrame:
+
+def read_tracks(
+    path: str
+    | Path,  # rosa's table (header `chrom start end <track>...`, fixed-size bins), a bedGraph or bigWig file, or a folder of them (one per track)
+    chrom_sizes: dict | None = None,  # chromosome lengths, for bedGraph files (default: where their intervals end)
+) -> pd.DataFrame:
     "Read the bulk CAGE-like tracks as rosa's table (0-based half-open bins tiled over every chromosome)."
-    path = Path(path); files = _signal_files(path)
-    if files is not None: return read_signal_files(files, chrom_sizes=chrom_sizes)
+    path = Path(path)
+    files = _signal_files(path)
+    if files is not None:
+        return read_signal_files(files, chrom_sizes=chrom_sizes)
     _table_header(path)
     df = pd.read_csv(path, sep='\t', dtype={'chrom': str})
     vals = df.iloc[:, 3:]
-    if vals.isna().any().any() or (vals.to_numpy() < 0).any(): raise ValueError(f"{path}: track values must be non-negative numbers")
+    if vals.isna().any().any() or (vals.to_numpy() < 0).any():
+        raise ValueError(f"{path}: track values must be non-negative numbers")
     size = df.end - df.start
     last = df.chrom.ne(df.chrom.shift(-1))  # a chromosome's last bin may stop at its end
     sizes = size[~last].unique()
     if len(sizes) > 1 or (size[last] > (sizes[0] if len(sizes) else size.max())).any() or (size <= 0).any():
-        raise ValueError(f"{path}: bins must all have the same size (the last of a chromosome may be shorter), found {sorted(size.unique())[:5]}")
+        raise ValueError(
+            f"{path}: bins must all have the same size (the last of a chromosome may be shorter), found {sorted(size.unique())[:5]}"
+        )
     df[df.columns[3:]] = vals.astype(np.float32)
     return df
 
-def track_arrays(tracks:pd.DataFrame # from `read_tracks`
-                ) -> tuple[dict, list, int]:
+
+def track_arrays(
+    tracks: pd.DataFrame,  # from `read_tracks`
+) -> tuple[dict, list, int]:
     "Per chromosome a (bins, tracks) float32 array indexed by `start // bin_size`; the track names; the bin size."
-    bin_size = int((tracks.end - tracks.start).max()); names = list(tracks.columns[3:])
+    bin_size = int((tracks.end - tracks.start).max())
+    names = list(tracks.columns[3:])
     out = {}
     for chrom, d in tracks.groupby('chrom', sort=False):
-        b = (d.start.to_numpy() // bin_size)
+        b = d.start.to_numpy() // bin_size
         if (d.start.to_numpy() % bin_size).any() or not np.array_equal(b, np.arange(len(d))):
             raise ValueError(f"bins of {chrom} must tile it from position 0 in steps of {bin_size}")
         out[chrom] = d[names].to_numpy(np.float32)
     return out, names, bin_size
 
 # %% ../nbs/07_enformer.ipynb #0011
-WINDOW = 16_384   # input length (bp) of the small Enformers rosa pretrains: room for a promoter and its enhancers
+WINDOW = 16_384  # input length (bp) of the small Enformers rosa pretrains: room for a promoter and its enhancers
 
-def small_enformer(n_tracks:int, # output tracks of the 'human' head
-                   window:int=WINDOW, # input length in bp
-                   dim:int=24, # trunk width (the embedding has 2*dim features)
-                   depth:int=1, # transformer layers
-                   heads:int=2, # attention heads (dim/heads must be a multiple of 6)
-                   target_length:int|None=None, # output bins; default: crop 1/8 of the bins on each side
-                   dropout:float=0.0, # dropout in the transformer (Enformer: 0.4; a small model underfits, so none)
-                   **kwargs # more `EnformerConfig` settings
-                  ) -> Enformer:
+
+def small_enformer(
+    n_tracks: int,  # output tracks of the 'human' head
+    window: int = WINDOW,  # input length in bp
+    dim: int = 24,  # trunk width (the embedding has 2*dim features)
+    depth: int = 1,  # transformer layers
+    heads: int = 2,  # attention heads (dim/heads must be a multiple of 6)
+    target_length: int | None = None,  # output bins; default: crop 1/8 of the bins on each side
+    dropout: float = 0.0,  # dropout in the transformer (Enformer: 0.4; a small model underfits, so none)
+    **kwargs,  # more `EnformerConfig` settings
+) -> Enformer:
     "An Enformer small enough to pretrain on a CPU, with one output head 'human'."
-    if dim % 2 or (dim // heads) % 6: raise ValueError(f"dim={dim} must be even and dim/heads={dim/heads} a multiple of 6")
+    if dim % 2 or (dim // heads) % 6:
+        raise ValueError(f"dim={dim} must be even and dim/heads={dim / heads} a multiple of 6")
     n_bins = window // 128
-    if window % 128: raise ValueError(f"window={window} must be a multiple of the 128-bp bin")
-    if target_length is None: target_length = n_bins - 2 * (n_bins // 8)
-    if (n_bins - target_length) % 2: raise ValueError(f"target_length={target_length} must crop as many bins on each side of {n_bins}")
-    return fast_pools(Enformer.from_hparams(dim=dim, depth=depth, heads=heads, output_heads=dict(human=n_tracks),
-                                 target_length=target_length, dim_divisible_by=math.gcd(dim // 2, 16),
-                                 attn_dim_key=kwargs.pop('attn_dim_key', 16), dropout_rate=dropout,
-                                 attn_dropout=kwargs.pop('attn_dropout', 0.05), pos_dropout=kwargs.pop('pos_dropout', 0.01),
-                                 window=window, **kwargs))
+    if window % 128:
+        raise ValueError(f"window={window} must be a multiple of the 128-bp bin")
+    if target_length is None:
+        target_length = n_bins - 2 * (n_bins // 8)
+    if (n_bins - target_length) % 2:
+        raise ValueError(f"target_length={target_length} must crop as many bins on each side of {n_bins}")
+    return fast_pools(
+        Enformer.from_hparams(
+            dim=dim,
+            depth=depth,
+            heads=heads,
+            output_heads=dict(human=n_tracks),
+            target_length=target_length,
+            dim_divisible_by=math.gcd(dim // 2, 16),
+            attn_dim_key=kwargs.pop('attn_dim_key', 16),
+            dropout_rate=dropout,
+            attn_dropout=kwargs.pop('attn_dropout', 0.05),
+            pos_dropout=kwargs.pop('pos_dropout', 0.01),
+            window=window,
+            **kwargs,
+        )
+    )
 
-def model_window(model:Enformer) -> int:
+
+def model_window(model: Enformer) -> int:
     "The input length a model was built for (published Enformer: 196,608 bp)."
     return int(getattr(model.config, 'window', 196_608))
 
 # %% ../nbs/07_enformer.ipynb #0013
 class PairAttentionPool(AttentionPool):
     "enformer-pytorch's `AttentionPool` for `pool_size=2`, as a sigmoid of logit differences (same weights, same output)."
+
     def forward(self, x):
-        if self.pool_size != 2 or x.shape[-1] % 2: return super().forward(x)
-        x0, x1 = x[..., 0::2], x[..., 1::2]; d = x0 - x1
-        w = self.to_attn_logits.weight[:, :, 0, 0]                      # the 1x1 conv: (out, in)
+        if self.pool_size != 2 or x.shape[-1] % 2:
+            return super().forward(x)
+        x0, x1 = x[..., 0::2], x[..., 1::2]
+        d = x0 - x1
+        w = self.to_attn_logits.weight[:, :, 0, 0]  # the 1x1 conv: (out, in)
         return x1 + torch.sigmoid(torch.einsum('oi,bin->bon', w, d)) * d  # softmax([l0, l1])[0] = sigmoid(l0 - l1)
 
-def fast_pools(model:Enformer) -> Enformer:
+
+def fast_pools(model: Enformer) -> Enformer:
     "Swap every `AttentionPool` of `model` for `PairAttentionPool` in place (parameters untouched); returns the model."
     for m in model.modules():
-        if type(m) is AttentionPool: m.__class__ = PairAttentionPool
+        if type(m) is AttentionPool:
+            m.__class__ = PairAttentionPool
     return local_batchnorm(model)
 
-def local_batchnorm(model:torch.nn.Module) -> torch.nn.Module:
+
+def local_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     "Make every `SyncBatchNorm` of `model` a plain `BatchNorm1d` in place (weights and statistics untouched); returns the model."
     # enformer-pytorch builds synchronised batch norms whenever a process group exists: they fail on CPUs, and on GPUs they
     # wait for ranks that are not training (pretraining on rank 0). DDP training synchronises them itself (Lightning's sync_batchnorm).
     for m in model.modules():
-        if type(m) is torch.nn.SyncBatchNorm: m.__class__ = torch.nn.BatchNorm1d
+        if type(m) is torch.nn.SyncBatchNorm:
+            m.__class__ = torch.nn.BatchNorm1d
     return model
 
 # %% ../nbs/07_enformer.ipynb #0017
-def peak_bins(arrays:dict, chroms:list, top:float=0.1) -> list:
+def peak_bins(arrays: dict, chroms: list, top: float = 0.1) -> list:
     "(chromosome index, bin) of the local maxima of the summed signal among its strongest `top` fraction of bins: where promoters are."
-    s = np.concatenate([arrays[c].sum(1) for c in chroms]); thr = np.quantile(s, 1 - top)
+    s = np.concatenate([arrays[c].sum(1) for c in chroms])
+    thr = np.quantile(s, 1 - top)
     out = []
     for i, c in enumerate(chroms):
-        v = arrays[c].sum(1); left, right = np.r_[-np.inf, v[:-1]], np.r_[v[1:], -np.inf]
-        out += [(i, int(b)) for b in np.flatnonzero((v >= thr) & (v > 0) & (v >= left) & (v > right))]  # one bin per plateau
+        v = arrays[c].sum(1)
+        left, right = np.r_[-np.inf, v[:-1]], np.r_[v[1:], -np.inf]
+        out += [
+            (i, int(b)) for b in np.flatnonzero((v >= thr) & (v > 0) & (v >= left) & (v > right))
+        ]  # one bin per plateau
     return out
 
-def _batch(genome, arrays, chroms, window, n_out, bin_size, rng, n, rc=True, peaks=None, peak_fraction=0.):
+
+def _batch(genome, arrays, chroms, window, n_out, bin_size, rng, n, rc=True, peaks=None, peak_fraction=0.0):
     "n (one-hot window, target bins) pairs from `chroms`: random, or (with `peak_fraction`) holding a peak; half reverse-complemented."
     crop = (window // bin_size - n_out) // 2
     lens = np.array([len(arrays[c]) for c in chroms], float)
     xs, ys = [], []
     for c in rng.choice(len(chroms), size=n, p=lens / lens.sum()):
-        a = arrays[chroms[c]]; b0 = int(rng.integers(0, max(len(a) - n_out, 0) + 1))  # first target bin
-        if peaks and rng.random() < peak_fraction:   # a peak at a random place among the target bins
-            c, b = peaks[rng.integers(len(peaks))]; a = arrays[chroms[c]]
+        a = arrays[chroms[c]]
+        b0 = int(rng.integers(0, max(len(a) - n_out, 0) + 1))  # first target bin
+        if peaks and rng.random() < peak_fraction:  # a peak at a random place among the target bins
+            c, b = peaks[rng.integers(len(peaks))]
+            a = arrays[chroms[c]]
             b0 = int(np.clip(b - rng.integers(0, n_out), 0, max(len(a) - n_out, 0)))
         center = (b0 - crop) * bin_size + window // 2
-        y = np.zeros((n_out, a.shape[1]), np.float32); y[:min(n_out, len(a) - b0)] = a[b0:b0 + n_out]
+        y = np.zeros((n_out, a.shape[1]), np.float32)
+        y[: min(n_out, len(a) - b0)] = a[b0 : b0 + n_out]
         x = one_hot(genome.window(chroms[c], center, window))
-        if rc and rng.random() < 0.5: x, y = x[::-1, ::-1], y[::-1]  # reverse complement (ACGT -> TGCA) and mirror the bins
-        xs.append(x); ys.append(y)
+        if rc and rng.random() < 0.5:
+            x, y = x[::-1, ::-1], y[::-1]  # reverse complement (ACGT -> TGCA) and mirror the bins
+        xs.append(x)
+        ys.append(y)
     return torch.from_numpy(np.ascontiguousarray(np.stack(xs))), torch.from_numpy(np.ascontiguousarray(np.stack(ys)))
 
+
 @torch.no_grad()
-def predict_region(model:Enformer, genome:Genome, chrom:str, start:int=0, end:int|None=None, batch_size:int=4, head:str='human'):
+def predict_region(
+    model: Enformer,
+    genome: Genome,
+    chrom: str,
+    start: int = 0,
+    end: int | None = None,
+    batch_size: int = 4,
+    head: str = 'human',
+):
     "Predicted tracks (bins, tracks, in counts) over [start, end) of `chrom`, tiling output windows; start on the bin grid."
-    model.eval(); dev = next(model.parameters()).device
-    window = model_window(model); bin_size = 2 ** model.config.num_downsamples; n_out = model.config.target_length
+    model.eval()
+    dev = next(model.parameters()).device
+    window = model_window(model)
+    bin_size = 2**model.config.num_downsamples
+    n_out = model.config.target_length
     crop = (window // bin_size - n_out) // 2
     end = genome.chroms[genome.fasta_name(chrom)] if end is None else end
-    b0s = list(range(start // bin_size, -(-end // bin_size), n_out)); preds = []
+    b0s = list(range(start // bin_size, -(-end // bin_size), n_out))
+    preds = []
     for i in range(0, len(b0s), batch_size):
-        x = np.stack([one_hot(genome.window(chrom, (b - crop) * bin_size + window // 2, window)) for b in b0s[i:i + batch_size]])
+        x = np.stack(
+            [
+                one_hot(genome.window(chrom, (b - crop) * bin_size + window // 2, window))
+                for b in b0s[i : i + batch_size]
+            ]
+        )
         preds.append(model(torch.from_numpy(x).to(dev), head=head).float().cpu())
     p = rearrange(torch.cat(preds), 'w n t -> (w n) t').numpy()
-    if getattr(model.config, 'target_transform', None) == 'log1p': p = np.expm1(p)  # back to counts
-    return p[:-(-end // bin_size) - start // bin_size]
+    if getattr(model.config, 'target_transform', None) == 'log1p':
+        p = np.expm1(p)  # back to counts
+    return p[: -(-end // bin_size) - start // bin_size]
 
-def track_correlation(pred:np.ndarray, obs:np.ndarray) -> np.ndarray:
+
+def track_correlation(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
     "Per-track Pearson r of log1p(pred) vs log1p(obs) over bins."
     p, o = np.log1p(pred), np.log1p(obs)
     p, o = p - p.mean(0), o - o.mean(0)
     return (p * o).sum(0) / np.sqrt((p**2).sum(0) * (o**2).sum(0) + 1e-12)
 
 # %% ../nbs/07_enformer.ipynb #0020
-def pretrain_enformer(fasta:str|Path, # genome FASTA
-                      tracks:str|Path, # bulk track table (`read_tracks`)
-                      out_dir:str|Path, # where `enformer.pt` (checkpoint and final model) goes
-                      steps:int=600, # optimisation steps
-                      batch_size:int=8, # windows per step
-                      lr:float=1e-2, # AdamW learning rate (linear warm-up over the first 5% of steps, then cosine)
-                      seed:int=0, # seed for the weights, the windows and dropout
-                      window:int=WINDOW, # input length in bp
-                      val_chrom:str|None=None, # chromosome held out to report track correlation
-                      target_transform:str|None='log1p', # 'log1p': fit log1p(counts) (None: raw counts, as Enformer)
-                      rc_aug:bool=True, # reverse-complement half the windows (as Enformer): both strands teach every motif
-                      peak_fraction:float=0., # share of windows drawn to hold a CAGE peak (promoters are rare in random windows)
-                      train_window:int|None=None, # length of the training windows (bp); None: `window`. Shorter trains faster, but attention then meets untrained distances at `window`
-                      target_bins:int|None=None, # output bins scored per training window, centred; None: all but 1/8 on each side
-                      loss:str='poisson', # 'poisson' (Enformer) or 'mse' (on the transformed targets)
-                      ckpt_every:int=50, # steps between checkpoints
-                      precision:str='fp32', # 'fp32', or 'bf16' autocast for the forward pass (the loss and the weights stay fp32)
-                      device:str|None=None, # None: CUDA if available
-                      progress:bool=True, # tqdm bar
-                      **model_kw # `small_enformer` settings (dim, depth, heads, ...)
-                     ) -> Enformer:
+def pretrain_enformer(
+    fasta: str | Path,  # genome FASTA
+    tracks: str | Path,  # bulk track table (`read_tracks`)
+    out_dir: str | Path,  # where `enformer.pt` (checkpoint and final model) goes
+    steps: int = 600,  # optimisation steps
+    batch_size: int = 8,  # windows per step
+    lr: float = 1e-2,  # AdamW learning rate (linear warm-up over the first 5% of steps, then cosine)
+    seed: int = 0,  # seed for the weights, the windows and dropout
+    window: int = WINDOW,  # input length in bp
+    val_chrom: str | None = None,  # chromosome held out to report track correlation
+    target_transform: str | None = 'log1p',  # 'log1p': fit log1p(counts) (None: raw counts, as Enformer)
+    rc_aug: bool = True,  # reverse-complement half the windows (as Enformer): both strands teach every motif
+    peak_fraction: float = 0.0,  # share of windows drawn to hold a CAGE peak (promoters are rare in random windows)
+    train_window: int
+    | None = None,  # length of the training windows (bp); None: `window`. Shorter trains faster, but attention then meets untrained distances at `window`
+    target_bins: int | None = None,  # output bins scored per training window, centred; None: all but 1/8 on each side
+    loss: str = 'poisson',  # 'poisson' (Enformer) or 'mse' (on the transformed targets)
+    ckpt_every: int = 50,  # steps between checkpoints
+    precision: str = 'fp32',  # 'fp32', or 'bf16' autocast for the forward pass (the loss and the weights stay fp32)
+    device: str | None = None,  # None: CUDA if available
+    progress: bool = True,  # tqdm bar
+    **model_kw,  # `small_enformer` settings (dim, depth, heads, ...)
+) -> Enformer:
     "Pretrain a small Enformer on bulk tracks; resumes from `out_dir/enformer.pt`; returns the model (eval mode)."
-    dev = default_device(device); out_dir = Path(out_dir); ckpt = out_dir / 'enformer.pt'
-    genome = Genome(fasta); tr = read_tracks(tracks, chrom_sizes=genome.sizes()); arrays, names, bin_size = track_arrays(tr)
-    if bin_size != 128: raise ValueError(f"tracks have {bin_size}-bp bins; Enformer's output bins are 128 bp")
-    for c in arrays: genome.fasta_name(c)
-    if val_chrom is not None and val_chrom not in arrays: raise KeyError(f"val_chrom {val_chrom!r} is not in the tracks ({list(arrays)[:5]}...)")
+    dev = default_device(device)
+    out_dir = Path(out_dir)
+    ckpt = out_dir / 'enformer.pt'
+    genome = Genome(fasta)
+    tr = read_tracks(tracks, chrom_sizes=genome.sizes())
+    arrays, names, bin_size = track_arrays(tr)
+    if bin_size != 128:
+        raise ValueError(f"tracks have {bin_size}-bp bins; Enformer's output bins are 128 bp")
+    for c in arrays:
+        genome.fasta_name(c)
+    if val_chrom is not None and val_chrom not in arrays:
+        raise KeyError(f"val_chrom {val_chrom!r} is not in the tracks ({list(arrays)[:5]}...)")
     chroms = [c for c in arrays if c != val_chrom]
-    if not chroms: raise ValueError("no chromosome left for training once val_chrom is held out")
-    if target_transform not in (None, 'log1p'): raise ValueError(f"target_transform must be None or 'log1p', got {target_transform!r}")
-    if target_transform == 'log1p': arrays = {c: np.log1p(a) for c, a in arrays.items()}
-    key = fingerprint(fasta=Path(fasta), tracks=Path(tracks), batch_size=batch_size, lr=lr, seed=seed, window=window,
-                      val_chrom=val_chrom, steps=steps, target_transform=target_transform, rc_aug=rc_aug, model_kw=model_kw,
-                      **({} if (peak_fraction, loss) == (0., 'poisson') else dict(peak_fraction=peak_fraction, loss=loss)),
-                      **({} if (train_window, target_bins) == (None, None) else dict(train_window=train_window, target_bins=target_bins)),
-                      **({} if precision == 'fp32' else dict(precision=precision)))
-    if loss not in ('poisson', 'mse'): raise ValueError(f"loss must be 'poisson' or 'mse', got {loss!r}")
-    if precision not in ('fp32', 'bf16'): raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    if not chroms:
+        raise ValueError("no chromosome left for training once val_chrom is held out")
+    if target_transform not in (None, 'log1p'):
+        raise ValueError(f"target_transform must be None or 'log1p', got {target_transform!r}")
+    if target_transform == 'log1p':
+        arrays = {c: np.log1p(a) for c, a in arrays.items()}
+    key = fingerprint(
+        fasta=Path(fasta),
+        tracks=Path(tracks),
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        window=window,
+        val_chrom=val_chrom,
+        steps=steps,
+        target_transform=target_transform,
+        rc_aug=rc_aug,
+        model_kw=model_kw,
+        **({} if (peak_fraction, loss) == (0.0, 'poisson') else dict(peak_fraction=peak_fraction, loss=loss)),
+        **(
+            {}
+            if (train_window, target_bins) == (None, None)
+            else dict(train_window=train_window, target_bins=target_bins)
+        ),
+        **({} if precision == 'fp32' else dict(precision=precision)),
+    )
+    if loss not in ('poisson', 'mse'):
+        raise ValueError(f"loss must be 'poisson' or 'mse', got {loss!r}")
+    if precision not in ('fp32', 'bf16'):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     tw = window if train_window is None else int(train_window)
-    if tw % bin_size or not bin_size <= tw <= window: raise ValueError(f"train_window={tw} must be a multiple of {bin_size} bp and at most window={window}")
+    if tw % bin_size or not bin_size <= tw <= window:
+        raise ValueError(f"train_window={tw} must be a multiple of {bin_size} bp and at most window={window}")
     peaks = peak_bins(arrays, chroms) if peak_fraction > 0 else None
     seed_everything(seed)
     model = small_enformer(len(names), window=window, target_transform=target_transform, **model_kw).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    )
     step, history, val = 0, [], None
     state = read_checkpoint(ckpt, map_location=dev, weights_only=False)
     if state is not None:
         if state.get('key') != key:
-            raise ValueError(f"{ckpt} was trained with other settings ({state.get('params')}); use another out_dir or delete it")
-        model.load_state_dict(state['model']); step, history, val = state['step'], state['history'], state.get('val')
-        if 'opt' in state: opt.load_state_dict(state['opt']); sched.load_state_dict(state['sched'])
-    n_out = model.config.target_length if (train_window, target_bins) == (None, None) else (
-        target_bins if target_bins is not None else tw // bin_size - 2 * (tw // bin_size // 8))
+            raise ValueError(
+                f"{ckpt} was trained with other settings ({state.get('params')}); use another out_dir or delete it"
+            )
+        model.load_state_dict(state['model'])
+        step, history, val = state['step'], state['history'], state.get('val')
+        if 'opt' in state:
+            opt.load_state_dict(state['opt'])
+            sched.load_state_dict(state['sched'])
+    n_out = (
+        model.config.target_length
+        if (train_window, target_bins) == (None, None)
+        else (target_bins if target_bins is not None else tw // bin_size - 2 * (tw // bin_size // 8))
+    )
     if not 0 < n_out <= tw // bin_size or (tw // bin_size - n_out) % 2:
-        raise ValueError(f"target_bins={n_out} must be 1..{tw // bin_size} and leave as many bins on each side of the {tw // bin_size}")
-    model.set_target_length(n_out)   # training crop; the model's own (config.target_length) is restored after training
+        raise ValueError(
+            f"target_bins={n_out} must be 1..{tw // bin_size} and leave as many bins on each side of the {tw // bin_size}"
+        )
+    model.set_target_length(n_out)  # training crop; the model's own (config.target_length) is restored after training
+
     def save(final=False):
-        torch_save(dict(key=key, config=model.config.to_dict(), model=model.state_dict(), step=step, history=history, val=val,
-                        track_names=names, params=dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, window=window,
-                                                       val_chrom=val_chrom, target_transform=target_transform, rc_aug=rc_aug,
-                                                       peak_fraction=peak_fraction, loss=loss, train_window=train_window,
-                                                       target_bins=target_bins, precision=precision, **model_kw),
-                        **({} if final else dict(opt=opt.state_dict(), sched=sched.state_dict()))), ckpt)
+        torch_save(
+            dict(
+                key=key,
+                config=model.config.to_dict(),
+                model=model.state_dict(),
+                step=step,
+                history=history,
+                val=val,
+                track_names=names,
+                params=dict(
+                    steps=steps,
+                    batch_size=batch_size,
+                    lr=lr,
+                    seed=seed,
+                    window=window,
+                    val_chrom=val_chrom,
+                    target_transform=target_transform,
+                    rc_aug=rc_aug,
+                    peak_fraction=peak_fraction,
+                    loss=loss,
+                    train_window=train_window,
+                    target_bins=target_bins,
+                    precision=precision,
+                    **model_kw,
+                ),
+                **({} if final else dict(opt=opt.state_dict(), sched=sched.state_dict())),
+            ),
+            ckpt,
+        )
+
     bar = tqdm(total=steps, initial=step, desc='pretrain enformer', disable=not progress)
     trained = step < steps or (val_chrom is not None and val is None)
     while step < steps:
         model.train()
-        x, y = _batch(genome, arrays, chroms, tw, n_out, bin_size, np.random.default_rng([seed, step]), batch_size, rc_aug,
-                      peaks, peak_fraction)
+        x, y = _batch(
+            genome,
+            arrays,
+            chroms,
+            tw,
+            n_out,
+            bin_size,
+            np.random.default_rng([seed, step]),
+            batch_size,
+            rc_aug,
+            peaks,
+            peak_fraction,
+        )
         torch.manual_seed(seed * 1_000_003 + step)  # dropout of this step, the same after a resume
         if precision == 'bf16':
-            with torch.autocast(dev.type, dtype=torch.bfloat16): pred = model(x.to(dev), head='human')
+            with torch.autocast(dev.type, dtype=torch.bfloat16):
+                pred = model(x.to(dev), head='human')
             pred, y = pred.float(), y.to(dev)
-            l = poisson_loss(pred, y) if loss == 'poisson' else ((pred - y) ** 2).mean()   # in fp32
-        elif loss == 'poisson': l = model(x.to(dev), head='human', target=y.to(dev))
-        else: l = ((model(x.to(dev), head='human') - y.to(dev)) ** 2).mean()
-        opt.zero_grad(); l.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
-        step += 1; history.append(l.item()); bar.update(); bar.set_postfix(loss=f'{history[-1]:.3f}')
-        if step % ckpt_every == 0 and step < steps: save()
+            l = poisson_loss(pred, y) if loss == 'poisson' else ((pred - y) ** 2).mean()  # in fp32
+        elif loss == 'poisson':
+            l = model(x.to(dev), head='human', target=y.to(dev))
+        else:
+            l = ((model(x.to(dev), head='human') - y.to(dev)) ** 2).mean()
+        opt.zero_grad()
+        l.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        history.append(l.item())
+        bar.update()
+        bar.set_postfix(loss=f'{history[-1]:.3f}')
+        if step % ckpt_every == 0 and step < steps:
+            save()
     bar.close()
-    model.set_target_length(model.config.target_length); model.eval()
+    model.set_target_length(model.config.target_length)
+    model.eval()
     if val_chrom is not None and val is None:
-        r = track_correlation(predict_region(model, genome, val_chrom), np.expm1(arrays[val_chrom]) if target_transform else arrays[val_chrom])
+        r = track_correlation(
+            predict_region(model, genome, val_chrom),
+            np.expm1(arrays[val_chrom]) if target_transform else arrays[val_chrom],
+        )
         val = dict(chrom=val_chrom, r=dict(zip(names, r.tolist())), mean_r=float(np.nanmean(r)))
-        if progress: print(f"held-out {val_chrom}: mean track r = {val['mean_r']:.3f}")
-    if trained or not ckpt.exists(): save(final=True)
+        if progress:
+            print(f"held-out {val_chrom}: mean track r = {val['mean_r']:.3f}")
+    if trained or not ckpt.exists():
+        save(final=True)
     model.history, model.val, model.track_names, model.trained_bins = history, val, names, n_out
     return model
 
 # %% ../nbs/07_enformer.ipynb #0026
 PUBLISHED = 'EleutherAI/enformer-official-rough'
 
-def _trained_bins(params:dict, config) -> int:
+
+def _trained_bins(params: dict, config) -> int:
     "The central output bins a rosa-pretrained model was trained to predict (all of them for any other model)."
     tw, tb = params.get('train_window'), params.get('target_bins')
-    if tw is None and tb is None: return int(config.target_length)
+    if tw is None and tb is None:
+        return int(config.target_length)
     tw = tw or int(getattr(config, 'window', 196_608))
     return int(tb) if tb is not None else tw // 128 - 2 * (tw // 128 // 8)
 
+
 PUBLISHED_SHAPE = dict(dim=1536, depth=11, heads=8, output_heads=dict(human=5313, mouse=1643), target_length=896)
 
-HF_KEYS = ('transformers_version', 'model_type', 'architectures')   # what transformers adds to a saved config
+HF_KEYS = ('transformers_version', 'model_type', 'architectures')  # what transformers adds to a saved config
+
 
 def published_shape(model) -> bool:
     c = model.config
     return (c.dim, c.depth, c.heads, c.target_length, model_window(model)) == (1536, 11, 8, 896, 196_608)
 
-def tf_gamma(model, on:bool=True):
+
+def tf_gamma(model, on: bool = True):
     "Switch the TensorFlow-matching relative positions on (the published weights were trained with them; they need 196,608-bp inputs)."
     from enformer_pytorch.modeling_enformer import Attention
+
     for m in model.modules():
-        if isinstance(m, Attention): m.use_tf_gamma = on
+        if isinstance(m, Attention):
+            m.use_tf_gamma = on
     return model
 
-def full_size_enformer(seed:int=0, # seed of the random weights
-                       device:str|None=None, # None: CUDA if available
-                      ) -> Enformer:
+
+def full_size_enformer(
+    seed: int = 0,  # seed of the random weights
+    device: str | None = None,  # None: CUDA if available
+) -> Enformer:
     "The published architecture (dim 1,536, 11 layers, 196,608-bp windows, 896 bins, 5,313 human tracks) with random weights: the real shapes, FLOPs and speed where the weights cannot be fetched."
     seed_everything(seed)
     return fast_pools(tf_gamma(Enformer.from_hparams(**PUBLISHED_SHAPE))).eval().to(default_device(device))
 
-def enformer_config(model:Enformer) -> dict:
+
+def enformer_config(model: Enformer) -> dict:
     "An Enformer's hyperparameters as a plain dict: what a checkpoint keeps and `enformer_from_config` rebuilds it from."
     return {k: v for k, v in model.config.to_dict().items() if k not in HF_KEYS}
 
-def enformer_from_config(config:dict) -> Enformer:
+
+def enformer_from_config(config: dict) -> Enformer:
     "An Enformer with fresh weights from saved hyperparameters (`Enformer.from_hparams`), set up as rosa runs it: TF-matching positions at the published shape, paired pools, local batch norms."
     model = Enformer.from_hparams(**{k: v for k, v in config.items() if k not in HF_KEYS})
-    if published_shape(model): tf_gamma(model)
+    if published_shape(model):
+        tf_gamma(model)
     return fast_pools(model)
 
-def load_enformer(path_or_name:str|Path=PUBLISHED, # checkpoint file/folder, save_pretrained folder, or a hub name
-                  device:str|None=None # None: CUDA if available
-                 ) -> Enformer:
+
+def load_enformer(
+    path_or_name: str | Path = PUBLISHED,  # checkpoint file/folder, save_pretrained folder, or a hub name
+    device: str | None = None,  # None: CUDA if available
+) -> Enformer:
     "An Enformer in eval mode on `device`: a small rosa checkpoint or published weights (local files only)."
     from enformer_pytorch import from_pretrained
-    dev = default_device(device); p = Path(path_or_name)
-    if p.is_dir() and (p / 'enformer.pt').exists(): p = p / 'enformer.pt'
+
+    dev = default_device(device)
+    p = Path(path_or_name)
+    if p.is_dir() and (p / 'enformer.pt').exists():
+        p = p / 'enformer.pt'
     if p.is_file():
-        try: state = torch.load(p, map_location='cpu', weights_only=False)
-        except Exception as e: raise ValueError(f"{p} is not a readable torch checkpoint (corrupt or half-written?)") from e
-        if not isinstance(state, dict) or 'config' not in state: raise ValueError(f"{p} is not a rosa Enformer checkpoint (no config)")
+        try:
+            state = torch.load(p, map_location='cpu', weights_only=False)
+        except Exception as e:
+            raise ValueError(f"{p} is not a readable torch checkpoint (corrupt or half-written?)") from e
+        if not isinstance(state, dict) or 'config' not in state:
+            raise ValueError(f"{p} is not a rosa Enformer checkpoint (no config)")
         model = enformer_from_config(state['config'])
         model.load_state_dict(state['model'])
-        model.history, model.val, model.track_names = state.get('history', []), state.get('val'), state.get('track_names')
+        model.history, model.val, model.track_names = (
+            state.get('history', []),
+            state.get('val'),
+            state.get('track_names'),
+        )
         model.trained_bins = _trained_bins(state.get('params', {}), model.config)
     elif p.is_dir():
         model = from_pretrained(str(p), local_files_only=True)
     else:
-        try: model = from_pretrained(str(path_or_name), local_files_only=True,
-                                     **({'target_length': 896} if str(path_or_name) == PUBLISHED else {}))
-        except OSError as e: raise _no_weights(path_or_name) from e
-    if published_shape(model): tf_gamma(model)   # the published weights saved in a local folder, too
+        try:
+            model = from_pretrained(
+                str(path_or_name),
+                local_files_only=True,
+                **({'target_length': 896} if str(path_or_name) == PUBLISHED else {}),
+            )
+        except OSError as e:
+            raise _no_weights(path_or_name) from e
+    if published_shape(model):
+        tf_gamma(model)  # the published weights saved in a local folder, too
     return fast_pools(model).eval().to(dev)
 
-def _no_weights(path_or_name) -> FileNotFoundError:
-    return FileNotFoundError(f"Enformer weights {str(path_or_name)!r} are neither a local file/folder nor in the Hugging Face cache, and rosa never "
-                             f"downloads: run enformer_pytorch.from_pretrained({str(path_or_name)!r}) once with network")
 
-def enformer_weights(path_or_name:str|Path # as for `load_enformer`
-                    ):
+def _no_weights(path_or_name) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"Enformer weights {str(path_or_name)!r} are neither a local file/folder nor in the Hugging Face cache, and rosa never "
+        f"downloads: run enformer_pytorch.from_pretrained({str(path_or_name)!r}) once with network"
+    )
+
+
+def enformer_weights(
+    path_or_name: str | Path,  # as for `load_enformer`
+):
     "Where `load_enformer` would find these weights, without loading them (the same error when it would not)."
-    if Path(path_or_name).exists(): return Path(path_or_name)
+    if Path(path_or_name).exists():
+        return Path(path_or_name)
     try:
         from huggingface_hub import try_to_load_from_cache
-        if isinstance(try_to_load_from_cache(str(path_or_name), 'config.json'), str): return str(path_or_name)
-    except Exception: pass   # not a hub name, or no hub cache
+
+        if isinstance(try_to_load_from_cache(str(path_or_name), 'config.json'), str):
+            return str(path_or_name)
+    except Exception:
+        pass  # not a hub name, or no hub cache
     raise _no_weights(path_or_name)
 
 # %% ../nbs/07_enformer.ipynb #0032
 HUMAN_CAGE = range(4675, 5313)
 
-def cage_track_indices(model:Enformer, cage_tracks=None) -> list:
+
+def cage_track_indices(model: Enformer, cage_tracks=None) -> list:
     "Indices of the head's CAGE tracks: given, or the published model's human CAGE tracks, or all tracks of a small model."
     n = model.output_heads['human']
-    if cage_tracks is None: cage_tracks = HUMAN_CAGE if n == 5313 else range(n)
+    if cage_tracks is None:
+        cage_tracks = HUMAN_CAGE if n == 5313 else range(n)
     idx = [int(i) for i in cage_tracks]
-    if not idx or min(idx) < 0 or max(idx) >= n: raise IndexError(f"cage_tracks must be in 0..{n - 1}, got {idx[:5]}...")
+    if not idx or min(idx) < 0 or max(idx) >= n:
+        raise IndexError(f"cage_tracks must be in 0..{n - 1}, got {idx[:5]}...")
     return idx
+
 
 def model_digest(model) -> str:
     h = hashlib.sha256()
-    for k, v in model.state_dict().items(): h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 # %% ../nbs/07_enformer.ipynb #a0e6eb62
-def gene_windows(candidates:pd.DataFrame, # `gene_tss` rows (gene_key, chrom, tss: 0-based), in gene order
-                 window:int, # input length (bp)
-                 bin_size:int=128, # bp per output bin
-                 n_out:int=896, # output bins (the central ones of the window)
-                 span:int|None=None, # central output bins a TSS may fall in (None: all of them less `margin` on each side)
-                 margin:int=0, # output bins kept free at each edge (for neighbouring-bin readouts)
-                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def gene_windows(
+    candidates: pd.DataFrame,  # `gene_tss` rows (gene_key, chrom, tss: 0-based), in gene order
+    window: int,  # input length (bp)
+    bin_size: int = 128,  # bp per output bin
+    n_out: int = 896,  # output bins (the central ones of the window)
+    span: int | None = None,  # central output bins a TSS may fall in (None: all of them less `margin` on each side)
+    margin: int = 0,  # output bins kept free at each edge (for neighbouring-bin readouts)
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     "One window per gene placed so that all its candidate TSSs fall in the central `span` output bins (more windows only where they spread wider): the windows, and the candidates with their window and output bin."
     span = n_out - 2 * margin if span is None else int(span)
     if not 1 <= span <= n_out - 2 * margin:
-        raise ValueError(f"span={span} must be 1..{n_out - 2 * margin} (the {n_out} output bins less margin={margin} on each side)")
-    lo = (n_out - span) // 2                          # the first output bin a TSS may fall in
+        raise ValueError(
+            f"span={span} must be 1..{n_out - 2 * margin} (the {n_out} output bins less margin={margin} on each side)"
+        )
+    lo = (n_out - span) // 2  # the first output bin a TSS may fall in
     c = candidates.reset_index(drop=True)
-    gbin = c.tss.to_numpy(np.int64) // bin_size       # the TSS's bin on the genome's 128-bp grid
-    win = np.empty(len(c), np.int64); rows = []
+    gbin = c.tss.to_numpy(np.int64) // bin_size  # the TSS's bin on the genome's 128-bp grid
+    win = np.empty(len(c), np.int64)
+    rows = []
     for gene, idx in c.groupby('gene_key', sort=False).indices.items():
-        idx = idx[np.argsort(gbin[idx], kind='stable')]; g = gbin[idx]; i = 0
+        idx = idx[np.argsort(gbin[idx], kind='stable')]
+        g = gbin[idx]
+        i = 0
         while i < len(g):
             j = int(np.searchsorted(g, g[i] + span))  # the candidates within `span` bins of the first left over
-            s = g[i] - (span - (g[j - 1] - g[i] + 1) + 1) // 2   # the cluster in the middle of the span
-            rows.append((gene, c.chrom.iat[idx[0]], (s - lo + n_out // 2) * bin_size)); win[idx[i:j]] = len(rows) - 1
+            s = g[i] - (span - (g[j - 1] - g[i] + 1) + 1) // 2  # the cluster in the middle of the span
+            rows.append((gene, c.chrom.iat[idx[0]], (s - lo + n_out // 2) * bin_size))
+            win[idx[i:j]] = len(rows) - 1
             i = j
     windows = pd.DataFrame(rows, columns=['gene_key', 'chrom', 'center'])
     c['window'] = win
@@ -474,114 +739,183 @@ def gene_windows(candidates:pd.DataFrame, # `gene_tss` rows (gene_key, chrom, ts
 # %% ../nbs/07_enformer.ipynb #6b4464dc
 class WindowSequences(torch.utils.data.Dataset):
     "One-hot windows (length, 4) read lazily from a FASTA, each process opening its own handle (safe in DataLoader workers)."
-    def __init__(self, fasta:str|Path|Genome, # the genome
-                 chroms, centers, # each window's chromosome and centre (0-based, as `Genome.window`)
-                 length:int # window length (bp); N-padded past chromosome ends
-                ):
+
+    def __init__(
+        self,
+        fasta: str | Path | Genome,  # the genome
+        chroms,
+        centers,  # each window's chromosome and centre (0-based, as `Genome.window`)
+        length: int,  # window length (bp); N-padded past chromosome ends
+    ):
         g = fasta if isinstance(fasta, Genome) else Genome(fasta)
         self.path, self.chrom_map, self.length = g.path, g.chrom_map, int(length)
         self.chroms, self.centers = [str(c) for c in chroms], np.asarray(centers, np.int64)
-        for c in dict.fromkeys(self.chroms): g.fasta_name(c)    # fail now, naming the chromosome, not mid-run
+        for c in dict.fromkeys(self.chroms):
+            g.fasta_name(c)  # fail now, naming the chromosome, not mid-run
         self._genome, self._pid = g, os.getpid()
-    def __len__(self): return len(self.centers)
-    def __getitem__(self, i:int) -> torch.Tensor:
-        if self._pid != os.getpid(): self._genome, self._pid = Genome(self.path, self.chrom_map), os.getpid()  # a forked worker: its own file handle
+
+    def __len__(self):
+        return len(self.centers)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if self._pid != os.getpid():
+            self._genome, self._pid = (
+                Genome(self.path, self.chrom_map),
+                os.getpid(),
+            )  # a forked worker: its own file handle
         return torch.from_numpy(one_hot(self._genome.window(self.chroms[i], self.centers[i], self.length)))
 
 # %% ../nbs/07_enformer.ipynb #6f2be25c
-def _trunk_tokens(model:Enformer, x:torch.Tensor) -> torch.Tensor:
+def _trunk_tokens(model: Enformer, x: torch.Tensor) -> torch.Tensor:
     "Enformer's trunk up to the transformer's output: (batch, tokens, dim), before the crop and the pointwise layer."
     h = model.conv_tower(model.stem(rearrange(x, 'b n d -> b d n')))
     return model.transformer(rearrange(h, 'b d n -> b n d'))
 
-def tss_outputs(model:Enformer, # an Enformer in eval mode
-                x:torch.Tensor, # (windows, length, 4) one-hot, on the model's device
-                win:torch.Tensor, # (slots,) each slot's window in `x`
-                bins:torch.Tensor, # (slots,) its output bin (0..target_length-1)
-                cage_idx:list, # the head's tracks to score
-                neighbours:int=0, # also the embeddings of this many bins on each side
-                rc_average:bool=True, # average with the reverse-complement window's outputs at the same genomic bins
-                trunk=None, # the trunk function (default `_trunk_tokens`; a compiled one)
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+
+def tss_outputs(
+    model: Enformer,  # an Enformer in eval mode
+    x: torch.Tensor,  # (windows, length, 4) one-hot, on the model's device
+    win: torch.Tensor,  # (slots,) each slot's window in `x`
+    bins: torch.Tensor,  # (slots,) its output bin (0..target_length-1)
+    cage_idx: list,  # the head's tracks to score
+    neighbours: int = 0,  # also the embeddings of this many bins on each side
+    rc_average: bool = True,  # average with the reverse-complement window's outputs at the same genomic bins
+    trunk=None,  # the trunk function (default `_trunk_tokens`; a compiled one)
+) -> tuple[torch.Tensor, torch.Tensor]:
     "The head's `cage_idx` tracks at each slot's bin (slots, tracks) and the embeddings at it and its neighbours (slots, 2k+1, 2 dim): nothing else is computed past the transformer."
     n_out, k = model.crop_final.target_length, int(neighbours)
-    lin = model._heads['human'][0]; W, b = lin.weight[cage_idx], lin.bias[cage_idx]
+    lin = model._heads['human'][0]
+    W, b = lin.weight[cage_idx], lin.bias[cage_idx]
     off = torch.arange(-k, k + 1, device=x.device)
+
     def one(xx, bb):
-        h = (trunk or _trunk_tokens)(model, xx); crop = (h.shape[1] - n_out) // 2
-        e = model.final_pointwise(h[win[:, None], crop + bb[:, None] + off])    # only the bins asked for
+        h = (trunk or _trunk_tokens)(model, xx)
+        crop = (h.shape[1] - n_out) // 2
+        e = model.final_pointwise(h[win[:, None], crop + bb[:, None] + off])  # only the bins asked for
         return torch.nn.functional.softplus(torch.nn.functional.linear(e[:, k], W, b)), e
+
     cage, emb = one(x, bins)
-    if rc_average:   # the reverse strand's bins run backwards: the same genomic bins are n_out - 1 - b, neighbours mirrored
+    if (
+        rc_average
+    ):  # the reverse strand's bins run backwards: the same genomic bins are n_out - 1 - b, neighbours mirrored
         c2, e2 = one(x.flip(1, 2), n_out - 1 - bins)
         cage, emb = (cage + c2) / 2, (emb + e2.flip(1)) / 2
     return cage, emb
 
 # %% ../nbs/07_enformer.ipynb #2288e076
-def embed_tss(candidates:pd.DataFrame, # `gene_tss` rows of the genes to embed
-              fasta:str|Path|Genome, # genome FASTA (or an open `Genome`)
-              model:Enformer, # `load_enformer` / `pretrain_enformer`
-              store:str|Path, # the `ChunkStore` the outputs stream into (resumed when it exists)
-              span:int|None=None, # central output bins a TSS may fall in; None: those the model was trained on, less `neighbours`
-              neighbours:int=2, # embeddings kept for this many bins on each side of every TSS (for the `bins` and `top` rules)
-              cage_tracks=None, # CAGE track indices; default see `cage_track_indices`
-              batch_size:int=8, # windows per forward pass
-              chunk:int=64, # windows per chunk of the store (the unit of resumption)
-              rc_average:bool=True, # average each window with its reverse complement
-              precision:str='auto', # 'bf16' (autocast) or 'fp32'; 'auto': bf16 on GPUs and bf16-native CPUs, fp32 elsewhere
-              compile:bool=False, # `torch.compile` the trunk first
-              num_workers:int=0, # DataLoader processes reading the FASTA
-              rank:int|None=None, world:int|None=None, # this process's share of the chunks (None: torch.distributed's, or 0 of 1)
-              device:str|None=None, # None: CUDA if available
-              progress:bool=True, # tqdm bar (windows/s, ETA)
-             ) -> pd.DataFrame|None:
+def embed_tss(
+    candidates: pd.DataFrame,  # `gene_tss` rows of the genes to embed
+    fasta: str | Path | Genome,  # genome FASTA (or an open `Genome`)
+    model: Enformer,  # `load_enformer` / `pretrain_enformer`
+    store: str | Path,  # the `ChunkStore` the outputs stream into (resumed when it exists)
+    span: int
+    | None = None,  # central output bins a TSS may fall in; None: those the model was trained on, less `neighbours`
+    neighbours: int = 2,  # embeddings kept for this many bins on each side of every TSS (for the `bins` and `top` rules)
+    cage_tracks=None,  # CAGE track indices; default see `cage_track_indices`
+    batch_size: int = 8,  # windows per forward pass
+    chunk: int = 64,  # windows per chunk of the store (the unit of resumption)
+    rc_average: bool = True,  # average each window with its reverse complement
+    precision: str = 'auto',  # 'bf16' (autocast) or 'fp32'; 'auto': bf16 on GPUs and bf16-native CPUs, fp32 elsewhere
+    compile: bool = False,  # `torch.compile` the trunk first
+    num_workers: int = 0,  # DataLoader processes reading the FASTA
+    rank: int | None = None,
+    world: int | None = None,  # this process's share of the chunks (None: torch.distributed's, or 0 of 1)
+    device: str | None = None,  # None: CUDA if available
+    progress: bool = True,  # tqdm bar (windows/s, ETA)
+) -> pd.DataFrame | None:
     "Every candidate TSS's predicted CAGE (at its bin) and embeddings (its bin and neighbours) into a resumable store; the candidates with their window, bin, store row and CAGE (None while other processes' chunks are unfinished)."
-    dev = default_device(device); model = model.eval().to(dev); prec = job_precision(precision, dev)
+    dev = default_device(device)
+    model = model.eval().to(dev)
+    prec = job_precision(precision, dev)
     genome = fasta if isinstance(fasta, Genome) else Genome(fasta)
-    window, bin_size, n_out = model_window(model), 2 ** model.config.num_downsamples, model.config.target_length
-    if span is None: span = min(getattr(model, 'trained_bins', n_out), n_out - 2 * neighbours)
+    window, bin_size, n_out = model_window(model), 2**model.config.num_downsamples, model.config.target_length
+    if span is None:
+        span = min(getattr(model, 'trained_bins', n_out), n_out - 2 * neighbours)
     windows, cand = gene_windows(candidates, window, bin_size, n_out, span=span, margin=neighbours)
     cage_idx = cage_track_indices(model, cage_tracks)
     seqs = WindowSequences(genome, windows.chrom, windows.center, window)
     n_chunks = max(1, -(-len(windows) // chunk))
-    cand = cand.iloc[np.argsort(cand.window.to_numpy(), kind='stable')].reset_index(drop=True)   # window by window: a chunk's rows are consecutive
+    cand = cand.iloc[np.argsort(cand.window.to_numpy(), kind='stable')].reset_index(
+        drop=True
+    )  # window by window: a chunk's rows are consecutive
     first = np.searchsorted(cand.window.to_numpy(), np.arange(0, n_chunks * chunk + 1, chunk))
     rows = int(np.diff(first).max())
-    cand['row'] = (cand.window.to_numpy() // chunk) * rows + (np.arange(len(cand)) - first[cand.window.to_numpy() // chunk])
-    key = dict(weights=model_digest(model), genome=genome.path.resolve(), chrom_map=genome.chrom_map,
-               windows=fingerprint(w=windows.to_dict('list'), c=cand[['window', 'bin']].to_dict('list')),
-               readout=dict(cage=cage_idx, neighbours=neighbours, rc=rc_average, window=window, n_out=n_out), precision=prec)
-    cs = ChunkStore(store, n_chunks, rows, dict(cage=((len(cage_idx),), 'float32'), emb=((2 * neighbours + 1, model.dim * 2), 'float32')), key)
+    cand['row'] = (cand.window.to_numpy() // chunk) * rows + (
+        np.arange(len(cand)) - first[cand.window.to_numpy() // chunk]
+    )
+    key = dict(
+        weights=model_digest(model),
+        genome=genome.path.resolve(),
+        chrom_map=genome.chrom_map,
+        windows=fingerprint(w=windows.to_dict('list'), c=cand[['window', 'bin']].to_dict('list')),
+        readout=dict(cage=cage_idx, neighbours=neighbours, rc=rc_average, window=window, n_out=n_out),
+        precision=prec,
+    )
+    cs = ChunkStore(
+        store,
+        n_chunks,
+        rows,
+        dict(cage=((len(cage_idx),), 'float32'), emb=((2 * neighbours + 1, model.dim * 2), 'float32')),
+        key,
+    )
     rank, world = job_shard(rank, world)
     todo = cs.todo(rank, world)
     trunk = torch.compile(_trunk_tokens, dynamic=True) if compile else _trunk_tokens
     if todo:
-        batches = [list(range(i * chunk + j, min(i * chunk + j + batch_size, (i + 1) * chunk, len(windows))))
-                   for i in todo for j in range(0, chunk, batch_size) if i * chunk + j < len(windows)]
-        dl = torch.utils.data.DataLoader(seqs, batch_sampler=batches, num_workers=num_workers, pin_memory=dev.type == 'cuda',
-                                         persistent_workers=False)
+        batches = [
+            list(range(i * chunk + j, min(i * chunk + j + batch_size, (i + 1) * chunk, len(windows))))
+            for i in todo
+            for j in range(0, chunk, batch_size)
+            if i * chunk + j < len(windows)
+        ]
+        dl = torch.utils.data.DataLoader(
+            seqs,
+            batch_sampler=batches,
+            num_workers=num_workers,
+            pin_memory=dev.type == 'cuda',
+            persistent_workers=False,
+        )
         bar = tqdm(total=sum(map(len, batches)), unit='window', desc='enformer windows', disable=not progress)
         wins, bins = cand.window.to_numpy(), cand.bin.to_numpy()
         parts, current = [], None
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == 'bf16'):
             for ids, x in zip(batches, dl):
                 i = ids[0] // chunk
-                if current is not None and i != current: cs.write(current, **join_parts(parts)); parts = []
+                if current is not None and i != current:
+                    cs.write(current, **join_parts(parts))
+                    parts = []
                 current = i
                 sel = slice(np.searchsorted(wins, ids[0]), np.searchsorted(wins, ids[-1], side='right'))
-                w = torch.as_tensor(wins[sel] - ids[0], device=dev); b = torch.as_tensor(bins[sel], device=dev)
-                cage, emb = tss_outputs(model, x.to(dev, non_blocking=True), w, b, cage_idx, neighbours, rc_average, trunk)
-                parts.append(dict(cage=cage.float().cpu().numpy(), emb=emb.float().cpu().numpy())); bar.update(len(ids))
-            if current is not None: cs.write(current, **join_parts(parts))
+                w = torch.as_tensor(wins[sel] - ids[0], device=dev)
+                b = torch.as_tensor(bins[sel], device=dev)
+                cage, emb = tss_outputs(
+                    model, x.to(dev, non_blocking=True), w, b, cage_idx, neighbours, rc_average, trunk
+                )
+                parts.append(dict(cage=cage.float().cpu().numpy(), emb=emb.float().cpu().numpy()))
+                bar.update(len(ids))
+            if current is not None:
+                cs.write(current, **join_parts(parts))
         bar.close()
-    if world > 1: barrier('enformer windows')    # the other ranks' chunks
-    if not cs.complete: return None
+    if world > 1:
+        barrier('enformer windows')  # the other ranks' chunks
+    if not cs.complete:
+        return None
     cand['cage'] = cs['cage'][...][cand.row.to_numpy()].mean(1)
-    cand.attrs.update(store=str(cs.path), n_windows=len(windows), n_computed=sum(min(chunk, len(windows) - i * chunk) for i in todo),
-                      span=span, neighbours=neighbours, precision=prec, window=window, cage_tracks=len(cage_idx))
+    cand.attrs.update(
+        store=str(cs.path),
+        n_windows=len(windows),
+        n_computed=sum(min(chunk, len(windows) - i * chunk) for i in todo),
+        span=span,
+        neighbours=neighbours,
+        precision=prec,
+        window=window,
+        cage_tracks=len(cage_idx),
+    )
     return cand
 
-def join_parts(parts:list) -> dict: return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+def join_parts(parts: list) -> dict:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 # %% ../nbs/07_enformer.ipynb #1c92ce17
 TSS_RULES = {
@@ -592,103 +926,160 @@ TSS_RULES = {
     'cage_mean': "the mean over every candidate TSS's bin, weighted by its predicted CAGE",
 }
 
-def tss_embedding(cand:pd.DataFrame, # `embed_tss`'s candidates (with row, cage, canonical)
-                  genes:list, # gene keys, in the order of the output rows
-                  rule:str='cage', # a key of `TSS_RULES`
-                  bins:int|None=None, # neighbouring bins on each side for 'bins' and 'top' (None: all the store holds)
-                  top:int=5, # TSSs for 'top'
-                  store:str|Path|None=None, # the store (None: `cand.attrs['store']`, as `embed_tss` returns it)
-                 ) -> tuple[np.ndarray, pd.DataFrame]:
+
+def tss_embedding(
+    cand: pd.DataFrame,  # `embed_tss`'s candidates (with row, cage, canonical)
+    genes: list,  # gene keys, in the order of the output rows
+    rule: str = 'cage',  # a key of `TSS_RULES`
+    bins: int | None = None,  # neighbouring bins on each side for 'bins' and 'top' (None: all the store holds)
+    top: int = 5,  # TSSs for 'top'
+    store: str | Path | None = None,  # the store (None: `cand.attrs['store']`, as `embed_tss` returns it)
+) -> tuple[np.ndarray, pd.DataFrame]:
     "A gene embedding (genes, d) from the store by a TSS rule, read chunk by chunk; and per gene its primary TSS (the strongest, the canonical for 'center') with its CAGE, window and bin."
     import scipy.sparse as sp
-    if rule not in TSS_RULES: raise ValueError(f"unknown TSS rule {rule!r}; choose one of {list(TSS_RULES)}")
-    cs = ChunkStore.open(store or cand.attrs['store']); emb = cs['emb']; K = (emb.shape[1] - 1) // 2
+
+    if rule not in TSS_RULES:
+        raise ValueError(f"unknown TSS rule {rule!r}; choose one of {list(TSS_RULES)}")
+    cs = ChunkStore.open(store or cand.attrs['store'])
+    emb = cs['emb']
+    K = (emb.shape[1] - 1) // 2
     b = K if bins is None else int(bins)
-    if not 0 <= b <= K: raise ValueError(f"bins={b}: the store holds {K} neighbouring bins on each side (embed with neighbours >= {b})")
+    if not 0 <= b <= K:
+        raise ValueError(f"bins={b}: the store holds {K} neighbouring bins on each side (embed with neighbours >= {b})")
     missing = sorted(set(genes) - set(cand.gene_key))
-    if missing: raise KeyError(f"{len(missing)} genes have no candidate in the store, e.g. {missing[:5]}")
+    if missing:
+        raise KeyError(f"{len(missing)} genes have no candidate in the store, e.g. {missing[:5]}")
     c = cand[cand.gene_key.isin(set(genes))]
     ranked = c.sort_values(['cage', 'canonical'], ascending=False, kind='stable')
     gi = pd.Index(genes).get_indexer
-    if rule == 'center': pick = c[c.canonical]
-    elif rule == 'top': pick = ranked.groupby('gene_key', sort=False).head(top)
-    elif rule == 'cage_mean': pick = c
-    else: pick = ranked.groupby('gene_key', sort=False).head(1)
+    if rule == 'center':
+        pick = c[c.canonical]
+    elif rule == 'top':
+        pick = ranked.groupby('gene_key', sort=False).head(top)
+    elif rule == 'cage_mean':
+        pick = c
+    else:
+        pick = ranked.groupby('gene_key', sort=False).head(1)
     w = np.ones(len(pick))
-    if rule == 'cage_mean': w = pick.cage.to_numpy(np.float64) + 1e-12     # all-zero CAGE: the plain mean
+    if rule == 'cage_mean':
+        w = pick.cage.to_numpy(np.float64) + 1e-12  # all-zero CAGE: the plain mean
     rows = gi(pick.gene_key)
     w = w / np.bincount(rows, weights=w, minlength=len(genes))[rows]
     G = sp.csr_matrix((w, (rows, pick.row.to_numpy())), shape=(len(genes), emb.shape[0]))
-    bw = np.zeros(2 * K + 1); spread = b if rule in ('bins', 'top') else 0
-    bw[K - spread:K + spread + 1] = 1 / (2 * spread + 1)
+    bw = np.zeros(2 * K + 1)
+    spread = b if rule in ('bins', 'top') else 0
+    bw[K - spread : K + spread + 1] = 1 / (2 * spread + 1)
     out = np.zeros((len(genes), emb.shape[2]))
     for r0 in range(0, emb.shape[0], cs.rows):
-        Gc = G[:, r0:r0 + cs.rows]
-        if Gc.nnz: out += Gc @ np.einsum('rkd,k->rd', np.nan_to_num(emb[r0:r0 + cs.rows]), bw)
-    first = (c[c.canonical] if rule == 'center' else ranked.groupby('gene_key', sort=False).head(1)).set_index('gene_key').loc[list(genes)]
+        Gc = G[:, r0 : r0 + cs.rows]
+        if Gc.nnz:
+            out += Gc @ np.einsum('rkd,k->rd', np.nan_to_num(emb[r0 : r0 + cs.rows]), bw)
+    first = (
+        (c[c.canonical] if rule == 'center' else ranked.groupby('gene_key', sort=False).head(1))
+        .set_index('gene_key')
+        .loc[list(genes)]
+    )
     return out.astype(np.float32), first
 
 # %% ../nbs/07_enformer.ipynb #90a5b481
 @torch.inference_mode()
-def embed_genes(adata, # AnnData; var index = unversioned gene ids
-                transcripts:pd.DataFrame|Annotation|str|Path, # `read_annotation(gtf).transcripts`, an `Annotation` or a GTF
-                fasta:str|Path|Genome, # genome FASTA (or an open `Genome`)
-                model:Enformer, # `load_enformer` / `pretrain_enformer`
-                store:str|Path|None=None, # the resumable store of the TSS outputs (None: a temporary folder)
-                rule:str='cage', # how a gene's TSSs make its embedding: a key of `TSS_RULES`
-                key_added:str='enformer', # varm key for the embeddings
-                bins:int|None=None, top:int=5, # the 'bins' / 'top' rules' settings (`tss_embedding`)
-                **kwargs, # `embed_tss` settings: batch_size, span, neighbours, cage_tracks, rc_average, precision, num_workers, device, progress...
-               ) -> pd.DataFrame:
+def embed_genes(
+    adata,  # AnnData; var index = unversioned gene ids
+    transcripts: pd.DataFrame | Annotation | str | Path,  # `read_annotation(gtf).transcripts`, an `Annotation` or a GTF
+    fasta: str | Path | Genome,  # genome FASTA (or an open `Genome`)
+    model: Enformer,  # `load_enformer` / `pretrain_enformer`
+    store: str | Path | None = None,  # the resumable store of the TSS outputs (None: a temporary folder)
+    rule: str = 'cage',  # how a gene's TSSs make its embedding: a key of `TSS_RULES`
+    key_added: str = 'enformer',  # varm key for the embeddings
+    bins: int | None = None,
+    top: int = 5,  # the 'bins' / 'top' rules' settings (`tss_embedding`)
+    **kwargs,  # `embed_tss` settings: batch_size, span, neighbours, cage_tracks, rc_average, precision, num_workers, device, progress...
+) -> pd.DataFrame:
     "Embed every gene of `adata` from its candidate TSSs' Enformer outputs into `adata.varm[key_added]`; returns the scored candidates."
     if not isinstance(transcripts, pd.DataFrame):
         transcripts = (transcripts if isinstance(transcripts, Annotation) else read_annotation(transcripts)).transcripts
-    if rule not in TSS_RULES: raise ValueError(f"unknown TSS rule {rule!r}; choose one of {list(TSS_RULES)}")
+    if rule not in TSS_RULES:
+        raise ValueError(f"unknown TSS rule {rule!r}; choose one of {list(TSS_RULES)}")
     genes = list(adata.var_names)
     known = set(transcripts.gene_key) | set(transcripts.gene_id)
     missing = [g for g in genes if g not in known]
-    if missing: raise KeyError(f"{len(missing)} genes of adata.var have no candidate TSS in the transcripts, e.g. {', '.join(missing[:5])}")
+    if missing:
+        raise KeyError(
+            f"{len(missing)} genes of adata.var have no candidate TSS in the transcripts, e.g. {', '.join(missing[:5])}"
+        )
     if store is None:
-        import tempfile; store = Path(tempfile.mkdtemp(prefix='rosa-enformer-'))/'tss.zarr'
+        import tempfile
+
+        store = Path(tempfile.mkdtemp(prefix='rosa-enformer-')) / 'tss.zarr'
     cand = embed_tss(gene_tss(transcripts, genes), fasta, model, store, **kwargs)
-    if cand is None: return None                 # other processes' chunks are still to come
+    if cand is None:
+        return None  # other processes' chunks are still to come
     to_key = {**dict(zip(transcripts.gene_id, transcripts.gene_key)), **{k: k for k in transcripts.gene_key}}
     keys = [to_key[g] for g in genes]
     emb, best = tss_embedding(cand, keys, rule, bins=bins, top=top)
     canonical = set(transcripts.transcript_id[transcripts.canonical])
+
     def pick(ts):  # the canonical transcript when it starts here, else the first
-        ts = ts.split(','); return next((t for t in ts if t in canonical), ts[0])
+        ts = ts.split(',')
+        return next((t for t in ts if t in canonical), ts[0])
+
     adata.varm[key_added] = emb
     v = adata.var
-    v['tss'] = best.tss.to_numpy(np.int64); v['tss_transcript'] = [pick(s) for s in best.transcripts]
-    v['tss_cage'] = best.cage.to_numpy(np.float32); v['tss_bin'] = best.bin.to_numpy(np.int64)
+    v['tss'] = best.tss.to_numpy(np.int64)
+    v['tss_transcript'] = [pick(s) for s in best.transcripts]
+    v['tss_cage'] = best.cage.to_numpy(np.float32)
+    v['tss_bin'] = best.bin.to_numpy(np.int64)
     v['tss_window'] = best.window.to_numpy(np.int64)
     v['n_tss'] = cand.groupby('gene_key').size().reindex(best.index).to_numpy(np.int64)
-    v['chrom'] = best.chrom.to_numpy(str); v['strand'] = best.strand.to_numpy(str)
+    v['chrom'] = best.chrom.to_numpy(str)
+    v['strand'] = best.strand.to_numpy(str)
     a = cand.attrs
-    adata.uns[key_added] = dict(rule=rule, window=a['window'], cage_tracks=a['cage_tracks'], n_candidates=len(cand),
-                                n_windows=a['n_windows'], n_computed=a['n_computed'], store=a['store'], span=a['span'],
-                                neighbours=a['neighbours'], precision=a['precision'], rc_average=kwargs.get('rc_average', True))
+    adata.uns[key_added] = dict(
+        rule=rule,
+        window=a['window'],
+        cage_tracks=a['cage_tracks'],
+        n_candidates=len(cand),
+        n_windows=a['n_windows'],
+        n_computed=a['n_computed'],
+        store=a['store'],
+        span=a['span'],
+        neighbours=a['neighbours'],
+        precision=a['precision'],
+        rc_average=kwargs.get('rc_average', True),
+    )
     cand['chosen'] = pd.MultiIndex.from_frame(cand[['gene_key', 'tss']]).isin(list(zip(best.index, best.tss)))
     return cand
 
 # %% ../nbs/07_enformer.ipynb #0041
-def plot_cage(model:Enformer, fasta:str|Path|Genome, tracks:pd.DataFrame, chrom:str, start:int, end:int,
-              track:int|None=None, # a track index; None: the mean over tracks
-              ax=None):
+def plot_cage(
+    model: Enformer,
+    fasta: str | Path | Genome,
+    tracks: pd.DataFrame,
+    chrom: str,
+    start: int,
+    end: int,
+    track: int | None = None,  # a track index; None: the mean over tracks
+    ax=None,
+):
     "Observed vs predicted bulk CAGE over [start, end) of `chrom`; returns the axes."
     import matplotlib.pyplot as plt
+
     genome = fasta if isinstance(fasta, Genome) else Genome(fasta)
     arrays, names, bin_size = track_arrays(tracks)
     start = start // bin_size * bin_size
-    pred = predict_region(model, genome, chrom, start, end); obs = arrays[chrom][start // bin_size:start // bin_size + len(pred)]
+    pred = predict_region(model, genome, chrom, start, end)
+    obs = arrays[chrom][start // bin_size : start // bin_size + len(pred)]
     sel = (lambda v: v.mean(1)) if track is None else (lambda v: v[:, track])
-    if ax is None: _, ax = plt.subplots(figsize=(7, 2.2))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 2.2))
     x = start + bin_size * np.arange(len(pred))
-    ax.fill_between(x, sel(obs), step='post', alpha=.5, label='observed', color='grey')
+    ax.fill_between(x, sel(obs), step='post', alpha=0.5, label='observed', color='grey')
     ax.plot(x, sel(pred), drawstyle='steps-post', label='predicted', color='C3', lw=1)
     r = track_correlation(sel(pred)[:, None], sel(obs)[:, None])[0]
-    ax.set(xlabel=f'{chrom} position', ylabel='CAGE' + ('' if track is None else f' ({names[track]})'),
-           title=f'{chrom}:{start:,}-{end:,}  r(log1p) = {r:.2f}')
+    ax.set(
+        xlabel=f'{chrom} position',
+        ylabel='CAGE' + ('' if track is None else f' ({names[track]})'),
+        title=f'{chrom}:{start:,}-{end:,}  r(log1p) = {r:.2f}',
+    )
     ax.legend(frameon=False, fontsize=8)
     return ax

@@ -4,19 +4,28 @@
 
 # %% ../nbs/08_esm.ipynb #0003
 from __future__ import annotations
-import hashlib, math, re, warnings
+import hashlib
+import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 import esm
 from esm.model.esm2 import ESM2
 from tqdm.auto import tqdm
 
-from .core import default_device, seed_everything, torch_save, read_checkpoint, translate, reverse_complement, strip_version
+from rosa.core import (
+    default_device,
+    seed_everything,
+    torch_save,
+    read_checkpoint,
+    translate,
+    reverse_complement,
+    strip_version,
+)
 from .reference import Annotation, Genome, read_annotation
 from .store import ChunkStore, job_shard, job_precision
 from .distributed import barrier
@@ -26,67 +35,89 @@ __all__ = ['translate_cds', 'read_proteins', 'small_esm', 'save_esm', 'pretrain_
            'add_esm', 'family_similarity', 'plot_similarity']
 
 # %% ../nbs/08_esm.ipynb #0008
-def translate_cds(cds:str, # coding sequence, 5'->3', starting with the start codon
-                  name:str='CDS', # what to call it in errors (e.g. the transcript id)
-                 ) -> str:
+def translate_cds(
+    cds: str,  # coding sequence, 5'->3', starting with the start codon
+    name: str = 'CDS',  # what to call it in errors (e.g. the transcript id)
+) -> str:
     "Translate a complete CDS with the standard code; the terminal stop codon, if present, is dropped."
     cds = cds.upper()
-    if len(cds) % 3: raise ValueError(f"{name}: CDS length {len(cds)} is not a multiple of 3")
+    if len(cds) % 3:
+        raise ValueError(f"{name}: CDS length {len(cds)} is not a multiple of 3")
     prot = translate(cds)
-    if prot.endswith('*'): prot = prot[:-1]  # GENCODE's CDS rows exclude the stop codon; others include it
-    if not prot.startswith('M'): raise ValueError(f"{name}: CDS does not start with ATG (first codon {cds[:3]!r})")
-    if '*' in prot: raise ValueError(f"{name}: internal stop codon at amino acid {prot.index('*') + 1}")
+    if prot.endswith('*'):
+        prot = prot[:-1]  # GENCODE's CDS rows exclude the stop codon; others include it
+    if not prot.startswith('M'):
+        raise ValueError(f"{name}: CDS does not start with ATG (first codon {cds[:3]!r})")
+    if '*' in prot:
+        raise ValueError(f"{name}: internal stop codon at amino acid {prot.index('*') + 1}")
     return prot
 
 # %% ../nbs/08_esm.ipynb #0011
-def _protein_of(tx:pd.DataFrame, genome:Genome) -> str:
+def _protein_of(tx: pd.DataFrame, genome: Genome) -> str:
     "Translate one transcript's CDS rows (in genomic order)."
     tid, chrom, strand = tx.transcript_id.iat[0], tx.chrom.iat[0], tx.strand.iat[0]
     seq = ''.join(genome.fetch(chrom, s, e) for s, e in zip(tx.start, tx.end))
-    if strand == '-': seq = reverse_complement(seq)  # = the pieces in transcript order, each reverse-complemented
+    if strand == '-':
+        seq = reverse_complement(seq)  # = the pieces in transcript order, each reverse-complemented
     return translate_cds(seq, tid)
 
-def read_proteins(annotation:Annotation|str|Path, # an `Annotation`, or a GTF with CDS rows (read by `read_annotation`)
-                  genome:Genome|str|Path, # a `Genome`, or its FASTA
-                  genes:list|None=None, # gene ids to keep (versioned or not; default: every gene of the annotation)
-                  strict:bool=True, # raise on a CDS that does not translate cleanly (else warn, no protein)
-                 ) -> pd.Series:
+
+def read_proteins(
+    annotation: Annotation | str | Path,  # an `Annotation`, or a GTF with CDS rows (read by `read_annotation`)
+    genome: Genome | str | Path,  # a `Genome`, or its FASTA
+    genes: list | None = None,  # gene ids to keep (versioned or not; default: every gene of the annotation)
+    strict: bool = True,  # raise on a CDS that does not translate cleanly (else warn, no protein)
+) -> pd.Series:
     "Each gene's canonical protein (`None` for genes without CDS), indexed by unversioned gene id."
     ann = annotation if isinstance(annotation, Annotation) else read_annotation(annotation)
     genome = genome if isinstance(genome, Genome) else Genome(genome)
     known = ann.genes.index
     keys = list(known) if genes is None else [strip_version(g) for g in genes]
     unknown = [g for g in keys if g not in known]
-    if unknown: raise KeyError(f"{len(unknown)} genes are not in {ann.gtf or 'the annotation'}, e.g. {unknown[:5]}")
+    if unknown:
+        raise KeyError(f"{len(unknown)} genes are not in {ann.gtf or 'the annotation'}, e.g. {unknown[:5]}")
     cds = ann.cds[ann.cds.gene_key.isin(set(keys))]
     # the transcript to translate: Ensembl_canonical if it is coding, else the longest CDS (ties: first id)
-    tx = (cds.assign(length=cds.end - cds.start).groupby(['gene_key', 'transcript_id'], sort=True)
-             .agg(length=('length', 'sum'), canonical=('canonical', 'any')).reset_index()
-             .sort_values(['gene_key', 'canonical', 'length', 'transcript_id'], ascending=[True, False, False, True])
-             .drop_duplicates('gene_key'))
+    tx = (
+        cds.assign(length=cds.end - cds.start)
+        .groupby(['gene_key', 'transcript_id'], sort=True)
+        .agg(length=('length', 'sum'), canonical=('canonical', 'any'))
+        .reset_index()
+        .sort_values(['gene_key', 'canonical', 'length', 'transcript_id'], ascending=[True, False, False, True])
+        .drop_duplicates('gene_key')
+    )
     chosen = cds[cds.transcript_id.isin(set(tx.transcript_id))].sort_values(['transcript_id', 'start'])
     for chrom, tid in chosen.drop_duplicates('chrom')[['chrom', 'transcript_id']].itertuples(index=False):
-        try: genome.fasta_name(chrom)  # fail now, naming a transcript, not mid-run
-        except KeyError as e: raise KeyError(f"{tid}: chromosome {chrom!r} is not in the FASTA {genome.describe()}") from e
+        try:
+            genome.fasta_name(chrom)  # fail now, naming a transcript, not mid-run
+        except KeyError as e:
+            raise KeyError(f"{tid}: chromosome {chrom!r} is not in the FASTA {genome.describe()}") from e
     out, bad = dict.fromkeys(keys), []
     for (g, tid), rows in chosen.groupby(['gene_key', 'transcript_id'], sort=False):
-        try: out[g] = _protein_of(rows, genome)
-        except ValueError as e:  # a CDS past a chromosome's end is an IndexError: a genome/annotation mismatch, never skipped
-            if strict: raise
+        try:
+            out[g] = _protein_of(rows, genome)
+        except (
+            ValueError
+        ) as e:  # a CDS past a chromosome's end is an IndexError: a genome/annotation mismatch, never skipped
+            if strict:
+                raise
             bad.append(str(e))
-    if bad: warnings.warn(f"{len(bad)} genes get no protein because their CDS does not translate: {bad[:3]}")
+    if bad:
+        warnings.warn(f"{len(bad)} genes get no protein because their CDS does not translate: {bad[:3]}")
     return pd.Series(out, name='protein', dtype=object).rename_axis('gene_key')
 
 # %% ../nbs/08_esm.ipynb #0021
-def small_esm(num_layers:int=2, # transformer layers
-              embed_dim:int=64, # residue representation size
-              heads:int=4, # attention heads
-              ) -> tuple[ESM2, esm.data.Alphabet]:
+def small_esm(
+    num_layers: int = 2,  # transformer layers
+    embed_dim: int = 64,  # residue representation size
+    heads: int = 4,  # attention heads
+) -> tuple[ESM2, esm.data.Alphabet]:
     "A small ESM-2 with the ESM-1b alphabet, as published ESM-2 models use."
     alphabet = esm.data.Alphabet.from_architecture('ESM-1b')
     return ESM2(num_layers=num_layers, embed_dim=embed_dim, attention_heads=heads, alphabet=alphabet), alphabet
 
-def save_esm(model:ESM2, path:str|Path, **extra) -> Path:
+
+def save_esm(model: ESM2, path: str | Path, **extra) -> Path:
     "Save a small ESM-2 (its shape and weights, plus `extra` such as training state) atomically."
     cfg = dict(num_layers=model.num_layers, embed_dim=model.embed_dim, heads=model.attention_heads)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -95,20 +126,23 @@ def save_esm(model:ESM2, path:str|Path, **extra) -> Path:
 # %% ../nbs/08_esm.ipynb #0024
 _AA = 'LAGVSERTIDPKQNFYMHWC'  # the 20 standard amino acids, for BERT's random replacements
 
-def _mask_batch(seqs:list, alphabet, rng:np.random.Generator, crop:int, mask_frac:float=0.15):
+
+def _mask_batch(seqs: list, alphabet, rng: np.random.Generator, crop: int, mask_frac: float = 0.15):
     "Token ids, masked inputs and the chosen positions for one batch of protein strings."
     crops = []
     for s in seqs:
         if len(s) > crop:
-            o = rng.integers(0, len(s) - crop + 1); s = s[o:o + crop]
+            o = rng.integers(0, len(s) - crop + 1)
+            s = s[o : o + crop]
         crops.append(s)
     L = max(map(len, crops)) + 2
     toks = np.full((len(crops), L), alphabet.padding_idx)
     for i, s in enumerate(crops):
         toks[i, 0], toks[i, len(s) + 1] = alphabet.cls_idx, alphabet.eos_idx
-        toks[i, 1:len(s) + 1] = [alphabet.get_idx(c) for c in s]
+        toks[i, 1 : len(s) + 1] = [alphabet.get_idx(c) for c in s]
     residue = np.zeros_like(toks, dtype=bool)
-    for i, s in enumerate(crops): residue[i, 1:len(s) + 1] = True
+    for i, s in enumerate(crops):
+        residue[i, 1 : len(s) + 1] = True
     chosen = residue & (rng.random(toks.shape) < mask_frac)
     u = rng.random(toks.shape)
     inp = toks.copy()
@@ -117,30 +151,35 @@ def _mask_batch(seqs:list, alphabet, rng:np.random.Generator, crop:int, mask_fra
     inp[rand] = [alphabet.get_idx(a) for a in rng.choice(list(_AA), rand.sum())]
     return torch.from_numpy(toks), torch.from_numpy(inp), torch.from_numpy(chosen)
 
-def _lr(step:int, steps:int, lr:float, warmup:int) -> float:
+
+def _lr(step: int, steps: int, lr: float, warmup: int) -> float:
     "Linear warm-up, then cosine decay to a tenth."
-    if step < warmup: return lr * (step + 1) / warmup
+    if step < warmup:
+        return lr * (step + 1) / warmup
     t = (step - warmup) / max(1, steps - warmup)
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 # %% ../nbs/08_esm.ipynb #0026
-def pretrain_esm(proteins, # protein strings (list, or Series/dict whose values are proteins; `None`s are skipped)
-                 out_dir:str|Path, # folder for the checkpoint `esm.pt` (resumed from if present)
-                 steps:int=400, # optimiser steps
-                 seed:int=0, # seeds the initial weights, batches and masks
-                 batch_size:int=16, # proteins per step
-                 crop:int=256, # proteins longer than this are cut to a random window
-                 lr:float=2e-3, # peak learning rate (AdamW)
-                 save_every:int=100, # checkpoint every this many steps
-                 device:str|None=None, # None: CUDA when available
-                 progress:bool=True, # show a progress bar
-                 **model_kw, # shape of the model, passed to `small_esm`
-                ) -> tuple[ESM2, esm.data.Alphabet]:
+def pretrain_esm(
+    proteins,  # protein strings (list, or Series/dict whose values are proteins; `None`s are skipped)
+    out_dir: str | Path,  # folder for the checkpoint `esm.pt` (resumed from if present)
+    steps: int = 400,  # optimiser steps
+    seed: int = 0,  # seeds the initial weights, batches and masks
+    batch_size: int = 16,  # proteins per step
+    crop: int = 256,  # proteins longer than this are cut to a random window
+    lr: float = 2e-3,  # peak learning rate (AdamW)
+    save_every: int = 100,  # checkpoint every this many steps
+    device: str | None = None,  # None: CUDA when available
+    progress: bool = True,  # show a progress bar
+    **model_kw,  # shape of the model, passed to `small_esm`
+) -> tuple[ESM2, esm.data.Alphabet]:
     "Train a small ESM-2 by masked-language modelling on `proteins`; checkpoints atomically and resumes."
-    if isinstance(proteins, dict): proteins = pd.Series(proteins, dtype=object)
+    if isinstance(proteins, dict):
+        proteins = pd.Series(proteins, dtype=object)
     seqs = [p for p in (proteins.values if isinstance(proteins, pd.Series) else proteins) if isinstance(p, str) and p]
-    if not seqs: raise ValueError("pretrain_esm got no proteins to train on")
-    ckpt, device = Path(out_dir)/'esm.pt', default_device(device)
+    if not seqs:
+        raise ValueError("pretrain_esm got no proteins to train on")
+    ckpt, device = Path(out_dir) / 'esm.pt', default_device(device)
     seed_everything(seed)
     model, alphabet = small_esm(**model_kw)
     model.to(device)
@@ -150,51 +189,75 @@ def pretrain_esm(proteins, # protein strings (list, or Series/dict whose values 
     state = read_checkpoint(ckpt, map_location='cpu', weights_only=True)
     if state is not None:
         cfg = dict(num_layers=model.num_layers, embed_dim=model.embed_dim, heads=model.attention_heads)
-        if state.get('cfg') != cfg or {k: v for k, v in state.get('hparams', {}).items() if k != 'steps'} != \
-           {k: v for k, v in hp.items() if k != 'steps'}:
-            raise ValueError(f"{ckpt} was trained with other settings ({state.get('cfg')}, {state.get('hparams')}); "
-                             f"delete it or use another out_dir")
-        model.load_state_dict(state['model']); opt.load_state_dict(state['optimizer'])
+        if state.get('cfg') != cfg or {k: v for k, v in state.get('hparams', {}).items() if k != 'steps'} != {
+            k: v for k, v in hp.items() if k != 'steps'
+        }:
+            raise ValueError(
+                f"{ckpt} was trained with other settings ({state.get('cfg')}, {state.get('hparams')}); "
+                f"delete it or use another out_dir"
+            )
+        model.load_state_dict(state['model'])
+        opt.load_state_dict(state['optimizer'])
         start, losses = state['step'], list(state['losses'])
-    def save(step): save_esm(model, ckpt, optimizer=opt.state_dict(), step=step, losses=losses, hparams=hp)
+
+    def save(step):
+        save_esm(model, ckpt, optimizer=opt.state_dict(), step=step, losses=losses, hparams=hp)
+
     model.train()
     warmup = max(1, steps // 20)
     for step in tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc='pretrain ESM'):
         rng = np.random.default_rng([seed, step])
         batch = [seqs[i] for i in rng.integers(0, len(seqs), batch_size)]
         toks, inp, chosen = (t.to(device) for t in _mask_batch(batch, alphabet, rng, crop))
-        for g in opt.param_groups: g['lr'] = _lr(step, steps, lr, warmup)
+        for g in opt.param_groups:
+            g['lr'] = _lr(step, steps, lr, warmup)
         logits = model(inp)['logits']
         loss = F.cross_entropy(logits[chosen], toks[chosen])
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
         losses.append(loss.item())
-        if (step + 1) % save_every == 0 and step + 1 < steps: save(step + 1)
-    if start < steps or not ckpt.exists(): save(steps)
+        if (step + 1) % save_every == 0 and step + 1 < steps:
+            save(step + 1)
+    if start < steps or not ckpt.exists():
+        save(steps)
     return model.eval(), alphabet
 
 # %% ../nbs/08_esm.ipynb #0032
-def _esm_url(name:str) -> str: return f"https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
+def _esm_url(name: str) -> str:
+    return f"https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 
-def esm_file(name_or_path:str|Path, # model name, a `.pt` file, or a `pretrain_esm` folder
-            ) -> Path:
+
+def esm_file(
+    name_or_path: str | Path,  # model name, a `.pt` file, or a `pretrain_esm` folder
+) -> Path:
     "The local file of an ESM-2 model (a clear FileNotFoundError saying where to put it when there is none)."
     p = Path(name_or_path)
-    if p.is_dir(): p = p/'esm.pt'
+    if p.is_dir():
+        p = p / 'esm.pt'
     if not p.exists() and not str(name_or_path).endswith('.pt'):
-        p = Path(torch.hub.get_dir())/'checkpoints'/f'{name_or_path}.pt'
+        p = Path(torch.hub.get_dir()) / 'checkpoints' / f'{name_or_path}.pt'
     if not p.exists():
         name = Path(str(name_or_path)).stem
-        raise FileNotFoundError(f"ESM model {name_or_path!r} not found at {p}. rosa does not download: fetch "
-                                f"{_esm_url(name)} on a machine with internet and put it at {p} (or pass its path)")
+        raise FileNotFoundError(
+            f"ESM model {name_or_path!r} not found at {p}. rosa does not download: fetch "
+            f"{_esm_url(name)} on a machine with internet and put it at {p} (or pass its path)"
+        )
     return p
 
-def load_esm(name_or_path:str|Path='esm2_t33_650M_UR50D', # model name, a `.pt` file, or a `pretrain_esm` folder
-             ) -> tuple[ESM2, esm.data.Alphabet]:
+
+def load_esm(
+    name_or_path: str | Path = 'esm2_t33_650M_UR50D',  # model name, a `.pt` file, or a `pretrain_esm` folder
+) -> tuple[ESM2, esm.data.Alphabet]:
     "An ESM-2 model (in eval mode) and its alphabet, from local files only."
     p = esm_file(name_or_path)
     # published checkpoints pickle their config objects, so they need weights_only=False: load only files you trust
-    try: data = torch.load(p, map_location='cpu', weights_only=False)
-    except Exception as e: raise ValueError(f"esm: {p} cannot be read as an ESM-2 checkpoint ({type(e).__name__}); a truncated download? Fetch it again") from e
+    try:
+        data = torch.load(p, map_location='cpu', weights_only=False)
+    except Exception as e:
+        raise ValueError(
+            f"esm: {p} cannot be read as an ESM-2 checkpoint ({type(e).__name__}); a truncated download? Fetch it again"
+        ) from e
     if data.get('format') == 'rosa-esm':
         model, alphabet = small_esm(**data['cfg'])
         model.load_state_dict(data['model'])
@@ -209,160 +272,236 @@ def load_esm(name_or_path:str|Path='esm2_t33_650M_UR50D', # model name, a `.pt` 
     return model.eval(), alphabet
 
 # %% ../nbs/08_esm.ipynb #0040
-def _tiles(n:int, # protein length
-           max_len:int, # residues per tile at most
-           overlap:int=0, # residues consecutive tiles share, at least
-          ) -> list[tuple[int, int, int, int]]:
+def _tiles(
+    n: int,  # protein length
+    max_len: int,  # residues per tile at most
+    overlap: int = 0,  # residues consecutive tiles share, at least
+) -> list[tuple[int, int, int, int]]:
     "Tiles `(start, end, own_start, own_end)` of `range(n)`: the whole when `n <= max_len`, else the fewest tiles of `max_len`, evenly spaced; each residue is owned by the tile whose centre is nearest (where it is farthest from an edge)."
-    if n <= max_len: return [(0, n, 0, n)]
-    if not 0 <= overlap < max_len: raise ValueError(f"overlap={overlap} must be 0..{max_len - 1} (less than max_len)")
-    k = 1 + -(-(n - max_len) // (max_len - overlap))   # k tiles cover max_len + (k - 1) x (max_len - overlap) residues
+    if n <= max_len:
+        return [(0, n, 0, n)]
+    if not 0 <= overlap < max_len:
+        raise ValueError(f"overlap={overlap} must be 0..{max_len - 1} (less than max_len)")
+    k = 1 + -(-(n - max_len) // (max_len - overlap))  # k tiles cover max_len + (k - 1) x (max_len - overlap) residues
     starts = np.round(np.arange(k) * (n - max_len) / (k - 1)).astype(int)
-    cuts = [0, *((starts[:-1] + starts[1:] + max_len) // 2), n]   # midway between consecutive tiles' centres
+    cuts = [0, *((starts[:-1] + starts[1:] + max_len) // 2), n]  # midway between consecutive tiles' centres
     return [(int(s), int(s) + max_len, int(a), int(b)) for s, a, b in zip(starts, cuts[:-1], cuts[1:])]
 
-def _batches(lengths:list, # residues of each piece
-             tokens:int, # budget of a batch: rows x (its longest piece + 2)
-             batch_size:int|None=None, # at most this many rows too
-            ) -> list[list[int]]:
+
+def _batches(
+    lengths: list,  # residues of each piece
+    tokens: int,  # budget of a batch: rows x (its longest piece + 2)
+    batch_size: int | None = None,  # at most this many rows too
+) -> list[list[int]]:
     "Indices of `lengths` in batches, longest first, each within the token budget (a piece above it alone; `tokens=0`: every piece alone)."
     out = []
-    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):   # stable: equal lengths in input order
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):  # stable: equal lengths in input order
         b = out[-1] if out else None
-        if b and (len(b) + 1) * (lengths[b[0]] + 2) <= tokens and (batch_size is None or len(b) < batch_size): b.append(i)
-        else: out.append([i])
+        if b and (len(b) + 1) * (lengths[b[0]] + 2) <= tokens and (batch_size is None or len(b) < batch_size):
+            b.append(i)
+        else:
+            out.append([i])
     return out
 
-def _embed_chunk(model:ESM2, convert, seqs:list, layer:int, max_len:int, overlap:int, tokens:int, batch_size:int|None,
-                 device:torch.device, bar=None) -> np.ndarray:
+
+def _embed_chunk(
+    model: ESM2,
+    convert,
+    seqs: list,
+    layer: int,
+    max_len: int,
+    overlap: int,
+    tokens: int,
+    batch_size: int | None,
+    device: torch.device,
+    bar=None,
+) -> np.ndarray:
     "The embeddings (len(seqs), d) float32 of one chunk of proteins: its tiles in token-budget batches, each residue from the tile that owns it."
     pieces = [(i, *t) for i, s in enumerate(seqs) for t in _tiles(len(s), max_len, overlap)]
-    left = np.bincount([p[0] for p in pieces], minlength=len(seqs))   # pieces still to run, per protein
+    left = np.bincount([p[0] for p in pieces], minlength=len(seqs))  # pieces still to run, per protein
     sums = np.zeros((len(seqs), model.embed_dim), np.float64)
     for b in _batches([e - s for _, s, e, _, _ in pieces], tokens, batch_size):
         batch = [pieces[j] for j in b]
         _, _, toks = convert([('', seqs[i][s:e]) for i, s, e, _, _ in batch])
         rep = model(toks.to(device, non_blocking=True), repr_layers=[layer])['representations'][layer]
         # the owned residues of each row (+1: <cls>), summed in float64 on the device; one copy to the host per batch
-        part = torch.stack([r[1 + a - s:1 + z - s].double().sum(0) for r, (_, s, _, a, z) in zip(rep, batch)]).cpu().numpy()
-        for (i, *_), t in zip(batch, part): sums[i] += t; left[i] -= 1
-        if bar is not None: bar.update(int(sum(left[i] == 0 for i in {p[0] for p in batch})))
+        part = (
+            torch.stack([r[1 + a - s : 1 + z - s].double().sum(0) for r, (_, s, _, a, z) in zip(rep, batch)])
+            .cpu()
+            .numpy()
+        )
+        for (i, *_), t in zip(batch, part):
+            sums[i] += t
+            left[i] -= 1
+        if bar is not None:
+            bar.update(int(sum(left[i] == 0 for i in {p[0] for p in batch})))
     return (sums / np.array([len(s) for s in seqs], np.float64)[:, None]).astype(np.float32)
+
 
 def _weights_digest(model) -> str:
     "A digest of a model's parameter names and values (any dtype)."
     h = hashlib.sha256()
     for k, v in model.state_dict().items():
-        h.update(k.encode()); h.update(v.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(k.encode())
+        h.update(v.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
 
-def embed_proteins(model:ESM2, # an ESM-2 (from `small_esm`, `pretrain_esm` or `load_esm`)
-                   alphabet:esm.data.Alphabet, # its alphabet
-                   proteins, # protein strings (list or Series)
-                   tokens:int|None=None, # tokens per forward pass: rows x (longest piece + <cls>/<eos>); None: 16,384 on CUDA, one window a pass elsewhere
-                   batch_size:int|None=None, # at most this many pieces per forward pass as well (None: the token budget alone)
-                   layer:int=-1, # which layer's representations (-1: the last)
-                   max_len:int=1022, # longer proteins are tiled into windows of this many residues
-                   overlap:int=256, # residues consecutive windows share, at least
-                   precision:str='auto', # 'bf16' (autocast) or 'fp32'; 'auto': bf16 on GPUs and bf16-native CPUs, fp32 elsewhere
-                   store:str|Path|None=None, # a `ChunkStore` the embeddings stream into, resumed when it exists (None: in memory)
-                   chunk:int=512, # proteins per chunk: chunk j is proteins j x chunk .. (j + 1) x chunk - 1 (the unit of resumption)
-                   rank:int|None=None, world:int|None=None, # this process's share of the chunks (None: torch.distributed's, or 0 of 1)
-                   device:str|None=None, # None: CUDA when available
-                   progress:bool=True, # show a progress bar (proteins/s)
-                  ) -> np.ndarray|None:
+
+def embed_proteins(
+    model: ESM2,  # an ESM-2 (from `small_esm`, `pretrain_esm` or `load_esm`)
+    alphabet: esm.data.Alphabet,  # its alphabet
+    proteins,  # protein strings (list or Series)
+    tokens: int
+    | None = None,  # tokens per forward pass: rows x (longest piece + <cls>/<eos>); None: 16,384 on CUDA, one window a pass elsewhere
+    batch_size: int | None = None,  # at most this many pieces per forward pass as well (None: the token budget alone)
+    layer: int = -1,  # which layer's representations (-1: the last)
+    max_len: int = 1022,  # longer proteins are tiled into windows of this many residues
+    overlap: int = 256,  # residues consecutive windows share, at least
+    precision: str = 'auto',  # 'bf16' (autocast) or 'fp32'; 'auto': bf16 on GPUs and bf16-native CPUs, fp32 elsewhere
+    store: str
+    | Path
+    | None = None,  # a `ChunkStore` the embeddings stream into, resumed when it exists (None: in memory)
+    chunk: int = 512,  # proteins per chunk: chunk j is proteins j x chunk .. (j + 1) x chunk - 1 (the unit of resumption)
+    rank: int | None = None,
+    world: int | None = None,  # this process's share of the chunks (None: torch.distributed's, or 0 of 1)
+    device: str | None = None,  # None: CUDA when available
+    progress: bool = True,  # show a progress bar (proteins/s)
+) -> np.ndarray | None:
     "Per-protein embeddings (n, d) float32, the mean residue representation of `layer`; None while other processes' chunks of the store are unfinished."
     seqs = list(proteins.values if isinstance(proteins, pd.Series) else proteins)
     empty = [i for i, s in enumerate(seqs) if not isinstance(s, str) or not s]
-    if empty: raise ValueError(f"embed_proteins got {len(empty)} missing/empty proteins (e.g. index {empty[0]})")
+    if empty:
+        raise ValueError(f"embed_proteins got {len(empty)} missing/empty proteins (e.g. index {empty[0]})")
     layer = layer if layer >= 0 else model.num_layers + 1 + layer
-    if not 0 <= layer <= model.num_layers: raise ValueError(f"layer {layer} out of range for {model.num_layers} layers")
-    if not 0 <= overlap < max_len: raise ValueError(f"overlap={overlap} must be 0..{max_len - 1} (less than max_len)")
-    if not seqs: return np.zeros((0, model.embed_dim), np.float32)
-    dev = default_device(device); prec = job_precision(precision, dev)
-    if tokens is None: tokens = 16_384 if dev.type == 'cuda' else 0   # 0: every window alone; on a CPU batches were slower
+    if not 0 <= layer <= model.num_layers:
+        raise ValueError(f"layer {layer} out of range for {model.num_layers} layers")
+    if not 0 <= overlap < max_len:
+        raise ValueError(f"overlap={overlap} must be 0..{max_len - 1} (less than max_len)")
+    if not seqs:
+        return np.zeros((0, model.embed_dim), np.float32)
+    dev = default_device(device)
+    prec = job_precision(precision, dev)
+    if tokens is None:
+        tokens = 16_384 if dev.type == 'cuda' else 0  # 0: every window alone; on a CPU batches were slower
     rank, world = job_shard(rank, world)
-    if not 0 <= rank < world: raise ValueError(f"rank={rank} must be 0..{world - 1} (world={world})")
-    if world > 1 and store is None: raise ValueError("embed_proteins with world > 1 needs a store: each process writes its chunks there")
+    if not 0 <= rank < world:
+        raise ValueError(f"rank={rank} must be 0..{world - 1} (world={world})")
+    if world > 1 and store is None:
+        raise ValueError("embed_proteins with world > 1 needs a store: each process writes its chunks there")
     n_chunks = max(1, -(-len(seqs) // chunk))
-    if store is None: cs, todo, out = None, list(range(n_chunks)), np.zeros((len(seqs), model.embed_dim), np.float32)
+    if store is None:
+        cs, todo, out = None, list(range(n_chunks)), np.zeros((len(seqs), model.embed_dim), np.float32)
     else:
         # tokens, batch_size and the device change only the batching, not what is computed: not part of the key
-        key = dict(weights=_weights_digest(model), proteins=hashlib.sha256('\n'.join(seqs).encode()).hexdigest()[:16],
-                   embedding='mean residue representation', layer=layer, max_len=max_len, overlap=overlap, precision=prec)
+        key = dict(
+            weights=_weights_digest(model),
+            proteins=hashlib.sha256('\n'.join(seqs).encode()).hexdigest()[:16],
+            embedding='mean residue representation',
+            layer=layer,
+            max_len=max_len,
+            overlap=overlap,
+            precision=prec,
+        )
         cs = ChunkStore(store, n_chunks, chunk, dict(emb=((model.embed_dim,), 'float32')), key)
         todo = cs.todo(rank, world)
     if todo:
-        model = model.eval().to(dev); convert = alphabet.get_batch_converter()
-        bar = tqdm(total=sum(min(chunk, len(seqs) - c * chunk) for c in todo), unit='protein', desc='embed proteins', disable=not progress)
+        model = model.eval().to(dev)
+        convert = alphabet.get_batch_converter()
+        bar = tqdm(
+            total=sum(min(chunk, len(seqs) - c * chunk) for c in todo),
+            unit='protein',
+            desc='embed proteins',
+            disable=not progress,
+        )
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == 'bf16'):
             for c in todo:
                 lo, hi = c * chunk, min((c + 1) * chunk, len(seqs))
                 emb = _embed_chunk(model, convert, seqs[lo:hi], layer, max_len, overlap, tokens, batch_size, dev, bar)
-                if cs is None: out[lo:hi] = emb
-                else: cs.write(c, emb=emb)
+                if cs is None:
+                    out[lo:hi] = emb
+                else:
+                    cs.write(c, emb=emb)
         bar.close()
-    if cs is None: return out
-    if world > 1: barrier('ESM-2 chunks')    # the other ranks' chunks
-    return cs['emb'][:len(seqs)] if cs.complete else None
+    if cs is None:
+        return out
+    if world > 1:
+        barrier('ESM-2 chunks')  # the other ranks' chunks
+    return cs['emb'][: len(seqs)] if cs.complete else None
 
 # %% ../nbs/08_esm.ipynb #0043
-def add_esm(adata, # AnnData, var index = unversioned gene ids
-            proteins, # gene id -> protein or None, e.g. from `read_proteins`
-            model:ESM2, # the protein language model
-            alphabet:esm.data.Alphabet, # its alphabet
-            key_added:str='esm', # writes varm[key_added]
-            **kwargs, # passed to `embed_proteins` (tokens, batch_size, layer, max_len, overlap, precision, store, chunk, rank, world, device, progress)
-           ):
+def add_esm(
+    adata,  # AnnData, var index = unversioned gene ids
+    proteins,  # gene id -> protein or None, e.g. from `read_proteins`
+    model: ESM2,  # the protein language model
+    alphabet: esm.data.Alphabet,  # its alphabet
+    key_added: str = 'esm',  # writes varm[key_added]
+    **kwargs,  # passed to `embed_proteins` (tokens, batch_size, layer, max_len, overlap, precision, store, chunk, rank, world, device, progress)
+):
     "Write protein embeddings to `adata.varm[key_added]` (zeros for genes without protein) and `var['has_protein']`; None (adata untouched) while other processes' chunks of the store are unfinished."
     proteins = pd.Series(proteins, dtype=object) if isinstance(proteins, dict) else proteins
     genes = adata.var_names
     unknown = genes[~genes.isin(proteins.index)]
-    if len(unknown): raise KeyError(f"{len(unknown)} genes of adata have no entry in proteins (not in the annotation? "
-                                    f"gene ids must be unversioned), e.g. {list(unknown[:5])}")
+    if len(unknown):
+        raise KeyError(
+            f"{len(unknown)} genes of adata have no entry in proteins (not in the annotation? "
+            f"gene ids must be unversioned), e.g. {list(unknown[:5])}"
+        )
     p = proteins.reindex(genes)
     has = np.array([isinstance(s, str) and len(s) > 0 for s in p.values])
     emb = np.zeros((len(genes), model.embed_dim), np.float32)
     if has.any():
         e = embed_proteins(model, alphabet, list(p.values[has]), **kwargs)
-        if e is None: return None
+        if e is None:
+            return None
         emb[has] = e
     adata.varm[key_added] = emb
     adata.var['has_protein'] = has
-    adata.uns[key_added] = dict(embedding='mean residue representation', model=type(model).__name__,
-                                num_layers=model.num_layers, embed_dim=model.embed_dim,
-                                layer=kwargs.get('layer', -1), n_without_protein=int((~has).sum()),
-                                precision=job_precision(kwargs.get('precision', 'auto'), default_device(kwargs.get('device'))),
-                                **({'store': str(kwargs['store'])} if kwargs.get('store') is not None else {}))
+    adata.uns[key_added] = dict(
+        embedding='mean residue representation',
+        model=type(model).__name__,
+        num_layers=model.num_layers,
+        embed_dim=model.embed_dim,
+        layer=kwargs.get('layer', -1),
+        n_without_protein=int((~has).sum()),
+        precision=job_precision(kwargs.get('precision', 'auto'), default_device(kwargs.get('device'))),
+        **({'store': str(kwargs['store'])} if kwargs.get('store') is not None else {}),
+    )
     return adata
 
 # %% ../nbs/08_esm.ipynb #0046
-def family_similarity(emb:np.ndarray, # (n, d) embeddings
-                      groups, # (n,) group per row (e.g. gene family); rows with a negative or missing group are skipped
-                     ) -> tuple[float, float]:
+def family_similarity(
+    emb: np.ndarray,  # (n, d) embeddings
+    groups,  # (n,) group per row (e.g. gene family); rows with a negative or missing group are skipped
+) -> tuple[float, float]:
     "Mean centred cosine similarity of pairs in the same group and of pairs in different groups."
-    g = pd.Series(np.asarray(groups)); keep = (g.notna() & ~g.astype(str).str.startswith('-')).values
+    g = pd.Series(np.asarray(groups))
+    keep = (g.notna() & ~g.astype(str).str.startswith('-')).values
     x, g = emb[keep] - emb[keep].mean(0), g[keep].values
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     s, same = x @ x.T, g[:, None] == g[None]
     return float(s[same & ~np.eye(len(g), dtype=bool)].mean()), float(s[~same].mean())
 
 # %% ../nbs/08_esm.ipynb #0047
-def plot_similarity(emb:np.ndarray, # (n, d) embeddings
-                    groups, # (n,) group label per row, e.g. gene family
-                    ax=None, # matplotlib axes
-                    max_rows:int=200, # show at most this many rows (the first, in group order)
-                   ):
+def plot_similarity(
+    emb: np.ndarray,  # (n, d) embeddings
+    groups,  # (n,) group label per row, e.g. gene family
+    ax=None,  # matplotlib axes
+    max_rows: int = 200,  # show at most this many rows (the first, in group order)
+):
     "Cosine-similarity heatmap of embeddings, rows ordered by group; returns the axes."
     import matplotlib.pyplot as plt
+
     groups = np.asarray(groups)
     order = np.argsort(groups, kind='stable')[:max_rows]
     x = emb[order] - emb.mean(0)  # centred: the similarity of what differs between genes
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    if ax is None: _, ax = plt.subplots(figsize=(4, 3.5))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 3.5))
     im = ax.imshow(x @ x.T, cmap='RdBu_r', vmin=-1, vmax=1, interpolation='nearest')
     edges = np.flatnonzero(groups[order][1:] != groups[order][:-1]) + 0.5
-    for e in edges: ax.axhline(e, color='k', lw=0.3); ax.axvline(e, color='k', lw=0.3)
+    for e in edges:
+        ax.axhline(e, color='k', lw=0.3)
+        ax.axvline(e, color='k', lw=0.3)
     ax.set(xticks=[], yticks=[], xlabel='genes (by group)', ylabel='genes (by group)')
     ax.figure.colorbar(im, ax=ax, shrink=0.8, label='cosine similarity')
     return ax

@@ -4,7 +4,8 @@
 
 # %% ../nbs/13_evaluation.ipynb #0003
 from __future__ import annotations
-import json, warnings
+import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -27,8 +28,9 @@ __all__ = ['METRICS', 'SUMS', 'pearson', 'spearman', 'r2', 'as_matrix', 'read_bl
 # %% ../nbs/13_evaluation.ipynb #0007
 METRICS = Registry('metric', runtime=('truth', 'pred'))
 
+
 @METRICS.register('pearson')
-def pearson(truth:np.ndarray, pred:np.ndarray) -> np.ndarray:
+def pearson(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     "Pearson correlation of each row of `truth` with the same row of `pred`; NaN where either row is constant."
     t, p = np.asarray(truth, np.float64), np.asarray(pred, np.float64)
     tc, pc = t - t.mean(1, keepdims=True), p - p.mean(1, keepdims=True)
@@ -38,104 +40,141 @@ def pearson(truth:np.ndarray, pred:np.ndarray) -> np.ndarray:
     r[const] = np.nan
     return np.clip(r, -1, 1)
 
+
 @METRICS.register('spearman')
-def spearman(truth:np.ndarray, pred:np.ndarray) -> np.ndarray:
+def spearman(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     "Spearman correlation per row: Pearson on ranks (ties averaged)."
     return pearson(rankdata(truth, axis=1), rankdata(pred, axis=1))
 
+
 @METRICS.register('r2')
-def r2(truth:np.ndarray, pred:np.ndarray) -> np.ndarray:
+def r2(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     "Coefficient of determination per row, 1 - SSE/SST: unlike a correlation it counts the scale and offset; NaN for a constant truth."
     t, p = np.asarray(truth, np.float64), np.asarray(pred, np.float64)
-    sst = ((t - t.mean(1, keepdims=True))**2).sum(1)
-    with np.errstate(invalid='ignore', divide='ignore'): out = 1 - ((t - p)**2).sum(1) / sst
+    sst = ((t - t.mean(1, keepdims=True)) ** 2).sum(1)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        out = 1 - ((t - p) ** 2).sum(1) / sst
     out[sst == 0] = np.nan
     return out
 
-def _rows(t:np.ndarray, p:np.ndarray, metrics) -> dict:
+
+def _rows(t: np.ndarray, p: np.ndarray, metrics) -> dict:
     "Per-row values of each metric, and constancy flags."
     out = {m: METRICS[m].fn(t, p) for m in metrics}
-    out['const_truth'] = t.max(1) == t.min(1); out['const_pred'] = p.max(1) == p.min(1)
+    out['const_truth'] = t.max(1) == t.min(1)
+    out['const_pred'] = p.max(1) == p.min(1)
     return out
 
 # %% ../nbs/13_evaluation.ipynb #0010
-def as_matrix(adata, x, what:str) -> Predictions:
+def as_matrix(adata, x, what: str) -> Predictions:
     "`x` (a layer name, 'X', an array or `Predictions` of shape adata.shape) as `Predictions` read by blocks; `what` names it in errors."
     return as_predictions(x, adata, what)
 
-def read_block(m:Predictions, rows, cols) -> np.ndarray:
+
+def read_block(m: Predictions, rows, cols) -> np.ndarray:
     "The dense values of `m` at cell positions `rows` x gene positions `cols`."
     return m.block(rows, cols)
 
-SUMS = ('pearson', 'r2')   # metrics across cells computed from running sums: one pass over blocks of cells
+
+SUMS = ('pearson', 'r2')  # metrics across cells computed from running sums: one pass over blocks of cells
+
 
 def _column_sums(T, P, rows, cols, step) -> dict:
     "Per gene (column) over `rows`: n, shifted sums of t, p, t², p², tp, (t-p)², and min/max of each; one pass over blocks of rows."
     z = lambda: np.zeros(len(cols))
-    s = dict(t=z(), p=z(), tt=z(), pp=z(), tp=z(), e=z(), tmin=np.full(len(cols), np.inf), tmax=np.full(len(cols), -np.inf))
+    s = dict(
+        t=z(), p=z(), tt=z(), pp=z(), tp=z(), e=z(), tmin=np.full(len(cols), np.inf), tmax=np.full(len(cols), -np.inf)
+    )
     s['pmin'], s['pmax'] = s['tmin'].copy(), s['tmax'].copy()
     shift = None
     for i in range(0, len(rows), step):
-        r = rows[i:i+step]
+        r = rows[i : i + step]
         t, p = T.block(r, cols).astype(np.float64), P.block(r, cols).astype(np.float64)
-        if shift is None: shift = t.mean(0), p.mean(0)        # shifted sums: no cancellation when means dwarf spreads
-        e = ((t - p)**2).sum(0); t, p = t - shift[0], p - shift[1]
-        s['t'] += t.sum(0); s['p'] += p.sum(0); s['tt'] += (t*t).sum(0); s['pp'] += (p*p).sum(0); s['tp'] += (t*p).sum(0); s['e'] += e
+        if shift is None:
+            shift = t.mean(0), p.mean(0)  # shifted sums: no cancellation when means dwarf spreads
+        e = ((t - p) ** 2).sum(0)
+        t, p = t - shift[0], p - shift[1]
+        s['t'] += t.sum(0)
+        s['p'] += p.sum(0)
+        s['tt'] += (t * t).sum(0)
+        s['pp'] += (p * p).sum(0)
+        s['tp'] += (t * p).sum(0)
+        s['e'] += e
         for k, v in (('t', t), ('p', p)):
-            s[k+'min'] = np.minimum(s[k+'min'], v.min(0)); s[k+'max'] = np.maximum(s[k+'max'], v.max(0))
+            s[k + 'min'] = np.minimum(s[k + 'min'], v.min(0))
+            s[k + 'max'] = np.maximum(s[k + 'max'], v.max(0))
     s['n'] = len(rows)
     return s
 
-def _from_sums(s:dict, metrics) -> dict:
+
+def _from_sums(s: dict, metrics) -> dict:
     "Pearson and R² per column from `_column_sums`, with constancy flags."
     n = s['n']
     with np.errstate(invalid='ignore', divide='ignore'):
-        ct, cp = s['tt'] - s['t']**2 / n, s['pp'] - s['p']**2 / n          # centred sums of squares
+        ct, cp = s['tt'] - s['t'] ** 2 / n, s['pp'] - s['p'] ** 2 / n  # centred sums of squares
         out = {}
-        if 'pearson' in metrics: out['pearson'] = np.clip((s['tp'] - s['t'] * s['p'] / n) / np.sqrt(ct * cp), -1, 1)
-        if 'r2' in metrics: out['r2'] = 1 - s['e'] / ct
+        if 'pearson' in metrics:
+            out['pearson'] = np.clip((s['tp'] - s['t'] * s['p'] / n) / np.sqrt(ct * cp), -1, 1)
+        if 'r2' in metrics:
+            out['r2'] = 1 - s['e'] / ct
     const_t, const_p = s['tmax'] == s['tmin'], s['pmax'] == s['pmin']
-    if 'pearson' in out: out['pearson'][const_t | const_p] = np.nan
-    if 'r2' in out: out['r2'][const_t] = np.nan
+    if 'pearson' in out:
+        out['pearson'][const_t | const_p] = np.nan
+    if 'r2' in out:
+        out['r2'][const_t] = np.nan
     return dict(out, const_truth=const_t, const_pred=const_p)
 
-def _quadrant_columns(T:Predictions, rows, cols, step) -> sp.csc_matrix|np.ndarray:
+
+def _quadrant_columns(T: Predictions, rows, cols, step) -> sp.csc_matrix | np.ndarray:
     "The truth of a quadrant held by columns: CSC from one pass over blocks of rows (truth is sparse), or dense if it is."
-    if getattr(T, 'm', None) is not None and isinstance(T.m, np.ndarray): return T.m[np.ix_(rows, cols)]
-    parts = [sp.csr_matrix(T.block(rows[i:i+step], cols)) for i in range(0, len(rows), step)]
+    if getattr(T, 'm', None) is not None and isinstance(T.m, np.ndarray):
+        return T.m[np.ix_(rows, cols)]
+    parts = [sp.csr_matrix(T.block(rows[i : i + step], cols)) for i in range(0, len(rows), step)]
     return sp.vstack(parts, format='csc') if parts else sp.csc_matrix((0, len(cols)))
 
-def correlations(adata:ad.AnnData, # cells x genes with var['split'], obs['split']
-                 pred, # predictions: `Predictions`, a layer name or an array (n_cells, n_genes)
-                 genes:str|tuple='test', # gene split(s) of the quadrant
-                 cells:str|tuple='test', # cell split(s) of the quadrant
-                 across:str='cells', # 'cells': one correlation per gene; 'genes': one per cell
-                 truth='X', # observed log1p expression: a layer name, an array or `Predictions`
-                 metrics:tuple=('pearson', 'spearman'), # names in METRICS
-                 max_elements:int=20_000_000, # dense values at a time
-                ) -> pd.DataFrame:
+
+def correlations(
+    adata: ad.AnnData,  # cells x genes with var['split'], obs['split']
+    pred,  # predictions: `Predictions`, a layer name or an array (n_cells, n_genes)
+    genes: str | tuple = 'test',  # gene split(s) of the quadrant
+    cells: str | tuple = 'test',  # cell split(s) of the quadrant
+    across: str = 'cells',  # 'cells': one correlation per gene; 'genes': one per cell
+    truth='X',  # observed log1p expression: a layer name, an array or `Predictions`
+    metrics: tuple = ('pearson', 'spearman'),  # names in METRICS
+    max_elements: int = 20_000_000,  # dense values at a time
+) -> pd.DataFrame:
     "Per-gene (across cells) or per-cell (across genes) metrics in one quadrant, with constancy flags."
-    if across not in ('cells', 'genes'): raise ValueError(f"across must be 'cells' or 'genes', got {across!r}")
+    if across not in ('cells', 'genes'):
+        raise ValueError(f"across must be 'cells' or 'genes', got {across!r}")
     METRICS.check(metrics)
     T, P = as_matrix(adata, truth, 'truth'), as_matrix(adata, pred, 'pred')
     rows, cols = np.flatnonzero(split_mask(adata, 'cells', cells)), np.flatnonzero(split_mask(adata, 'genes', genes))
     if across == 'genes':
         step, parts = max(1, max_elements // max(1, len(cols))), []
         for i in range(0, len(rows), step):
-            r = rows[i:i+step]; parts.append(_rows(T.block(r, cols), P.block(r, cols), metrics))
+            r = rows[i : i + step]
+            parts.append(_rows(T.block(r, cols), P.block(r, cols), metrics))
         index = adata.obs_names[rows]
-        res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {m: np.array([]) for m in metrics}
+        res = (
+            {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            if parts
+            else {m: np.array([]) for m in metrics}
+        )
     else:
         step = max(1, max_elements // max(1, len(cols)))
         res = _from_sums(_column_sums(T, P, rows, cols, step), [m for m in metrics if m in SUMS])
         rest = [m for m in metrics if m not in SUMS]
-        if rest:   # exact per gene column: the quadrant's truth by columns, predictions read a group of columns at a time
+        if (
+            rest
+        ):  # exact per gene column: the quadrant's truth by columns, predictions read a group of columns at a time
             Tq, width = _quadrant_columns(T, rows, cols, step), max(1, max_elements // max(1, len(rows)))
             vals = {m: [] for m in rest}
             for j in range(0, len(cols), width):
-                t = Tq[:, j:j+width]; t = t.toarray() if sp.issparse(t) else np.asarray(t)
-                v = _rows(t.T, P.block(rows, cols[j:j+width]).T, rest)
-                for m in rest: vals[m].append(v[m])
+                t = Tq[:, j : j + width]
+                t = t.toarray() if sp.issparse(t) else np.asarray(t)
+                v = _rows(t.T, P.block(rows, cols[j : j + width]).T, rest)
+                for m in rest:
+                    vals[m].append(v[m])
             res.update({m: np.concatenate(v) for m, v in vals.items()})
         res = {**{m: res[m] for m in metrics}, 'const_truth': res['const_truth'], 'const_pred': res['const_pred']}
         index = adata.var_names[cols]
@@ -144,48 +183,67 @@ def correlations(adata:ad.AnnData, # cells x genes with var['split'], obs['split
     return df
 
 # %% ../nbs/13_evaluation.ipynb #90ad5cff
-def bootstrap(statistic, # positions (k, n) of k resamples -> their k values (an array whose first axis is k)
-              n:int, # items, resampled with replacement
-              n_boot:int=1000, # resamples: exactly this many
-              seed:int=0, # seed of the resampling
-              max_draws:int=20_000_000, # positions drawn at a time, at most (k = max_draws // n, at least 1)
-             ) -> np.ndarray:
+def bootstrap(
+    statistic,  # positions (k, n) of k resamples -> their k values (an array whose first axis is k)
+    n: int,  # items, resampled with replacement
+    n_boot: int = 1000,  # resamples: exactly this many
+    seed: int = 0,  # seed of the resampling
+    max_draws: int = 20_000_000,  # positions drawn at a time, at most (k = max_draws // n, at least 1)
+) -> np.ndarray:
     "The bootstrap distribution of `statistic`: its values on `n_boot` resamples of `n` items, drawn in chunks of k resamples to bound memory."
-    if n < 1: raise ValueError(f"bootstrap needs at least one item, got n={n}")
-    if n_boot < 0: raise ValueError(f"n_boot must be non-negative, got {n_boot}")
+    if n < 1:
+        raise ValueError(f"bootstrap needs at least one item, got n={n}")
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be non-negative, got {n_boot}")
     rng, step = np.random.default_rng(seed), max(1, max_draws // n)
     vals = [np.asarray(statistic(rng.integers(0, n, (min(step, n_boot - i), n)))) for i in range(0, n_boot, step)]
     return np.concatenate(vals) if vals else np.empty(0)
 
-def bootstrap_ci(values, # one value per item (NaN ignored)
-                 n_boot:int=1000, # resamples, all of them drawn (`max_draws` only bounds each chunk)
-                 ci:float=0.95, # coverage of the interval
-                 seed:int=0, # seed of the resampling
-                 max_draws:int=20_000_000, # items x resamples drawn at a time, at most
-                ) -> tuple[float, float]:
+
+def bootstrap_ci(
+    values,  # one value per item (NaN ignored)
+    n_boot: int = 1000,  # resamples, all of them drawn (`max_draws` only bounds each chunk)
+    ci: float = 0.95,  # coverage of the interval
+    seed: int = 0,  # seed of the resampling
+    max_draws: int = 20_000_000,  # items x resamples drawn at a time, at most
+) -> tuple[float, float]:
     "Percentile bootstrap interval of the mean over items (resampled with replacement); NaNs when there are fewer than 2 items or no resamples."
-    v = np.asarray(values, np.float64); v = v[~np.isnan(v)]; n = len(v)
-    if n < 2 or n_boot < 1: return np.nan, np.nan
+    v = np.asarray(values, np.float64)
+    v = v[~np.isnan(v)]
+    n = len(v)
+    if n < 2 or n_boot < 1:
+        return np.nan, np.nan
     means = bootstrap(lambda idx: v[idx].mean(1), n, n_boot, seed, max_draws)
     lo, hi = np.quantile(means, [(1 - ci) / 2, (1 + ci) / 2])
     return float(lo), float(hi)
 
-def _record(v:pd.Series, n_const:int, n_boot:int, **key) -> dict:
+
+def _record(v: pd.Series, n_const: int, n_boot: int, **key) -> dict:
     "One row of a quadrant table: the mean of the items' values `v`, its bootstrap interval and the counts."
     lo, hi = bootstrap_ci(v.to_numpy(), n_boot) if n_boot else (np.nan, np.nan)
-    return dict(**key, value=float(v.mean()) if v.notna().any() else np.nan, ci_low=lo, ci_high=hi,
-                n=int(v.notna().sum()), n_const_truth=n_const, n_nan=int(v.isna().sum()))
+    return dict(
+        **key,
+        value=float(v.mean()) if v.notna().any() else np.nan,
+        ci_low=lo,
+        ci_high=hi,
+        n=int(v.notna().sum()),
+        n_const_truth=n_const,
+        n_nan=int(v.isna().sum()),
+    )
 
-def quadrant_metrics(adata:ad.AnnData, # cells x genes with var['split'], obs['split']
-                     pred, # predictions: a layer name or an array (n_cells, n_genes)
-                     truth='X', # observed log1p expression: a layer name or an array
-                     gene_splits:tuple=('train', 'test'), # gene splits to evaluate
-                     cell_splits:tuple=('train', 'test'), # cell splits to evaluate
-                     metrics:tuple=('pearson', 'spearman'), # names in METRICS
-                     max_elements:int=20_000_000, # dense values at a time
-                     n_boot:int=1000, # bootstrap resamples of the items for the intervals (0: none)
-                     units:dict|None=None, # if a dict: filled with each quadrant's per-item values, keyed (genes, cells, metric, across)
-                    ) -> pd.DataFrame:
+
+def quadrant_metrics(
+    adata: ad.AnnData,  # cells x genes with var['split'], obs['split']
+    pred,  # predictions: a layer name or an array (n_cells, n_genes)
+    truth='X',  # observed log1p expression: a layer name or an array
+    gene_splits: tuple = ('train', 'test'),  # gene splits to evaluate
+    cell_splits: tuple = ('train', 'test'),  # cell splits to evaluate
+    metrics: tuple = ('pearson', 'spearman'),  # names in METRICS
+    max_elements: int = 20_000_000,  # dense values at a time
+    n_boot: int = 1000,  # bootstrap resamples of the items for the intervals (0: none)
+    units: dict
+    | None = None,  # if a dict: filled with each quadrant's per-item values, keyed (genes, cells, metric, across)
+) -> pd.DataFrame:
     "Tidy table of mean metrics per quadrant (gene split x cell split), metric and direction, with 95% bootstrap intervals over the items."
     recs = []
     for gs in gene_splits:
@@ -196,22 +254,28 @@ def quadrant_metrics(adata:ad.AnnData, # cells x genes with var['split'], obs['s
                 for m in metrics:
                     v = df.loc[ok, m]
                     recs.append(_record(v, int((~ok).sum()), n_boot, genes=gs, cells=cs, metric=m, across=across))
-                    if units is not None: units[(gs, cs, m, across)] = v
+                    if units is not None:
+                        units[(gs, cs, m, across)] = v
     return pd.DataFrame(recs)
 
 # %% ../nbs/13_evaluation.ipynb #07c070ab
-def oracle_prediction(adata:ad.AnnData, # cells x genes with obs['cell_type'], var['split']
-                      truth, # truth AnnData or .h5ad path (cell types x genes, X = log1p(1e4 * rate))
-                      renormalise:bool=True, # renormalise the rates over adata's train genes, as the counts were
-                     ) -> Profiles:
+def oracle_prediction(
+    adata: ad.AnnData,  # cells x genes with obs['cell_type'], var['split']
+    truth,  # truth AnnData or .h5ad path (cell types x genes, X = log1p(1e4 * rate))
+    renormalise: bool = True,  # renormalise the rates over adata's train genes, as the counts were
+) -> Profiles:
     "The type-mean oracle: each cell's type's true log-normalised expression, a profile per type."
-    if not isinstance(truth, ad.AnnData): truth = ad.read_h5ad(truth)
-    if 'cell_type' not in adata.obs: raise KeyError("adata.obs['cell_type'] is missing")
+    if not isinstance(truth, ad.AnnData):
+        truth = ad.read_h5ad(truth)
+    if 'cell_type' not in adata.obs:
+        raise KeyError("adata.obs['cell_type'] is missing")
     gi = truth.var_names.get_indexer(adata.var_names)
-    if (gi < 0).any(): raise KeyError(f"{(gi < 0).sum()} genes are not in the truth, e.g. {list(adata.var_names[gi < 0][:5])}")
+    if (gi < 0).any():
+        raise KeyError(f"{(gi < 0).sum()} genes are not in the truth, e.g. {list(adata.var_names[gi < 0][:5])}")
     types = pd.Index(adata.obs['cell_type'].astype(str))
     ti = truth.obs_names.get_indexer(types)
-    if (ti < 0).any(): raise KeyError(f"cell types not in the truth: {sorted(set(types[ti < 0]))}")
+    if (ti < 0).any():
+        raise KeyError(f"cell types not in the truth: {sorted(set(types[ti < 0]))}")
     X = truth.X.toarray() if sp.issparse(truth.X) else np.asarray(truth.X)
     X = np.asarray(X, np.float64)[:, gi]
     if renormalise:
@@ -220,143 +284,192 @@ def oracle_prediction(adata:ad.AnnData, # cells x genes with obs['cell_type'], v
         X = np.log1p(1e4 * rate / R)
     return Profiles(X.astype(np.float32), ti, names=truth.obs_names)
 
+
 def _pmf_sum(mu, scale, r, n_terms, max_elements):
     "Σ_x pmf(x) log1p(scale x) (NB of size r; Poisson for r None), elements sorted by mean so each group sums only as far as its tail."
-    out = np.zeros(mu.shape); order = np.flatnonzero(mu > 0)
+    out = np.zeros(mu.shape)
+    order = np.flatnonzero(mu > 0)
     order = order[np.argsort(mu[order], kind='stable')]
     i = 0
     while i < len(order):
         K = n_terms(mu[order[min(len(order), i + 512) - 1]])
-        j = min(len(order), i + max(512, max_elements // K)); K = n_terms(mu[order[j - 1]])
-        idx = order[i:j]; m, s = mu[idx], scale[idx]; x = np.arange(K, dtype=np.float64)
-        if r is None: lp = x[None] * np.log(m)[:, None] - m[:, None] - gammaln(x + 1)[None]
-        else: lp = ((gammaln(x + r) - gammaln(r) - gammaln(x + 1))[None] + x[None] * np.log(m / (r + m))[:, None]
-                    + (r * np.log(r / (r + m)))[:, None])
+        j = min(len(order), i + max(512, max_elements // K))
+        K = n_terms(mu[order[j - 1]])
+        idx = order[i:j]
+        m, s = mu[idx], scale[idx]
+        x = np.arange(K, dtype=np.float64)
+        if r is None:
+            lp = x[None] * np.log(m)[:, None] - m[:, None] - gammaln(x + 1)[None]
+        else:
+            lp = (
+                (gammaln(x + r) - gammaln(r) - gammaln(x + 1))[None]
+                + x[None] * np.log(m / (r + m))[:, None]
+                + (r * np.log(r / (r + m)))[:, None]
+            )
         p = np.exp(lp)
-        out[idx] = (p * np.log1p(s[:, None] * x[None])).sum(1) / p.sum(1)   # renormalised over the 1 - tol it covers
+        out[idx] = (p * np.log1p(s[:, None] * x[None])).sum(1) / p.sum(1)  # renormalised over the 1 - tol it covers
         i = j
     return out
 
-def _poisson_log1p(lam, scale, tol, max_elements, exact_below:float=100.):
+
+def _poisson_log1p(lam, scale, tol, max_elements, exact_below: float = 100.0):
     "E[log1p(scale x)], x ~ Poisson(lam): the pmf sum below `exact_below`, third order around the mean above."
-    out = np.empty(lam.shape); small = lam <= exact_below
+    out = np.empty(lam.shape)
+    small = lam <= exact_below
     out[small] = _pmf_sum(lam[small], scale[small], None, lambda m: int(poisson.ppf(1 - tol, m)) + 2, max_elements)
-    l, s = lam[~small], scale[~small]; u = 1 + s * l
+    l, s = lam[~small], scale[~small]
+    u = 1 + s * l
     out[~small] = np.log1p(s * l) - 0.5 * s**2 * l / u**2 + s**3 * l / (3 * u**3)
     return out
 
-def expected_log1p(mu, # means of the counts (any shape)
-                   scale, # the factor inside log1p (target_sum / library), broadcast against mu
-                   dispersion:float=0., # NB over-dispersion φ (variance μ + φμ²); 0: Poisson
-                   max_terms:int=2000, # longest pmf sum; means whose tail is longer go through the gamma mixture
-                   nodes:int=160, # trapezoid nodes over log t of the gamma mixing
-                   tol:float=1e-10, # pmf mass left out of each sum
-                   max_elements:int=4_000_000, # values at a time
-                  ) -> np.ndarray:
+
+def expected_log1p(
+    mu,  # means of the counts (any shape)
+    scale,  # the factor inside log1p (target_sum / library), broadcast against mu
+    dispersion: float = 0.0,  # NB over-dispersion φ (variance μ + φμ²); 0: Poisson
+    max_terms: int = 2000,  # longest pmf sum; means whose tail is longer go through the gamma mixture
+    nodes: int = 160,  # trapezoid nodes over log t of the gamma mixing
+    tol: float = 1e-10,  # pmf mass left out of each sum
+    max_elements: int = 4_000_000,  # values at a time
+) -> np.ndarray:
     "E[log1p(scale · x)] for x ~ NB(mean mu, dispersion), elementwise: the Bayes prediction of a log-normalised count."
     mu, scale = np.broadcast_arrays(np.asarray(mu, np.float64), np.asarray(scale, np.float64))
-    shape = mu.shape; mu, scale = mu.ravel(), scale.ravel()
-    if (mu < 0).any() or not np.isfinite(mu).all(): raise ValueError("mu must be finite and non-negative")
-    if dispersion < 0: raise ValueError(f"dispersion must be non-negative, got {dispersion!r}")
-    if dispersion == 0: return _poisson_log1p(mu, scale, tol, max_elements).reshape(shape)
-    r = 1 / float(dispersion); out = np.empty(mu.shape)
+    shape = mu.shape
+    mu, scale = mu.ravel(), scale.ravel()
+    if (mu < 0).any() or not np.isfinite(mu).all():
+        raise ValueError("mu must be finite and non-negative")
+    if dispersion < 0:
+        raise ValueError(f"dispersion must be non-negative, got {dispersion!r}")
+    if dispersion == 0:
+        return _poisson_log1p(mu, scale, tol, max_elements).reshape(shape)
+    r = 1 / float(dispersion)
+    out = np.empty(mu.shape)
     n_terms = lambda m: int(nbinom.ppf(1 - tol, r, r / (r + m))) + 2
-    grid = np.geomspace(1e-6, max(1., mu.max(initial=0.)), 200); short = np.array([n_terms(g) for g in grid]) <= max_terms
-    exact = mu <= (grid[short].max() if short.any() else -1.)
+    grid = np.geomspace(1e-6, max(1.0, mu.max(initial=0.0)), 200)
+    short = np.array([n_terms(g) for g in grid]) <= max_terms
+    exact = mu <= (grid[short].max() if short.any() else -1.0)
     out[exact] = _pmf_sum(mu[exact], scale[exact], r, n_terms, max_elements)
-    if (~exact).any():   # NB(μ, φ) = Poisson(μ t / r) with t ~ Gamma(r): trapezoid in log t, the Poisson at each node
+    if (~exact).any():  # NB(μ, φ) = Poisson(μ t / r) with t ~ Gamma(r): trapezoid in log t, the Poisson at each node
         u = np.linspace(np.log(gamma_dist.ppf(tol, r)), np.log(gamma_dist.ppf(1 - tol, r)), nodes)
-        w = np.exp(r * u - np.exp(u)); w /= w.sum()
+        w = np.exp(r * u - np.exp(u))
+        w /= w.sum()
         m, s = mu[~exact], scale[~exact]
         for i in range(0, len(m), max(1, max_elements // nodes)):
-            lam = m[i:i + max_elements // nodes, None] * np.exp(u)[None] / r
-            g = _poisson_log1p(lam.ravel(), np.repeat(s[i:i + len(lam)], nodes), tol, max_elements).reshape(lam.shape)
-            out[np.flatnonzero(~exact)[i:i + len(lam)]] = g @ w
+            lam = m[i : i + max_elements // nodes, None] * np.exp(u)[None] / r
+            g = _poisson_log1p(lam.ravel(), np.repeat(s[i : i + len(lam)], nodes), tol, max_elements).reshape(lam.shape)
+            out[np.flatnonzero(~exact)[i : i + len(lam)]] = g @ w
     return out.reshape(shape)
 
-def bayes_prediction(adata:ad.AnnData, # cells x genes from the data step: obs['size_train'], var['split']
-                     truth, # truth AnnData or .h5ad path of the world that drew the counts (with uns['cells'])
-                     cells=None, # cell positions (or a mask) to predict; None: all
-                     genes=None, # gene positions (or a mask); None: all
-                    ) -> CellValues:
+
+def bayes_prediction(
+    adata: ad.AnnData,  # cells x genes from the data step: obs['size_train'], var['split']
+    truth,  # truth AnnData or .h5ad path of the world that drew the counts (with uns['cells'])
+    cells=None,  # cell positions (or a mask) to predict; None: all
+    genes=None,  # gene positions (or a mask); None: all
+) -> CellValues:
     "The Bayes predictor under the world's noise model: E[log1p(target_sum · x / size_train)], x ~ NB(depth · rate, φ), per cell."
-    if not isinstance(truth, ad.AnnData): truth = ad.read_h5ad(truth)
-    if 'cells' not in truth.uns: raise KeyError("the truth records no per-cell depths (uns['cells']): a world written by an older rosa")
-    if 'size_train' not in adata.obs: raise KeyError("adata.obs['size_train'] is missing: normalise the counts first (rosa.data.normalize)")
+    if not isinstance(truth, ad.AnnData):
+        truth = ad.read_h5ad(truth)
+    if 'cells' not in truth.uns:
+        raise KeyError("the truth records no per-cell depths (uns['cells']): a world written by an older rosa")
+    if 'size_train' not in adata.obs:
+        raise KeyError("adata.obs['size_train'] is missing: normalise the counts first (rosa.data.normalize)")
     cells_t = truth.uns['cells']
     ci = pd.Index(cells_t.index).get_indexer(adata.obs_names)
-    if (ci < 0).any(): raise KeyError(f"{(ci < 0).sum()} cells are not in the truth (pseudobulks?), e.g. {list(adata.obs_names[ci < 0][:3])}")
+    if (ci < 0).any():
+        raise KeyError(
+            f"{(ci < 0).sum()} cells are not in the truth (pseudobulks?), e.g. {list(adata.obs_names[ci < 0][:3])}"
+        )
     gi = truth.var_names.get_indexer(adata.var_names)
-    if (gi < 0).any(): raise KeyError(f"{(gi < 0).sum()} genes are not in the truth, e.g. {list(adata.var_names[gi < 0][:5])}")
+    if (gi < 0).any():
+        raise KeyError(f"{(gi < 0).sum()} genes are not in the truth, e.g. {list(adata.var_names[gi < 0][:5])}")
     ti = truth.obs_names.get_indexer(cells_t['cell_type'].astype(str).to_numpy()[ci])
     phi = float(json.loads(truth.uns['config'])['dispersion'])
     target = float(adata.uns.get('rosa', {}).get('normalize', {}).get('target_sum', 1e4))
     out = CellValues.create(None, adata.shape, cells, genes)
     rate = np.asarray(truth.layers['rate'], np.float64)[:, gi[out.genes]]
-    depth = cells_t['library'].to_numpy(np.float64)[ci]; size = adata.obs['size_train'].to_numpy(np.float64)
+    depth = cells_t['library'].to_numpy(np.float64)[ci]
+    size = adata.obs['size_train'].to_numpy(np.float64)
     step = max(1, 4_000_000 // max(1, len(out.genes)))
     for i in range(0, len(out.cells), step):
-        r = out.cells[i:i + step]
-        out.values[i:i + len(r)] = expected_log1p(depth[r, None] * rate[ti[r]], target / size[r, None], phi)
+        r = out.cells[i : i + step]
+        out.values[i : i + len(r)] = expected_log1p(depth[r, None] * rate[ti[r]], target / size[r, None], phi)
     return out
 
-def noise_ceiling(adata:ad.AnnData, # cells x genes with obs['cell_type'] (and obs['size_train'] for the Bayes ceiling)
-                  truth_h5ad, # truth .h5ad path or AnnData
-                  gene_splits:tuple=('train', 'test'), # gene splits to evaluate
-                  cell_splits:tuple=('train', 'test'), # cell splits to evaluate
-                  **kwargs, # passed to quadrant_metrics (truth, metrics, ...)
-                 ) -> pd.DataFrame:
+
+def noise_ceiling(
+    adata: ad.AnnData,  # cells x genes with obs['cell_type'] (and obs['size_train'] for the Bayes ceiling)
+    truth_h5ad,  # truth .h5ad path or AnnData
+    gene_splits: tuple = ('train', 'test'),  # gene splits to evaluate
+    cell_splits: tuple = ('train', 'test'),  # cell splits to evaluate
+    **kwargs,  # passed to quadrant_metrics (truth, metrics, ...)
+) -> pd.DataFrame:
     "`quadrant_metrics` of the Bayes predictor (the type-mean oracle where the world recorded no depths): the attainable."
     truth = truth_h5ad if isinstance(truth_h5ad, ad.AnnData) else ad.read_h5ad(truth_h5ad)
-    try: pred = bayes_prediction(adata, truth, split_mask(adata, 'cells', cell_splits), split_mask(adata, 'genes', gene_splits))
+    try:
+        pred = bayes_prediction(
+            adata, truth, split_mask(adata, 'cells', cell_splits), split_mask(adata, 'genes', gene_splits)
+        )
     except KeyError as e:
         warnings.warn(f"noise ceiling: {_one(e)}; using the type-mean oracle, which is not an upper bound at low depth")
         pred = oracle_prediction(adata, truth)
     return quadrant_metrics(adata, pred, gene_splits=gene_splits, cell_splits=cell_splits, **kwargs)
 
-def _one(e): return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+def _one(e):
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 # %% ../nbs/13_evaluation.ipynb #988d7847
-def _group_means(T:Predictions, rows, groups, n_groups, cols, step) -> np.ndarray:
+def _group_means(T: Predictions, rows, groups, n_groups, cols, step) -> np.ndarray:
     "Mean of T over the cells of each group: (n_groups, len(cols)), read by blocks of cells."
     s, n = np.zeros((n_groups, len(cols))), np.bincount(groups, minlength=n_groups).astype(np.float64)
     for i in range(0, len(rows), step):
-        g = groups[i:i+step]
+        g = groups[i : i + step]
         ind = sp.csr_matrix((np.ones(len(g)), (g, np.arange(len(g)))), shape=(n_groups, len(g)))
-        s += ind @ T.block(rows[i:i+step], cols).astype(np.float64)
-    with np.errstate(invalid='ignore'): return s / n[:, None]
+        s += ind @ T.block(rows[i : i + step], cols).astype(np.float64)
+    with np.errstate(invalid='ignore'):
+        return s / n[:, None]
 
-def split_half_ceiling(adata:ad.AnnData, # cells x genes with obs['cell_type'], obs['split'], var['split']
-                       gene_splits:tuple=('train', 'test'), # gene splits to evaluate
-                       cell_splits:tuple=('train', 'test'), # cell splits to evaluate
-                       metrics:tuple=('pearson', 'spearman'), # names in METRICS
-                       truth='X', # observed log1p expression
-                       seed:int=0, # seed of the halves
-                       correct:bool=True, # Spearman-Brown correct each item's correlation to the whole's
-                       n_boot:int=1000, # bootstrap resamples for the intervals (0: none)
-                       max_elements:int=20_000_000, # dense values at a time
-                      ) -> pd.DataFrame:
+
+def split_half_ceiling(
+    adata: ad.AnnData,  # cells x genes with obs['cell_type'], obs['split'], var['split']
+    gene_splits: tuple = ('train', 'test'),  # gene splits to evaluate
+    cell_splits: tuple = ('train', 'test'),  # cell splits to evaluate
+    metrics: tuple = ('pearson', 'spearman'),  # names in METRICS
+    truth='X',  # observed log1p expression
+    seed: int = 0,  # seed of the halves
+    correct: bool = True,  # Spearman-Brown correct each item's correlation to the whole's
+    n_boot: int = 1000,  # bootstrap resamples for the intervals (0: none)
+    max_elements: int = 20_000_000,  # dense values at a time
+) -> pd.DataFrame:
     "The attainable without a truth: each type's pseudobulk from one half of its cells predicts the other half, Spearman-Brown corrected to the whole."
     METRICS.check(metrics)
-    if 'cell_type' not in adata.obs: raise KeyError("adata.obs['cell_type'] is missing: the split-half ceiling needs cell types")
+    if 'cell_type' not in adata.obs:
+        raise KeyError("adata.obs['cell_type'] is missing: the split-half ceiling needs cell types")
     T = as_matrix(adata, truth, 'truth')
     rng = np.random.default_rng(seed)
     types = pd.factorize(adata.obs['cell_type'].astype(str))[0]
     splits = pd.factorize(adata.obs['split'].astype(str))[0]
     half = np.zeros(adata.n_obs, np.int64)
-    for g in pd.Series(np.arange(adata.n_obs)).groupby([splits, types]).indices.values():   # halves within each split and type
-        g = rng.permutation(g); half[g[len(g) // 2:]] = 1
-    n_types = types.max() + 1; group = (splits * n_types + types) * 2 + half
+    for g in (
+        pd.Series(np.arange(adata.n_obs)).groupby([splits, types]).indices.values()
+    ):  # halves within each split and type
+        g = rng.permutation(g)
+        half[g[len(g) // 2 :]] = 1
+    n_types = types.max() + 1
+    group = (splits * n_types + types) * 2 + half
     n_groups = (splits.max() + 1) * n_types * 2
     cols = np.flatnonzero(split_mask(adata, 'genes', gene_splits))
     step = max(1, max_elements // max(1, len(cols)))
     prof = np.zeros((n_groups, adata.n_vars), np.float32)
     prof[:, cols] = _group_means(T, np.arange(adata.n_obs), group, n_groups, cols, step)
-    n = np.bincount(group, minlength=n_groups).reshape(-1, n_types, 2)        # a type's empty half (a single cell): the split's half mean
+    n = np.bincount(group, minlength=n_groups).reshape(
+        -1, n_types, 2
+    )  # a type's empty half (a single cell): the split's half mean
     P = prof.reshape(-1, n_types, 2, adata.n_vars)
     fill = np.einsum('sth,sthg->shg', n, np.nan_to_num(P)) / np.maximum(n.sum(1), 1)[..., None]
     prof = np.where((n == 0)[..., None], fill[:, None], P).reshape(n_groups, -1).astype(np.float32)
-    other = Profiles(prof, group ^ 1)                            # each cell predicted from the other half of its type
+    other = Profiles(prof, group ^ 1)  # each cell predicted from the other half of its type
     A, B = Profiles(prof, group & ~1), Profiles(prof, group | 1)  # the two halves' pseudobulks, side by side
     recs = []
     for gs in gene_splits:
@@ -366,159 +479,266 @@ def split_half_ceiling(adata:ad.AnnData, # cells x genes with obs['cell_type'], 
                 rel = correlations(adata, B, gs, cs, across, A, metrics, max_elements)
                 ok = ~r.const_truth
                 for m in metrics:
-                    rr = rel[m].clip(upper=1.).where(rel[m] > 0)         # a split-half reliability <= 0: no ceiling for that item
-                    v = (r[m] * np.sqrt(2 / (1 + rr))).clip(upper=1.)[ok] if correct and m in ('pearson', 'spearman') else r[m][ok]
+                    rr = (
+                        rel[m].clip(upper=1.0).where(rel[m] > 0)
+                    )  # a split-half reliability <= 0: no ceiling for that item
+                    v = (
+                        (r[m] * np.sqrt(2 / (1 + rr))).clip(upper=1.0)[ok]
+                        if correct and m in ('pearson', 'spearman')
+                        else r[m][ok]
+                    )
                     recs.append(_record(v, int((~ok).sum()), n_boot, genes=gs, cells=cs, metric=m, across=across))
     return pd.DataFrame(recs).assign(embedding='split-half')
 
 # %% ../nbs/13_evaluation.ipynb #ad6b5bc8
-def _col(genes, cells, metric, across): return f'{genes} genes x {cells} cells: {metric} across {across}'
+def _col(genes, cells, metric, across):
+    return f'{genes} genes x {cells} cells: {metric} across {across}'
+
 
 def _split_name(name) -> tuple[str, str]:
     "A prediction's (model, embedding): a tuple as it is, a plain name as a model without an embedding."
-    if isinstance(name, tuple) and len(name) == 2: return tuple(map(str, name))
-    if isinstance(name, str): return name, ''
+    if isinstance(name, tuple) and len(name) == 2:
+        return tuple(map(str, name))
+    if isinstance(name, str):
+        return name, ''
     raise ValueError(f"prediction names are (model, embedding) pairs or a model's name, got {name!r}")
+
 
 _KEY = ['genes', 'cells', 'metric', 'across']
 
-def add_shares(table:pd.DataFrame # compare's tidy table (with its ceiling and agnostic rows)
-              ) -> pd.DataFrame:
+
+def add_shares(
+    table: pd.DataFrame,  # compare's tidy table (with its ceiling and agnostic rows)
+) -> pd.DataFrame:
     "Each row's `fraction` of the ceiling and `gene_share` = (value - agnostic) / (ceiling - agnostic), per quadrant, metric and direction."
     t = table.copy()
+
     def ref(model):
         r = t[t.model == model].drop_duplicates(_KEY).set_index(_KEY)['value']
         return pd.Series(t.set_index(_KEY).index.map(r.to_dict()), index=t.index, dtype=float)
-    ceil, ag = ref('ceiling'), ref('agnostic').fillna(0.)   # agnostic across genes is constant: no ranking, 0
+
+    ceil, ag = ref('ceiling'), ref('agnostic').fillna(0.0)  # agnostic across genes is constant: no ranking, 0
     with np.errstate(invalid='ignore', divide='ignore'):
         t['fraction'] = t.value / ceil
         t['gene_share'] = (t.value - ag) / (ceil - ag)
     return t
 
-def compare(adata:ad.AnnData, # cells x genes with X = observed log1p and the prediction layers
-            preds:dict, # (model, embedding) -> prediction (layer name or array); a plain str key is a model without embedding
-            ceiling=None, # noise_ceiling's table, a truth .h5ad path / AnnData, or None
-            baseline:bool=True, # add the gene-agnostic baseline when no model is named 'agnostic'
-            truth='X', # observed expression
-            gene_splits:tuple=('train', 'test'), # gene splits
-            cell_splits:tuple=('train', 'test'), # cell splits
-            metrics:tuple=('pearson', 'spearman'), # names in METRICS
-            n_boot:int=1000, # bootstrap resamples for the intervals (0: none)
-            units:dict|None=None, # if a dict: filled with the per-item values, {(model, embedding): {(genes, cells, metric, across): Series}}
-           ) -> pd.DataFrame:
+
+def compare(
+    adata: ad.AnnData,  # cells x genes with X = observed log1p and the prediction layers
+    preds: dict,  # (model, embedding) -> prediction (layer name or array); a plain str key is a model without embedding
+    ceiling=None,  # noise_ceiling's table, a truth .h5ad path / AnnData, or None
+    baseline: bool = True,  # add the gene-agnostic baseline when no model is named 'agnostic'
+    truth='X',  # observed expression
+    gene_splits: tuple = ('train', 'test'),  # gene splits
+    cell_splits: tuple = ('train', 'test'),  # cell splits
+    metrics: tuple = ('pearson', 'spearman'),  # names in METRICS
+    n_boot: int = 1000,  # bootstrap resamples for the intervals (0: none)
+    units: dict
+    | None = None,  # if a dict: filled with the per-item values, {(model, embedding): {(genes, cells, metric, across): Series}}
+) -> pd.DataFrame:
     "Tidy comparison table: one row per (model, embedding) x quadrant (genes, cells) x metric x direction (across), with intervals and shares."
     T = as_matrix(adata, truth, 'truth')
-    if isinstance(T, Matrix) and not isinstance(T.m, np.ndarray) and not sp.issparse(T.m) and np.prod(T.shape) <= 20_000_000:
-        truth = Matrix(T.m[:])    # a small backed truth is read once, not once per prediction and quadrant
+    if (
+        isinstance(T, Matrix)
+        and not isinstance(T.m, np.ndarray)
+        and not sp.issparse(T.m)
+        and np.prod(T.shape) <= 20_000_000
+    ):
+        truth = Matrix(T.m[:])  # a small backed truth is read once, not once per prediction and quadrant
     kw = dict(truth=truth, gene_splits=gene_splits, cell_splits=cell_splits, metrics=metrics, n_boot=n_boot)
     preds = {_split_name(k): v for k, v in preds.items()}
-    if baseline and not any(m == 'agnostic' for m, _ in preds): preds = {('agnostic', ''): agnostic(adata), **preds}
+    if baseline and not any(m == 'agnostic' for m, _ in preds):
+        preds = {('agnostic', ''): agnostic(adata), **preds}
     parts = []
     for (m, e), pred in preds.items():
         u = {} if units is not None else None
         parts.append(quadrant_metrics(adata, pred, units=u, **kw).assign(model=m, embedding=e))
-        if units is not None: units[(m, e)] = u
+        if units is not None:
+            units[(m, e)] = u
     if ceiling is not None:
-        if not isinstance(ceiling, pd.DataFrame): ceiling = noise_ceiling(adata, ceiling, **kw)
-        parts.append(ceiling.assign(model='ceiling', embedding=ceiling['embedding'] if 'embedding' in ceiling else 'oracle'))
+        if not isinstance(ceiling, pd.DataFrame):
+            ceiling = noise_ceiling(adata, ceiling, **kw)
+        parts.append(
+            ceiling.assign(model='ceiling', embedding=ceiling['embedding'] if 'embedding' in ceiling else 'oracle')
+        )
     t = add_shares(pd.concat(parts, ignore_index=True))
-    first = ['model', 'embedding', 'genes', 'cells', 'metric', 'across', 'value', 'ci_low', 'ci_high', 'fraction', 'gene_share']
+    first = [
+        'model',
+        'embedding',
+        'genes',
+        'cells',
+        'metric',
+        'across',
+        'value',
+        'ci_low',
+        'ci_high',
+        'fraction',
+        'gene_share',
+    ]
     return t[first + [c for c in t.columns if c not in first]]
 
-def paired_differences(units:dict, # compare's `units`
-                       genes:str='test', cells:str='test', # the quadrant
-                       n_boot:int=1000, # bootstrap resamples of the items
-                      ) -> pd.DataFrame:
+
+def paired_differences(
+    units: dict,  # compare's `units`
+    genes: str = 'test',
+    cells: str = 'test',  # the quadrant
+    n_boot: int = 1000,  # bootstrap resamples of the items
+) -> pd.DataFrame:
     "For each model, every pair of its embeddings: the mean per-item difference (a - b) with its paired bootstrap interval."
     recs = []
     by_model = {}
     for (m, e), u in units.items():
-        if e: by_model.setdefault(m, []).append(e)
+        if e:
+            by_model.setdefault(m, []).append(e)
     for m, embs in by_model.items():
         for i, a in enumerate(embs):
-            for b in embs[i + 1:]:
+            for b in embs[i + 1 :]:
                 for (gs, cs, metric, across), va in units[(m, a)].items():
-                    if (gs, cs) != (genes, cells): continue
+                    if (gs, cs) != (genes, cells):
+                        continue
                     vb = units[(m, b)][(gs, cs, metric, across)]
-                    d = (va - vb.reindex(va.index)).dropna()   # the same items, paired
+                    d = (va - vb.reindex(va.index)).dropna()  # the same items, paired
                     lo, hi = bootstrap_ci(d.to_numpy(), n_boot)
-                    recs.append(dict(model=m, a=a, b=b, genes=gs, cells=cs, metric=metric, across=across,
-                                     difference=float(d.mean()) if len(d) else np.nan, ci_low=lo, ci_high=hi, n=len(d)))
-    return pd.DataFrame(recs, columns=['model', 'a', 'b', 'genes', 'cells', 'metric', 'across', 'difference', 'ci_low', 'ci_high', 'n'])
+                    recs.append(
+                        dict(
+                            model=m,
+                            a=a,
+                            b=b,
+                            genes=gs,
+                            cells=cs,
+                            metric=metric,
+                            across=across,
+                            difference=float(d.mean()) if len(d) else np.nan,
+                            ci_low=lo,
+                            ci_high=hi,
+                            n=len(d),
+                        )
+                    )
+    return pd.DataFrame(
+        recs, columns=['model', 'a', 'b', 'genes', 'cells', 'metric', 'across', 'difference', 'ci_low', 'ci_high', 'n']
+    )
 
-def wide_table(table:pd.DataFrame, # compare's tidy table
-               value:str='value', # the column to spread
-              ) -> pd.DataFrame:
+
+def wide_table(
+    table: pd.DataFrame,  # compare's tidy table
+    value: str = 'value',  # the column to spread
+) -> pd.DataFrame:
     "The comparison as people read it: a row per (model, embedding), a column per quadrant x metric x direction."
     t = table.assign(column=[_col(*r) for r in table[['genes', 'cells', 'metric', 'across']].itertuples(index=False)])
-    order = list(dict.fromkeys(zip(t.model, t.embedding))); cols = list(dict.fromkeys(t.column))
+    order = list(dict.fromkeys(zip(t.model, t.embedding)))
+    cols = list(dict.fromkeys(t.column))
     w = t.pivot_table(index=['model', 'embedding'], columns='column', values=value, aggfunc='first', dropna=False)
-    return w.reindex(index=pd.MultiIndex.from_tuples(order, names=['model', 'embedding']), columns=cols).rename_axis(columns=None)
+    return w.reindex(index=pd.MultiIndex.from_tuples(order, names=['model', 'embedding']), columns=cols).rename_axis(
+        columns=None
+    )
+
 
 def _interval(v, lo, hi, digits=2):
-    if np.isnan(v): return 'n/a'
+    if np.isnan(v):
+        return 'n/a'
     return f'{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]' if not np.isnan(lo) else f'{v:.{digits}f}'
 
-def headline(table:pd.DataFrame, # compare's tidy table
-             genes:str='test', cells:str='test', # the quadrant
-             metric:str='pearson', # the metric
-             digits:int=2, # decimals
-             fraction:bool=False, # add each row's fraction of the ceiling
-            ) -> pd.DataFrame:
+
+def headline(
+    table: pd.DataFrame,  # compare's tidy table
+    genes: str = 'test',
+    cells: str = 'test',  # the quadrant
+    metric: str = 'pearson',  # the metric
+    digits: int = 2,  # decimals
+    fraction: bool = False,  # add each row's fraction of the ceiling
+) -> pd.DataFrame:
     "One quadrant, both directions: each row's value with its 95% interval, its gene-specific share (and fraction of the ceiling), as text."
     q = table[(table.genes == genes) & (table.cells == cells) & (table.metric == metric)]
-    order = list(dict.fromkeys(zip(q.model, q.embedding))); out = {}
+    order = list(dict.fromkeys(zip(q.model, q.embedding)))
+    out = {}
     for across in ('cells', 'genes'):
-        s = q[q.across == across].drop_duplicates(['model', 'embedding']).set_index(['model', 'embedding']).reindex(order)
-        out[f'across {across}'] = [_interval(*r, digits=digits) for r in s[['value', 'ci_low', 'ci_high']].to_numpy(float)]
-        if 'gene_share' in s: out[f'share ({across[0]})'] = ['' if np.isnan(v) else f'{v:.{digits}f}' for v in s.gene_share.to_numpy(float)]
-        if fraction and 'fraction' in s: out[f'of ceiling ({across[0]})'] = ['' if np.isnan(v) else f'{v:.{digits}f}' for v in s.fraction.to_numpy(float)]
+        s = (
+            q[q.across == across]
+            .drop_duplicates(['model', 'embedding'])
+            .set_index(['model', 'embedding'])
+            .reindex(order)
+        )
+        out[f'across {across}'] = [
+            _interval(*r, digits=digits) for r in s[['value', 'ci_low', 'ci_high']].to_numpy(float)
+        ]
+        if 'gene_share' in s:
+            out[f'share ({across[0]})'] = [
+                '' if np.isnan(v) else f'{v:.{digits}f}' for v in s.gene_share.to_numpy(float)
+            ]
+        if fraction and 'fraction' in s:
+            out[f'of ceiling ({across[0]})'] = [
+                '' if np.isnan(v) else f'{v:.{digits}f}' for v in s.fraction.to_numpy(float)
+            ]
     return pd.DataFrame(out, index=pd.MultiIndex.from_tuples(order, names=['model', 'embedding']))
 
-def to_markdown(table:pd.DataFrame, # e.g. wide_table's output
-                digits:int=3, # decimals
-                columns:list|None=None, # columns to show (default all)
-               ) -> str:
+
+def to_markdown(
+    table: pd.DataFrame,  # e.g. wide_table's output
+    digits: int = 3,  # decimals
+    columns: list | None = None,  # columns to show (default all)
+) -> str:
     "A Markdown table, index levels first; NaN shown as n/a (hand-written: `DataFrame.to_markdown` needs tabulate)."
     t = table if columns is None else table[columns]
-    if t.index.nlevels > 1 or t.index.name is not None: t = t.reset_index()
-    fmt = lambda v: 'n/a' if isinstance(v, (float, np.floating)) and np.isnan(v) else (f'{v:.{digits}f}' if isinstance(v, (float, np.floating)) else str(v))
+    if t.index.nlevels > 1 or t.index.name is not None:
+        t = t.reset_index()
+    fmt = lambda v: (
+        'n/a'
+        if isinstance(v, (float, np.floating)) and np.isnan(v)
+        else (f'{v:.{digits}f}' if isinstance(v, (float, np.floating)) else str(v))
+    )
     head = [str(c) for c in t.columns]
-    lines = ['| ' + ' | '.join(head) + ' |', '|' + '|'.join(['---:' if t[c].dtype.kind == 'f' else '---' for c in t.columns]) + '|']
+    lines = [
+        '| ' + ' | '.join(head) + ' |',
+        '|' + '|'.join(['---:' if t[c].dtype.kind == 'f' else '---' for c in t.columns]) + '|',
+    ]
     lines += ['| ' + ' | '.join(fmt(v) for v in r) + ' |' for r in t.itertuples(index=False)]
     return '\n'.join(lines)
 
 # %% ../nbs/13_evaluation.ipynb #0037
-def grammar_probe(adata:ad.AnnData, # genes in var (matched to the truth by the var index), embeddings in varm
-                  truth, # truth AnnData or .h5ad path of a synthetic world (varm['motif_scores'], var['n_core'])
-                  keys=None, # varm keys to probe (default: all)
-                  folds:int=5, # cross-validation folds over genes
-                  seed:int=0, # seed of the folds
-                 ) -> pd.DataFrame:
+def grammar_probe(
+    adata: ad.AnnData,  # genes in var (matched to the truth by the var index), embeddings in varm
+    truth,  # truth AnnData or .h5ad path of a synthetic world (varm['motif_scores'], var['n_core'])
+    keys=None,  # varm keys to probe (default: all)
+    folds: int = 5,  # cross-validation folds over genes
+    seed: int = 0,  # seed of the folds
+) -> pd.DataFrame:
     "Cross-validated Pearson r of ridge probes from each embedding to the world's grammar: one row per embedding."
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold, cross_val_predict
-    if not isinstance(truth, ad.AnnData): truth = ad.read_h5ad(truth)
+
+    if not isinstance(truth, ad.AnnData):
+        truth = ad.read_h5ad(truth)
     if 'motif_scores' not in truth.varm or 'n_core' not in truth.var:
-        raise KeyError("the truth has no varm['motif_scores'] / var['n_core']: is it a rosa synthetic world's truth.h5ad?")
+        raise KeyError(
+            "the truth has no varm['motif_scores'] / var['n_core']: is it a rosa synthetic world's truth.h5ad?"
+        )
     gi = truth.var_names.get_indexer(adata.var_names)
-    if (gi < 0).any(): raise KeyError(f"{(gi < 0).sum()} genes are not in the truth, e.g. {list(adata.var_names[gi < 0][:5])}")
-    if adata.n_vars < 2 * folds: raise ValueError(f"{adata.n_vars} genes are too few for {folds}-fold probing")
+    if (gi < 0).any():
+        raise KeyError(f"{(gi < 0).sum()} genes are not in the truth, e.g. {list(adata.var_names[gi < 0][:5])}")
+    if adata.n_vars < 2 * folds:
+        raise ValueError(f"{adata.n_vars} genes are too few for {folds}-fold probing")
     motifs = [str(m) for m in truth.uns.get('motifs', range(truth.varm['motif_scores'].shape[1]))]
     Y = np.c_[truth.var['n_core'].to_numpy(np.float64)[gi], np.asarray(truth.varm['motif_scores'], np.float64)[gi]]
     cols = ['core (GC boxes)'] + [f'TF{k} {m}' for k, m in enumerate(motifs)]
     keys = list(adata.varm.keys()) if keys is None else list(keys)
     missing = [k for k in keys if k not in adata.varm]
-    if missing: raise KeyError(f"embeddings not in adata.varm: {missing} (have {list(adata.varm.keys())})")
-    cv = KFold(folds, shuffle=True, random_state=seed); rows = {}
+    if missing:
+        raise KeyError(f"embeddings not in adata.varm: {missing} (have {list(adata.varm.keys())})")
+    cv = KFold(folds, shuffle=True, random_state=seed)
+    rows = {}
     for k in keys:
         E = adata.varm[k]
         if sp.issparse(E):
-            if E.shape[0] * E.shape[1] > 2.5e7: warnings.warn(f"{k!r} is a sparse {E.shape} embedding: too big to probe densely"); rows[k] = np.full(Y.shape[1], np.nan); continue
+            if E.shape[0] * E.shape[1] > 2.5e7:
+                warnings.warn(f"{k!r} is a sparse {E.shape} embedding: too big to probe densely")
+                rows[k] = np.full(Y.shape[1], np.nan)
+                continue
             E = E.toarray()
-        E = np.asarray(E, np.float64); E = (E - E.mean(0)) / np.where(E.std(0) > 0, E.std(0), 1)
+        E = np.asarray(E, np.float64)
+        E = (E - E.mean(0)) / np.where(E.std(0) > 0, E.std(0), 1)
         P = cross_val_predict(RidgeCV(alphas=np.logspace(-2, 5, 15)), E, Y, cv=cv)
-        rows[k] = pearson(Y.T, P.T)                         # one r per feature, across genes
+        rows[k] = pearson(Y.T, P.T)  # one r per feature, across genes
     out = pd.DataFrame.from_dict(rows, orient='index', columns=cols)
     out.insert(1, 'TF motifs (mean)', out[cols[1:]].mean(1))
     return out

@@ -4,8 +4,10 @@
 
 # %% ../nbs/12a_finetune.ipynb #55f49e9a
 from __future__ import annotations
-import hashlib, time, warnings
-from dataclasses import asdict, dataclass, fields, make_dataclass
+import hashlib
+import time
+import warnings
+from dataclasses import dataclass, fields, make_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ from .core import default_device, seed_everything, params_from_signature
 from .store import job_precision
 from .reference import Genome
 from .tss import one_hot
-from .enformer import load_enformer, enformer_weights, model_window, enformer_config, enformer_from_config
+from .enformer import load_enformer, enformer_weights, enformer_config, enformer_from_config
 from .models import MODELS, FittedModel, celltype_targets, cell_type_codes
 from .predictions import Profiles
 from .training import TrainingPlan, HISTORY, resume_checkpoint, fit_plan
@@ -31,78 +33,127 @@ __all__ = ['FINETUNE_WINDOW', 'LORA_TARGETS', 'FinetuneParams', 'gene_window', '
            'train_finetune', 'window_profiles', 'SequenceFit', 'finetune']
 
 # %% ../nbs/12a_finetune.ipynb #e3e04b67
-FINETUNE_WINDOW = 16_384   # bp read around each TSS: the world's whole regulatory reach (enhancers up to 6.3 kb away) with room to shift
+FINETUNE_WINDOW = 16_384  # bp read around each TSS: the world's whole regulatory reach (enhancers up to 6.3 kb away) with room to shift
 
-def gene_window(genome:Genome, # the genome
-                chrom:str, tss:int, strand:str, # the gene's chosen TSS (0-based) and strand
-                length:int, # window length (bp, even)
-                shift:int=0, # move the sequence so the TSS lands at base length//2 - shift (augmentation)
-                seq:str|None=None, # the forward-strand window to orient instead of reading it (an allele written in: `gene_center`'s window)
-               ) -> np.ndarray:
+
+def gene_window(
+    genome: Genome,  # the genome
+    chrom: str,
+    tss: int,
+    strand: str,  # the gene's chosen TSS (0-based) and strand
+    length: int,  # window length (bp, even)
+    shift: int = 0,  # move the sequence so the TSS lands at base length//2 - shift (augmentation)
+    seq: str
+    | None = None,  # the forward-strand window to orient instead of reading it (an allele written in: `gene_center`'s window)
+) -> np.ndarray:
     "One-hot (length, 4) of a gene's window read 5'->3' in the gene's own orientation, its TSS at base `length // 2`: upstream always on the left, the TSS always in the same bin."
-    if seq is None: seq = genome.window(chrom, gene_center(tss, strand, shift), length)
+    if seq is None:
+        seq = genome.window(chrom, gene_center(tss, strand, shift), length)
     x = one_hot(seq)
-    return x if strand == '+' else np.ascontiguousarray(x[::-1, ::-1])   # reversed, and A<->T, C<->G (channels ACGT reversed)
+    return (
+        x if strand == '+' else np.ascontiguousarray(x[::-1, ::-1])
+    )  # reversed, and A<->T, C<->G (channels ACGT reversed)
 
-def gene_center(tss:int, strand:str, shift:int=0) -> int:
+
+def gene_center(tss: int, strand: str, shift: int = 0) -> int:
     "The forward-strand centre (`Genome.window`'s) of a gene's oriented window: on the minus strand one base right, so that reversed the TSS sits at the same base."
     return int(tss) + shift if strand == '+' else int(tss) + 1 - shift
 
 # %% ../nbs/12a_finetune.ipynb #f793911f
 class SeqToCells(nn.Module):
     "An Enformer trunk reading a gene's oriented window and a linear head on its TSS bin: each cell type's log1p pseudobulk."
-    def __init__(self, trunk, # an Enformer (`load_enformer`, `small_enformer`): its stem, conv tower, transformer and pointwise layer
-                 n_types:int, # cell types (outputs)
-                 window:int, # input length (bp)
-                 checkpointing:bool=False, # recompute the trunk's activations in the backward pass (memory for time)
-                ):
+
+    def __init__(
+        self,
+        trunk,  # an Enformer (`load_enformer`, `small_enformer`): its stem, conv tower, transformer and pointwise layer
+        n_types: int,  # cell types (outputs)
+        window: int,  # input length (bp)
+        checkpointing: bool = False,  # recompute the trunk's activations in the backward pass (memory for time)
+    ):
         super().__init__()
-        trunk._heads = nn.ModuleDict()   # the bulk tracks' heads: unused here (and DDP refuses weights without gradients)
+        trunk._heads = (
+            nn.ModuleDict()
+        )  # the bulk tracks' heads: unused here (and DDP refuses weights without gradients)
         self.trunk, self.window, self.checkpointing = trunk, int(window), checkpointing
-        self.bin_size = 2 ** trunk.config.num_downsamples
-        if self.window % self.bin_size: raise ValueError(f"window={window} must be a multiple of the trunk's {self.bin_size}-bp bin")
+        self.bin_size = 2**trunk.config.num_downsamples
+        if self.window % self.bin_size:
+            raise ValueError(f"window={window} must be a multiple of the trunk's {self.bin_size}-bp bin")
         self.tss_bin = self.window // self.bin_size // 2
         self.head = nn.Linear(trunk.dim * 2, n_types)
-        self.register_buffer('y_mean', torch.zeros(n_types)); self.register_buffer('y_sd', torch.ones(n_types))
-    def tokens(self, x): # (b, length, 4) one-hot
+        self.register_buffer('y_mean', torch.zeros(n_types))
+        self.register_buffer('y_sd', torch.ones(n_types))
+
+    def tokens(self, x):  # (b, length, 4) one-hot
         "The trunk's output at every bin: (b, bins, 2 dim), before any crop."
         t = self.trunk
         if self.checkpointing and self.training:
             h = checkpoint(lambda z: t.conv_tower(t.stem(z)), x.transpose(1, 2), use_reentrant=False).transpose(1, 2)
             h = checkpoint_sequential(t.transformer, len(t.transformer), h, use_reentrant=False)
-        else: h = t.transformer(t.conv_tower(t.stem(x.transpose(1, 2))).transpose(1, 2))
+        else:
+            h = t.transformer(t.conv_tower(t.stem(x.transpose(1, 2))).transpose(1, 2))
         return t.final_pointwise(h)
-    def forward(self, x, # (b, length, 4) one-hot, oriented (`gene_window`)
-                rc:torch.Tensor|bool=False, # read these windows reverse-complemented (bool per window): the same bins, from the other strand
-               ) -> torch.Tensor:
+
+    def forward(
+        self,
+        x,  # (b, length, 4) one-hot, oriented (`gene_window`)
+        rc: torch.Tensor
+        | bool = False,  # read these windows reverse-complemented (bool per window): the same bins, from the other strand
+    ) -> torch.Tensor:
         "Standardised outputs (b, types) at the TSS bin."
         rc = torch.as_tensor(rc, device=x.device).expand(x.shape[0])
-        if rc.any(): x = torch.where(rc[:, None, None], x.flip(1, 2), x)
+        if rc.any():
+            x = torch.where(rc[:, None, None], x.flip(1, 2), x)
         h = self.tokens(x)
-        bins = torch.where(rc, h.shape[1] - 1 - self.tss_bin, self.tss_bin)   # reversed, the TSS's bin is mirrored
+        bins = torch.where(rc, h.shape[1] - 1 - self.tss_bin, self.tss_bin)  # reversed, the TSS's bin is mirrored
         return self.head(h[torch.arange(len(h), device=h.device), bins])
+
     @torch.no_grad()
-    def predict(self, x, rc_average:bool=True) -> torch.Tensor:
+    def predict(self, x, rc_average: bool = True) -> torch.Tensor:
         "log1p expression (b, types): the mean of both strands' readings with `rc_average`."
         z = self(x)
-        if rc_average: z = (z + self(x, True)) / 2
+        if rc_average:
+            z = (z + self(x, True)) / 2
         return z.float() * self.y_sd + self.y_mean
 
 # %% ../nbs/12a_finetune.ipynb #7ce9b42d
 class _GeneBatches(IterableDataset):
     "Endless training batches: step `s` draws its genes, strands and shifts from a generator seeded by (seed, s) alone; each process and micro-batch keeps its share of the step's genes."
-    def __init__(self, genome:Genome, genes:pd.DataFrame, Y:np.ndarray, window:int, batch_genes:int, seed:int, shift:int=3, rc:bool=True,
-                 start:int=0, rank:int=0, world:int=1, accumulate:int=1):
+
+    def __init__(
+        self,
+        genome: Genome,
+        genes: pd.DataFrame,
+        Y: np.ndarray,
+        window: int,
+        batch_genes: int,
+        seed: int,
+        shift: int = 3,
+        rc: bool = True,
+        start: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        accumulate: int = 1,
+    ):
         self.path, self.chrom_map = genome.path, genome.chrom_map
-        self.genes, self.Y, self.window, self.batch, self.seed, self.shift, self.rc = genes, Y, window, batch_genes, seed, shift, rc
+        self.genes, self.Y, self.window, self.batch, self.seed, self.shift, self.rc = (
+            genes,
+            Y,
+            window,
+            batch_genes,
+            seed,
+            shift,
+            rc,
+        )
         self.start, self.rank, self.world, self.accumulate = start, rank, world, accumulate
-    def draw(self, step:int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+
+    def draw(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         "Step `step`'s genes (rows of `genes`), reverse-complement flags and shifts."
         rng = np.random.default_rng([self.seed, step])
         idx = rng.choice(len(self.genes), min(self.batch, len(self.genes)), replace=False)
-        flip = rng.random(len(idx)) < .5 if self.rc else np.zeros(len(idx), bool)
+        flip = rng.random(len(idx)) < 0.5 if self.rc else np.zeros(len(idx), bool)
         sh = rng.integers(-self.shift, self.shift + 1, len(idx)) if self.shift else np.zeros(len(idx), np.int64)
         return idx, flip, sh
+
     def __iter__(self):
         genome, g, step = Genome(self.path, self.chrom_map), self.genes, self.start
         while True:
@@ -110,229 +161,410 @@ class _GeneBatches(IterableDataset):
             mine = np.array_split(np.arange(len(idx)), self.world * self.accumulate)
             for m in range(self.accumulate):
                 p = mine[self.rank * self.accumulate + m]
-                x = np.stack([gene_window(genome, g.chrom.iat[i], g.tss.iat[i], g.strand.iat[i], self.window, int(s)) for i, s in zip(idx[p], sh[p])])
+                x = np.stack(
+                    [
+                        gene_window(genome, g.chrom.iat[i], g.tss.iat[i], g.strand.iat[i], self.window, int(s))
+                        for i, s in zip(idx[p], sh[p])
+                    ]
+                )
                 yield torch.from_numpy(x), torch.from_numpy(flip[p]), torch.from_numpy(self.Y[idx[p]])
             step += 1
 
 # %% ../nbs/12a_finetune.ipynb #234d873d
 class _SeqPlan(TrainingPlan):
     "The training plan of `train_finetune`: the transformer's (`TrainingPlan`: AdamW, its schedule, selection on val, early stopping, rosa's checkpoint) with batches of gene windows and their cell-type profiles."
+
     def on_fit_start(self):
         d = self.data
         self.val = True if d['val'] is not None else None
         self.t0, self.run_loss, self.seen = time.time(), [], self.trainer.global_step
+
     def train_dataloader(self):
         d, hp = self.data, self.hp
-        return DataLoader(_GeneBatches(Genome(d['fasta'], d['chrom_map']), d['train'], d['Y'], hp['window'], hp['batch_genes'], hp['seed'],
-                                       hp['shift'], hp['rc'], start=self.k0, rank=self.global_rank, world=self.trainer.world_size,
-                                       accumulate=self.accumulate), batch_size=None)
+        return DataLoader(
+            _GeneBatches(
+                Genome(d['fasta'], d['chrom_map']),
+                d['train'],
+                d['Y'],
+                hp['window'],
+                hp['batch_genes'],
+                hp['seed'],
+                hp['shift'],
+                hp['rc'],
+                start=self.k0,
+                rank=self.global_rank,
+                world=self.trainer.world_size,
+                accumulate=self.accumulate,
+            ),
+            batch_size=None,
+        )
+
     def training_step(self, batch, batch_idx):
         x, flip, y = batch
         loss = F.mse_loss(self.net(x, flip).float(), y)
-        if not torch.isfinite(loss): raise FloatingPointError(f"non-finite training loss at step {self.k0 + self.trainer.global_step}")
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss at step {self.k0 + self.trainer.global_step}")
         self.run_loss.append(loss.detach())
         return loss
+
     @torch.no_grad()
     def val_loss(self) -> float:
         "Mean loss on the val genes' windows (both strands averaged, no shift)."
-        (X, Y), tot = self.data['val'], 0.
+        (X, Y), tot = self.data['val'], 0.0
         self.net.eval()
         for i in range(0, len(X), 16):
-            x = torch.from_numpy(X[i:i+16]).to(self.device)
-            with self.trainer.precision_plugin.forward_context(): z = (self.net(x) + self.net(x, True)) / 2
-            tot += F.mse_loss(z.float(), torch.from_numpy(Y[i:i+16]).to(self.device), reduction='sum').item()
+            x = torch.from_numpy(X[i : i + 16]).to(self.device)
+            with self.trainer.precision_plugin.forward_context():
+                z = (self.net(x) + self.net(x, True)) / 2
+            tot += F.mse_loss(z.float(), torch.from_numpy(Y[i : i + 16]).to(self.device), reduction='sum').item()
         self.net.train()
         return tot / Y.size
 
 # %% ../nbs/12a_finetune.ipynb #39f9bdfd
-LORA_TARGETS = ('to_q', 'to_k', 'to_v', 'to_out')   # the attention's projections in enformer-pytorch
+LORA_TARGETS = ('to_q', 'to_k', 'to_v', 'to_out')  # the attention's projections in enformer-pytorch
 
-def add_lora(trunk, # an Enformer
-             rank:int=8, # the adapters' rank
-             alpha:float|None=None, # their scale numerator (default: 2 x rank)
-             targets=LORA_TARGETS, # module names that get adapters
-            ):
+
+def add_lora(
+    trunk,  # an Enformer
+    rank: int = 8,  # the adapters' rank
+    alpha: float | None = None,  # their scale numerator (default: 2 x rank)
+    targets=LORA_TARGETS,  # module names that get adapters
+):
     "LoRA adapters (peft) on the trunk's attention projections, in place: every other weight of the trunk frozen; returns the trunk."
     from peft import LoraConfig, inject_adapter_in_model
+
     cfg = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, target_modules=list(targets), lora_dropout=0.0, bias='none')
     trunk = inject_adapter_in_model(cfg, trunk)
-    for n, p in trunk.named_parameters(): p.requires_grad_('lora_' in n)
+    for n, p in trunk.named_parameters():
+        p.requires_grad_('lora_' in n)
     return trunk
+
 
 def _trainable(net) -> dict:
     "What a fine-tune changed: every weight (full fine-tuning), or the adapters, the head and the target statistics (LoRA)."
     sd = net.state_dict()
-    if not getattr(net, 'lora', 0): return sd
+    if not getattr(net, 'lora', 0):
+        return sd
     return {k: v for k, v in sd.items() if 'lora_' in k or not k.startswith('trunk.')}
 
 # %% ../nbs/12a_finetune.ipynb #9086b1d7
-def _gene_table(adata:ad.AnnData, key:str) -> pd.DataFrame:
+def _gene_table(adata: ad.AnnData, key: str) -> pd.DataFrame:
     "Each gene's chosen TSS (chrom, tss, strand), from the run's Enformer embedding `key`."
     missing = [c for c in ('chrom', 'tss', 'strand') if c not in adata.var]
     if missing or key not in adata.uns:
-        raise ValueError(f"the fine-tuned model reads each gene's window at the TSS the {key!r} embedding chose: var needs chrom, tss and strand, "
-                         f"and uns[{key!r}] its weights (missing {missing or [key]}); run the {key!r} embedding first")
-    g = adata.var[['chrom', 'tss', 'strand']].copy(); g['chrom'] = g.chrom.astype(str); g['strand'] = g.strand.astype(str)
+        raise ValueError(
+            f"the fine-tuned model reads each gene's window at the TSS the {key!r} embedding chose: var needs chrom, tss and strand, "
+            f"and uns[{key!r}] its weights (missing {missing or [key]}); run the {key!r} embedding first"
+        )
+    g = adata.var[['chrom', 'tss', 'strand']].copy()
+    g['chrom'] = g.chrom.astype(str)
+    g['strand'] = g.strand.astype(str)
     return g
 
-def train_finetune(adata:ad.AnnData, # cells x genes: X = log1p; obs['cell_type'], var/obs['split']; var chrom, tss, strand (the Enformer embedding's choice)
-                   key:str='enformer', # the Enformer embedding whose weights initialise the trunk and whose TSSs place the windows
-                   fasta:str|Path|None=None, # genome FASTA (default: the run's, adata.uns['inputs']['fasta'])
-                   weights:str|Path|None=None, # the trunk's starting weights (default: the embedding's, adata.uns[key]['weights'])
-                   window:int=FINETUNE_WINDOW, # bp read around each TSS
-                   steps:int=1500, # optimiser steps (total, including resumed ones)
-                   batch_genes:int=16, # gene windows per step (over all processes and micro-batches)
-                   lr:float=3e-3, # AdamW learning rate (the peak, after warm-up)
-                   weight_decay:float=0.01, # AdamW weight decay
-                   warmup:int=100, # linear warm-up steps
-                   schedule:str='cosine', # after the warm-up: 'cosine' to min_lr at `steps`, or 'constant'
-                   min_lr:float=1e-5, # the cosine's final rate
-                   eval_every:int=100, # steps between val evaluations
-                   patience:int=5, # evaluations without improvement before stopping
-                   shift:int=3, # random shift of each window (bp, each way)
-                   rc:bool=True, # reverse-complement augmentation (half the windows read from the other strand)
-                   lora:int=0, # 0: fine-tune every weight; r > 0: LoRA adapters of rank r on the attention (peft), the trunk frozen
-                   checkpointing:bool=False, # gradient checkpointing of the trunk (the published Enformer on a GPU)
-                   dropout:float|None=None, # every dropout rate of the trunk (None: as it was pretrained; 0: none, so that processes draw nothing random)
-                   seed:int=0, device:str|None=None, ckpt:str|Path|None=None, ckpt_every:int=100, layer:str='X', verbose:bool=False,
-                   accumulate:int=1, # micro-batches per step
-                   devices:int|str=1, num_nodes:int=1, strategy:str|None=None, # Lightning's, as for `train_transformer`
-                   precision:str|None=None, # Lightning precision; None: 'bf16-mixed' on CUDA (unless ROSA_PRECISION=fp32), '32-true' on the CPU
-                  ) -> SeqToCells:
+
+def train_finetune(
+    adata: ad.AnnData,  # cells x genes: X = log1p; obs['cell_type'], var/obs['split']; var chrom, tss, strand (the Enformer embedding's choice)
+    key: str = 'enformer',  # the Enformer embedding whose weights initialise the trunk and whose TSSs place the windows
+    fasta: str | Path | None = None,  # genome FASTA (default: the run's, adata.uns['inputs']['fasta'])
+    weights: str
+    | Path
+    | None = None,  # the trunk's starting weights (default: the embedding's, adata.uns[key]['weights'])
+    window: int = FINETUNE_WINDOW,  # bp read around each TSS
+    steps: int = 1500,  # optimiser steps (total, including resumed ones)
+    batch_genes: int = 16,  # gene windows per step (over all processes and micro-batches)
+    lr: float = 3e-3,  # AdamW learning rate (the peak, after warm-up)
+    weight_decay: float = 0.01,  # AdamW weight decay
+    warmup: int = 100,  # linear warm-up steps
+    schedule: str = 'cosine',  # after the warm-up: 'cosine' to min_lr at `steps`, or 'constant'
+    min_lr: float = 1e-5,  # the cosine's final rate
+    eval_every: int = 100,  # steps between val evaluations
+    patience: int = 5,  # evaluations without improvement before stopping
+    shift: int = 3,  # random shift of each window (bp, each way)
+    rc: bool = True,  # reverse-complement augmentation (half the windows read from the other strand)
+    lora: int = 0,  # 0: fine-tune every weight; r > 0: LoRA adapters of rank r on the attention (peft), the trunk frozen
+    checkpointing: bool = False,  # gradient checkpointing of the trunk (the published Enformer on a GPU)
+    dropout: float
+    | None = None,  # every dropout rate of the trunk (None: as it was pretrained; 0: none, so that processes draw nothing random)
+    seed: int = 0,
+    device: str | None = None,
+    ckpt: str | Path | None = None,
+    ckpt_every: int = 100,
+    layer: str = 'X',
+    verbose: bool = False,
+    accumulate: int = 1,  # micro-batches per step
+    devices: int | str = 1,
+    num_nodes: int = 1,
+    strategy: str | None = None,  # Lightning's, as for `train_transformer`
+    precision: str
+    | None = None,  # Lightning precision; None: 'bf16-mixed' on CUDA (unless ROSA_PRECISION=fp32), '32-true' on the CPU
+) -> SeqToCells:
     "Fine-tune the sequence model end to end: each train gene's window -> its cell types' mean train-cell log1p expression; selected on val genes; returns the network in eval mode."
     dev = default_device(device)
-    if schedule not in ('cosine', 'constant'): raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    if schedule not in ('cosine', 'constant'):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
     genes = _gene_table(adata, key)
     fasta = fasta or adata.uns.get('inputs', {}).get('fasta')
-    if fasta is None: raise ValueError("give the genome FASTA (fasta=...): the fine-tuned model reads the genes' DNA")
+    if fasta is None:
+        raise ValueError("give the genome FASTA (fasta=...): the fine-tuned model reads the genes' DNA")
     genome = Genome(fasta)
-    for c in genes.chrom.unique(): genome.fasta_name(c)                       # a chromosome the FASTA lacks: named now
+    for c in genes.chrom.unique():
+        genome.fasta_name(c)  # a chromosome the FASTA lacks: named now
     weights = weights or adata.uns[key].get('weights')
-    ct, codes, g_tr, g_va, Ytr, Yva = celltype_targets(adata, layer)         # train cells only: test genes and cells are never read
-    if g_tr.sum() < 2: raise ValueError(f"need at least 2 train genes, have {int(g_tr.sum())}")
-    mean, sd = Ytr.mean(0), Ytr.std(0); sd = np.where(sd > 1e-6, sd, 1.).astype(np.float32)
+    ct, codes, g_tr, g_va, Ytr, Yva = celltype_targets(
+        adata, layer
+    )  # train cells only: test genes and cells are never read
+    if g_tr.sum() < 2:
+        raise ValueError(f"need at least 2 train genes, have {int(g_tr.sum())}")
+    mean, sd = Ytr.mean(0), Ytr.std(0)
+    sd = np.where(sd > 1e-6, sd, 1.0).astype(np.float32)
     batch_genes = min(batch_genes, int(g_tr.sum()))
-    hp = dict(key=key, window=window, batch_genes=batch_genes, lr=lr, weight_decay=weight_decay, warmup=warmup, eval_every=eval_every,
-              patience=patience, shift=shift, rc=rc, lora=lora, seed=seed, schedule=schedule, min_lr=min_lr, layer=layer,
-              **({} if dropout is None else dict(dropout=dropout)),
-              weights=str(weights), data=hashlib.sha256(repr((list(adata.var_names[g_tr]), list(adata.var_names[g_va]),
-                                                                  genes.to_numpy().tolist())).encode()).hexdigest()[:16])
+    hp = dict(
+        key=key,
+        window=window,
+        batch_genes=batch_genes,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup=warmup,
+        eval_every=eval_every,
+        patience=patience,
+        shift=shift,
+        rc=rc,
+        lora=lora,
+        seed=seed,
+        schedule=schedule,
+        min_lr=min_lr,
+        layer=layer,
+        **({} if dropout is None else dict(dropout=dropout)),
+        weights=str(weights),
+        data=hashlib.sha256(
+            repr((list(adata.var_names[g_tr]), list(adata.var_names[g_va]), genes.to_numpy().tolist())).encode()
+        ).hexdigest()[:16],
+    )
     fp = hashlib.sha256(repr(sorted(hp.items())).encode()).hexdigest()[:16]
     seed_everything(seed)
     trunk = load_enformer(enformer_weights(weights), device='cpu')
-    if lora: add_lora(trunk, lora)
+    if lora:
+        add_lora(trunk, lora)
     if dropout is not None:
         for m in trunk.modules():
-            if isinstance(m, nn.Dropout): m.p = float(dropout)
-    net = SeqToCells(trunk, len(ct.categories), window, checkpointing); net.lora = lora
-    net.y_mean.copy_(torch.from_numpy(mean.astype(np.float32))); net.y_sd.copy_(torch.from_numpy(sd))
+            if isinstance(m, nn.Dropout):
+                m.p = float(dropout)
+    net = SeqToCells(trunk, len(ct.categories), window, checkpointing)
+    net.lora = lora
+    net.y_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+    net.y_sd.copy_(torch.from_numpy(sd))
     Z = lambda Y: ((Y - mean) / sd).astype(np.float32)
     val = None
     if g_va.any():
-        gv = genes[g_va]; val = (np.stack([gene_window(genome, c, t, s, window) for c, t, s in zip(gv.chrom, gv.tss, gv.strand)]), Z(Yva))
-    data = dict(fasta=str(genome.path), chrom_map=genome.chrom_map, train=genes[g_tr].reset_index(drop=True), Y=Z(Ytr), val=val)
+        gv = genes[g_va]
+        val = (np.stack([gene_window(genome, c, t, s, window) for c, t, s in zip(gv.chrom, gv.tss, gv.strand)]), Z(Yva))
+    data = dict(
+        fasta=str(genome.path), chrom_map=genome.chrom_map, train=genes[g_tr].reset_index(drop=True), Y=Z(Ytr), val=val
+    )
     c = resume_checkpoint(ckpt, fp)
-    if c is not None: net.load_state_dict(c['model'])
-    net.train()   # the trunk comes in eval mode; Lightning keeps the modes it is given
+    if c is not None:
+        net.load_state_dict(c['model'])
+    net.train()  # the trunk comes in eval mode; Lightning keeps the modes it is given
     plan = _SeqPlan(net, data, hp, fp, steps, schedule, min_lr, accumulate, c, ckpt, ckpt_every, verbose)
+
     def check(parts):
-        if batch_genes < parts: raise ValueError(f"batch_genes={batch_genes} must be at least processes x accumulate = {parts}")
-    state = fit_plan(plan, dev, steps, accumulate, devices, num_nodes, strategy, precision, ckpt, eval_every, check,
-                 sync_batchnorm=dev.type == 'cuda' and (devices != 1 or num_nodes > 1))   # batch norms over the whole step's windows (torch syncs them on GPUs only)
+        if batch_genes < parts:
+            raise ValueError(f"batch_genes={batch_genes} must be at least processes x accumulate = {parts}")
+
+    state = fit_plan(
+        plan,
+        dev,
+        steps,
+        accumulate,
+        devices,
+        num_nodes,
+        strategy,
+        precision,
+        ckpt,
+        eval_every,
+        check,
+        sync_batchnorm=dev.type == 'cuda' and (devices != 1 or num_nodes > 1),
+    )  # batch norms over the whole step's windows (torch syncs them on GPUs only)
     net.to(dev).eval()
     net.history, net.hparams, net.types = pd.DataFrame(state['history'], columns=HISTORY), hp, list(ct.categories)
     return net
 
 # %% ../nbs/12a_finetune.ipynb #0acd2279
 @torch.no_grad()
-def window_profiles(net:SeqToCells, # a trained network (eval mode)
-                    genome:Genome, genes:pd.DataFrame, # chrom, tss, strand per gene
-                    batch_size:int=16, # windows per forward pass
-                    rc_average:bool=True, # average both strands' readings
-                    precision:str='auto', # 'bf16' autocast or 'fp32' ('auto': bf16 on GPUs and bf16-native CPUs)
-                    seqs:list|None=None, # forward-strand windows to read instead of the genome's (alleles written in), one per gene
-                    progress:bool=False) -> np.ndarray:
+def window_profiles(
+    net: SeqToCells,  # a trained network (eval mode)
+    genome: Genome,
+    genes: pd.DataFrame,  # chrom, tss, strand per gene
+    batch_size: int = 16,  # windows per forward pass
+    rc_average: bool = True,  # average both strands' readings
+    precision: str = 'auto',  # 'bf16' autocast or 'fp32' ('auto': bf16 on GPUs and bf16-native CPUs)
+    seqs: list
+    | None = None,  # forward-strand windows to read instead of the genome's (alleles written in), one per gene
+    progress: bool = False,
+) -> np.ndarray:
     "Each gene's predicted log1p profile over the cell types: (genes, types) float32."
     from tqdm.auto import tqdm
-    dev = next(net.parameters()).device; prec = job_precision(precision, dev); out = []
+
+    dev = next(net.parameters()).device
+    prec = job_precision(precision, dev)
+    out = []
     rows = list(zip(genes.chrom.astype(str), genes.tss.astype(np.int64), genes.strand.astype(str)))
     for i in tqdm(range(0, len(rows), batch_size), desc='gene windows', disable=not progress):
-        x = np.stack([gene_window(genome, c, t, s, net.window, seq=None if seqs is None else seqs[i + j])
-                      for j, (c, t, s) in enumerate(rows[i:i + batch_size])])
+        x = np.stack(
+            [
+                gene_window(genome, c, t, s, net.window, seq=None if seqs is None else seqs[i + j])
+                for j, (c, t, s) in enumerate(rows[i : i + batch_size])
+            ]
+        )
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == 'bf16'):
             out.append(net.predict(torch.from_numpy(x).to(dev), rc_average).cpu().numpy())
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(net.y_mean)), np.float32)
 
+
 class SequenceFit(FittedModel):
     "A sequence model fine-tuned on the run's cell types: it reads each gene's DNA window at its chosen TSS, not an embedding. Its arrays are the network's weights (LoRA: the adapters and the head, the trunk's weights read from where the run keeps them)."
+
     reads_sequence = True
+
     @classmethod
-    def from_network(cls, net:SeqToCells, key:str, **params) -> 'SequenceFit':
+    def from_network(cls, net: SeqToCells, key: str, **params) -> 'SequenceFit':
         arrays = {k: v.detach().float().cpu().numpy() for k, v in _trainable(net).items()}
-        return cls('finetune', key, net.types, dict(window=net.window, lora=int(getattr(net, 'lora', 0)), weights=net.hparams['weights'],
-                                                    trunk=enformer_config(net.trunk), **params), arrays)
+        return cls(
+            'finetune',
+            key,
+            net.types,
+            dict(
+                window=net.window,
+                lora=int(getattr(net, 'lora', 0)),
+                weights=net.hparams['weights'],
+                trunk=enformer_config(net.trunk),
+                **params,
+            ),
+            arrays,
+        )
+
     def network(self, device=None) -> SeqToCells:
         "The network rebuilt from the saved configuration and weights, in eval mode."
         p = self.params
-        if p['lora']: trunk = add_lora(load_enformer(enformer_weights(p['weights']), device='cpu'), p['lora'])
-        else: trunk = enformer_from_config(p['trunk'])
+        if p['lora']:
+            trunk = add_lora(load_enformer(enformer_weights(p['weights']), device='cpu'), p['lora'])
+        else:
+            trunk = enformer_from_config(p['trunk'])
         net = SeqToCells(trunk, len(self.types), p['window'])
-        state = {k: torch.from_numpy(np.array(v)) for k, v in self.arrays.items() if not k.startswith('trunk._heads.')}   # the trunk's bulk heads are not part of the network (a fit saved with them still reads)
+        state = {
+            k: torch.from_numpy(np.array(v)) for k, v in self.arrays.items() if not k.startswith('trunk._heads.')
+        }  # the trunk's bulk heads are not part of the network (a fit saved with them still reads)
         missing, unexpected = net.load_state_dict(state, strict=not p['lora'])
-        if unexpected: raise ValueError(f"the saved weights hold {unexpected[:3]}, which this network lacks")
+        if unexpected:
+            raise ValueError(f"the saved weights hold {unexpected[:3]}, which this network lacks")
         net.lora = p['lora']
         return net.to(default_device(device)).eval()
+
     def _net(self, device=None):
-        if getattr(self, '_cached', None) is None or str(self._cached[0]) != str(device): self._cached = (device, self.network(device))
+        if getattr(self, '_cached', None) is None or str(self._cached[0]) != str(device):
+            self._cached = (device, self.network(device))
         return self._cached[1]
-    def window_profiles(self, genome:Genome, # where the windows are read
-                        genes:pd.DataFrame, # chrom, tss, strand per gene (each gene's chosen TSS)
-                        seqs:list|None=None, # forward-strand windows with alleles written in, instead of the genome's
-                        device=None, progress:bool=False) -> np.ndarray:
+
+    def window_profiles(
+        self,
+        genome: Genome,  # where the windows are read
+        genes: pd.DataFrame,  # chrom, tss, strand per gene (each gene's chosen TSS)
+        seqs: list | None = None,  # forward-strand windows with alleles written in, instead of the genome's
+        device=None,
+        progress: bool = False,
+    ) -> np.ndarray:
         "Predicted log1p expression of each cell type for these genes' windows: (types, genes) float32."
         p = self.params
-        return window_profiles(self._net(device), genome, genes, p['batch_size'], p['rc_average'], p['precision'], seqs, progress).T
+        return window_profiles(
+            self._net(device), genome, genes, p['batch_size'], p['rc_average'], p['precision'], seqs, progress
+        ).T
+
     def profiles(self, E, data=None):
-        raise ValueError("the fine-tuned model reads DNA windows, not embeddings: predict with rosa.load(run).predict(fasta=...), "
-                         "or fit.window_profiles(genome, genes)")
+        raise ValueError(
+            "the fine-tuned model reads DNA windows, not embeddings: predict with rosa.load(run).predict(fasta=...), "
+            "or fit.window_profiles(genome, genes)"
+        )
+
     def predict(self, adata, cells=None, genes=None, out=None, device=None, fasta=None, **kw):
-        g = _gene_table(adata, self.key); fasta = fasta or adata.uns.get('inputs', {}).get('fasta')
-        if fasta is None: raise ValueError("give the genome FASTA (fasta=...)")
+        g = _gene_table(adata, self.key)
+        fasta = fasta or adata.uns.get('inputs', {}).get('fasta')
+        if fasta is None:
+            raise ValueError("give the genome FASTA (fasta=...)")
         codes, _ = cell_type_codes(adata, self.types)
         return Profiles(self.window_profiles(Genome(fasta), g, device=device), codes, names=self.types)
 
 # %% ../nbs/12a_finetune.ipynb #cf8a7ada
 def _check_finetune(p):
     "Settings that cannot train, named before any data is read."
-    if p.window <= 0 or p.window % 128: raise ValueError(f"finetune window must be a positive multiple of 128 bp, got {p.window}")
-    if p.schedule not in ('cosine', 'constant'): raise ValueError(f"finetune schedule must be 'cosine' or 'constant', got {p.schedule!r}")
-    if p.lora < 0: raise ValueError(f"finetune lora must be 0 (every weight) or a rank > 0, got {p.lora}")
-    if p.batch_genes < 1 or p.accumulate < 1: raise ValueError("finetune batch_genes and accumulate must be at least 1")
-    if p.shift < 0 or p.shift * 2 >= p.window // 128: raise ValueError(f"finetune shift must be between 0 and a few bins, got {p.shift}")
+    if p.window <= 0 or p.window % 128:
+        raise ValueError(f"finetune window must be a positive multiple of 128 bp, got {p.window}")
+    if p.schedule not in ('cosine', 'constant'):
+        raise ValueError(f"finetune schedule must be 'cosine' or 'constant', got {p.schedule!r}")
+    if p.lora < 0:
+        raise ValueError(f"finetune lora must be 0 (every weight) or a rank > 0, got {p.lora}")
+    if p.batch_genes < 1 or p.accumulate < 1:
+        raise ValueError("finetune batch_genes and accumulate must be at least 1")
+    if p.shift < 0 or p.shift * 2 >= p.window // 128:
+        raise ValueError(f"finetune shift must be between 0 and a few bins, got {p.shift}")
+
 
 @dataclass
 class _FinetunePredict:
-    batch_size:int = 16          # windows per forward pass at prediction
-    rc_average:bool = True       # average both strands' readings at prediction
-    predict_precision:str = 'auto'  # 'bf16' autocast or 'fp32' at prediction ('auto': bf16 on GPUs and bf16-native CPUs)
+    batch_size: int = 16  # windows per forward pass at prediction
+    rc_average: bool = True  # average both strands' readings at prediction
+    predict_precision: str = (
+        'auto'  # 'bf16' autocast or 'fp32' at prediction ('auto': bf16 on GPUs and bf16-native CPUs)
+    )
 
-FinetuneParams = make_dataclass('FinetuneParams', [(f.name, f.type, f) for c in (params_from_signature(train_finetune, MODELS.runtime + ('fasta',)), _FinetunePredict)
-                                                   for f in fields(c)])
 
-@MODELS.register('finetune', params=FinetuneParams, check=_check_finetune, obs=('cell_type',), docs=(train_finetune,), embeddings=('enformer',),
-                 distributed=True)   # a launched run's processes train it together (DDP)
-def finetune(adata:ad.AnnData, # cells x genes: X = log1p; obs['cell_type']; var chrom, tss, strand; uns['inputs']['fasta']
-             key:str, # the Enformer embedding it starts from ('enformer')
-             batch_size:int=16, rc_average:bool=True, predict_precision:str='auto', # prediction settings
-             seed:int=0, device:str|None=None, ckpt:str|Path|None=None, layer:str='X', verbose:bool=False,
-             **train, # `train_finetune` arguments
-            ) -> Profiles:
+FinetuneParams = make_dataclass(
+    'FinetuneParams',
+    [
+        (f.name, f.type, f)
+        for c in (params_from_signature(train_finetune, MODELS.runtime + ('fasta',)), _FinetunePredict)
+        for f in fields(c)
+    ],
+)
+
+
+@MODELS.register(
+    'finetune',
+    params=FinetuneParams,
+    check=_check_finetune,
+    obs=('cell_type',),
+    docs=(train_finetune,),
+    embeddings=('enformer',),
+    distributed=True,
+)  # a launched run's processes train it together (DDP)
+def finetune(
+    adata: ad.AnnData,  # cells x genes: X = log1p; obs['cell_type']; var chrom, tss, strand; uns['inputs']['fasta']
+    key: str,  # the Enformer embedding it starts from ('enformer')
+    batch_size: int = 16,
+    rc_average: bool = True,
+    predict_precision: str = 'auto',  # prediction settings
+    seed: int = 0,
+    device: str | None = None,
+    ckpt: str | Path | None = None,
+    layer: str = 'X',
+    verbose: bool = False,
+    **train,  # `train_finetune` arguments
+) -> Profiles:
     "The sequence model fine-tuned end to end on the cell types' pseudobulks (`train_finetune`): each gene's profile predicted from its DNA window."
     if key not in adata.uns or 'weights' not in adata.uns[key]:
-        raise ValueError(f"finetune starts from an Enformer embedding's model: {key!r} is not one (run it on 'enformer')")
-    train = {k: v for k, v in train.items() if k not in MODELS.runtime}    # the runtime arguments a per-cell model would read
+        raise ValueError(
+            f"finetune starts from an Enformer embedding's model: {key!r} is not one (run it on 'enformer')"
+        )
+    train = {
+        k: v for k, v in train.items() if k not in MODELS.runtime
+    }  # the runtime arguments a per-cell model would read
     net = train_finetune(adata, key, seed=seed, device=device, ckpt=ckpt, layer=layer, verbose=verbose, **train)
-    fit = SequenceFit.from_network(net, key, batch_size=batch_size, rc_average=rc_average, precision=predict_precision,
-                                   history=net.history.to_dict('list'))
+    fit = SequenceFit.from_network(
+        net,
+        key,
+        batch_size=batch_size,
+        rc_average=rc_average,
+        precision=predict_precision,
+        history=net.history.to_dict('list'),
+    )
     fit._cached = (device, net)
     return fit

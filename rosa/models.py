@@ -4,7 +4,8 @@
 
 # %% ../nbs/10_models.ipynb #0003
 from __future__ import annotations
-import json, warnings
+import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import anndata as ad
 
 from .core import Registry, atomic_path, write_json, read_json
 from .splits import split_mask
-from .blocks import positions, as_index, index_positions, layer_matrix, read_rows, dense_block, row_blocks
+from .blocks import positions, index_positions, layer_matrix, read_rows, dense_block, row_blocks
 from .predictions import Predictions, Profiles, CellValues
 
 # %% auto #0
@@ -27,200 +28,313 @@ __all__ = ['MODELS', 'FITTED_FORMAT', 'FITTED', 'PROFILE_CELLS', 'BLOCK_CELLS', 
 # %% ../nbs/10_models.ipynb #0008
 def is_index(E) -> bool:
     "Whether an embedding is one-hot rows (each gene its own dimension): used as an index, never densified."
-    if not sp.issparse(E): return False
+    if not sp.issparse(E):
+        return False
     E = E.tocsr()
-    return E.nnz == E.shape[0] and (np.diff(E.indptr) == 1).all() and (E.data == 1).all() and len(np.unique(E.indices)) == E.shape[0]
+    return (
+        E.nnz == E.shape[0]
+        and (np.diff(E.indptr) == 1).all()
+        and (E.data == 1).all()
+        and len(np.unique(E.indices)) == E.shape[0]
+    )
 
-def gene_embeddings(adata:ad.AnnData, # cells x genes with varm[key]
-                    key:str, # embedding name in adata.varm ('enformer', 'esm', 'onehot', 'random')
-                   ) -> tuple:
+
+def gene_embeddings(
+    adata: ad.AnnData,  # cells x genes with varm[key]
+    key: str,  # embedding name in adata.varm ('enformer', 'esm', 'onehot', 'random')
+) -> tuple:
     "`(E, mean, sd)`: varm[key] standardised with train-gene statistics (missing rows become 0); a one-hot index stays sparse and as it is."
-    if key not in adata.varm: raise KeyError(f"no gene embedding {key!r} in adata.varm (have {list(adata.varm.keys())})")
+    if key not in adata.varm:
+        raise KeyError(f"no gene embedding {key!r} in adata.varm (have {list(adata.varm.keys())})")
     E = adata.varm[key]
-    if is_index(E): return E.tocsr().astype(np.float64), np.zeros(E.shape[1]), np.ones(E.shape[1])
+    if is_index(E):
+        return E.tocsr().astype(np.float64), np.zeros(E.shape[1]), np.ones(E.shape[1])
     if sp.issparse(E):
-        if E.shape[0] * E.shape[1] > 5e7: raise ValueError(f"varm[{key!r}] is a sparse {E.shape} matrix that is not one-hot: store it dense")
+        if E.shape[0] * E.shape[1] > 5e7:
+            raise ValueError(f"varm[{key!r}] is a sparse {E.shape} matrix that is not one-hot: store it dense")
         E = E.toarray()
-    E = np.array(E, dtype=np.float64)    # a copy: standardised in place below
-    if E.ndim != 2: raise ValueError(f"varm[{key!r}] must be (n_genes, d), got shape {E.shape}")
+    E = np.array(E, dtype=np.float64)  # a copy: standardised in place below
+    if E.ndim != 2:
+        raise ValueError(f"varm[{key!r}] must be (n_genes, d), got shape {E.shape}")
     bad = ~np.isfinite(E).all(1)
     if bad.any():
-        warnings.warn(f"{bad.sum()} genes have no finite {key!r} embedding (e.g. {list(adata.var_names[bad][:3])}): "
-                      "they get the train-gene mean embedding")
+        warnings.warn(
+            f"{bad.sum()} genes have no finite {key!r} embedding (e.g. {list(adata.var_names[bad][:3])}): "
+            "they get the train-gene mean embedding"
+        )
     tr = split_mask(adata, 'genes', 'train') & ~bad
-    if not tr.any(): raise ValueError(f"no train gene has a finite {key!r} embedding")
-    mean = E[tr].mean(0); sd = E[tr].std(0)
-    sd = np.where(sd > 1e-12, sd, 1.)   # constant dimensions carry nothing: keep them at 0
-    E -= mean; E /= sd                   # in place: at 20,000 genes x 3,072 dimensions each copy is 0.5 GB
-    Z = np.nan_to_num(E, copy=False, nan=0., posinf=0., neginf=0.)
-    Z[bad] = 0.
+    if not tr.any():
+        raise ValueError(f"no train gene has a finite {key!r} embedding")
+    mean = E[tr].mean(0)
+    sd = E[tr].std(0)
+    sd = np.where(sd > 1e-12, sd, 1.0)  # constant dimensions carry nothing: keep them at 0
+    E -= mean
+    E /= sd  # in place: at 20,000 genes x 3,072 dimensions each copy is 0.5 GB
+    Z = np.nan_to_num(E, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    Z[bad] = 0.0
     return Z, mean, sd
+
 
 def _mm(A, B) -> np.ndarray:
     "A @ B as a dense float64 array, whichever of them is sparse."
     C = A @ B
     return C.toarray() if sp.issparse(C) else np.asarray(C, dtype=np.float64)
 
-def gene_folds(n:int, cross_fit:int, seed:int) -> np.ndarray:
+
+def gene_folds(n: int, cross_fit: int, seed: int) -> np.ndarray:
     "Cross-fitting fold (0..cross_fit-1) of each of `n` train genes, seeded; all -1 when `cross_fit` is 0."
-    if cross_fit == 1 or cross_fit < 0: raise ValueError(f"cross_fit must be 0 (in-sample) or at least 2 folds, got {cross_fit}")
-    if not cross_fit: return np.full(n, -1)
+    if cross_fit == 1 or cross_fit < 0:
+        raise ValueError(f"cross_fit must be 0 (in-sample) or at least 2 folds, got {cross_fit}")
+    if not cross_fit:
+        return np.full(n, -1)
     return np.random.default_rng(seed).permutation(n) % min(cross_fit, n)
 
-def layer_name(model:str, embedding:str) -> str:
+
+def layer_name(model: str, embedding: str) -> str:
     "The layer (and predictions' name) of a model on an embedding: `pred_<model>_<embedding>`, `pred_<model>` without one."
     return f'pred_{model}' + (f'_{embedding}' if embedding else '')
 
-def model_label(model:str, embedding:str) -> str:
+
+def model_label(model: str, embedding: str) -> str:
     "How figures and tables name a model on an embedding: `model · embedding`."
     return f'{model} · {embedding}' if embedding else model
 
 # %% ../nbs/10_models.ipynb #0011
-MODELS = Registry('model', runtime=('adata', 'key', 'info', 'seed', 'device', 'ckpt', 'layer', 'verbose', 'progress', 'cells', 'genes', 'out'))
+MODELS = Registry(
+    'model',
+    runtime=('adata', 'key', 'info', 'seed', 'device', 'ckpt', 'layer', 'verbose', 'progress', 'cells', 'genes', 'out'),
+)
 
 # %% ../nbs/10_models.ipynb #146b1179
-FITTED_FORMAT = 1     # raise when the saved state of fitted models changes: an older state is then refused, never misread
-FITTED = {}           # class name -> `FittedModel` subclass: what `read_fitted` rebuilds
-PROFILE_CELLS = 512   # held-out cells per cell type whose mean makes a per-cell model's cell-type profile
+FITTED_FORMAT = 1  # raise when the saved state of fitted models changes: an older state is then refused, never misread
+FITTED = {}  # class name -> `FittedModel` subclass: what `read_fitted` rebuilds
+PROFILE_CELLS = 512  # held-out cells per cell type whose mean makes a per-cell model's cell-type profile
 
-def _n_rows(E) -> int: return int(E) if np.isscalar(E) else E.shape[0]
+
+def _n_rows(E) -> int:
+    return int(E) if np.isscalar(E) else E.shape[0]
+
 
 def cell_type_codes(adata, types=None) -> tuple[np.ndarray, list]:
     "Each cell's type code and the types (in `types`' order when given; one type 'all' when obs has no cell_type)."
     if 'cell_type' not in adata.obs:
-        if types is not None and list(types) != ['all']: raise KeyError("adata.obs['cell_type'] is missing")
+        if types is not None and list(types) != ['all']:
+            raise KeyError("adata.obs['cell_type'] is missing")
         return np.zeros(adata.n_obs, np.int64), ['all']
-    ct = pd.Categorical(adata.obs['cell_type'], categories=types) if types is not None else pd.Categorical(adata.obs['cell_type'])
+    ct = (
+        pd.Categorical(adata.obs['cell_type'], categories=types)
+        if types is not None
+        else pd.Categorical(adata.obs['cell_type'])
+    )
     codes = ct.codes.astype(np.int64)
     if (codes < 0).any():
         bad = pd.Series(adata.obs['cell_type'])[codes < 0].astype(str).unique()
-        raise ValueError(f"adata.obs['cell_type'] has missing values or types the model was not fitted on: {list(bad[:5])}")
+        raise ValueError(
+            f"adata.obs['cell_type'] has missing values or types the model was not fitted on: {list(bad[:5])}"
+        )
     return codes, [str(c) for c in ct.categories]
 
-def profile_cells(adata:ad.AnnData, # the run's cells (obs['split'], obs['cell_type'])
-                  codes:np.ndarray, # each cell's type code
-                  n_types:int, # number of types
-                  max_cells:int=PROFILE_CELLS, # at most this many per type (seeded choice)
-                  seed:int=0) -> list:
+
+def profile_cells(
+    adata: ad.AnnData,  # the run's cells (obs['split'], obs['cell_type'])
+    codes: np.ndarray,  # each cell's type code
+    n_types: int,  # number of types
+    max_cells: int = PROFILE_CELLS,  # at most this many per type (seeded choice)
+    seed: int = 0,
+) -> list:
     "Per cell type, the cells a per-cell model's profile averages: its held-out (test) cells, else all its cells."
-    test = split_mask(adata, 'cells', 'test', required=False); rng = np.random.default_rng(seed); out = []
+    test = split_mask(adata, 'cells', 'test', required=False)
+    rng = np.random.default_rng(seed)
+    out = []
     for t in range(n_types):
         c = np.flatnonzero((codes == t) & test)
-        if not len(c): c = np.flatnonzero(codes == t)
+        if not len(c):
+            c = np.flatnonzero(codes == t)
         out.append(np.sort(rng.choice(c, max_cells, replace=False)) if len(c) > max_cells else c)
     return out
 
+
 class FittedModel:
     "A model fitted on a run: predicts a gene from its embedding alone, one profile per cell type (per cell too for per-cell models, from the cells' observed genes); saved as arrays plus readable hyperparameters."
-    per_cell = False    # True: its run predictions are per cell, and it needs the run's data (`data`) to predict
-    def __init__(self, model:str, # its name in MODELS
-                 key:str|None, # the gene embedding it reads (None: none)
-                 types:list, # the cell types, rows of `profiles`
-                 params:dict, # hyperparameters and what was selected (JSON)
-                 arrays:dict): # the fitted arrays
+
+    per_cell = False  # True: its run predictions are per cell, and it needs the run's data (`data`) to predict
+
+    def __init__(
+        self,
+        model: str,  # its name in MODELS
+        key: str | None,  # the gene embedding it reads (None: none)
+        types: list,  # the cell types, rows of `profiles`
+        params: dict,  # hyperparameters and what was selected (JSON)
+        arrays: dict,
+    ):  # the fitted arrays
         self.model, self.key, self.types = model, key, [str(t) for t in types]
         self.params, self.arrays = dict(params), {k: np.asarray(v) for k, v in arrays.items()}
-    def __init_subclass__(cls, **kw): super().__init_subclass__(**kw); FITTED[cls.__name__] = cls
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        FITTED[cls.__name__] = cls
 
     @property
-    def index(self) -> bool: return bool(self.params.get('index', False))
-    def standardise(self, E) -> np.ndarray|sp.csr_matrix:
+    def index(self) -> bool:
+        return bool(self.params.get('index', False))
+
+    def standardise(self, E) -> np.ndarray | sp.csr_matrix:
         "Embeddings as the model read its train genes: standardised with their mean and sd, a missing row at the train mean (0); a one-hot index as sparse rows (a gene it never saw: an empty row)."
         if self.index:
-            n = int(self.params['n_index']); E = (E if sp.issparse(E) else sp.csr_matrix(np.asarray(E))).tocsr().astype(np.float64)
-            if E.shape[1] != n: raise ValueError(f"{self.key!r}: one-hot rows over {E.shape[1]} genes; the {self.model} model knows {n}")
+            n = int(self.params['n_index'])
+            E = (E if sp.issparse(E) else sp.csr_matrix(np.asarray(E))).tocsr().astype(np.float64)
+            if E.shape[1] != n:
+                raise ValueError(
+                    f"{self.key!r}: one-hot rows over {E.shape[1]} genes; the {self.model} model knows {n}"
+                )
             return E
         mean, sd = self.arrays['mean'], self.arrays['sd']
-        E = np.array(E.toarray() if sp.issparse(E) else E, dtype=np.float64)   # a copy: standardised in place
+        E = np.array(E.toarray() if sp.issparse(E) else E, dtype=np.float64)  # a copy: standardised in place
         if E.ndim != 2 or E.shape[1] != len(mean):
-            raise ValueError(f"{self.key!r} embeddings of shape {E.shape}: the {self.model} model was fitted on {len(mean)} dimensions")
+            raise ValueError(
+                f"{self.key!r} embeddings of shape {E.shape}: the {self.model} model was fitted on {len(mean)} dimensions"
+            )
         bad = ~np.isfinite(E).all(1)
-        E -= mean; E /= sd
-        Z = np.nan_to_num(E, copy=False, nan=0., posinf=0., neginf=0.); Z[bad] = 0.
+        E -= mean
+        E /= sd
+        Z = np.nan_to_num(E, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        Z[bad] = 0.0
         return Z
-    def profiles(self, E, # gene embeddings (genes, d), raw as in varm[key]; a number of genes for a model without embedding
-                 data=None, # the run's AnnData (cells x genes), for per-cell models
-                ) -> np.ndarray:
+
+    def profiles(
+        self,
+        E,  # gene embeddings (genes, d), raw as in varm[key]; a number of genes for a model without embedding
+        data=None,  # the run's AnnData (cells x genes), for per-cell models
+    ) -> np.ndarray:
         "Predicted log1p expression of each cell type for these genes: (types, genes) float32."
         return self._profiles(self.standardise(E) if self.key else _n_rows(E), data)
-    def _profiles(self, Z, data=None) -> np.ndarray: raise NotImplementedError   # from standardised embeddings
-    def predict(self, adata:ad.AnnData, # the data it was fitted on, with varm[key]
-                cells=None, genes=None, out=None, **kw) -> Predictions:
+
+    def _profiles(self, Z, data=None) -> np.ndarray:
+        raise NotImplementedError  # from standardised embeddings
+
+    def predict(
+        self,
+        adata: ad.AnnData,  # the data it was fitted on, with varm[key]
+        cells=None,
+        genes=None,
+        out=None,
+        **kw,
+    ) -> Predictions:
         "The run's predictions of `adata`'s genes, as the model returned them (profiles, or the cells x genes asked for)."
         codes, _ = cell_type_codes(adata, self.types)
         return Profiles(self.profiles(adata.varm[self.key] if self.key else adata.n_vars), codes, names=self.types)
+
     def __repr__(self):
         size = sum(a.nbytes for a in self.arrays.values())
         return f"{type(self).__name__}({self.model} on {self.key or 'no embedding'}; {len(self.types)} cell types, {size / 2**20:,.2f} MiB)"
 
+
 def _json_safe(o):
-    if isinstance(o, (np.integer, np.floating, np.bool_)): return o.item()
-    if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, tuple): return list(o)
+    if isinstance(o, (np.integer, np.floating, np.bool_)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
     return str(o)
 
-def save_fitted(f:FittedModel, # a fitted model
-                path:str|Path, # a folder: model.json (readable) and arrays.npz
-               ) -> Path:
+
+def save_fitted(
+    f: FittedModel,  # a fitted model
+    path: str | Path,  # a folder: model.json (readable) and arrays.npz
+) -> Path:
     "Write a fitted model: its class, model, embedding, cell types and hyperparameters as JSON, its arrays as .npz (no pickles)."
     from rosa import __version__
-    path = Path(path); path.mkdir(parents=True, exist_ok=True)
-    meta = dict(format=FITTED_FORMAT, rosa=__version__, cls=type(f).__name__, model=f.model, key=f.key, types=f.types,
-                params=json.loads(json.dumps(f.params, default=_json_safe)),
-                arrays={k: [list(map(int, v.shape)), v.dtype.str] for k, v in f.arrays.items()})
-    with atomic_path(path/'arrays.npz') as tmp:
-        with open(tmp, 'wb') as fh: np.savez(fh, **f.arrays)
-    write_json(meta, path/'model.json')
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    meta = dict(
+        format=FITTED_FORMAT,
+        rosa=__version__,
+        cls=type(f).__name__,
+        model=f.model,
+        key=f.key,
+        types=f.types,
+        params=json.loads(json.dumps(f.params, default=_json_safe)),
+        arrays={k: [list(map(int, v.shape)), v.dtype.str] for k, v in f.arrays.items()},
+    )
+    with atomic_path(path / 'arrays.npz') as tmp:
+        with open(tmp, 'wb') as fh:
+            np.savez(fh, **f.arrays)
+    write_json(meta, path / 'model.json')
     return path
 
-def fitted_meta(path:str|Path) -> dict:
+
+def fitted_meta(path: str | Path) -> dict:
     "A saved fitted model's model.json, checked: this rosa reads its format and knows its class."
     from rosa import __version__
-    path = Path(path); mj = path/'model.json'
-    if not mj.exists(): raise FileNotFoundError(f"{path} holds no fitted model (no model.json)")
+
+    path = Path(path)
+    mj = path / 'model.json'
+    if not mj.exists():
+        raise FileNotFoundError(f"{path} holds no fitted model (no model.json)")
     m = read_json(mj)
     if m.get('format') != FITTED_FORMAT:
-        raise ValueError(f"{path}: a fitted model saved by rosa {m.get('rosa')} in saved-state format {m.get('format')}, which this rosa "
-                         f"({__version__}, format {FITTED_FORMAT}) cannot read: rerun the run to refit it")
+        raise ValueError(
+            f"{path}: a fitted model saved by rosa {m.get('rosa')} in saved-state format {m.get('format')}, which this rosa "
+            f"({__version__}, format {FITTED_FORMAT}) cannot read: rerun the run to refit it"
+        )
     if m.get('cls') not in FITTED:
-        raise ValueError(f"{path}: fitted model class {m.get('cls')!r} (model {m.get('model')!r}) is not defined here: "
-                         "import the module that registers it (rosa --plugin)")
+        raise ValueError(
+            f"{path}: fitted model class {m.get('cls')!r} (model {m.get('model')!r}) is not defined here: "
+            "import the module that registers it (rosa --plugin)"
+        )
     return m
 
-def read_fitted(path:str|Path # a folder written by `save_fitted`
-               ) -> FittedModel:
+
+def read_fitted(
+    path: str | Path,  # a folder written by `save_fitted`
+) -> FittedModel:
     "A fitted model saved by `save_fitted`, checked against its own record of arrays."
-    path = Path(path); m = fitted_meta(path)
+    path = Path(path)
+    m = fitted_meta(path)
     try:
-        with np.load(path/'arrays.npz', allow_pickle=False) as z: arrays = {k: z[k] for k in z.files}
-    except Exception as e: raise ValueError(f"{path}/arrays.npz cannot be read ({type(e).__name__}: {e})") from e
+        with np.load(path / 'arrays.npz', allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:
+        raise ValueError(f"{path}/arrays.npz cannot be read ({type(e).__name__}: {e})") from e
     have = {k: [list(v.shape), v.dtype.str] for k, v in arrays.items()}
-    if have != m['arrays']: raise ValueError(f"{path}: arrays.npz does not hold the arrays model.json lists ({sorted(set(have) ^ set(m['arrays'])) or 'shapes differ'})")
+    if have != m['arrays']:
+        raise ValueError(
+            f"{path}: arrays.npz does not hold the arrays model.json lists ({sorted(set(have) ^ set(m['arrays'])) or 'shapes differ'})"
+        )
     return FITTED[m['cls']](m['model'], m['key'], m['types'], m['params'], arrays)
 
 # %% ../nbs/10_models.ipynb #0013
-BLOCK_CELLS = 8192   # cells read at once by a pass over the data: what bounds a model's memory at any number of cells
+BLOCK_CELLS = 8192  # cells read at once by a pass over the data: what bounds a model's memory at any number of cells
+
 
 def _cell_means(adata, layer, tr, rows=None) -> np.ndarray:
     "Each cell's mean over the train genes `tr` (positions), one block of cells at a time."
-    X = layer_matrix(adata, layer); rows = np.arange(adata.n_obs) if rows is None else rows
+    X = layer_matrix(adata, layer)
+    rows = np.arange(adata.n_obs) if rows is None else rows
     m = np.empty(len(rows))
     for i, r in row_blocks(rows, BLOCK_CELLS):
-        m[i:i+len(r)] = np.asarray(read_rows(X, r)[:, tr].sum(1), dtype=np.float64).ravel() / len(tr)
+        m[i : i + len(r)] = np.asarray(read_rows(X, r)[:, tr].sum(1), dtype=np.float64).ravel() / len(tr)
     return m
+
 
 class AgnosticFit(FittedModel):
     "The gene-agnostic baseline: each cell's mean over its train genes; per type, the mean level of its held-out cells, whatever the gene."
+
     def _profiles(self, Z, data=None):
         return np.repeat(self.arrays['level'][:, None], _n_rows(Z), 1).astype(np.float32)
+
     def predict(self, adata, cells=None, genes=None, out=None, **kw):
         m = _cell_means(adata, self.params.get('layer', 'X'), np.flatnonzero(split_mask(adata, 'genes', 'train')))
         return Profiles(np.zeros((1, adata.n_vars), np.float32), np.zeros(adata.n_obs, np.int64), m.astype(np.float32))
 
+
 @MODELS.register('agnostic', embedding=False)
-def agnostic(adata:ad.AnnData, # cells x genes, X = log1p (in memory or backed)
-             layer:str='X', # expression layer
-            ) -> Profiles:
+def agnostic(
+    adata: ad.AnnData,  # cells x genes, X = log1p (in memory or backed)
+    layer: str = 'X',  # expression layer
+) -> Profiles:
     "Each cell's mean over its train genes, for every gene: one all-zero profile plus a per-cell offset."
     codes, types = cell_type_codes(adata)
     m = _cell_means(adata, layer, np.flatnonzero(split_mask(adata, 'genes', 'train')))
@@ -233,46 +347,66 @@ def agnostic(adata:ad.AnnData, # cells x genes, X = log1p (in memory or backed)
 # %% ../nbs/10_models.ipynb #0016
 ALPHAS = (1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5)
 
+
 class _RidgeSVD:
     "Ridge regression on a fixed design (train genes' embeddings) for many targets and penalties; one-hot rows need no SVD."
+
     def __init__(self, E_train):
-        if sp.issparse(E_train):        # one-hot rows select distinct columns: U = I, s = 1, V = the selection
+        if sp.issparse(E_train):  # one-hot rows select distinct columns: U = I, s = 1, V = the selection
             n = E_train.shape[0]
             self.U, self.s, self.V = sp.identity(n, format='csr'), np.ones(n), E_train.T.tocsr()
-        elif E_train.shape[0] > 2 * E_train.shape[1]:   # many more genes than dimensions: the d x d Gram matrix is cheaper to decompose
+        elif (
+            E_train.shape[0] > 2 * E_train.shape[1]
+        ):  # many more genes than dimensions: the d x d Gram matrix is cheaper to decompose
             lam, V = np.linalg.eigh(E_train.T @ E_train)
-            keep = lam > 1e-12 * max(lam.max(), 1e-300); self.s, self.V = np.sqrt(lam[keep]), V[:, keep]
+            keep = lam > 1e-12 * max(lam.max(), 1e-300)
+            self.s, self.V = np.sqrt(lam[keep]), V[:, keep]
             self.U = (E_train @ self.V) / self.s
         else:
             self.U, self.s, Vt = np.linalg.svd(E_train, full_matrices=False)
             self.V = Vt.T
-    def shrink(self, alpha): return self.s / (self.s**2 + alpha)
-    def project(self, Yc): return _mm(self.U.T, Yc)                  # (k, m) from centred targets (n_train, m)
-    def predict(self, UtY, alpha, E): return _mm(_mm(E, self.V) if sp.issparse(E) else E @ self.V, self.shrink(alpha)[:, None] * UtY)
+
+    def shrink(self, alpha):
+        return self.s / (self.s**2 + alpha)
+
+    def project(self, Yc):
+        return _mm(self.U.T, Yc)  # (k, m) from centred targets (n_train, m)
+
+    def predict(self, UtY, alpha, E):
+        return _mm(_mm(E, self.V) if sp.issparse(E) else E @ self.V, self.shrink(alpha)[:, None] * UtY)
+
     def gcv(self, Yc, alpha):
         "Generalised cross-validation error on the train genes."
         h = self.s**2 / (self.s**2 + alpha)
         r = Yc - _mm(self.U, h[:, None] * self.project(Yc))
-        return float((r**2).mean() / (1 - h.sum() / len(Yc))**2)
+        return float((r**2).mean() / (1 - h.sum() / len(Yc)) ** 2)
+
 
 def _select_alpha(ridge, Yc, m, E_val, Y_val, alphas, info):
     "The penalty with the lowest val-gene MSE (or GCV when there are no val genes)."
     UtY = ridge.project(Yc)
     if Y_val is not None and len(Y_val):
-        err = [float(((m + ridge.predict(UtY, al, E_val) - Y_val)**2).mean()) for al in alphas]; how = 'val_mse'
-    else: err = [ridge.gcv(Yc, al) for al in alphas]; how = 'gcv'
+        err = [float(((m + ridge.predict(UtY, al, E_val) - Y_val) ** 2).mean()) for al in alphas]
+        how = 'val_mse'
+    else:
+        err = [ridge.gcv(Yc, al) for al in alphas]
+        how = 'gcv'
     best = int(np.argmin(err))
     info.update(alpha=float(alphas[best]), alpha_grid=[float(x) for x in alphas], alpha_err=err, alpha_by=how)
     return alphas[best]
 
+
 def _check_alpha(p):
     "An unknown penalty grid or a negative penalty, named before anything runs."
-    if p.alpha is not None and not p.alpha >= 0: raise ValueError(f"alpha must be >= 0 or None (picked on val genes), got {p.alpha!r}")
+    if p.alpha is not None and not p.alpha >= 0:
+        raise ValueError(f"alpha must be >= 0 or None (picked on val genes), got {p.alpha!r}")
     if p.alpha is None and (not len(p.alphas) or min(p.alphas) < 0):
         raise ValueError(f"alphas must be a non-empty grid of penalties >= 0, got {p.alphas!r}")
 
 # %% ../nbs/10_models.ipynb #0018
-def _type_means(X, types:np.ndarray, rows:np.ndarray, cols:np.ndarray, n_types:int) -> tuple[np.ndarray, np.ndarray]:
+def _type_means(
+    X, types: np.ndarray, rows: np.ndarray, cols: np.ndarray, n_types: int
+) -> tuple[np.ndarray, np.ndarray]:
     "Mean of X[rows, cols] per cell type code, (n_types, len(cols)), and the number of rows per type; one pass over blocks of rows."
     S = np.zeros((n_types, len(cols)))
     for _, r in row_blocks(rows, BLOCK_CELLS):
@@ -281,59 +415,82 @@ def _type_means(X, types:np.ndarray, rows:np.ndarray, cols:np.ndarray, n_types:i
     n = np.bincount(types[rows], minlength=n_types)
     return S / np.maximum(n, 1)[:, None], n
 
+
 def celltype_targets(adata, layer):
     "Cell types, train / val gene masks, and the types' mean train-cell profiles of train and val genes (genes, types)."
-    if 'cell_type' not in adata.obs: raise KeyError("adata.obs['cell_type'] is missing")
+    if 'cell_type' not in adata.obs:
+        raise KeyError("adata.obs['cell_type'] is missing")
     X = layer_matrix(adata, layer)
     g_tr, g_va = split_mask(adata, 'genes', 'train'), split_mask(adata, 'genes', 'val', required=False)
     c_tr = np.flatnonzero(split_mask(adata, 'cells', 'train'))
-    ct = pd.Categorical(adata.obs['cell_type']); codes = ct.codes.astype(np.int64); nt = len(ct.categories)
-    if (codes < 0).any(): raise ValueError("adata.obs['cell_type'] has missing values")
+    ct = pd.Categorical(adata.obs['cell_type'])
+    codes = ct.codes.astype(np.int64)
+    nt = len(ct.categories)
+    if (codes < 0).any():
+        raise ValueError("adata.obs['cell_type'] has missing values")
     cols = np.flatnonzero(g_tr | g_va)
-    Y, n = _type_means(X, codes, c_tr, cols, nt)                      # train and val genes in one pass
+    Y, n = _type_means(X, codes, c_tr, cols, nt)  # train and val genes in one pass
     if (n == 0).any():
         warnings.warn(f"cell types without train cells get the mean train-cell profile: {list(ct.categories[n == 0])}")
-        Y[n == 0] = (Y * n[:, None]).sum(0) / n.sum()                 # a type without train cells: all train cells
-    Y = Y.T                                                           # (genes, types)
+        Y[n == 0] = (Y * n[:, None]).sum(0) / n.sum()  # a type without train cells: all train cells
+    Y = Y.T  # (genes, types)
     Ytr, Yva = Y[g_tr[cols]], (Y[g_va[cols]] if g_va.any() else None)
     return ct, codes, g_tr, g_va, Ytr, Yva
 
+
 def _embedding_params(E, mean, sd) -> tuple[dict, dict]:
     "What a fitted model keeps of its embedding's standardisation: the train genes' mean and sd, or the one-hot index's size."
-    if sp.issparse(E): return dict(index=True, n_index=int(E.shape[1])), {}
+    if sp.issparse(E):
+        return dict(index=True, n_index=int(E.shape[1])), {}
     return dict(index=False), dict(mean=mean, sd=sd)
+
 
 class LinearFit(FittedModel):
     "Per cell type, a linear map of the standardised embedding: profiles = (m + Z W)ᵀ."
-    def _profiles(self, Z, data=None): return (self.arrays['m'] + _mm(Z, self.arrays['W'])).T.astype(np.float32)
+
+    def _profiles(self, Z, data=None):
+        return (self.arrays['m'] + _mm(Z, self.arrays['W'])).T.astype(np.float32)
+
 
 @MODELS.register('ridge_celltype', check=_check_alpha, obs=('cell_type',))
-def ridge_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type']
-                   key:str, # gene embedding in adata.varm
-                   alpha:float|None=None, # ridge penalty; None picks it from `alphas` on val genes
-                   alphas:tuple=ALPHAS, # grid for the penalty
-                   layer:str='X', # expression layer
-                   info:dict|None=None, # filled with the chosen alpha and its selection errors
-                  ) -> Profiles:
+def ridge_celltype(
+    adata: ad.AnnData,  # cells x genes, X = log1p; obs['cell_type']
+    key: str,  # gene embedding in adata.varm
+    alpha: float | None = None,  # ridge penalty; None picks it from `alphas` on val genes
+    alphas: tuple = ALPHAS,  # grid for the penalty
+    layer: str = 'X',  # expression layer
+    info: dict | None = None,  # filled with the chosen alpha and its selection errors
+) -> Profiles:
     "Per cell type, ridge from embedding to the type's mean train-cell expression: one profile per type."
     info = {} if info is None else info
     E, mean, sd = gene_embeddings(adata, key)
     ct, codes, g_tr, g_va, Ytr, Yva = celltype_targets(adata, layer)
-    m = Ytr.mean(0); ridge = _RidgeSVD(E[g_tr])
-    if alpha is None: alpha = _select_alpha(ridge, Ytr - m, m, E[g_va], Yva, alphas, info)
-    else: info.update(alpha=float(alpha), alpha_by='given')
-    W = _mm(ridge.V, ridge.shrink(alpha)[:, None] * ridge.project(Ytr - m))   # (d, types): the fit in the embedding's space
+    m = Ytr.mean(0)
+    ridge = _RidgeSVD(E[g_tr])
+    if alpha is None:
+        alpha = _select_alpha(ridge, Ytr - m, m, E[g_va], Yva, alphas, info)
+    else:
+        info.update(alpha=float(alpha), alpha_by='given')
+    W = _mm(
+        ridge.V, ridge.shrink(alpha)[:, None] * ridge.project(Ytr - m)
+    )  # (d, types): the fit in the embedding's space
     ep, ea = _embedding_params(E, mean, sd)
-    fit = LinearFit('ridge_celltype', key, ct.categories, dict(alpha=float(alpha), layer=layer, **ep), dict(W=W, m=m, **ea))
-    p = Profiles(fit._profiles(E), codes, names=ct.categories); p.fitted = fit
+    fit = LinearFit(
+        'ridge_celltype', key, ct.categories, dict(alpha=float(alpha), layer=layer, **ep), dict(W=W, m=m, **ea)
+    )
+    p = Profiles(fit._profiles(E), codes, names=ct.categories)
+    p.fitted = fit
     return p
 
 # %% ../nbs/10_models.ipynb #0023
 def _check_ridge_cell(p):
     "`_check_alpha`, and folds and chunks that can exist."
     _check_alpha(p)
-    if p.cross_fit == 1 or p.cross_fit < 0: raise ValueError(f"cross_fit must be 0 (in-sample) or at least 2 folds, got {p.cross_fit}")
-    if p.chunk < 1 or p.n_select < 1: raise ValueError(f"chunk and n_select must be >= 1, got chunk={p.chunk}, n_select={p.n_select}")
+    if p.cross_fit == 1 or p.cross_fit < 0:
+        raise ValueError(f"cross_fit must be 0 (in-sample) or at least 2 folds, got {p.cross_fit}")
+    if p.chunk < 1 or p.n_select < 1:
+        raise ValueError(f"chunk and n_select must be >= 1, got chunk={p.chunk}, n_select={p.n_select}")
+
 
 def _cell_fits(E, tr, ridge, cross_fit, seed, res) -> list:
     "(train genes fitted, as positions in `tr`; output columns; the ridge; the predicted genes' rows through it) for every fit the store `res` needs."
@@ -342,24 +499,31 @@ def _cell_fits(E, tr, ridge, cross_fit, seed, res) -> list:
     fits = [(np.arange(len(tr)), res.genes, ridge)]
     folds = gene_folds(len(tr), cross_fit, seed)
     for k in np.unique(folds[folds >= 0]):
-        sel = np.flatnonzero(folds != k); cols = tr[folds == k]; cols = cols[res._col[cols] >= 0]
-        if len(cols): fits.append((sel, cols, _RidgeSVD(E[tr[sel]])))
+        sel = np.flatnonzero(folds != k)
+        cols = tr[folds == k]
+        cols = cols[res._col[cols] >= 0]
+        if len(cols):
+            fits.append((sel, cols, _RidgeSVD(E[tr[sel]])))
     return [(sel, res._col[cols], r, E[cols] @ r.V) for sel, cols, r in fits]
+
 
 def _cell_pass(X, tr, rows, fits, alpha, chunk, n_out, write):
     "Per cell, ridge on its own train-gene values: predictions (cells, n_out) of each fit's columns, written block by block (`write(i, rows, block)`)."
-    fits = [(sel, lc, r.shrink(alpha), EV, r.U, np.asarray(r.U.sum(0)).ravel()) for sel, lc, r, EV in fits]  # Uᵀ1: centring without densifying
+    fits = [
+        (sel, lc, r.shrink(alpha), EV, r.U, np.asarray(r.U.sum(0)).ravel()) for sel, lc, r, EV in fits
+    ]  # Uᵀ1: centring without densifying
     k = max(len(f[2]) for f in fits)
-    step = max(1, min(chunk, (1 << 24) // k))           # a one-hot index has k = n_train: keep (cells x k) bounded
+    step = max(1, min(chunk, (1 << 24) // k))  # a one-hot index has k = n_train: keep (cells x k) bounded
     for i, r in row_blocks(rows, step):
-        Xc = read_rows(X, r)[:, tr]                                                  # read once per chunk of cells
+        Xc = read_rows(X, r)[:, tr]  # read once per chunk of cells
         block = np.empty((len(r), n_out), np.float32)
         for sel, lc, f, EV, U, Ut1 in fits:
             Xs = Xc if len(sel) == len(tr) else Xc[:, sel]
             m = np.asarray(Xs.sum(1), dtype=np.float64).ravel() / len(sel)
-            Z = _mm(Xs, U) - m[:, None] * Ut1                                    # (Y - m) U
+            Z = _mm(Xs, U) - m[:, None] * Ut1  # (Y - m) U
             block[:, lc] = m[:, None] + _mm(EV, (Z * f).T).T
         write(i, r, block)
+
 
 def _type_coefs(X, tr, ridge, alpha, groups) -> tuple[np.ndarray, np.ndarray]:
     "Per group of cells (a cell type's profile cells), the mean of their cells' ridge fits: coefficients (groups, d) and intercepts."
@@ -367,55 +531,97 @@ def _type_coefs(X, tr, ridge, alpha, groups) -> tuple[np.ndarray, np.ndarray]:
     S, b = np.zeros((len(groups), len(f))), np.zeros(len(groups))
     for t, rows in enumerate(groups):
         for _, r in row_blocks(rows, BLOCK_CELLS):
-            Xc = read_rows(X, r)[:, tr]; m = np.asarray(Xc.sum(1), dtype=np.float64).ravel() / len(tr)
-            S[t] += ((_mm(Xc, U) - m[:, None] * Ut1) * f).sum(0); b[t] += m.sum()
-    n = np.array([len(g) for g in groups], np.float64); n = np.where(n > 0, n, np.nan)   # a type without cells: no profile
+            Xc = read_rows(X, r)[:, tr]
+            m = np.asarray(Xc.sum(1), dtype=np.float64).ravel() / len(tr)
+            S[t] += ((_mm(Xc, U) - m[:, None] * Ut1) * f).sum(0)
+            b[t] += m.sum()
+    n = np.array([len(g) for g in groups], np.float64)
+    n = np.where(n > 0, n, np.nan)  # a type without cells: no profile
     return _mm(ridge.V, (S / n[:, None]).T).T, b / n
+
 
 class RidgeCellFit(FittedModel):
     "Ridge per cell on its own train genes; a cell type's profile is the mean of its held-out cells' fits (`profile_cells`)."
+
     per_cell = True
-    def _profiles(self, Z, data=None): return (self.arrays['intercept'][:, None] + _mm(Z, self.arrays['coef'].T).T).astype(np.float32)
+
+    def _profiles(self, Z, data=None):
+        return (self.arrays['intercept'][:, None] + _mm(Z, self.arrays['coef'].T).T).astype(np.float32)
+
     def _ridge(self, adata):
-        E = self.standardise(adata.varm[self.key]); tr = np.flatnonzero(split_mask(adata, 'genes', 'train'))
+        E = self.standardise(adata.varm[self.key])
+        tr = np.flatnonzero(split_mask(adata, 'genes', 'train'))
         return E, tr, _RidgeSVD(E[tr])
+
     def predict(self, adata, cells=None, genes=None, out=None, **kw):
         "The run's per-cell predictions of the cells x genes asked for (a train gene cross-fitted), chunk by chunk into `out`."
         return self._values(adata, *self._ridge(adata), cells, genes, out)
+
     def _values(self, adata, E, tr, ridge, cells, genes, out) -> CellValues:
         "Per-cell predictions from the standardised embedding `E` and the train genes' ridge, into a store at `out`."
-        p = self.params; res = CellValues.create(out, adata.shape, cells, genes)
-        def write(i, r, block): res[i:i+len(r)] = block
-        _cell_pass(layer_matrix(adata, p['layer']), tr, res.cells, _cell_fits(E, tr, ridge, p['cross_fit'], p['seed'], res),
-                   p['alpha'], p['chunk'], len(res.genes), write)
+        p = self.params
+        res = CellValues.create(out, adata.shape, cells, genes)
+
+        def write(i, r, block):
+            res[i : i + len(r)] = block
+
+        _cell_pass(
+            layer_matrix(adata, p['layer']),
+            tr,
+            res.cells,
+            _cell_fits(E, tr, ridge, p['cross_fit'], p['seed'], res),
+            p['alpha'],
+            p['chunk'],
+            len(res.genes),
+            write,
+        )
         return res
-    def cells(self, E, # embeddings of the genes to predict (genes, d), raw
-              data:ad.AnnData, # the run's data (cells x genes, varm[key])
-              cells=None, # the cells (positions or mask; None = all)
-             ) -> np.ndarray:
+
+    def cells(
+        self,
+        E,  # embeddings of the genes to predict (genes, d), raw
+        data: ad.AnnData,  # the run's data (cells x genes, varm[key])
+        cells=None,  # the cells (positions or mask; None = all)
+    ) -> np.ndarray:
         "Per-cell predictions (cells, genes) of genes given by their embeddings, each from its cell's own fit on all its train genes."
-        p = self.params; Z = self.standardise(E); Ed, tr, ridge = self._ridge(data)
-        rows = positions(cells, data.n_obs, 'cells'); out = np.empty((len(rows), Z.shape[0]), np.float32)
-        def write(i, r, block): out[i:i+len(r)] = block
-        _cell_pass(layer_matrix(data, p['layer']), tr, rows, [(np.arange(len(tr)), np.arange(Z.shape[0]), ridge, Z @ ridge.V)],
-                   p['alpha'], p['chunk'], Z.shape[0], write)
+        p = self.params
+        Z = self.standardise(E)
+        Ed, tr, ridge = self._ridge(data)
+        rows = positions(cells, data.n_obs, 'cells')
+        out = np.empty((len(rows), Z.shape[0]), np.float32)
+
+        def write(i, r, block):
+            out[i : i + len(r)] = block
+
+        _cell_pass(
+            layer_matrix(data, p['layer']),
+            tr,
+            rows,
+            [(np.arange(len(tr)), np.arange(Z.shape[0]), ridge, Z @ ridge.V)],
+            p['alpha'],
+            p['chunk'],
+            Z.shape[0],
+            write,
+        )
         return out
 
+
 @MODELS.register('ridge_cell', check=_check_ridge_cell)
-def ridge_cell(adata:ad.AnnData, # cells x genes, X = log1p (in memory or backed)
-               key:str, # gene embedding in adata.varm
-               alpha:float|None=None, # ridge penalty; None picks it from `alphas` on val genes
-               alphas:tuple=ALPHAS, # grid for the penalty
-               layer:str='X', # expression layer
-               chunk:int=4096, # cells per chunk
-               n_select:int=1000, # train cells used to pick alpha
-               seed:int=0, # seed for the cells that pick alpha
-               info:dict|None=None, # filled with the chosen alpha and its selection errors
-               cross_fit:int=5, # folds over train genes: each is predicted by fits without it (0: in-sample fits)
-               cells=None, # cells to predict (positions or mask; None = all)
-               genes=None, # genes to predict (positions or mask; None = all)
-               out=None, # folder of the chunked store to write (None: in memory)
-              ) -> CellValues:
+def ridge_cell(
+    adata: ad.AnnData,  # cells x genes, X = log1p (in memory or backed)
+    key: str,  # gene embedding in adata.varm
+    alpha: float | None = None,  # ridge penalty; None picks it from `alphas` on val genes
+    alphas: tuple = ALPHAS,  # grid for the penalty
+    layer: str = 'X',  # expression layer
+    chunk: int = 4096,  # cells per chunk
+    n_select: int = 1000,  # train cells used to pick alpha
+    seed: int = 0,  # seed for the cells that pick alpha
+    info: dict | None = None,  # filled with the chosen alpha and its selection errors
+    cross_fit: int = 5,  # folds over train genes: each is predicted by fits without it (0: in-sample fits)
+    cells=None,  # cells to predict (positions or mask; None = all)
+    genes=None,  # genes to predict (positions or mask; None = all)
+    out=None,  # folder of the chunked store to write (None: in memory)
+) -> CellValues:
     "Per cell, ridge from embedding to the cell's own train-gene values; the cells x genes asked for, written chunk by chunk."
     info = {} if info is None else info
     E, mean, sd = gene_embeddings(adata, key)
@@ -426,127 +632,192 @@ def ridge_cell(adata:ad.AnnData, # cells x genes, X = log1p (in memory or backed
     if alpha is None:
         c_tr = np.flatnonzero(split_mask(adata, 'cells', 'train'))
         rows = np.sort(np.random.default_rng(seed).choice(c_tr, min(n_select, len(c_tr)), replace=False))
-        Ytr = dense_block(X, rows, tr, np.float64).T; m = Ytr.mean(0)
+        Ytr = dense_block(X, rows, tr, np.float64).T
+        m = Ytr.mean(0)
         Yva = dense_block(X, rows, np.flatnonzero(g_va), np.float64).T if g_va.any() else None
         alpha = _select_alpha(ridge, Ytr - m, m, E[g_va], Yva, alphas, info)
-    else: info.update(alpha=float(alpha), alpha_by='given')
+    else:
+        info.update(alpha=float(alpha), alpha_by='given')
     info.update(cross_fit=int(cross_fit))
     codes, types = cell_type_codes(adata)
     coef, b = _type_coefs(X, tr, ridge, alpha, profile_cells(adata, codes, len(types)))
     ep, ea = _embedding_params(E, mean, sd)
-    fit = RidgeCellFit('ridge_cell', key, types, dict(alpha=float(alpha), cross_fit=int(cross_fit), seed=int(seed), chunk=int(chunk), layer=layer, **ep),
-                       dict(coef=coef, intercept=b, **ea))
-    res = fit._values(adata, E, tr, ridge, cells, genes, out)   # the embedding as standardised here, the ridge as fitted here
+    fit = RidgeCellFit(
+        'ridge_cell',
+        key,
+        types,
+        dict(alpha=float(alpha), cross_fit=int(cross_fit), seed=int(seed), chunk=int(chunk), layer=layer, **ep),
+        dict(coef=coef, intercept=b, **ea),
+    )
+    res = fit._values(
+        adata, E, tr, ridge, cells, genes, out
+    )  # the embedding as standardised here, the ridge as fitted here
     res.fitted = fit
     return res
 
 # %% ../nbs/10_models.ipynb #0026
-GAMMAS = (0.25, 1., 4., 16.)
+GAMMAS = (0.25, 1.0, 4.0, 16.0)
+
 
 def _unit(E):
     "Rows scaled to unit length; zero rows (genes without an embedding) stay zero; one-hot rows are unit already."
-    if sp.issparse(E): return E
+    if sp.issparse(E):
+        return E
     n = np.linalg.norm(E, axis=1, keepdims=True)
-    return E / np.where(n > 0, n, 1.)
+    return E / np.where(n > 0, n, 1.0)
+
 
 def _sqdist(A, B) -> np.ndarray:
     "Squared Euclidean distances between the rows of A and B (dense or sparse)."
     sq = lambda M: np.asarray(M.multiply(M).sum(1)).ravel() if sp.issparse(M) else (M**2).sum(1)
     return np.clip(sq(A)[:, None] + sq(B)[None] - 2 * _mm(A, B.T), 0, None)
 
-def _kernel_map(K_landmarks:np.ndarray) -> np.ndarray:
+
+def _kernel_map(K_landmarks: np.ndarray) -> np.ndarray:
     "The Nyström map `Q / sqrt(λ)` of the landmarks' kernel: a gene's features are its kernel with the landmarks times it."
     lam, Q = np.linalg.eigh(K_landmarks)
-    keep = lam > 1e-10 * lam.max(); lam, Q = lam[keep], Q[:, keep]
+    keep = lam > 1e-10 * lam.max()
+    lam, Q = lam[keep], Q[:, keep]
     return Q / np.sqrt(lam)
 
-def _kernel_features(K:np.ndarray, landmarks:np.ndarray) -> np.ndarray:
+
+def _kernel_features(K: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     "Nyström features `Φ` of every gene from its kernel with the landmark genes `(n, m)`: `Φ Φᵀ` is K where the landmarks span it, exactly K on the landmarks."
     return K @ _kernel_map(K[landmarks])
+
 
 def _check_kernel(p):
     "`_check_alpha`, and kernel widths > 0."
     _check_alpha(p)
-    if p.gamma is not None and not p.gamma > 0: raise ValueError(f"gamma must be > 0 or None (picked on val genes), got {p.gamma!r}")
+    if p.gamma is not None and not p.gamma > 0:
+        raise ValueError(f"gamma must be > 0 or None (picked on val genes), got {p.gamma!r}")
     if p.gamma is None and (not len(p.gammas) or min(p.gammas) <= 0):
         raise ValueError(f"gammas must be a non-empty grid of widths > 0, got {p.gammas!r}")
-    if p.n_landmarks < 1: raise ValueError(f"n_landmarks must be at least 1, got {p.n_landmarks}")
+    if p.n_landmarks < 1:
+        raise ValueError(f"n_landmarks must be at least 1, got {p.n_landmarks}")
+
 
 class KernelFit(FittedModel):
     "Per cell type, RBF kernel ridge: a gene's kernel with the landmark genes, through the Nyström map, times the fitted weights."
+
     def landmarks(self):
         "The landmark genes' unit-length standardised embeddings (a one-hot index: their rows of the identity)."
-        if not self.index: return self.arrays['landmarks']
+        if not self.index:
+            return self.arrays['landmarks']
         L = self.arrays['landmark_genes']
         return sp.csr_matrix((np.ones(len(L)), (np.arange(len(L)), L)), shape=(len(L), int(self.params['n_index'])))
-    def _profiles(self, Z, data=None): return self._from_distances(_sqdist(_unit(Z), self.landmarks()))
+
+    def _profiles(self, Z, data=None):
+        return self._from_distances(_sqdist(_unit(Z), self.landmarks()))
+
     def _from_distances(self, D):
         "Profiles from the genes' squared distances to the landmarks."
-        return (self.arrays['m'] + (np.exp(-self.params['gamma'] * D) @ self.arrays['map']) @ self.arrays['W']).T.astype(np.float32)
+        return (
+            self.arrays['m'] + (np.exp(-self.params['gamma'] * D) @ self.arrays['map']) @ self.arrays['W']
+        ).T.astype(np.float32)
+
 
 @MODELS.register('kernel_celltype', check=_check_kernel, obs=('cell_type',))
-def kernel_celltype(adata:ad.AnnData, # cells x genes, X = log1p; obs['cell_type']
-                    key:str, # gene embedding in adata.varm
-                    gamma:float|None=None, # kernel width; None picks it from `gammas` on val genes
-                    alpha:float|None=None, # ridge penalty; None picks it from `alphas` on val genes
-                    gammas:tuple=GAMMAS, # grid for the kernel width
-                    alphas:tuple=ALPHAS, # grid for the penalty
-                    n_landmarks:int=3000, # exact up to this many train genes; above it, Nyström on this many (seeded) train genes
-                    seed:int=0, # seed of the landmarks
-                    layer:str='X', # expression layer
-                    info:dict|None=None, # filled with the chosen gamma and alpha and their selection errors
-                   ) -> Profiles:
+def kernel_celltype(
+    adata: ad.AnnData,  # cells x genes, X = log1p; obs['cell_type']
+    key: str,  # gene embedding in adata.varm
+    gamma: float | None = None,  # kernel width; None picks it from `gammas` on val genes
+    alpha: float | None = None,  # ridge penalty; None picks it from `alphas` on val genes
+    gammas: tuple = GAMMAS,  # grid for the kernel width
+    alphas: tuple = ALPHAS,  # grid for the penalty
+    n_landmarks: int = 3000,  # exact up to this many train genes; above it, Nyström on this many (seeded) train genes
+    seed: int = 0,  # seed of the landmarks
+    layer: str = 'X',  # expression layer
+    info: dict | None = None,  # filled with the chosen gamma and alpha and their selection errors
+) -> Profiles:
     "Per cell type, RBF kernel ridge from embedding to the type's mean train-cell expression: one profile per type."
     info = {} if info is None else info
     E, mean, sd = gene_embeddings(adata, key)
     U = _unit(E)
     ct, codes, g_tr, g_va, Ytr, Yva = celltype_targets(adata, layer)
-    m = Ytr.mean(0); train = np.flatnonzero(g_tr)
-    L = train if len(train) <= n_landmarks else np.sort(np.random.default_rng(seed).choice(train, n_landmarks, replace=False))
-    D = _sqdist(U, U[L])                                     # one distance matrix for every width on the grid
+    m = Ytr.mean(0)
+    train = np.flatnonzero(g_tr)
+    L = (
+        train
+        if len(train) <= n_landmarks
+        else np.sort(np.random.default_rng(seed).choice(train, n_landmarks, replace=False))
+    )
+    D = _sqdist(U, U[L])  # one distance matrix for every width on the grid
     best = None
-    for g in ((gamma,) if gamma is not None else gammas):
-        K = np.exp(-g * D); M = _kernel_map(K[L]); Phi = K @ M
-        ridge = _RidgeSVD(Phi[g_tr]); sel = {}
+    for g in (gamma,) if gamma is not None else gammas:
+        K = np.exp(-g * D)
+        M = _kernel_map(K[L])
+        Phi = K @ M
+        ridge = _RidgeSVD(Phi[g_tr])
+        sel = {}
         a = _select_alpha(ridge, Ytr - m, m, Phi[g_va], Yva, alphas if alpha is None else (alpha,), sel)
-        if best is None or min(sel['alpha_err']) < best[0]: best = (min(sel['alpha_err']), g, a, ridge, M, sel)
+        if best is None or min(sel['alpha_err']) < best[0]:
+            best = (min(sel['alpha_err']), g, a, ridge, M, sel)
     _, g, a, ridge, M, sel = best
-    info.update(sel, gamma=float(g), gamma_by='given' if gamma is not None else sel['alpha_by'],
-                kernel='exact' if len(L) == len(train) else f'nystrom ({len(L)} landmarks)')
-    if alpha is not None: info['alpha_by'] = 'given'
-    W = ridge.V @ (ridge.shrink(a)[:, None] * ridge.project(Ytr - m))    # (features, types)
+    info.update(
+        sel,
+        gamma=float(g),
+        gamma_by='given' if gamma is not None else sel['alpha_by'],
+        kernel='exact' if len(L) == len(train) else f'nystrom ({len(L)} landmarks)',
+    )
+    if alpha is not None:
+        info['alpha_by'] = 'given'
+    W = ridge.V @ (ridge.shrink(a)[:, None] * ridge.project(Ytr - m))  # (features, types)
     ep, ea = _embedding_params(E, mean, sd)
     land = dict(landmark_genes=L) if sp.issparse(E) else dict(landmarks=np.asarray(U[L]))
-    fit = KernelFit('kernel_celltype', key, ct.categories, dict(gamma=float(g), alpha=float(a), kernel=info['kernel'], layer=layer, **ep),
-                    dict(map=M, W=W, m=m, **land, **ea))
-    p = Profiles(fit._from_distances(D), codes, names=ct.categories); p.fitted = fit
+    fit = KernelFit(
+        'kernel_celltype',
+        key,
+        ct.categories,
+        dict(gamma=float(g), alpha=float(a), kernel=info['kernel'], layer=layer, **ep),
+        dict(map=M, W=W, m=m, **land, **ea),
+    )
+    p = Profiles(fit._from_distances(D), codes, names=ct.categories)
+    p.fitted = fit
     return p
 
 # %% ../nbs/10_models.ipynb #0038
-def model_params(model:str, # a name in MODELS
-                 values:dict|None=None, # parameter values (of a config file or flags); the rest keep their defaults
-                ):
+def model_params(
+    model: str,  # a name in MODELS
+    values: dict | None = None,  # parameter values (of a config file or flags); the rest keep their defaults
+):
     "The model's parameters dataclass from `values`, checked: unknown names and bad values fail here, before any work."
-    e = MODELS[model]; p = e.make(values)
-    if 'check' in e.meta: e.meta['check'](p)
+    e = MODELS[model]
+    p = e.make(values)
+    if 'check' in e.meta:
+        e.meta['check'](p)
     return p
 
-def as_predictions_of(result, # what a model function returned: `Predictions` (perhaps with `.fitted`) or a `FittedModel`
-                      adata:ad.AnnData, model:str, cells=None, genes=None, out=None, **kw) -> Predictions:
+
+def as_predictions_of(
+    result,  # what a model function returned: `Predictions` (perhaps with `.fitted`) or a `FittedModel`
+    adata: ad.AnnData,
+    model: str,
+    cells=None,
+    genes=None,
+    out=None,
+    **kw,
+) -> Predictions:
     "A model's `Predictions`, its fitted model (when it has one) at `.fitted`: a `FittedModel` returned is asked for the run's predictions."
     if isinstance(result, FittedModel):
-        p = result.predict(adata, cells=cells, genes=genes, out=out, **kw); p.fitted = result; return p
-    if not isinstance(result, Predictions): raise TypeError(f"model {model!r} returned {type(result).__name__}, not Predictions or a FittedModel")
+        p = result.predict(adata, cells=cells, genes=genes, out=out, **kw)
+        p.fitted = result
+        return p
+    if not isinstance(result, Predictions):
+        raise TypeError(f"model {model!r} returned {type(result).__name__}, not Predictions or a FittedModel")
     return result
 
-def fit_predict(adata:ad.AnnData, # cells x genes (in memory, or with backed matrices: `ExpressionStore.to_adata`)
-                model:str, # a name in MODELS
-                key:str|None=None, # gene embedding in adata.varm (not used by models registered with embedding=False)
-                **kwargs, # the model's parameters, and runtime arguments (MODELS.runtime: info, seed, device, ckpt, cells, genes, out, ...)
-               ) -> Predictions:
+
+def fit_predict(
+    adata: ad.AnnData,  # cells x genes (in memory, or with backed matrices: `ExpressionStore.to_adata`)
+    model: str,  # a name in MODELS
+    key: str | None = None,  # gene embedding in adata.varm (not used by models registered with embedding=False)
+    **kwargs,  # the model's parameters, and runtime arguments (MODELS.runtime: info, seed, device, ckpt, cells, genes, out, ...)
+) -> Predictions:
     "Fit `model` on `adata` with embedding `key`; its `Predictions` (profiles, or the cells x genes asked for, in a store at `out` if given), the fitted model at `.fitted`."
     e = MODELS[model]
-    if key is None and e.meta.get('embedding', True): raise ValueError(f"model {model!r} needs a gene embedding key")
+    if key is None and e.meta.get('embedding', True):
+        raise ValueError(f"model {model!r} needs a gene embedding key")
     runtime = {k: kwargs.pop(k) for k in list(kwargs) if k in MODELS.runtime}
     r = e.call(adata, params=model_params(model, kwargs), key=key, **runtime)
     return as_predictions_of(r, adata, model, **{k: runtime.get(k) for k in ('cells', 'genes', 'out')})

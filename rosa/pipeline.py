@@ -4,7 +4,10 @@
 
 # %% ../nbs/14_pipeline.ipynb #0003
 from __future__ import annotations
-import inspect, os, time, warnings
+import inspect
+import os
+import time
+import warnings
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 
@@ -18,13 +21,24 @@ from .synthetic import make_world, load_world, WorldConfig, WORLD_FORMAT
 from .core import strip_version
 from .reference import Annotation, Genome, read_annotation
 from .tss import gene_tss
-from .data import preprocess, read_store, symbol_ids, ExpressionStore, MIN_CELLS_PER_GENE, MIN_GENES_PER_CELL
+from .data import preprocess, read_store, symbol_ids, MIN_CELLS_PER_GENE, MIN_GENES_PER_CELL
 from .splits import split_cells, split_summary, read_regions, split_mask
 from .embeddings import EMBEDDINGS, EmbeddingContext, compute_embedding, genes_only, requires, register_table
 from .models import MODELS, as_predictions_of, save_fitted, fitted_meta, layer_name, model_label
-from .predictions import Predictions, Profiles, CellValues, save_predictions, read_predictions
-import rosa.training, rosa.finetune  # register the transformer and the fine-tuned sequence model in MODELS
-from .evaluation import METRICS, noise_ceiling, split_half_ceiling, compare, wide_table, grammar_probe, paired_differences, headline, to_markdown
+from .predictions import Profiles, save_predictions, read_predictions
+import rosa.training
+import rosa.finetune  # noqa: F401 (registers the fine-tuned sequence model in MODELS, as rosa.training the transformer)
+from rosa.evaluation import (
+    METRICS,
+    noise_ceiling,
+    split_half_ceiling,
+    compare,
+    wide_table,
+    grammar_probe,
+    paired_differences,
+    headline,
+    to_markdown,
+)
 from .report import HEADLINE, nearest_similarity, write_report, split_sizes
 from .esm import read_proteins
 from .distributed import init as join_job, current, run_step, on_main, main_first
@@ -36,77 +50,107 @@ __all__ = ['DEFAULT_EMBEDDINGS', 'DEFAULT_MODELS', 'DEMO', 'DEMO_FULL', 'RunConf
 
 # %% ../nbs/14_pipeline.ipynb #0005
 FORMATS['annotation'] = Format('', lambda a, p: a.write(p), Annotation.read, directory=True)
-FORMATS['store'] = Format('.zarr', lambda write, p: write(p), read_store, directory=True)   # the data step writes its store itself, block by block
-def _save_predictions(p, path:Path) -> Path:
+FORMATS['store'] = Format(
+    '.zarr', lambda write, p: write(p), read_store, directory=True
+)  # the data step writes its store itself, block by block
+
+
+def _save_predictions(p, path: Path) -> Path:
     "A model's predictions and, beside them in `fitted/`, the fitted model that made them."
     save_predictions(p, path)
-    if p.fitted is not None: save_fitted(p.fitted, Path(path)/'fitted')
+    if p.fitted is not None:
+        save_fitted(p.fitted, Path(path) / 'fitted')
     return path
 
-def _read_predictions(path:Path):
+
+def _read_predictions(path: Path):
     "Predictions read back; the fitted model is checked (format, class) and left on disk (`rosa.apply.load` reads it)."
     p = read_predictions(path)
-    if (Path(path)/'fitted').exists(): fitted_meta(Path(path)/'fitted'); p.fitted_path = Path(path)/'fitted'
+    if (Path(path) / 'fitted').exists():
+        fitted_meta(Path(path) / 'fitted')
+        p.fitted_path = Path(path) / 'fitted'
     return p
 
-FORMATS['predictions'] = Format('', lambda p, path: p(path) if callable(p) else _save_predictions(p, path), _read_predictions, directory=True)   # a per-cell model writes its store itself, chunk by chunk
+
+FORMATS['predictions'] = Format(
+    '', lambda p, path: p(path) if callable(p) else _save_predictions(p, path), _read_predictions, directory=True
+)  # a per-cell model writes its store itself, chunk by chunk
 
 # %% ../nbs/14_pipeline.ipynb #0007
 DEFAULT_EMBEDDINGS = ('enformer', 'esm', 'onehot', 'random')
 DEFAULT_MODELS = ('ridge_celltype', 'kernel_celltype', 'ridge_cell', 'transformer')
 
+
 def _named(x) -> dict:
     "A list of names or a {name: parameters} dict, as {name: parameters}."
-    if isinstance(x, str): x = [s for s in x.split(',') if s]
-    if isinstance(x, dict): return {str(k): dict(v or {}) for k, v in x.items()}
+    if isinstance(x, str):
+        x = [s for s in x.split(',') if s]
+    if isinstance(x, dict):
+        return {str(k): dict(v or {}) for k, v in x.items()}
     return {str(k): {} for k in x}
+
 
 @dataclass
 class RunConfig:
     "Everything a run needs; `rosa run` flags and config files map onto these fields."
-    counts:str                      # h5ad of raw counts (CELLxGENE schema)
-    fasta:str                       # genome FASTA
-    gtf:str                         # GENCODE/Ensembl GTF
-    out:str = 'rosa_run'            # run folder
-    tracks:str|None = None          # bulk CAGE-like tracks to pretrain a small Enformer on (when it has no weights)
-    truth:str|None = None           # optional oracle (`truth.h5ad` of a synthetic world) for the noise ceiling
-    seed:int = 0                    # seed of the splits and of every model
-    embeddings:dict = field(default_factory=lambda: _named(DEFAULT_EMBEDDINGS))  # name -> parameters (`EMBEDDINGS`)
-    tables:dict = field(default_factory=dict)  # name -> gene embedding table of your own (a path, or {'path', 'key'}): joins the embeddings
-    models:dict = field(default_factory=lambda: _named(DEFAULT_MODELS))          # name -> parameters (`MODELS`); the gene-agnostic baseline always runs
-    metrics:tuple = ('pearson', 'spearman')  # names in `METRICS`
-    gene_split:dict = field(default_factory=dict)  # `split_genes` arguments (its defaults for the rest)
-    cell_split:dict = field(default_factory=dict)  # `split_cells` arguments (its defaults for the rest)
-    min_cells_per_gene:int = MIN_CELLS_PER_GENE    # genes seen in fewer cells are dropped
-    min_genes_per_cell:int = MIN_GENES_PER_CELL    # cells with fewer detected train genes are dropped
-    gene_ids:str = 'ensembl'        # what the counts' var index holds: 'ensembl' ids, or gene 'symbol's to map through the GTF's gene_name
-    pseudobulk:dict|None = None     # e.g. {'by': ['donor_id', 'cell_type'], 'min_cells': 10}: model pseudobulks instead of cells
-    bins:str = 'halving'            # expression bins: 'halving' or 'quantile' (equal-frequency)
-    chunk_cells:int = 20_000        # cells per block of the data step (memory is bounded by it)
-    device:str|None = None          # 'cuda', 'cpu' or None (CUDA when available)
-    gene_splits:tuple = ('train', 'test')  # gene splits evaluated (per-cell models predict only these genes)
-    cell_splits:tuple = ('train', 'test')  # cell splits evaluated (per-cell models predict only these cells)
-    model_embeddings:dict = field(default_factory=dict)  # model -> the embeddings it runs on (default: every embedding of the run)
+
+    counts: str  # h5ad of raw counts (CELLxGENE schema)
+    fasta: str  # genome FASTA
+    gtf: str  # GENCODE/Ensembl GTF
+    out: str = 'rosa_run'  # run folder
+    tracks: str | None = None  # bulk CAGE-like tracks to pretrain a small Enformer on (when it has no weights)
+    truth: str | None = None  # optional oracle (`truth.h5ad` of a synthetic world) for the noise ceiling
+    seed: int = 0  # seed of the splits and of every model
+    embeddings: dict = field(default_factory=lambda: _named(DEFAULT_EMBEDDINGS))  # name -> parameters (`EMBEDDINGS`)
+    tables: dict = field(
+        default_factory=dict
+    )  # name -> gene embedding table of your own (a path, or {'path', 'key'}): joins the embeddings
+    models: dict = field(
+        default_factory=lambda: _named(DEFAULT_MODELS)
+    )  # name -> parameters (`MODELS`); the gene-agnostic baseline always runs
+    metrics: tuple = ('pearson', 'spearman')  # names in `METRICS`
+    gene_split: dict = field(default_factory=dict)  # `split_genes` arguments (its defaults for the rest)
+    cell_split: dict = field(default_factory=dict)  # `split_cells` arguments (its defaults for the rest)
+    min_cells_per_gene: int = MIN_CELLS_PER_GENE  # genes seen in fewer cells are dropped
+    min_genes_per_cell: int = MIN_GENES_PER_CELL  # cells with fewer detected train genes are dropped
+    gene_ids: str = 'ensembl'  # what the counts' var index holds: 'ensembl' ids, or gene 'symbol's to map through the GTF's gene_name
+    pseudobulk: dict | None = (
+        None  # e.g. {'by': ['donor_id', 'cell_type'], 'min_cells': 10}: model pseudobulks instead of cells
+    )
+    bins: str = 'halving'  # expression bins: 'halving' or 'quantile' (equal-frequency)
+    chunk_cells: int = 20_000  # cells per block of the data step (memory is bounded by it)
+    device: str | None = None  # 'cuda', 'cpu' or None (CUDA when available)
+    gene_splits: tuple = ('train', 'test')  # gene splits evaluated (per-cell models predict only these genes)
+    cell_splits: tuple = ('train', 'test')  # cell splits evaluated (per-cell models predict only these cells)
+    model_embeddings: dict = field(
+        default_factory=dict
+    )  # model -> the embeddings it runs on (default: every embedding of the run)
 
     def __post_init__(self):
         self.embeddings, self.models = _named(self.embeddings), _named(self.models)
         for name, t in self.tables.items():
             t = t if isinstance(t, dict) else dict(path=str(t))
-            register_table(name, t['path'], t.get('key')); self.embeddings.setdefault(name, {})
+            register_table(name, t['path'], t.get('key'))
+            self.embeddings.setdefault(name, {})
         self.metrics = tuple(self.metrics.split(',') if isinstance(self.metrics, str) else self.metrics)
         for k in ('gene_splits', 'cell_splits'):
-            v = getattr(self, k); setattr(self, k, tuple(v.split(',') if isinstance(v, str) else v))
+            v = getattr(self, k)
+            setattr(self, k, tuple(v.split(',') if isinstance(v, str) else v))
 
-    def set(self, values:dict # {'<embedding or model>.<parameter>': value}, e.g. {'transformer.steps': 100}
-           ) -> RunConfig:
+    def set(
+        self,
+        values: dict,  # {'<embedding or model>.<parameter>': value}, e.g. {'transformer.steps': 100}
+    ) -> RunConfig:
         "A copy with parameters of the chosen embeddings and models set."
         cfg = RunConfig(**asdict(self))
         for k, v in values.items():
             name, _, par = k.partition('.')
             where = cfg.embeddings if name in cfg.embeddings else cfg.models if name in cfg.models else None
             if where is None or not par:
-                raise RegistryError(f"{k!r}: {name!r} is none of this run's embeddings ({', '.join(cfg.embeddings)}) "
-                                    f"or models ({', '.join(cfg.models)}); choose it there first")
+                raise RegistryError(
+                    f"{k!r}: {name!r} is none of this run's embeddings ({', '.join(cfg.embeddings)}) "
+                    f"or models ({', '.join(cfg.models)}); choose it there first"
+                )
             where[name] = {**where[name], par: v}
         return cfg
 
@@ -114,424 +158,732 @@ class RunConfig:
         "Clear errors for missing inputs, unknown names and bad parameters, before anything runs."
         for k in ('counts', 'fasta', 'gtf', 'tracks', 'truth'):
             v = getattr(self, k)
-            if v is not None and not Path(v).exists(): raise FileNotFoundError(f"{k}: {v} does not exist")
-        if not self.embeddings: raise ValueError("no embedding to compare")
+            if v is not None and not Path(v).exists():
+                raise FileNotFoundError(f"{k}: {v} does not exist")
+        if not self.embeddings:
+            raise ValueError("no embedding to compare")
         r = self.gene_split.get('regions')
-        if isinstance(r, str) and not Path(r).exists(): raise FileNotFoundError(f"gene_split.regions: {r} does not exist")
-        if self.gene_ids not in ('ensembl', 'symbol'): raise ValueError(f"gene_ids must be 'ensembl' or 'symbol', got {self.gene_ids!r}")
+        if isinstance(r, str) and not Path(r).exists():
+            raise FileNotFoundError(f"gene_split.regions: {r} does not exist")
+        if self.gene_ids not in ('ensembl', 'symbol'):
+            raise ValueError(f"gene_ids must be 'ensembl' or 'symbol', got {self.gene_ids!r}")
         for reg, chosen, args in ((EMBEDDINGS, self.embeddings, (self,)), (MODELS, self.models, ())):
             reg.check(chosen)
             for name, values in chosen.items():
                 p = reg[name].make(values)
-                if reg[name].meta.get('check'): reg[name].meta['check'](p, *args)
+                if reg[name].meta.get('check'):
+                    reg[name].meta['check'](p, *args)
         for name in self.embeddings:
             missing = [u for u in requires(name, self.embeddings[name]) if u not in self.embeddings]
-            if missing: raise ValueError(f"embedding {name!r} is computed from {missing}: add {' and '.join(missing)} to the embeddings")
+            if missing:
+                raise ValueError(
+                    f"embedding {name!r} is computed from {missing}: add {' and '.join(missing)} to the embeddings"
+                )
         for m, es in self.model_embeddings.items():
-            if m not in self.models: raise ValueError(f"model_embeddings: {m!r} is not one of this run's models ({', '.join(self.models)})")
+            if m not in self.models:
+                raise ValueError(f"model_embeddings: {m!r} is not one of this run's models ({', '.join(self.models)})")
             bad = [e for e in es if e not in self.embeddings]
-            if bad: raise ValueError(f"model_embeddings: {m!r} names {bad}, not among this run's embeddings ({', '.join(self.embeddings)})")
+            if bad:
+                raise ValueError(
+                    f"model_embeddings: {m!r} names {bad}, not among this run's embeddings ({', '.join(self.embeddings)})"
+                )
         METRICS.check(self.metrics)
         for k in ('gene_splits', 'cell_splits'):
             bad = [v for v in getattr(self, k) if v not in ('train', 'val', 'test')]
-            if bad or not getattr(self, k): raise ValueError(f"{k} must name splits among train, val, test, got {getattr(self, k)!r}")
+            if bad or not getattr(self, k):
+                raise ValueError(f"{k} must name splits among train, val, test, got {getattr(self, k)!r}")
         return self
 
 # %% ../nbs/14_pipeline.ipynb #0010
-def _log(msg:str, t0:float|None=None):
-    if not current().main: return       # one log for a job of several processes: rank 0's
+def _log(msg: str, t0: float | None = None):
+    if not current().main:
+        return  # one log for a job of several processes: rank 0's
     print(msg + (f'  ({time.time() - t0:.1f}s)' if t0 is not None else ''), flush=True)
 
-def step_annotation(rf:RunFolder, cfg:RunConfig):
+
+def step_annotation(rf: RunFolder, cfg: RunConfig):
     "The GTF, read once: transcripts with their TSS and CDS segments."
-    return run_step(rf, 'annotation', lambda: read_annotation(cfg.gtf), fmt='annotation', inputs=dict(gtf=Path(cfg.gtf)),
-                   code=code_version(read_annotation))
+    return run_step(
+        rf,
+        'annotation',
+        lambda: read_annotation(cfg.gtf),
+        fmt='annotation',
+        inputs=dict(gtf=Path(cfg.gtf)),
+        code=code_version(read_annotation),
+    )
 
-def gene_table(ann:Annotation) -> pd.DataFrame:
+
+def gene_table(ann: Annotation) -> pd.DataFrame:
     "One row per annotated gene (gene_name, gene_type, chrom, strand) with its canonical TSS: what the data step joins to var."
-    c = gene_tss(ann.transcripts); tss = c[c.canonical].set_index('gene_key').tss   # the canonical TSS as `rosa.tss` defines it
-    return ann.genes[['gene_name', 'gene_type', 'chrom', 'strand']].assign(canonical_tss=tss.reindex(ann.genes.index).astype('int64'))
+    c = gene_tss(ann.transcripts)
+    tss = c[c.canonical].set_index('gene_key').tss  # the canonical TSS as `rosa.tss` defines it
+    return ann.genes[['gene_name', 'gene_type', 'chrom', 'strand']].assign(
+        canonical_tss=tss.reindex(ann.genes.index).astype('int64')
+    )
 
-def _gene_split(cfg:RunConfig) -> dict:
+
+def _gene_split(cfg: RunConfig) -> dict:
     "The run's `split_genes` arguments: the seed, and held-out regions placed by each gene's canonical TSS."
-    return dict(seed=cfg.seed, **({'tss_key': 'canonical_tss'} if 'regions' in cfg.gene_split or cfg.gene_split.get('guard') else {}), **cfg.gene_split)
+    return dict(
+        seed=cfg.seed,
+        **({'tss_key': 'canonical_tss'} if 'regions' in cfg.gene_split or cfg.gene_split.get('guard') else {}),
+        **cfg.gene_split,
+    )
 
-def step_data(rf:RunFolder, cfg:RunConfig, ann):
+
+def step_data(rf: RunFolder, cfg: RunConfig, ann):
     "Filter, split genes (random, by chromosome or by regions) and cells (random, by donor, tissue...), normalise, bin: a store on disk, written block by block."
-    params = dict(seed=cfg.seed, gene_split=cfg.gene_split, cell_split=cfg.cell_split,
-                  min_cells_per_gene=cfg.min_cells_per_gene, min_genes_per_cell=cfg.min_genes_per_cell, bins=cfg.bins,
-                  **({} if cfg.gene_ids == 'ensembl' else dict(gene_ids=cfg.gene_ids)),
-                  **({} if cfg.pseudobulk is None else dict(pseudobulk=cfg.pseudobulk)))
+    params = dict(
+        seed=cfg.seed,
+        gene_split=cfg.gene_split,
+        cell_split=cfg.cell_split,
+        min_cells_per_gene=cfg.min_cells_per_gene,
+        min_genes_per_cell=cfg.min_genes_per_cell,
+        bins=cfg.bins,
+        **({} if cfg.gene_ids == 'ensembl' else dict(gene_ids=cfg.gene_ids)),
+        **({} if cfg.pseudobulk is None else dict(pseudobulk=cfg.pseudobulk)),
+    )
     regions = cfg.gene_split.get('regions')
+
     def compute():
         genes = gene_table(ann.value)
-        return lambda path: preprocess(cfg.counts, path, gene_split=_gene_split(cfg), cell_split=dict(seed=cfg.seed, **cfg.cell_split),
-                                       min_cells_per_gene=cfg.min_cells_per_gene, min_genes_per_cell=cfg.min_genes_per_cell,
-                                       genes=genes, gene_ids=cfg.gene_ids, bins=cfg.bins, pseudobulk=cfg.pseudobulk,
-                                       chunk_cells=cfg.chunk_cells, log=_log)
+        return lambda path: preprocess(
+            cfg.counts,
+            path,
+            gene_split=_gene_split(cfg),
+            cell_split=dict(seed=cfg.seed, **cfg.cell_split),
+            min_cells_per_gene=cfg.min_cells_per_gene,
+            min_genes_per_cell=cfg.min_genes_per_cell,
+            genes=genes,
+            gene_ids=cfg.gene_ids,
+            bins=cfg.bins,
+            pseudobulk=cfg.pseudobulk,
+            chunk_cells=cfg.chunk_cells,
+            log=_log,
+        )
+
     def check(st):
-        if 'split' not in st.var or 'split' not in st.obs: raise ValueError("it has no var/obs['split']")
-        if 'bins' not in st.layers or 'counts' not in st.layers: raise ValueError("it has no layers['bins'] / ['counts']")
-    inputs = dict(counts=Path(cfg.counts), annotation=ann.key, **({'regions': Path(regions)} if isinstance(regions, str) else {}))
-    return run_step(rf, 'data', compute, fmt='store', params=params, inputs=inputs, code=code_version(preprocess), check=check)
+        if 'split' not in st.var or 'split' not in st.obs:
+            raise ValueError("it has no var/obs['split']")
+        if 'bins' not in st.layers or 'counts' not in st.layers:
+            raise ValueError("it has no layers['bins'] / ['counts']")
+
+    inputs = dict(
+        counts=Path(cfg.counts), annotation=ann.key, **({'regions': Path(regions)} if isinstance(regions, str) else {})
+    )
+    return run_step(
+        rf, 'data', compute, fmt='store', params=params, inputs=inputs, code=code_version(preprocess), check=check
+    )
 
 # %% ../nbs/14_pipeline.ipynb #0012
-def step_embedding(rf:RunFolder, cfg:RunConfig, name:str, genes:ad.AnnData, ann, upstream:dict):
+def step_embedding(rf: RunFolder, cfg: RunConfig, name: str, genes: ad.AnnData, ann, upstream: dict):
     "One gene embedding of the run's genes (`EMBEDDINGS[name]`), as a genes-only AnnData."
-    e = EMBEDDINGS[name]; p = e.make(cfg.embeddings[name])
+    e = EMBEDDINGS[name]
+    p = e.make(cfg.embeddings[name])
     files = {k: Path(getattr(cfg, k)) for k in e.meta.get('inputs', ()) if getattr(cfg, k, None) is not None}
-    files.update({f'{name}.{k}': Path(getattr(p, k)) for k in e.meta.get('files', ())})   # files given as parameters count by content
+    files.update(
+        {f'{name}.{k}': Path(getattr(p, k)) for k in e.meta.get('files', ())}
+    )  # files given as parameters count by content
     ups = {u: upstream[u] for u in requires(name, p)}
     params = dict(asdict(p), seed=cfg.seed)
-    inputs = dict(genes=fingerprint(genes=list(genes.var_names)), **files, **{f'embedding {u}': r.key for u, r in ups.items()},
-                  **({'annotation': ann.key} if 'gtf' in files else {}))
-    ctx = EmbeddingContext(fasta=cfg.fasta, gtf=cfg.gtf, tracks=cfg.tracks, annotation=ann.value,
-                           upstream={u: r.value for u, r in ups.items()}, workdir=rf.workdir(f'embeddings/{name}', params=params, files=files))
-    def check(g):
-        if not g.var_names.equals(genes.var_names): raise ValueError(f"its genes are not the run's ({g.n_vars} vs {genes.n_vars})")
-        if name not in g.varm: raise ValueError(f"it has no varm[{name!r}]")
-    return run_step(rf, f'embeddings/{name}', lambda: compute_embedding(name, genes, ctx, p, seed=cfg.seed, device=cfg.device),
-                    fmt='h5ad', shared=bool(e.meta.get('distributed')), params=params, inputs=inputs, code=e.version(), check=check)
+    inputs = dict(
+        genes=fingerprint(genes=list(genes.var_names)),
+        **files,
+        **{f'embedding {u}': r.key for u, r in ups.items()},
+        **({'annotation': ann.key} if 'gtf' in files else {}),
+    )
+    ctx = EmbeddingContext(
+        fasta=cfg.fasta,
+        gtf=cfg.gtf,
+        tracks=cfg.tracks,
+        annotation=ann.value,
+        upstream={u: r.value for u, r in ups.items()},
+        workdir=rf.workdir(f'embeddings/{name}', params=params, files=files),
+    )
 
-def _order(embeddings:dict) -> list:
+    def check(g):
+        if not g.var_names.equals(genes.var_names):
+            raise ValueError(f"its genes are not the run's ({g.n_vars} vs {genes.n_vars})")
+        if name not in g.varm:
+            raise ValueError(f"it has no varm[{name!r}]")
+
+    return run_step(
+        rf,
+        f'embeddings/{name}',
+        lambda: compute_embedding(name, genes, ctx, p, seed=cfg.seed, device=cfg.device),
+        fmt='h5ad',
+        shared=bool(e.meta.get('distributed')),
+        params=params,
+        inputs=inputs,
+        code=e.version(),
+        check=check,
+    )
+
+
+def _order(embeddings: dict) -> list:
     "The embeddings in an order where each comes after those it is computed from."
     done, order = set(), []
     while len(order) < len(embeddings):
         ready = [n for n in embeddings if n not in done and set(requires(n, embeddings[n])) <= done]
-        if not ready: raise ValueError(f"embeddings that require each other: {sorted(set(embeddings) - done)}")
-        order += ready; done |= set(ready)
+        if not ready:
+            raise ValueError(f"embeddings that require each other: {sorted(set(embeddings) - done)}")
+        order += ready
+        done |= set(ready)
     return order
 
 # %% ../nbs/14_pipeline.ipynb #0015
-def step_prediction(rf:RunFolder, cfg:RunConfig, model:str, emb:str|None, data, emb_step=None, adata=None):
+def step_prediction(rf: RunFolder, cfg: RunConfig, model: str, emb: str | None, data, emb_step=None, adata=None):
     "One model's predictions (`MODELS[model]`) on one embedding: profiles, or a per-cell store of the evaluated cells x genes."
-    e = MODELS[model]; p = e.make(cfg.models.get(model, {}))
+    e = MODELS[model]
+    p = e.make(cfg.models.get(model, {}))
     name = f'predictions/{model}' + (f'/{emb}' if emb else '')
     params = dict(asdict(p), seed=cfg.seed)
     inputs = dict(data=data.key, **({'embedding': emb_step.key} if emb else {}))
     adata = data.value.to_adata() if adata is None else adata
-    per_cell = 'cells' in inspect.signature(e.fn).parameters             # it predicts the cells x genes asked for, not profiles
+    per_cell = 'cells' in inspect.signature(e.fn).parameters  # it predicts the cells x genes asked for, not profiles
     cells, genes = split_mask(adata, 'cells', cfg.cell_splits), split_mask(adata, 'genes', cfg.gene_splits)
-    if per_cell: params['predict'] = dict(cells=list(cfg.cell_splits), genes=list(cfg.gene_splits))
-    ckpt = rf.workdir(name, key=rf.key(name, params, inputs, e.version()))/'model.pt'
-    job = current(); shared = job.world > 1 and bool(e.meta.get('distributed'))
-    if shared:   # the launched processes are its DDP group (a model that trains through Lightning takes these)
-        p = replace(p, **{k: v for k, v in dict(devices=job.local_world, num_nodes=job.nodes, strategy='ddp').items() if hasattr(p, k)})
-    call = lambda cells, out: e.call(adata, params=p, key=emb, seed=cfg.seed, device=cfg.device, ckpt=ckpt, cells=cells, genes=genes, out=out)
+    if per_cell:
+        params['predict'] = dict(cells=list(cfg.cell_splits), genes=list(cfg.gene_splits))
+    ckpt = rf.workdir(name, key=rf.key(name, params, inputs, e.version())) / 'model.pt'
+    job = current()
+    shared = job.world > 1 and bool(e.meta.get('distributed'))
+    if shared:  # the launched processes are its DDP group (a model that trains through Lightning takes these)
+        p = replace(
+            p,
+            **{
+                k: v
+                for k, v in dict(devices=job.local_world, num_nodes=job.nodes, strategy='ddp').items()
+                if hasattr(p, k)
+            },
+        )
+    call = lambda cells, out: e.call(
+        adata, params=p, key=emb, seed=cfg.seed, device=cfg.device, ckpt=ckpt, cells=cells, genes=genes, out=out
+    )
+
     def compute():
-        fit = lambda out: as_predictions_of(call(cells, out), adata, model, cells=cells, genes=genes, out=out, device=cfg.device)
+        fit = lambda out: as_predictions_of(
+            call(cells, out), adata, model, cells=cells, genes=genes, out=out, device=cfg.device
+        )
         return (lambda path: _save_predictions(fit(path), path)) if per_cell else fit(None)
-    share = lambda: call(np.zeros(adata.n_obs, bool), None)   # the other ranks' part of a shared step: the training (rank 0 also predicts and writes)
+
+    share = lambda: call(
+        np.zeros(adata.n_obs, bool), None
+    )  # the other ranks' part of a shared step: the training (rank 0 also predicts and writes)
+
     def check(x):
-        if tuple(x.shape) != adata.shape: raise ValueError(f"its shape is {tuple(x.shape)}, the data's {adata.shape}")
-        if not x.holds(cells, genes): raise ValueError(f"it does not hold every evaluated cell and gene ({', '.join(cfg.cell_splits)} cells, {', '.join(cfg.gene_splits)} genes)")
-    return run_step(rf, name, compute, fmt='predictions', shared=shared, share=share, read=False, params=params, inputs=inputs,
-                    code=e.version(), check=check)
+        if tuple(x.shape) != adata.shape:
+            raise ValueError(f"its shape is {tuple(x.shape)}, the data's {adata.shape}")
+        if not x.holds(cells, genes):
+            raise ValueError(
+                f"it does not hold every evaluated cell and gene ({', '.join(cfg.cell_splits)} cells, {', '.join(cfg.gene_splits)} genes)"
+            )
+
+    return run_step(
+        rf,
+        name,
+        compute,
+        fmt='predictions',
+        shared=shared,
+        share=share,
+        read=False,
+        params=params,
+        inputs=inputs,
+        code=e.version(),
+        check=check,
+    )
 
 # %% ../nbs/14_pipeline.ipynb #0017
-def _input(what:str, path, read):
+def _input(what: str, path, read):
     "Read an input; what cannot be read is named with its file and what it should have been."
-    try: return read()
+    try:
+        return read()
     except Exception as e:
         msg = str(e.args[0]) if e.args else str(e)
-        if type(e) in (ValueError, KeyError, FileNotFoundError, IndexError):   # rosa's own checks (a library's errors subclass these)
-            if str(path) in msg or Path(path).name in msg: raise
+        if type(e) in (
+            ValueError,
+            KeyError,
+            FileNotFoundError,
+            IndexError,
+        ):  # rosa's own checks (a library's errors subclass these)
+            if str(path) in msg or Path(path).name in msg:
+                raise
             raise ValueError(f"{what}: {path}: {msg}") from e
-        raise ValueError(f"{what}: {path} cannot be read as {what} ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
+        raise ValueError(
+            f"{what}: {path} cannot be read as {what} ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+        ) from e
 
-def _fasta_names(genome:Genome, chroms) -> tuple[dict, list]:
+
+def _fasta_names(genome: Genome, chroms) -> tuple[dict, list]:
     "The FASTA's name of each chromosome where it differs, and the chromosomes the FASTA lacks."
     renamed, absent = {}, []
     for c in dict.fromkeys(map(str, chroms)):
         try:
             n = genome.fasta_name(c)
-            if n != c: renamed[c] = n
-        except KeyError: absent.append(c)
+            if n != c:
+                renamed[c] = n
+        except KeyError:
+            absent.append(c)
     return renamed, absent
 
-def _renamed(what:str, renamed:dict) -> list:
-    if not renamed: return []
+
+def _renamed(what: str, renamed: dict) -> list:
+    if not renamed:
+        return []
     k, v = next(iter(renamed.items()))
-    return [f"chromosomes: {what} names {len(renamed)} differently from the FASTA ({k!r} there is {v!r} in the FASTA): read by the FASTA's names"]
+    return [
+        f"chromosomes: {what} names {len(renamed)} differently from the FASTA ({k!r} there is {v!r} in the FASTA): read by the FASTA's names"
+    ]
 
 # %% ../nbs/14_pipeline.ipynb #0018
-def preflight(cfg:RunConfig) -> list:
+def preflight(cfg: RunConfig) -> list:
     "Open and check every input before any step computes: an error naming the first problem, else a summary (lines)."
     cfg.check()
     from rosa.enformer import track_chroms
+
     genome = _input('fasta', cfg.fasta, lambda: Genome(cfg.fasta))
     ann = _input('gtf', cfg.gtf, lambda: read_annotation(cfg.gtf))
     counts = _input('counts', cfg.counts, lambda: ad.read_h5ad(cfg.counts, backed='r'))
     try:
         var, obs = counts.var_names.copy(), counts.obs.copy()
-    finally: counts.file.close()
+    finally:
+        counts.file.close()
     if cfg.gene_ids == 'symbol':
         ids, one, *_ = symbol_ids(var, ann.genes)
-        if not one.any(): raise ValueError(f"counts: none of the {len(var)} gene symbols of {cfg.counts} (e.g. {list(var[:3])}) is a gene_name of {cfg.gtf}")
-        ids = ids[one]; hit = np.ones(len(ids), bool)
-        lines = [f"genes: {one.sum():,} of the {len(var):,} gene symbols name one gene of the annotation"
-                 + (f"; {(~one).sum():,} are unknown or name several and are left out (e.g. {list(var[~one][:3])})" if (~one).any() else '')]
+        if not one.any():
+            raise ValueError(
+                f"counts: none of the {len(var)} gene symbols of {cfg.counts} (e.g. {list(var[:3])}) is a gene_name of {cfg.gtf}"
+            )
+        ids = ids[one]
+        hit = np.ones(len(ids), bool)
+        lines = [
+            f"genes: {one.sum():,} of the {len(var):,} gene symbols name one gene of the annotation"
+            + (
+                f"; {(~one).sum():,} are unknown or name several and are left out (e.g. {list(var[~one][:3])})"
+                if (~one).any()
+                else ''
+            )
+        ]
     else:
-        ids = strip_version(var); hit = ids.isin(set(ann.transcripts.gene_key))
+        ids = strip_version(var)
+        hit = ids.isin(set(ann.transcripts.gene_key))
         if not hit.any():
-            names = set(ann.transcripts.gene_name); sym = [g for g in var if g in names]
-            hint = (f"; {len(sym)} of them are gene names (gene_name) in the GTF, e.g. {sym[:3]}: the var index holds gene symbols, while rosa "
+            names = set(ann.transcripts.gene_name)
+            sym = [g for g in var if g in names]
+            hint = (
+                (
+                    f"; {len(sym)} of them are gene names (gene_name) in the GTF, e.g. {sym[:3]}: the var index holds gene symbols, while rosa "
                     "matches genes on their Ensembl ids; set gene_ids='symbol' (rosa run --gene_ids symbol) to map the symbols "
-                    "through the GTF's gene names") if sym else ''
-            raise ValueError(f"counts: none of the {len(var)} genes of {cfg.counts} (e.g. {list(var[:3])}) is in the GTF {cfg.gtf}{hint}")
-        lines = [f"genes: {hit.sum():,} of the {len(var):,} counted genes are in the annotation"
-                 + (f"; {(~hit).sum():,} are not and are left out (e.g. {list(var[~hit][:3])})" if (~hit).any() else '')]
+                    "through the GTF's gene names"
+                )
+                if sym
+                else ''
+            )
+            raise ValueError(
+                f"counts: none of the {len(var)} genes of {cfg.counts} (e.g. {list(var[:3])}) is in the GTF {cfg.gtf}{hint}"
+            )
+        lines = [
+            f"genes: {hit.sum():,} of the {len(var):,} counted genes are in the annotation"
+            + (f"; {(~hit).sum():,} are not and are left out (e.g. {list(var[~hit][:3])})" if (~hit).any() else '')
+        ]
     need = {}
     for m in cfg.models:
-        for c in MODELS[m].meta.get('obs', ()): need.setdefault(c, f"model {m!r}")
+        for c in MODELS[m].meta.get('obs', ()):
+            need.setdefault(c, f"model {m!r}")
     strat = cfg.cell_split.get('stratify', inspect.signature(split_cells).parameters['stratify'].default)
-    if strat and not cfg.cell_split.get('by'): need.setdefault(strat, 'the cell split (set cell_split.stratify to None for a plain random split)')
-    if cfg.cell_split.get('by'): need.setdefault(cfg.cell_split['by'], 'the cell split (cell_split.by)')
-    for c in (cfg.pseudobulk or {}).get('by', ['donor_id', 'cell_type']) if cfg.pseudobulk is not None else []: need.setdefault(c, 'the pseudobulks (pseudobulk.by)')
-    if cfg.truth: need.setdefault('cell_type', 'the noise ceiling (truth)')
+    if strat and not cfg.cell_split.get('by'):
+        need.setdefault(strat, 'the cell split (set cell_split.stratify to None for a plain random split)')
+    if cfg.cell_split.get('by'):
+        need.setdefault(cfg.cell_split['by'], 'the cell split (cell_split.by)')
+    for c in (cfg.pseudobulk or {}).get('by', ['donor_id', 'cell_type']) if cfg.pseudobulk is not None else []:
+        need.setdefault(c, 'the pseudobulks (pseudobulk.by)')
+    if cfg.truth:
+        need.setdefault('cell_type', 'the noise ceiling (truth)')
     for c, why in need.items():
-        if c not in obs: raise ValueError(f"counts: {cfg.counts} has no obs[{c!r}], which {why} reads (obs has: {', '.join(map(str, obs.columns[:10]))})")
-    lines.append(f"cells: {len(obs):,}" + (f" of {obs['cell_type'].nunique()} cell types" if 'cell_type' in obs else ''))
+        if c not in obs:
+            raise ValueError(
+                f"counts: {cfg.counts} has no obs[{c!r}], which {why} reads (obs has: {', '.join(map(str, obs.columns[:10]))})"
+            )
+    lines.append(
+        f"cells: {len(obs):,}" + (f" of {obs['cell_type'].nunique()} cell types" if 'cell_type' in obs else '')
+    )
     chroms = ann.transcripts.chrom[ann.transcripts.gene_key.isin(set(ids[hit]))].unique()
     renamed, absent = _fasta_names(genome, chroms)
-    if absent: raise ValueError(f"fasta: {len(absent)} chromosomes of the counted genes are not in {genome.describe()}: {absent[:5]} (the GTF's names)")
+    if absent:
+        raise ValueError(
+            f"fasta: {len(absent)} chromosomes of the counted genes are not in {genome.describe()}: {absent[:5]} (the GTF's names)"
+        )
     lines += [f"chromosomes: {len(chroms)} hold the counted genes, all in the FASTA"] + _renamed('the GTF', renamed)
     if cfg.gene_split.get('by') == 'chrom':
-        here = {renamed.get(c, c) for c in chroms}                            # by the FASTA's names
+        here = {renamed.get(c, c) for c in chroms}  # by the FASTA's names
         for k in ('test_chroms', 'val_chroms'):
             bad = [c for c in cfg.gene_split.get(k) or [] if _fasta_names(genome, [c])[0].get(c, c) not in here]
-            if bad: raise ValueError(f"gene_split: {k} {bad} hold none of the counted genes (their chromosomes: {', '.join(sorted(chroms)[:8])}...)")
+            if bad:
+                raise ValueError(
+                    f"gene_split: {k} {bad} hold none of the counted genes (their chromosomes: {', '.join(sorted(chroms)[:8])}...)"
+                )
     if cfg.gene_split.get('regions') is not None:
         reg = _input('gene_split.regions', cfg.gene_split['regions'], lambda: read_regions(cfg.gene_split['regions']))
         names = set(reg['name'].astype(str))
         for k, default in (('test_regions', ('test',)), ('val_regions', ('valid',))):
             bad = [n for n in (cfg.gene_split.get(k, default) or []) if n not in names]
-            if bad: raise ValueError(f"gene_split: {k} {bad} name no region of {cfg.gene_split['regions']} (its names: {', '.join(sorted(names)[:8])})")
+            if bad:
+                raise ValueError(
+                    f"gene_split: {k} {bad} name no region of {cfg.gene_split['regions']} (its names: {', '.join(sorted(names)[:8])})"
+                )
         lines.append(f"regions: {len(reg):,} regions ({', '.join(sorted(names)[:8])}) from {cfg.gene_split['regions']}")
     if cfg.tracks and any('tracks' in EMBEDDINGS[e].meta.get('inputs', ()) for e in cfg.embeddings):
         t_chroms, n_tracks = _input('tracks', cfg.tracks, lambda: track_chroms(cfg.tracks))
         t_renamed, t_absent = _fasta_names(genome, t_chroms)
-        if t_absent: raise ValueError(f"tracks: {len(t_absent)} chromosomes of {cfg.tracks} are not in {genome.describe()}: {t_absent[:5]}")
+        if t_absent:
+            raise ValueError(
+                f"tracks: {len(t_absent)} chromosomes of {cfg.tracks} are not in {genome.describe()}: {t_absent[:5]}"
+            )
         lines += [f"tracks: {n_tracks} tracks over {len(t_chroms)} chromosomes"] + _renamed('the tracks', t_renamed)
     if cfg.truth:
         t = _input('truth', cfg.truth, lambda: ad.read_h5ad(cfg.truth, backed='r'))
-        try: lost = (~ids[hit].isin(set(t.var_names))).sum()
-        finally: t.file.close()
-        if lost: raise ValueError(f"truth: {cfg.truth} lacks {lost} of the counted genes: is it this world's truth.h5ad?")
-    done = sorted(str(p.relative_to(cfg.out))[:-len('.done.json')] for p in Path(cfg.out).rglob('*.done.json')) if Path(cfg.out).exists() else []
+        try:
+            lost = (~ids[hit].isin(set(t.var_names))).sum()
+        finally:
+            t.file.close()
+        if lost:
+            raise ValueError(f"truth: {cfg.truth} lacks {lost} of the counted genes: is it this world's truth.h5ad?")
+    done = (
+        sorted(str(p.relative_to(cfg.out))[: -len('.done.json')] for p in Path(cfg.out).rglob('*.done.json'))
+        if Path(cfg.out).exists()
+        else []
+    )
     groups = {}
-    for n in done: head, _, rest = n.partition('/'); groups.setdefault(head, []).append(rest)
-    desc = ', '.join(h + ('' if not any(r) else f" ({', '.join(r)})" if len(r) <= 6 else f' ({len(r)})') for h, r in groups.items())
-    lines.append(f"run folder {cfg.out}: " + (f"on record: {desc}; each is reused where its key is unchanged" if done else 'new'))
+    for n in done:
+        head, _, rest = n.partition('/')
+        groups.setdefault(head, []).append(rest)
+    desc = ', '.join(
+        h + ('' if not any(r) else f" ({', '.join(r)})" if len(r) <= 6 else f' ({len(r)})') for h, r in groups.items()
+    )
+    lines.append(
+        f"run folder {cfg.out}: " + (f"on record: {desc}; each is reused where its key is unchanged" if done else 'new')
+    )
     return lines
 
 # %% ../nbs/14_pipeline.ipynb #0020
 @dataclass
 class RunResult:
     "What `run` returns: the AnnData (genes, cells, embeddings; matrices read from the data store), the comparison table (tidy), the run folder, and each (model, embedding)'s `Predictions`."
-    adata:ad.AnnData
-    table:pd.DataFrame
-    out:Path
-    predictions:dict = field(default_factory=dict)
-    paired:pd.DataFrame|None = None   # paired differences between embeddings, per model, in the headline quadrant
+
+    adata: ad.AnnData
+    table: pd.DataFrame
+    out: Path
+    predictions: dict = field(default_factory=dict)
+    paired: pd.DataFrame | None = None  # paired differences between embeddings, per model, in the headline quadrant
+
     @property
-    def wide(self) -> pd.DataFrame: return wide_table(self.table)
+    def wide(self) -> pd.DataFrame:
+        return wide_table(self.table)
+
     @property
-    def headline(self) -> pd.DataFrame: return headline(self.table, **HEADLINE)
-    def __repr__(self): return f'RunResult({self.out}, {self.adata.n_obs} cells x {self.adata.n_vars} genes, {self.table.model.nunique()} models)'
+    def headline(self) -> pd.DataFrame:
+        return headline(self.table, **HEADLINE)
+
+    def __repr__(self):
+        return f'RunResult({self.out}, {self.adata.n_obs} cells x {self.adata.n_vars} genes, {self.table.model.nunique()} models)'
 
 # %% ../nbs/14_pipeline.ipynb #0021
-def _summary(adata:ad.AnnData, preds:dict, run_dir:Path) -> ad.AnnData:
+def _summary(adata: ad.AnnData, preds: dict, run_dir: Path) -> ad.AnnData:
     "What `rosa.h5ad` keeps: genes, cells, embeddings, splits, the cell-type profiles; per-cell predictions and the matrices by link."
     s = ad.AnnData(obs=adata.obs.copy(), var=adata.var.copy(), varm=dict(adata.varm), uns=dict(adata.uns))
-    s.uns['data'] = 'data.zarr'                     # the expression matrices: `rosa.data.read_store(run_dir/'data.zarr')`
+    s.uns['data'] = 'data.zarr'  # the expression matrices: `rosa.data.read_store(run_dir/'data.zarr')`
     links = {}
     for i, ((model, emb), p) in enumerate(preds.items()):
-        name = layer_name(model, emb); path = f'predictions/{model}' + (f'/{emb}' if emb else '')
-        links[name] = dict(model=model, embedding=emb, kind=p.kind, path=path, order=i)   # h5ad sorts keys: keep the run's order
-        if getattr(p, 'fitted_path', None) is not None or p.fitted is not None: links[name]['fitted'] = f'{path}/fitted'
+        name = layer_name(model, emb)
+        path = f'predictions/{model}' + (f'/{emb}' if emb else '')
+        links[name] = dict(
+            model=model, embedding=emb, kind=p.kind, path=path, order=i
+        )  # h5ad sorts keys: keep the run's order
+        if getattr(p, 'fitted_path', None) is not None or p.fitted is not None:
+            links[name]['fitted'] = f'{path}/fitted'
         if isinstance(p, Profiles):
-            links[name].update(profiles=p.profiles, index=p.index, **({} if p.offset is None else dict(offset=p.offset)))
+            links[name].update(
+                profiles=p.profiles, index=p.index, **({} if p.offset is None else dict(offset=p.offset))
+            )
     s.uns['predictions'] = links
     return s
 
-def _recorded(cfg:RunConfig) -> dict:
+
+def _recorded(cfg: RunConfig) -> dict:
     "The configuration as config.json keeps it: the input files and the run folder absolute, so that the run is read from any directory; one inside the run folder is found inside it wherever it moves (`rosa.apply.Run.found`). What the run computes, and its steps' keys, read the files as given."
     d = asdict(cfg)
     for k in ('counts', 'fasta', 'gtf', 'tracks', 'truth', 'out'):
-        if d[k] is not None: d[k] = os.path.abspath(d[k])
+        if d[k] is not None:
+            d[k] = os.path.abspath(d[k])
     return d
 
-def run(cfg:RunConfig|None=None, # a configuration (its fields can be overridden by `kwargs`)
-        params:dict|None=None, # {'<embedding or model>.<parameter>': value} overrides (`RunConfig.set`)
-        **kwargs, # `RunConfig` fields
-       ) -> RunResult:
+
+def run(
+    cfg: RunConfig | None = None,  # a configuration (its fields can be overridden by `kwargs`)
+    params: dict | None = None,  # {'<embedding or model>.<parameter>': value} overrides (`RunConfig.set`)
+    **kwargs,  # `RunConfig` fields
+) -> RunResult:
     "Run the pipeline (annotation → data → embeddings → models → evaluation) into `cfg.out`, reusing cached steps. Launched as several processes (torchrun, srun): rank 0 runs the single-process steps and writes the folder, every rank shares the sequence models and the training; other ranks return None."
     cfg = RunConfig(**{**(asdict(cfg) if cfg else {}), **kwargs})
     cfg = cfg.set(params) if params else cfg
     job, device = join_job(cfg.device)
     checked = on_main('preflight', preflight, cfg)
-    rf = RunFolder(cfg.out); run_dir = rf.root
-    if job.main: write_json(_recorded(cfg), run_dir/'config.json')
-    cfg.device = device    # this rank's GPU in a launched job
+    rf = RunFolder(cfg.out)
+    run_dir = rf.root
+    if job.main:
+        write_json(_recorded(cfg), run_dir / 'config.json')
+    cfg.device = device  # this rank's GPU in a launched job
     seed_everything(cfg.seed)
     T = time.time()
-    _log('preflight' + (f': {job.world} processes on {job.nodes} machine{"s" if job.nodes > 1 else ""} ({job.launcher}), {device or "default"} devices' if job.world > 1 else ''))
-    for line in checked or []: _log('  ' + line)
-    _log(f'[1/6] annotation from {cfg.gtf}'); t0 = time.time()
-    ann = step_annotation(rf, cfg); tx = ann.value.transcripts
+    _log(
+        'preflight'
+        + (
+            f': {job.world} processes on {job.nodes} machine{"s" if job.nodes > 1 else ""} ({job.launcher}), {device or "default"} devices'
+            if job.world > 1
+            else ''
+        )
+    )
+    for line in checked or []:
+        _log('  ' + line)
+    _log(f'[1/6] annotation from {cfg.gtf}')
+    t0 = time.time()
+    ann = step_annotation(rf, cfg)
+    tx = ann.value.transcripts
     _log(f'  {len(tx)} transcripts of {tx.gene_key.nunique()} genes', t0)
-    _log(f'[2/6] counts from {cfg.counts}'); t0 = time.time()
+    _log(f'[2/6] counts from {cfg.counts}')
+    t0 = time.time()
     data = step_data(rf, cfg, ann)
-    adata = data.value.to_adata()    # obs and var in memory, the matrices read from the store by blocks of cells
-    _log(f"  {adata.n_obs} {'pseudobulks' if cfg.pseudobulk else 'cells'} ({split_sizes(adata.obs.split)}) x {adata.n_vars} genes ({split_sizes(adata.var.split)})", t0)
+    adata = data.value.to_adata()  # obs and var in memory, the matrices read from the store by blocks of cells
+    _log(
+        f"  {adata.n_obs} {'pseudobulks' if cfg.pseudobulk else 'cells'} ({split_sizes(adata.obs.split)}) x {adata.n_vars} genes ({split_sizes(adata.var.split)})",
+        t0,
+    )
     for _, r in split_summary(adata).iterrows():
-        if r.split != 'train': _log(f'  held-out {r.axis}, {r.split}: {r.n:,} ({r.fraction:.0%}), {r.defined_by}')
-    _log(f'[3/6] gene embeddings: {", ".join(cfg.embeddings)}'); t0 = time.time()
+        if r.split != 'train':
+            _log(f'  held-out {r.axis}, {r.split}: {r.n:,} ({r.fraction:.0%}), {r.defined_by}')
+    _log(f'[3/6] gene embeddings: {", ".join(cfg.embeddings)}')
+    t0 = time.time()
     genes, embs = genes_only(adata), {}
     for name in _order(cfg.embeddings):
-        t1 = time.time(); embs[name] = s = step_embedding(rf, cfg, name, genes, ann, embs)
+        t1 = time.time()
+        embs[name] = s = step_embedding(rf, cfg, name, genes, ann, embs)
         adata.varm[name] = s.value.varm[name]
         for c in s.value.var.columns:
-            if c not in adata.var: adata.var[c] = s.value.var[c].values
-        if name in s.value.uns: adata.uns[name] = s.value.uns[name]
+            if c not in adata.var:
+                adata.var[c] = s.value.var[c].values
+        if name in s.value.uns:
+            adata.uns[name] = s.value.uns[name]
         _log(f'  {name}: {s.value.varm[name].shape[1]} dims' + ('' if s.computed else ' (cached)'), t1)
     _log('  done', t0)
-    _log(f'[4/6] models: agnostic + {", ".join(cfg.models)} x {len(cfg.embeddings)} embeddings'); t0 = time.time()
-    adata.uns['inputs'] = dict(fasta=str(cfg.fasta), gtf=str(cfg.gtf))   # what a model reading the DNA itself reads (the embeddings' keys cover it)
-    reads = lambda m: cfg.model_embeddings.get(m, MODELS[m].meta.get('embeddings', cfg.embeddings))   # a model reading one embedding's model (finetune) says so
+    _log(f'[4/6] models: agnostic + {", ".join(cfg.models)} x {len(cfg.embeddings)} embeddings')
+    t0 = time.time()
+    adata.uns['inputs'] = dict(
+        fasta=str(cfg.fasta), gtf=str(cfg.gtf)
+    )  # what a model reading the DNA itself reads (the embeddings' keys cover it)
+    reads = lambda m: cfg.model_embeddings.get(
+        m, MODELS[m].meta.get('embeddings', cfg.embeddings)
+    )  # a model reading one embedding's model (finetune) says so
     jobs = [('agnostic', None)] + [(m, e) for m in cfg.models for e in cfg.embeddings if e in reads(m)]
     preds = {}
     for model, emb in jobs:
-        t1 = time.time(); s = step_prediction(rf, cfg, model, emb, data, embs.get(emb), adata)
+        t1 = time.time()
+        s = step_prediction(rf, cfg, model, emb, data, embs.get(emb), adata)
         preds[(model, emb or '')] = s.value
-        if s.computed: _log(f'  {model}' + (f' on {emb}' if emb else ''), t1)
+        if s.computed:
+            _log(f'  {model}' + (f' on {emb}' if emb else ''), t1)
     _log('  done', t0)
     return on_main('evaluation and report', _finish, cfg, adata, preds, ann, rf, T)
+
 
 def _finish(cfg, adata, preds, ann, rf, T) -> RunResult:
     "Evaluation and report: rank 0's part of `run`."
     run_dir, tx = rf.root, ann.value.transcripts
-    _log('[5/6] evaluation per quadrant'); t0 = time.time()
+    _log('[5/6] evaluation per quadrant')
+    t0 = time.time()
     quadrants = dict(metrics=cfg.metrics, gene_splits=cfg.gene_splits, cell_splits=cfg.cell_splits)
-    ceiling = noise_ceiling(adata, cfg.truth, **quadrants) if cfg.truth else split_half_ceiling(adata, seed=cfg.seed, **quadrants)
+    ceiling = (
+        noise_ceiling(adata, cfg.truth, **quadrants)
+        if cfg.truth
+        else split_half_ceiling(adata, seed=cfg.seed, **quadrants)
+    )
     nearest_train_protein(adata, ann.value, cfg.fasta)
     units = {}
     table = compare(adata, preds, ceiling=ceiling, units=units, **quadrants)
-    paired = paired_differences(units, **HEADLINE) if all(s in q for s, q in zip(HEADLINE.values(), (cfg.gene_splits, cfg.cell_splits))) else None
+    paired = (
+        paired_differences(units, **HEADLINE)
+        if all(s in q for s, q in zip(HEADLINE.values(), (cfg.gene_splits, cfg.cell_splits)))
+        else None
+    )
     if cfg.truth and 'tss' in adata.var:
         adata.uns['tss_accuracy'] = tss_accuracy(adata, tx, cfg.truth)
-        _log(f"  chosen TSS = true active TSS for {adata.uns['tss_accuracy']['enformer']:.1%} of genes "
-             f"(canonical TSS: {adata.uns['tss_accuracy']['canonical']:.1%})")
+        _log(
+            f"  chosen TSS = true active TSS for {adata.uns['tss_accuracy']['enformer']:.1%} of genes "
+            f"(canonical TSS: {adata.uns['tss_accuracy']['canonical']:.1%})"
+        )
     if cfg.truth:
         probe = grammar_probe(adata, cfg.truth, keys=list(cfg.embeddings), seed=cfg.seed)
         adata.uns['grammar_probe'] = {k: {c: float(v) for c, v in r.items()} for k, r in probe.iterrows()}
         for k, r in probe.iterrows():
-            _log(f"  {k} embedding encodes basal strength r = {r['core (GC boxes)']:.2f}, TF motifs r = {r['TF motifs (mean)']:.2f} (probe)")
+            _log(
+                f"  {k} embedding encodes basal strength r = {r['core (GC boxes)']:.2f}, TF motifs r = {r['TF motifs (mean)']:.2f} (probe)"
+            )
     _log('  done', t0)
-    _log('[6/6] report'); t0 = time.time()
+    _log('[6/6] report')
+    t0 = time.time()
     write_report(run_dir, adata, table, cfg, paired, preds, units)
-    write_h5ad(_summary(adata, preds, run_dir), run_dir/'rosa.h5ad')
+    write_h5ad(_summary(adata, preds, run_dir), run_dir / 'rosa.h5ad')
     _log(f'  {run_dir}/rosa.h5ad, table.csv, report.md', t0)
     kept = [k for k, p in preds.items() if getattr(p, 'fitted_path', None) is None and p.fitted is None]
-    if kept: warnings.warn(f"no fitted model kept for {', '.join(model_label(*k) for k in kept)}: rosa.load and rosa predict cannot apply {'it' if len(kept) == 1 else 'them'}")
+    if kept:
+        warnings.warn(
+            f"no fitted model kept for {', '.join(model_label(*k) for k in kept)}: rosa.load and rosa predict cannot apply {'it' if len(kept) == 1 else 'them'}"
+        )
     _log(f'finished in {time.time() - T:.0f}s')
     return RunResult(adata, table, run_dir, preds, paired)
 
 # %% ../nbs/14_pipeline.ipynb #0023
-def tss_accuracy(adata, tx:pd.DataFrame, truth:str|Path) -> dict:
+def tss_accuracy(adata, tx: pd.DataFrame, truth: str | Path) -> dict:
     "Share of genes whose chosen TSS (var['tss']) and whose canonical TSS are the truth's active TSS."
     t = ad.read_h5ad(truth, backed='r').var
     active = t.active_tss.reindex(adata.var_names)
     canon = tx[tx.canonical].groupby('gene_key').tss.first().reindex(adata.var_names)
-    return dict(enformer=float((adata.var['tss'].astype(int).values == active.values).mean()),
-                canonical=float((canon.values == active.values).mean()))
+    return dict(
+        enformer=float((adata.var['tss'].astype(int).values == active.values).mean()),
+        canonical=float((canon.values == active.values).mean()),
+    )
 
 # %% ../nbs/14_pipeline.ipynb #0025
-def nearest_train_protein(adata, annotation:Annotation, fasta:str|Path):
+def nearest_train_protein(adata, annotation: Annotation, fasta: str | Path):
     "Each gene's most similar training gene by protein (k-mer cosine), into var['nearest_train_gene'] and var['nearest_train_similarity']."
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore')   # genes whose CDS does not translate have no protein: no neighbour, not an error here
+        warnings.simplefilter(
+            'ignore'
+        )  # genes whose CDS does not translate have no protein: no neighbour, not an error here
         prot = read_proteins(annotation, Genome(fasta), genes=list(adata.var_names), strict=False)
     sim = nearest_similarity(prot, adata.var_names[adata.var.split == 'train'])
     adata.var['nearest_train_gene'] = sim.nearest.fillna('').astype(str).to_numpy()
     adata.var['nearest_train_similarity'] = sim.similarity.to_numpy(np.float32)
 
 # %% ../nbs/14_pipeline.ipynb #0027
-DEMO = dict(embeddings=dict(enformer=dict(steps=3500, window=1024, pretrain=dict(dim=48, heads=2, depth=1, target_bins=2, peak_fraction=1.,
-                                                                              loss='mse', batch_size=64, lr=3e-3)),
-                            enformer_center={}, enformer_bins={}, enformer_top={}, enformer_cage_mean={},
-                            esm=dict(steps=400), onehot={}, random={}),
-            models=dict(ridge_celltype={}, kernel_celltype={}, ridge_cell={}, transformer=dict(steps=1000, patience=3)),
-            model_embeddings=dict(transformer=['enformer', 'esm']))   # the TSS rules and the null embeddings with the closed-form models: minutes saved
+DEMO = dict(
+    embeddings=dict(
+        enformer=dict(
+            steps=3500,
+            window=1024,
+            pretrain=dict(
+                dim=48, heads=2, depth=1, target_bins=2, peak_fraction=1.0, loss='mse', batch_size=64, lr=3e-3
+            ),
+        ),
+        enformer_center={},
+        enformer_bins={},
+        enformer_top={},
+        enformer_cage_mean={},
+        esm=dict(steps=400),
+        onehot={},
+        random={},
+    ),
+    models=dict(ridge_celltype={}, kernel_celltype={}, ridge_cell={}, transformer=dict(steps=1000, patience=3)),
+    model_embeddings=dict(transformer=['enformer', 'esm']),
+)  # the TSS rules and the null embeddings with the closed-form models: minutes saved
 
-DEMO_FULL = dict(models=dict(finetune=dict(steps=1000)))   # what `demo(full=True)` adds: the sequence model fine-tuned end to end on 16-kb windows
+DEMO_FULL = dict(
+    models=dict(finetune=dict(steps=1000))
+)  # what `demo(full=True)` adds: the sequence model fine-tuned end to end on 16-kb windows
 
-def demo(out:str|Path='rosa_demo', # run folder; the world goes to <out>/world
-         seed:int=0, # seed of the world and of the run
-         world:dict|None=None, # `WorldConfig` overrides (n_genes, n_cells, window, ...)
-         params:dict|None=None, # {'<embedding or model>.<parameter>': value} overrides of DEMO's
-         full:bool=False, # also the sequence model fine-tuned end to end (`finetune`, DEMO_FULL): minutes more
-         **kwargs # `RunConfig` overrides (embeddings, models, metrics, ...)
-        ) -> RunResult:
+
+def demo(
+    out: str | Path = 'rosa_demo',  # run folder; the world goes to <out>/world
+    seed: int = 0,  # seed of the world and of the run
+    world: dict | None = None,  # `WorldConfig` overrides (n_genes, n_cells, window, ...)
+    params: dict | None = None,  # {'<embedding or model>.<parameter>': value} overrides of DEMO's
+    full: bool = False,  # also the sequence model fine-tuned end to end (`finetune`, DEMO_FULL): minutes more
+    **kwargs,  # `RunConfig` overrides (embeddings, models, metrics, ...)
+) -> RunResult:
     "Build the synthetic world and run the whole pipeline on it."
-    out = Path(out); wcfg = dict(world or {})
-    wdir = out/'world'
+    out = Path(out)
+    wcfg = dict(world or {})
+    wdir = out / 'world'
     join_job(kwargs.get('device'))
-    with main_first('the synthetic world'):   # written by rank 0, read by the others
+    with main_first('the synthetic world'):  # written by rank 0, read by the others
         try:
-            w = load_world(wdir)   # reused only if today's rosa would write the very same world
-            if w.format != WORLD_FORMAT or w.cfg != asdict(WorldConfig(**{**asdict(WorldConfig()), 'seed': seed, **wcfg})): raise FileNotFoundError
-        except FileNotFoundError: w = make_world(wdir, seed=seed, **wcfg)
+            w = load_world(wdir)  # reused only if today's rosa would write the very same world
+            if w.format != WORLD_FORMAT or w.cfg != asdict(
+                WorldConfig(**{**asdict(WorldConfig()), 'seed': seed, **wcfg})
+            ):
+                raise FileNotFoundError
+        except FileNotFoundError:
+            w = make_world(wdir, seed=seed, **wcfg)
     _log(f'{w}')
-    files = dict(counts=str(w.counts), fasta=str(w.fasta), gtf=str(w.gtf), tracks=str(w.tracks), truth=str(w.truth), out=str(out), seed=seed)
+    files = dict(
+        counts=str(w.counts),
+        fasta=str(w.fasta),
+        gtf=str(w.gtf),
+        tracks=str(w.tracks),
+        truth=str(w.truth),
+        out=str(out),
+        seed=seed,
+    )
     base = dict(DEMO, models={**DEMO['models'], **(DEMO_FULL['models'] if full else {})})
-    for k in ('embeddings', 'models'):     # a list of names keeps DEMO's settings for the names it shares with DEMO
+    for k in ('embeddings', 'models'):  # a list of names keeps DEMO's settings for the names it shares with DEMO
         if k in kwargs and not isinstance(kwargs[k], dict):
             kwargs[k] = {n: base[k].get(n, DEMO_FULL.get(k, {}).get(n, {})) for n in _named(kwargs[k])}
-    if 'embeddings' in kwargs: base.pop('model_embeddings')   # the embeddings chosen: every model runs on each
-    elif 'models' in kwargs: base['model_embeddings'] = {m: e for m, e in DEMO['model_embeddings'].items() if m in kwargs['models']}
+    if 'embeddings' in kwargs:
+        base.pop('model_embeddings')  # the embeddings chosen: every model runs on each
+    elif 'models' in kwargs:
+        base['model_embeddings'] = {m: e for m, e in DEMO['model_embeddings'].items() if m in kwargs['models']}
     return run(params=params, **{**files, **base, **kwargs})
 
 # %% ../nbs/14_pipeline.ipynb #30064918
-def read_run(out:str|Path # a run folder `run` finished
-            ) -> RunResult:
+def read_run(
+    out: str | Path,  # a run folder `run` finished
+) -> RunResult:
     "A finished run, reopened from its folder: the AnnData over the data store, the comparison table and every model's `Predictions`."
     out = Path(out)
-    if not (out/'rosa.h5ad').exists(): raise FileNotFoundError(f"{out} holds no finished run (no rosa.h5ad): run it first")
-    s = ad.read_h5ad(out/'rosa.h5ad')
-    a = read_store(out/s.uns['data']).to_adata()
+    if not (out / 'rosa.h5ad').exists():
+        raise FileNotFoundError(f"{out} holds no finished run (no rosa.h5ad): run it first")
+    s = ad.read_h5ad(out / 'rosa.h5ad')
+    a = read_store(out / s.uns['data']).to_adata()
     if not a.var_names.equals(s.var_names) or not a.obs_names.equals(s.obs_names):
-        raise ValueError(f"{out}: rosa.h5ad and {s.uns['data']} hold other genes or cells: the data step ran again after the report")
+        raise ValueError(
+            f"{out}: rosa.h5ad and {s.uns['data']} hold other genes or cells: the data step ran again after the report"
+        )
     a.obs, a.var, a.uns = s.obs, s.var, {k: v for k, v in s.uns.items() if k != 'predictions'}
-    for k in s.varm: a.varm[k] = s.varm[k]
+    for k in s.varm:
+        a.varm[k] = s.varm[k]
     links = sorted(s.uns['predictions'].values(), key=lambda d: int(d['order']))
-    preds = {(str(d['model']), str(d['embedding'])): read_predictions(out/str(d['path'])) for d in links}
-    table = pd.read_csv(out/'table.csv'); table['embedding'] = table['embedding'].fillna('')
-    paired = pd.read_csv(out/'paired.csv') if (out/'paired.csv').exists() else None
+    preds = {(str(d['model']), str(d['embedding'])): read_predictions(out / str(d['path'])) for d in links}
+    table = pd.read_csv(out / 'table.csv')
+    table['embedding'] = table['embedding'].fillna('')
+    paired = pd.read_csv(out / 'paired.csv') if (out / 'paired.csv').exists() else None
     return RunResult(a, table, out, preds, paired)
 
 # %% ../nbs/14_pipeline.ipynb #40c6b809
-def compare_runs(runs, # run folders, or {name: run folder | RunResult | compare's tidy table}
-                 metric:str='pearson', # the metric shown
-                ) -> pd.DataFrame:
+def compare_runs(
+    runs,  # run folders, or {name: run folder | RunResult | compare's tidy table}
+    metric: str = 'pearson',  # the metric shown
+) -> pd.DataFrame:
     "The headline quadrant (held-out genes x held-out cells) of several runs side by side: a column per run and direction."
     if not isinstance(runs, dict):
         names = [Path(r).name for r in runs]
         runs = dict(zip(names if len(set(names)) == len(names) else map(str, runs), runs))
     cols, order = {}, []
     for name, r in runs.items():
-        if isinstance(r, RunResult): t = r.table
-        elif isinstance(r, pd.DataFrame): t = r
+        if isinstance(r, RunResult):
+            t = r.table
+        elif isinstance(r, pd.DataFrame):
+            t = r
         else:
-            p = Path(r)/'table.csv'
-            if not p.exists(): raise FileNotFoundError(f"{r} holds no finished run (no table.csv)")
-            t = pd.read_csv(p); t['embedding'] = t['embedding'].fillna('')
+            p = Path(r) / 'table.csv'
+            if not p.exists():
+                raise FileNotFoundError(f"{r} holds no finished run (no table.csv)")
+            t = pd.read_csv(p)
+            t['embedding'] = t['embedding'].fillna('')
         q = t[(t.genes == HEADLINE['genes']) & (t.cells == HEADLINE['cells']) & (t.metric == metric)]
-        if q.empty: raise ValueError(f"run {name!r} has no {metric} in the headline quadrant {HEADLINE}")
+        if q.empty:
+            raise ValueError(f"run {name!r} has no {metric} in the headline quadrant {HEADLINE}")
         for across in ('cells', 'genes'):
             s = q[q.across == across].drop_duplicates(['model', 'embedding']).set_index(['model', 'embedding'])['value']
-            cols[f'{name}: across {across}'] = s; order += [k for k in s.index if k not in order]
+            cols[f'{name}: across {across}'] = s
+            order += [k for k in s.index if k not in order]
     out = pd.DataFrame({k: v.reindex(order) for k, v in cols.items()})
     out.index = pd.MultiIndex.from_tuples(order, names=['model', 'embedding'])
     return out

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 import anndata as ad
 from .blocks import positions, as_index
@@ -17,75 +16,118 @@ from .blocks import positions, as_index
 __all__ = ['Predictions', 'Matrix', 'Profiles', 'CellValues', 'save_predictions', 'read_predictions', 'as_predictions']
 
 # %% ../nbs/09a_predictions.ipynb #e6ebca4d
-def _write_meta(path:Path, kind:str, shape:tuple, **extra):
-    (Path(path)/'predictions.json').write_text(json.dumps(dict(kind=kind, shape=list(map(int, shape)), **extra)))
+def _write_meta(path: Path, kind: str, shape: tuple, **extra):
+    (Path(path) / 'predictions.json').write_text(json.dumps(dict(kind=kind, shape=list(map(int, shape)), **extra)))
+
 
 class Predictions:
     "Predicted log1p expression of a cells x genes matrix of `shape`, read by blocks; `cells` and `genes` are the positions it holds."
+
     kind = None
-    fitted = None    # the `rosa.models.FittedModel` that made them, when the model keeps one
+    fitted = None  # the `rosa.models.FittedModel` that made them, when the model keeps one
     dtype = np.dtype(np.float32)
     ndim = 2
+
     def block(self, rows=None, cols=None) -> np.ndarray:
         "Dense float32 `(len(rows), len(cols))` for cell and gene positions (or masks, or None for all it holds)."
         raise NotImplementedError
+
     def holds(self, rows, cols) -> bool:
         "Whether every cell of `rows` and gene of `cols` was predicted."
-        r = positions(rows, self.shape[0], 'cells'); c = positions(cols, self.shape[1], 'genes')
+        r = positions(rows, self.shape[0], 'cells')
+        c = positions(cols, self.shape[1], 'genes')
         return bool(np.isin(r, self.cells).all() and np.isin(c, self.genes).all())
+
     def __array__(self, dtype=None, copy=None):
         "The whole matrix, NaN where nothing was predicted (densifies: for small data)."
         out = np.full(self.shape, np.nan, np.float32)
         out[np.ix_(self.cells, self.genes)] = self.block(self.cells, self.genes)
         return out if dtype is None else out.astype(dtype)
-    def __getitem__(self, key): return np.asarray(self)[key]
+
+    def __getitem__(self, key):
+        return np.asarray(self)[key]
+
     # arithmetic densifies too (small data, tests): pred - truth, pred + noise
-    def __add__(self, o): return np.asarray(self) + np.asarray(o)
-    def __sub__(self, o): return np.asarray(self) - np.asarray(o)
-    def __rsub__(self, o): return np.asarray(o) - np.asarray(self)
+    def __add__(self, o):
+        return np.asarray(self) + np.asarray(o)
+
+    def __sub__(self, o):
+        return np.asarray(self) - np.asarray(o)
+
+    def __rsub__(self, o):
+        return np.asarray(o) - np.asarray(self)
+
     __radd__ = __add__
+
     def __array_eq__(self, other) -> bool:
         "Same values, NaN (not predicted) where the other has NaN: what `fastcore.test.test_eq` compares."
         return np.array_equal(np.asarray(self), np.asarray(other), equal_nan=True)
+
     @property
-    def nbytes(self) -> int: raise NotImplementedError
+    def nbytes(self) -> int:
+        raise NotImplementedError
+
     def __repr__(self):
-        return (f"{type(self).__name__}({self.shape[0]:,} cells x {self.shape[1]:,} genes; holds {len(self.cells):,} x {len(self.genes):,}, "
-                f"{self.nbytes / 2**20:,.1f} MiB)")
+        return (
+            f"{type(self).__name__}({self.shape[0]:,} cells x {self.shape[1]:,} genes; holds {len(self.cells):,} x {len(self.genes):,}, "
+            f"{self.nbytes / 2**20:,.1f} MiB)"
+        )
 
 # %% ../nbs/09a_predictions.ipynb #bdea9bee
 class Matrix(Predictions):
     "Any cells x genes matrix (ndarray, scipy sparse, anndata's backed sparse dataset) as `Predictions`."
+
     kind = 'matrix'
+
     def __init__(self, m):
-        if len(m.shape) != 2: raise ValueError(f"a matrix of predictions must be 2-d, got shape {m.shape}")
+        if len(m.shape) != 2:
+            raise ValueError(f"a matrix of predictions must be 2-d, got shape {m.shape}")
         self.m = m.tocsr() if sp.issparse(m) and not isinstance(m, sp.csr_matrix) else m
-        self.shape = tuple(m.shape); self.cells, self.genes = np.arange(self.shape[0]), np.arange(self.shape[1])
+        self.shape = tuple(m.shape)
+        self.cells, self.genes = np.arange(self.shape[0]), np.arange(self.shape[1])
+
     def block(self, rows=None, cols=None):
-        r = positions(rows, self.shape[0], 'cells'); c = positions(cols, self.shape[1], 'genes')
-        if isinstance(self.m, np.ndarray): b = self.m[np.ix_(r, c)]
+        r = positions(rows, self.shape[0], 'cells')
+        c = positions(cols, self.shape[1], 'genes')
+        if isinstance(self.m, np.ndarray):
+            b = self.m[np.ix_(r, c)]
         else:
-            o = np.argsort(r, kind='stable'); rs = r[o]                    # backed readers want sorted rows
-            b = self.m[as_index(rs)][:, c]; b = b.toarray() if sp.issparse(b) else np.asarray(b)
+            o = np.argsort(r, kind='stable')
+            rs = r[o]  # backed readers want sorted rows
+            b = self.m[as_index(rs)][:, c]
+            b = b.toarray() if sp.issparse(b) else np.asarray(b)
             b = b[np.argsort(o, kind='stable')] if (o != np.arange(len(o))).any() else b
         return np.asarray(b, np.float32)
+
     @property
     def nbytes(self):
         m = self.m
-        return m.nbytes if isinstance(m, np.ndarray) else (m.data.nbytes + m.indices.nbytes + m.indptr.nbytes) if sp.issparse(m) else 0
+        return (
+            m.nbytes
+            if isinstance(m, np.ndarray)
+            else (m.data.nbytes + m.indices.nbytes + m.indptr.nbytes)
+            if sp.issparse(m)
+            else 0
+        )
 
 # %% ../nbs/09a_predictions.ipynb #69834f87
 class Profiles(Predictions):
     "Cells that share a profile: `prediction[c] = profiles[index[c]] + offset[c]` (cell types, a per-cell constant): tiny at any number of cells."
+
     kind = 'profiles'
-    def __init__(self, profiles:np.ndarray, # (n_profiles, n_genes)
-                 index:np.ndarray, # (n_cells,) the profile of each cell
-                 offset:np.ndarray|None=None, # (n_cells,) added to every gene of a cell
-                 names=None, # the profiles' names (e.g. cell types)
-                ):
-        self.profiles = np.asarray(profiles, np.float32); self.index = np.asarray(index, np.int64)
+
+    def __init__(
+        self,
+        profiles: np.ndarray,  # (n_profiles, n_genes)
+        index: np.ndarray,  # (n_cells,) the profile of each cell
+        offset: np.ndarray | None = None,  # (n_cells,) added to every gene of a cell
+        names=None,  # the profiles' names (e.g. cell types)
+    ):
+        self.profiles = np.asarray(profiles, np.float32)
+        self.index = np.asarray(index, np.int64)
         self.offset = None if offset is None else np.asarray(offset, np.float32)
-        if self.profiles.ndim != 2: raise ValueError(f"profiles must be (n_profiles, n_genes), got {self.profiles.shape}")
+        if self.profiles.ndim != 2:
+            raise ValueError(f"profiles must be (n_profiles, n_genes), got {self.profiles.shape}")
         if len(self.index) and (self.index.min() < 0 or self.index.max() >= len(self.profiles)):
             raise ValueError(f"index points outside the {len(self.profiles)} profiles")
         if self.offset is not None and self.offset.shape != self.index.shape:
@@ -93,116 +135,192 @@ class Profiles(Predictions):
         self.names = None if names is None else [str(n) for n in names]
         self.shape = (len(self.index), self.profiles.shape[1])
         self.cells, self.genes = np.arange(self.shape[0]), np.arange(self.shape[1])
+
     def block(self, rows=None, cols=None):
-        r = positions(rows, self.shape[0], 'cells'); c = positions(cols, self.shape[1], 'genes')
+        r = positions(rows, self.shape[0], 'cells')
+        c = positions(cols, self.shape[1], 'genes')
         b = self.profiles[:, as_index(c)][self.index[r]]
         return b if self.offset is None else b + self.offset[r, None]
+
     @property
-    def nbytes(self): return self.profiles.nbytes + self.index.nbytes + (0 if self.offset is None else self.offset.nbytes)
+    def nbytes(self):
+        return self.profiles.nbytes + self.index.nbytes + (0 if self.offset is None else self.offset.nbytes)
 
 # %% ../nbs/09a_predictions.ipynb #b1c9f079
 class CellValues(Predictions):
     "One value per predicted cell x gene, for the cells and genes asked for: a chunked zarr array on disk, or an ndarray."
+
     kind = 'cells'
-    def __init__(self, values, # (len(cells), len(genes)) zarr array or ndarray
-                 cells:np.ndarray, genes:np.ndarray, # sorted positions they predict
-                 shape:tuple, # the data's (n_cells, n_genes)
-                 path:Path|None=None):
-        self.values, self.cells, self.genes, self.shape, self.path = values, np.asarray(cells, np.int64), np.asarray(genes, np.int64), tuple(shape), path
+
+    def __init__(
+        self,
+        values,  # (len(cells), len(genes)) zarr array or ndarray
+        cells: np.ndarray,
+        genes: np.ndarray,  # sorted positions they predict
+        shape: tuple,  # the data's (n_cells, n_genes)
+        path: Path | None = None,
+    ):
+        self.values, self.cells, self.genes, self.shape, self.path = (
+            values,
+            np.asarray(cells, np.int64),
+            np.asarray(genes, np.int64),
+            tuple(shape),
+            path,
+        )
         if tuple(values.shape) != (len(self.cells), len(self.genes)):
             raise ValueError(f"values have shape {values.shape} for {len(self.cells)} cells x {len(self.genes)} genes")
         for what, p, n in (('cells', self.cells, shape[0]), ('genes', self.genes, shape[1])):
-            if len(p) and ((np.diff(p) <= 0).any() or p[0] < 0 or p[-1] >= n): raise ValueError(f"{what} must be sorted distinct positions below {n}")
-        self._row = self._lookup(self.cells, shape[0]); self._col = self._lookup(self.genes, shape[1])
+            if len(p) and ((np.diff(p) <= 0).any() or p[0] < 0 or p[-1] >= n):
+                raise ValueError(f"{what} must be sorted distinct positions below {n}")
+        self._row = self._lookup(self.cells, shape[0])
+        self._col = self._lookup(self.genes, shape[1])
 
     @staticmethod
     def _lookup(p, n):
-        out = np.full(n, -1, np.int64); out[p] = np.arange(len(p)); return out
+        out = np.full(n, -1, np.int64)
+        out[p] = np.arange(len(p))
+        return out
 
     @classmethod
-    def create(cls, path:str|Path|None, # folder of the store (None: in memory)
-               shape:tuple, # the data's (n_cells, n_genes)
-               cells=None, genes=None, # positions (or masks) to predict; None = all
-               chunks:tuple=(1024, 1024), # zarr chunk of cells x genes
-              ) -> CellValues:
+    def create(
+        cls,
+        path: str | Path | None,  # folder of the store (None: in memory)
+        shape: tuple,  # the data's (n_cells, n_genes)
+        cells=None,
+        genes=None,  # positions (or masks) to predict; None = all
+        chunks: tuple = (1024, 1024),  # zarr chunk of cells x genes
+    ) -> CellValues:
         "An empty store to fill row block by row block (`values[i:j] = ...`), then `close()`."
-        cells = positions(cells, shape[0], 'cells'); genes = positions(genes, shape[1], 'genes')
+        cells = positions(cells, shape[0], 'cells')
+        genes = positions(genes, shape[1], 'genes')
         cells, genes = np.unique(cells), np.unique(genes)
-        if path is None: return cls(np.full((len(cells), len(genes)), np.nan, np.float32), cells, genes, shape)
+        if path is None:
+            return cls(np.full((len(cells), len(genes)), np.nan, np.float32), cells, genes, shape)
         import zarr
-        path = Path(path); path.mkdir(parents=True, exist_ok=True)
-        np.save(path/'cells.npy', cells); np.save(path/'genes.npy', genes)
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        np.save(path / 'cells.npy', cells)
+        np.save(path / 'genes.npy', genes)
         ch = (max(1, min(chunks[0], len(cells))), max(1, min(chunks[1], len(genes))))
-        z = zarr.open_array(store=str(path/'values'), mode='w', shape=(len(cells), len(genes)), chunks=ch, dtype='float32', fill_value=np.nan)
+        z = zarr.open_array(
+            store=str(path / 'values'),
+            mode='w',
+            shape=(len(cells), len(genes)),
+            chunks=ch,
+            dtype='float32',
+            fill_value=np.nan,
+        )
         _write_meta(path, 'cells', shape)
         return cls(z, cells, genes, shape, path)
 
     def local(self, rows, cols):
         "Positions within the store of data positions `rows`, `cols`; names what was not predicted."
-        r = positions(rows, self.shape[0], 'cells'); c = positions(cols, self.shape[1], 'genes')
+        r = positions(rows, self.shape[0], 'cells')
+        c = positions(cols, self.shape[1], 'genes')
         lr, lc = self._row[r], self._col[c]
-        if (lr < 0).any(): raise KeyError(f"{(lr < 0).sum()} of the cells asked for were not predicted (e.g. position {r[lr < 0][0]}): "
-                                          "predict them, or evaluate the cells that were (the run's cell_splits)")
-        if (lc < 0).any(): raise KeyError(f"{(lc < 0).sum()} of the genes asked for were not predicted (e.g. position {c[lc < 0][0]}): "
-                                          "predict them, or evaluate the genes that were (the run's gene_splits)")
+        if (lr < 0).any():
+            raise KeyError(
+                f"{(lr < 0).sum()} of the cells asked for were not predicted (e.g. position {r[lr < 0][0]}): "
+                "predict them, or evaluate the cells that were (the run's cell_splits)"
+            )
+        if (lc < 0).any():
+            raise KeyError(
+                f"{(lc < 0).sum()} of the genes asked for were not predicted (e.g. position {c[lc < 0][0]}): "
+                "predict them, or evaluate the genes that were (the run's gene_splits)"
+            )
         return lr, lc
 
     def block(self, rows=None, cols=None):
         lr, lc = self.local(self.cells if rows is None else rows, self.genes if cols is None else cols)
-        if isinstance(self.values, np.ndarray): return self.values[np.ix_(lr, lc)]
-        o = np.argsort(lr, kind='stable'); sr, sc = as_index(lr[o]), as_index(np.sort(lc))
+        if isinstance(self.values, np.ndarray):
+            return self.values[np.ix_(lr, lc)]
+        o = np.argsort(lr, kind='stable')
+        sr, sc = as_index(lr[o]), as_index(np.sort(lc))
         oc = np.argsort(lc, kind='stable')
         b = self.values[sr, sc] if isinstance(sr, slice) and isinstance(sc, slice) else self.values.oindex[sr, sc]
         b = np.asarray(b, np.float32)
         inv_r, inv_c = np.argsort(o, kind='stable'), np.argsort(oc, kind='stable')
         return b[inv_r][:, inv_c]
 
-    def __setitem__(self, key, v): self.values[key] = v
+    def __setitem__(self, key, v):
+        self.values[key] = v
+
     @property
-    def nbytes(self): return int(np.prod(self.values.shape)) * 4
+    def nbytes(self):
+        return int(np.prod(self.values.shape)) * 4
 
 # %% ../nbs/09a_predictions.ipynb #4e20bbc7
-def save_predictions(pred:Predictions, # what a model returned
-                     path:str|Path, # a folder (written, or filled already by a model that wrote there)
-                    ) -> Path:
+def save_predictions(
+    pred: Predictions,  # what a model returned
+    path: str | Path,  # a folder (written, or filled already by a model that wrote there)
+) -> Path:
     "Write predictions as a folder `read_predictions` reads: profiles as .npy, per-cell values as a chunked zarr array."
-    path = Path(path); path.mkdir(parents=True, exist_ok=True)
-    if isinstance(pred, CellValues) and pred.path is not None and Path(pred.path).resolve() == path.resolve(): return path
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if isinstance(pred, CellValues) and pred.path is not None and Path(pred.path).resolve() == path.resolve():
+        return path
     if isinstance(pred, Profiles):
-        np.save(path/'profiles.npy', pred.profiles); np.save(path/'index.npy', pred.index)
-        if pred.offset is not None: np.save(path/'offset.npy', pred.offset)
+        np.save(path / 'profiles.npy', pred.profiles)
+        np.save(path / 'index.npy', pred.index)
+        if pred.offset is not None:
+            np.save(path / 'offset.npy', pred.offset)
         _write_meta(path, 'profiles', pred.shape, **({} if pred.names is None else dict(names=pred.names)))
         return path
-    if isinstance(pred, np.ndarray): pred = Matrix(pred)
+    if isinstance(pred, np.ndarray):
+        pred = Matrix(pred)
     cells, genes = pred.cells, pred.genes
     out = CellValues.create(path, pred.shape, cells, genes)
     step = max(1, (1 << 24) // max(1, len(genes)))
-    for i in range(0, len(cells), step): out.values[i:i+step] = pred.block(cells[i:i+step], genes)
+    for i in range(0, len(cells), step):
+        out.values[i : i + step] = pred.block(cells[i : i + step], genes)
     return path
 
-def read_predictions(path:str|Path) -> Predictions:
+
+def read_predictions(path: str | Path) -> Predictions:
     "Predictions written by `save_predictions` (or by a model into its store); per-cell values stay on disk."
-    path = Path(path); meta = path/'predictions.json'
-    if not meta.exists(): raise FileNotFoundError(f"{path} holds no predictions (no predictions.json)")
+    path = Path(path)
+    meta = path / 'predictions.json'
+    if not meta.exists():
+        raise FileNotFoundError(f"{path} holds no predictions (no predictions.json)")
     m = json.loads(meta.read_text())
     if m['kind'] == 'profiles':
-        off = path/'offset.npy'
-        return Profiles(np.load(path/'profiles.npy'), np.load(path/'index.npy'), np.load(off) if off.exists() else None, m.get('names'))
+        off = path / 'offset.npy'
+        return Profiles(
+            np.load(path / 'profiles.npy'),
+            np.load(path / 'index.npy'),
+            np.load(off) if off.exists() else None,
+            m.get('names'),
+        )
     if m['kind'] == 'cells':
         import zarr
-        return CellValues(zarr.open_array(str(path/'values'), mode='r'), np.load(path/'cells.npy'), np.load(path/'genes.npy'), m['shape'], path)
+
+        return CellValues(
+            zarr.open_array(str(path / 'values'), mode='r'),
+            np.load(path / 'cells.npy'),
+            np.load(path / 'genes.npy'),
+            m['shape'],
+            path,
+        )
     raise ValueError(f"{path}: unknown kind of predictions {m['kind']!r}")
 
-def as_predictions(x, # Predictions, an array / sparse matrix, or the name of a layer of `adata` ('X' included)
-                   adata:ad.AnnData|None=None, # where layer names are looked up; its shape is checked
-                   what:str='predictions', # how to name `x` in errors
-                  ) -> Predictions:
+
+def as_predictions(
+    x,  # Predictions, an array / sparse matrix, or the name of a layer of `adata` ('X' included)
+    adata: ad.AnnData | None = None,  # where layer names are looked up; its shape is checked
+    what: str = 'predictions',  # how to name `x` in errors
+) -> Predictions:
     "Anything that holds cells x genes values, as `Predictions` read by blocks."
     if isinstance(x, str):
-        if adata is None: raise ValueError(f"{what} {x!r} names a layer, but no AnnData was given")
-        if x == 'X': x = adata.X
-        elif x in adata.layers: x = adata.layers[x]
-        else: raise KeyError(f"{what} {x!r} is neither 'X' nor a layer of adata (layers: {list(adata.layers.keys())})")
+        if adata is None:
+            raise ValueError(f"{what} {x!r} names a layer, but no AnnData was given")
+        if x == 'X':
+            x = adata.X
+        elif x in adata.layers:
+            x = adata.layers[x]
+        else:
+            raise KeyError(f"{what} {x!r} is neither 'X' nor a layer of adata (layers: {list(adata.layers.keys())})")
     p = x if isinstance(x, Predictions) else Matrix(x)
-    if adata is not None and tuple(p.shape) != tuple(adata.shape): raise ValueError(f"{what} has shape {tuple(p.shape)}, expected {adata.shape}")
+    if adata is not None and tuple(p.shape) != tuple(adata.shape):
+        raise ValueError(f"{what} has shape {tuple(p.shape)}, expected {adata.shape}")
     return p

@@ -19,165 +19,261 @@ __all__ = ['REFERENCES', 'TRANSCRIPT_COLUMNS', 'CDS_COLUMNS', 'md5_of', 'fetch_r
 
 # %% ../nbs/03_reference.ipynb #0005
 REFERENCES = dict(
-    gencode44=dict(url='https://ftp.ebi.ac.uk/pub/databases/gencode/Gencode_human/release_44/gencode.v44.annotation.gtf.gz',
-                   md5s='https://ftp.ebi.ac.uk/pub/databases/gencode/Gencode_human/release_44/MD5SUMS'),
-    hg38=dict(url='https://hgdownload.soe.ucsc.edu/goldenPath/hg38/bigZips/hg38.fa.gz',
-              md5s='https://hgdownload.soe.ucsc.edu/goldenPath/hg38/bigZips/md5sum.txt'))
+    gencode44=dict(
+        url='https://ftp.ebi.ac.uk/pub/databases/gencode/Gencode_human/release_44/gencode.v44.annotation.gtf.gz',
+        md5s='https://ftp.ebi.ac.uk/pub/databases/gencode/Gencode_human/release_44/MD5SUMS',
+    ),
+    hg38=dict(
+        url='https://hgdownload.soe.ucsc.edu/goldenPath/hg38/bigZips/hg38.fa.gz',
+        md5s='https://hgdownload.soe.ucsc.edu/goldenPath/hg38/bigZips/md5sum.txt',
+    ),
+)
 
-def md5_of(listing:str, # the text of an `md5sum`-style file: '<md5>  <file name>' per line
-           fname:str # the file whose checksum is wanted
-          ) -> str:
+
+def md5_of(
+    listing: str,  # the text of an `md5sum`-style file: '<md5>  <file name>' per line
+    fname: str,  # the file whose checksum is wanted
+) -> str:
     "The MD5 that a provider's checksum listing gives for `fname`."
     for line in listing.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip('*./') == fname: return parts[0].lower()
+        if len(parts) == 2 and parts[1].lstrip('*./') == fname:
+            return parts[0].lower()
     raise KeyError(f"{fname} is not in the checksum listing")
 
-def fetch_reference(name:str, # a key of REFERENCES: 'gencode44' or 'hg38'
-                    dest:str|Path|None=None, # cache folder (default: pooch's OS cache for rosa)
-                   ) -> Path:
+
+def fetch_reference(
+    name: str,  # a key of REFERENCES: 'gencode44' or 'hg38'
+    dest: str | Path | None = None,  # cache folder (default: pooch's OS cache for rosa)
+) -> Path:
     "Download (once), verify against the provider's MD5 and decompress a reference file; returns its path."
     import pooch
-    if name not in REFERENCES: raise KeyError(f"unknown reference {name!r}; choose one of {list(REFERENCES)}")
+
+    if name not in REFERENCES:
+        raise KeyError(f"unknown reference {name!r}; choose one of {list(REFERENCES)}")
     ref, dest = REFERENCES[name], dest or pooch.os_cache('rosa')
     listing = pooch.retrieve(ref['md5s'], known_hash=None, path=dest, fname=f'{name}.md5')
     fname = ref['url'].rsplit('/', 1)[1]
     md5 = md5_of(Path(listing).read_text(), fname)
-    return Path(pooch.retrieve(ref['url'], known_hash=f'md5:{md5}', path=dest, fname=fname, progressbar=True,
-                               processor=pooch.Decompress(name=fname[:-3])))
+    return Path(
+        pooch.retrieve(
+            ref['url'],
+            known_hash=f'md5:{md5}',
+            path=dest,
+            fname=fname,
+            progressbar=True,
+            processor=pooch.Decompress(name=fname[:-3]),
+        )
+    )
 
 # %% ../nbs/03_reference.ipynb #0011
-TRANSCRIPT_COLUMNS = ['transcript_id', 'gene_id', 'gene_key', 'gene_name', 'gene_type', 'transcript_type', 'chrom', 'strand',
-                      'start', 'end', 'tss', 'canonical', 'mane', 'tags']
+TRANSCRIPT_COLUMNS = [
+    'transcript_id',
+    'gene_id',
+    'gene_key',
+    'gene_name',
+    'gene_type',
+    'transcript_type',
+    'chrom',
+    'strand',
+    'start',
+    'end',
+    'tss',
+    'canonical',
+    'mane',
+    'tags',
+]
 CDS_COLUMNS = ['gene_key', 'gene_id', 'transcript_id', 'chrom', 'strand', 'start', 'end', 'canonical']
+
 
 @dataclass(eq=False)
 class Annotation:
     "A genome annotation read from a GTF: its transcripts and CDS pieces, 0-based half-open."
-    transcripts:pd.DataFrame # one row per transcript (`TRANSCRIPT_COLUMNS`)
-    cds:pd.DataFrame # one row per CDS piece (`CDS_COLUMNS`)
-    gtf:Path|None=None # the GTF it was read from
+
+    transcripts: pd.DataFrame  # one row per transcript (`TRANSCRIPT_COLUMNS`)
+    cds: pd.DataFrame  # one row per CDS piece (`CDS_COLUMNS`)
+    gtf: Path | None = None  # the GTF it was read from
 
     @cached_property
     def genes(self) -> pd.DataFrame:
         "One row per gene, indexed by `gene_key`: gene_id, gene_name, gene_type, chrom, strand."
-        return (self.transcripts.drop_duplicates('gene_key').set_index('gene_key')
-                [['gene_id', 'gene_name', 'gene_type', 'chrom', 'strand']])
+        return self.transcripts.drop_duplicates('gene_key').set_index('gene_key')[
+            ['gene_id', 'gene_name', 'gene_type', 'chrom', 'strand']
+        ]
 
-    def write(self, folder:str|Path # where `transcripts.parquet` and `cds.parquet` go
-             ) -> Path:
+    def write(
+        self,
+        folder: str | Path,  # where `transcripts.parquet` and `cds.parquet` go
+    ) -> Path:
         "Write both tables as parquet (each atomically); returns the folder."
-        import pyarrow as pa, pyarrow.parquet as pq
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         folder = Path(folder)
         for name, df in (('transcripts', self.transcripts), ('cds', self.cds)):
             t = pa.Table.from_pandas(df, preserve_index=False)
             t = t.replace_schema_metadata({**(t.schema.metadata or {}), b'rosa.gtf': str(self.gtf or '').encode()})
-            with atomic_path(folder/f'{name}.parquet') as tmp: pq.write_table(t, tmp)
+            with atomic_path(folder / f'{name}.parquet') as tmp:
+                pq.write_table(t, tmp)
         return folder
 
     @classmethod
-    def read(cls, folder:str|Path # a folder written by `Annotation.write`
-            ) -> Annotation:
+    def read(
+        cls,
+        folder: str | Path,  # a folder written by `Annotation.write`
+    ) -> Annotation:
         "Read the tables back; a missing, unreadable or incomplete table is a ValueError naming its file."
-        import pyarrow as pa, pyarrow.parquet as pq
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         folder, tables, gtf = Path(folder), {}, ''
         for name, cols in (('transcripts', TRANSCRIPT_COLUMNS), ('cds', CDS_COLUMNS)):
-            p = folder/f'{name}.parquet'
-            if not p.exists(): raise ValueError(f"annotation table {p} is missing (write it with Annotation.write)")
-            try: t = pq.read_table(p)
+            p = folder / f'{name}.parquet'
+            if not p.exists():
+                raise ValueError(f"annotation table {p} is missing (write it with Annotation.write)")
+            try:
+                t = pq.read_table(p)
             except (pa.ArrowException, OSError) as e:
                 raise ValueError(f"annotation table {p} is damaged ({e}); delete it and read the GTF again") from e
             missing = [c for c in cols if c not in t.column_names]
-            if missing: raise ValueError(f"annotation table {p} lacks the columns {missing}; read the GTF again")
+            if missing:
+                raise ValueError(f"annotation table {p} lacks the columns {missing}; read the GTF again")
             tables[name] = t.to_pandas()[cols]
             gtf = gtf or (t.schema.metadata or {}).get(b'rosa.gtf', b'').decode()
         return cls(tables['transcripts'], tables['cds'], Path(gtf) if gtf else None)
 
     def __repr__(self):
-        return (f"Annotation({self.gtf.name if self.gtf else '?'}: {len(self.genes):,} genes, "
-                f"{len(self.transcripts):,} transcripts, {len(self.cds):,} CDS pieces)")
+        return (
+            f"Annotation({self.gtf.name if self.gtf else '?'}: {len(self.genes):,} genes, "
+            f"{len(self.transcripts):,} transcripts, {len(self.cds):,} CDS pieces)"
+        )
 
 # %% ../nbs/03_reference.ipynb #0012
-def _attr(df:pd.DataFrame, *names:str) -> pd.Series:
+def _attr(df: pd.DataFrame, *names: str) -> pd.Series:
     "Per row, the first non-empty of the attribute columns `names` ('' where a GTF has none of them)."
     out = pd.Series('', index=df.index, dtype=object)
     for n in reversed(names):
-        if n in df.columns: v = df[n].fillna('').astype(str); out = v.where(v != '', out)
+        if n in df.columns:
+            v = df[n].fillna('').astype(str)
+            out = v.where(v != '', out)
     return out
 
-def _has_tag(tags:pd.Series, tag:str) -> np.ndarray:
+
+def _has_tag(tags: pd.Series, tag: str) -> np.ndarray:
     return np.array([tag in t.split(',') for t in tags], dtype=bool)
 
-def _parse_gtf(gtf:Path) -> Annotation:
+
+def _parse_gtf(gtf: Path) -> Annotation:
     "Parse `gtf` (once) into both tables."
     import gtfparse
+
     df = gtfparse.read_gtf(str(gtf), features={'transcript', 'exon', 'CDS'}, result_type='pandas')
-    if len(df) == 0: raise ValueError(f"{gtf} has no transcript, exon or CDS rows")
-    if 'transcript_id' not in df.columns: raise ValueError(f"{gtf} has no transcript_id attribute: is it a GTF with transcripts?")
+    if len(df) == 0:
+        raise ValueError(f"{gtf} has no transcript, exon or CDS rows")
+    if 'transcript_id' not in df.columns:
+        raise ValueError(f"{gtf} has no transcript_id attribute: is it a GTF with transcripts?")
     df = df[~df.gene_id.astype(str).str.endswith('_PAR_Y')]  # the chrX copy is the gene (see above)
-    rows = pd.DataFrame(dict(
-        feature=df.feature.astype(str).values,
-        transcript_id=df.transcript_id.astype(str).values, gene_id=df.gene_id.astype(str).values,
-        gene_key=list(strip_version(df.gene_id.astype(str))),
-        gene_name=_attr(df, 'gene_name').values, gene_type=_attr(df, 'gene_type', 'gene_biotype').values,
-        transcript_type=_attr(df, 'transcript_type', 'transcript_biotype').values,
-        chrom=df.seqname.astype(str).values, strand=df.strand.astype(str).values,
-        start=df.start.astype(np.int64).values - 1, end=df.end.astype(np.int64).values,  # 1-based inclusive -> 0-based half-open
-        tags=_attr(df, 'tag').values))
+    rows = pd.DataFrame(
+        dict(
+            feature=df.feature.astype(str).values,
+            transcript_id=df.transcript_id.astype(str).values,
+            gene_id=df.gene_id.astype(str).values,
+            gene_key=list(strip_version(df.gene_id.astype(str))),
+            gene_name=_attr(df, 'gene_name').values,
+            gene_type=_attr(df, 'gene_type', 'gene_biotype').values,
+            transcript_type=_attr(df, 'transcript_type', 'transcript_biotype').values,
+            chrom=df.seqname.astype(str).values,
+            strand=df.strand.astype(str).values,
+            start=df.start.astype(np.int64).values - 1,
+            end=df.end.astype(np.int64).values,  # 1-based inclusive -> 0-based half-open
+            tags=_attr(df, 'tag').values,
+        )
+    )
     tx = rows[rows.feature == 'transcript']
     if len(tx) == 0:  # exon-only GTF: a transcript spans its exons
         by = rows[rows.feature == 'exon'].groupby('transcript_id', sort=False)
         tx = by.first().assign(start=by.start.min(), end=by.end.max()).reset_index()
-    if len(tx) == 0: raise ValueError(f"{gtf} has no transcript or exon rows")
-    tx = tx.assign(tss=np.where(tx.strand == '+', tx.start, tx.end - 1),
-                   canonical=_has_tag(tx.tags, 'Ensembl_canonical'), mane=_has_tag(tx.tags, 'MANE_Select'))
+    if len(tx) == 0:
+        raise ValueError(f"{gtf} has no transcript or exon rows")
+    tx = tx.assign(
+        tss=np.where(tx.strand == '+', tx.start, tx.end - 1),
+        canonical=_has_tag(tx.tags, 'Ensembl_canonical'),
+        mane=_has_tag(tx.tags, 'MANE_Select'),
+    )
     bad = tx[~tx.strand.isin(['+', '-'])]
-    if len(bad): raise ValueError(f"{len(bad)} transcripts have no strand (e.g. {bad.transcript_id.iloc[0]}); a TSS needs one")
+    if len(bad):
+        raise ValueError(f"{len(bad)} transcripts have no strand (e.g. {bad.transcript_id.iloc[0]}); a TSS needs one")
     cds = rows[rows.feature == 'CDS']
     cds = cds.assign(canonical=_has_tag(cds.tags, 'Ensembl_canonical'))
     return Annotation(tx[TRANSCRIPT_COLUMNS].reset_index(drop=True), cds[CDS_COLUMNS].reset_index(drop=True), gtf)
 
-_ANNOTATIONS:dict = {}  # content digest -> Annotation
+
+_ANNOTATIONS: dict = {}  # content digest -> Annotation
 _MAX_ANNOTATIONS = 4  # a GENCODE annotation holds a few hundred MB in memory
 
-def read_annotation(gtf:str|Path # GENCODE/Ensembl GTF (may be gzipped)
-                   ) -> Annotation:
+
+def read_annotation(
+    gtf: str | Path,  # GENCODE/Ensembl GTF (may be gzipped)
+) -> Annotation:
     "The transcripts and CDS pieces of `gtf`, parsed once per process and file content."
     gtf = Path(gtf)
-    if not gtf.exists(): raise FileNotFoundError(f"GTF file {gtf} does not exist")
+    if not gtf.exists():
+        raise FileNotFoundError(f"GTF file {gtf} does not exist")
     key = file_digest(gtf)
     if key not in _ANNOTATIONS:
         ann = _parse_gtf(gtf)
-        while len(_ANNOTATIONS) >= _MAX_ANNOTATIONS: _ANNOTATIONS.pop(next(iter(_ANNOTATIONS)))
+        while len(_ANNOTATIONS) >= _MAX_ANNOTATIONS:
+            _ANNOTATIONS.pop(next(iter(_ANNOTATIONS)))
         _ANNOTATIONS[key] = ann
     return _ANNOTATIONS[key]
 
 # %% ../nbs/03_reference.ipynb #0027
 def chrom_key(chroms) -> np.ndarray:
     "One spelling per chromosome, to match names across files: 'chr' dropped and M as MT (chr1 and 1 give '1', chrM and MT give 'MT')."
-    return pd.Series(np.asarray(chroms, dtype=str)).str.replace(r'^chr', '', regex=True).replace('M', 'MT').to_numpy(dtype=object)
+    return (
+        pd.Series(np.asarray(chroms, dtype=str))
+        .str.replace(r'^chr', '', regex=True)
+        .replace('M', 'MT')
+        .to_numpy(dtype=object)
+    )
 
-def _aliases(chrom:str) -> list:
+
+def _aliases(chrom: str) -> list:
     "The other spellings of a chromosome name: chr1 <-> 1, chrM <-> MT."
     base = chrom_key([chrom])[0]
     return [n for b in (('MT', 'M') if base == 'MT' else (base,)) for n in (b, 'chr' + b) if n != chrom]
 
+
 class Genome:
     "A lazily read FASTA: `fetch` cuts exact sequence, `window` N-padded windows centred on a position."
-    def __init__(self, fasta:str|Path, # FASTA (indexed on first use by pyfaidx)
-                 chrom_map:dict|str|None='auto' # 'auto': chr1<->1, chrM<->MT; a dict: annotation name -> FASTA name; None: exact names
-                ):
+
+    def __init__(
+        self,
+        fasta: str | Path,  # FASTA (indexed on first use by pyfaidx)
+        chrom_map: dict
+        | str
+        | None = 'auto',  # 'auto': chr1<->1, chrM<->MT; a dict: annotation name -> FASTA name; None: exact names
+    ):
         from pyfaidx import Fasta
+
         self.path = Path(fasta)
-        if not self.path.exists(): raise FileNotFoundError(f"FASTA file {self.path} does not exist")
+        if not self.path.exists():
+            raise FileNotFoundError(f"FASTA file {self.path} does not exist")
         if not (chrom_map is None or chrom_map == 'auto' or isinstance(chrom_map, dict)):
             raise ValueError(f"chrom_map must be 'auto', a dict or None, got {chrom_map!r}")
-        with open(self.path, 'rb') as f: head = f.read(18)
-        if head[:2] == b'\x1f\x8b' and head[12:14] != b'BC':   # gzip, but not the block gzip (BGZF) an index can seek in
-            raise ValueError(f"fasta: {self.path} is gzip-compressed, which cannot be read by position; decompress it "
-                             f"(gunzip {self.path.name}) or recompress it with bgzip (gunzip -c {self.path.name} | bgzip > {self.path.stem}.bgz)")
-        try: self.fasta = Fasta(str(self.path), as_raw=True, sequence_always_upper=True)
-        except ImportError as e: raise ValueError(f"fasta: {self.path} is bgzip-compressed, which pyfaidx reads with Biopython: pip install biopython") from e
+        with open(self.path, 'rb') as f:
+            head = f.read(18)
+        if head[:2] == b'\x1f\x8b' and head[12:14] != b'BC':  # gzip, but not the block gzip (BGZF) an index can seek in
+            raise ValueError(
+                f"fasta: {self.path} is gzip-compressed, which cannot be read by position; decompress it "
+                f"(gunzip {self.path.name}) or recompress it with bgzip (gunzip -c {self.path.name} | bgzip > {self.path.stem}.bgz)"
+            )
+        try:
+            self.fasta = Fasta(str(self.path), as_raw=True, sequence_always_upper=True)
+        except ImportError as e:
+            raise ValueError(
+                f"fasta: {self.path} is bgzip-compressed, which pyfaidx reads with Biopython: pip install biopython"
+            ) from e
         self.chroms = {k: len(v) for k, v in self.fasta.items()}
         self.chrom_map = chrom_map
 
@@ -185,7 +281,8 @@ class Genome:
         "Chromosome lengths, under the FASTA's names and their 'chr'-prefix / chrM-MT aliases."
         out = {}
         for k, L in self.chroms.items():
-            for a in (k, *_aliases(k)): out.setdefault(a, L)
+            for a in (k, *_aliases(k)):
+                out.setdefault(a, L)
         return out
 
     def describe(self) -> str:
@@ -193,36 +290,53 @@ class Genome:
         names = ', '.join(list(self.chroms)[:5]) + (', ...' if len(self.chroms) > 5 else '')
         return f"{self.path.name} ({len(self.chroms)} chromosomes: {names})"
 
-    def fasta_name(self, chrom:str) -> str:
+    def fasta_name(self, chrom: str) -> str:
         "The FASTA's name for annotation chromosome `chrom` (a KeyError naming both when it has none)."
         chrom = str(chrom)
-        if isinstance(self.chrom_map, dict): chrom = self.chrom_map.get(chrom, chrom)
-        if chrom in self.chroms: return chrom
+        if isinstance(self.chrom_map, dict):
+            chrom = self.chrom_map.get(chrom, chrom)
+        if chrom in self.chroms:
+            return chrom
         alts = [a for a in _aliases(chrom) if a in self.chroms]
-        if alts and self.chrom_map is not None: return alts[0]
-        hint = (f" The FASTA names it {alts[0]!r}: pass chrom_map='auto' (the default) or a dict {{{chrom!r}: {alts[0]!r}}}."
-                if alts else '')
+        if alts and self.chrom_map is not None:
+            return alts[0]
+        hint = (
+            f" The FASTA names it {alts[0]!r}: pass chrom_map='auto' (the default) or a dict {{{chrom!r}: {alts[0]!r}}}."
+            if alts
+            else ''
+        )
         raise KeyError(f"chromosome {chrom!r} is not in {self.describe()}.{hint}")
 
-    def fetch(self, chrom:str, # chromosome (annotation name)
-              start:int, # 0-based first base
-              end:int # 0-based end (exclusive)
-             ) -> str:
+    def fetch(
+        self,
+        chrom: str,  # chromosome (annotation name)
+        start: int,  # 0-based first base
+        end: int,  # 0-based end (exclusive)
+    ) -> str:
         "The forward-strand sequence [start, end) of `chrom`, exactly (an IndexError past its end)."
-        name = self.fasta_name(chrom); n = self.chroms[name]; start, end = int(start), int(end)
+        name = self.fasta_name(chrom)
+        n = self.chroms[name]
+        start, end = int(start), int(end)
         if not 0 <= start <= end <= n:
-            raise IndexError(f"{chrom}:{start}-{end} is outside {name} (length {n:,}) in {self.path.name}: do the annotation and the genome match?")
+            raise IndexError(
+                f"{chrom}:{start}-{end} is outside {name} (length {n:,}) in {self.path.name}: do the annotation and the genome match?"
+            )
         return self.fasta[name][start:end] if end > start else ''
 
-    def window(self, chrom:str, # chromosome (annotation name)
-               center:int, # 0-based position of the centre base (index length//2 of the window)
-               length:int # window length in bp
-              ) -> str:
+    def window(
+        self,
+        chrom: str,  # chromosome (annotation name)
+        center: int,  # 0-based position of the centre base (index length//2 of the window)
+        length: int,  # window length in bp
+    ) -> str:
         "The `length` bp around `center` on the forward strand, N-padded past the chromosome ends."
-        name = self.fasta_name(chrom); n = self.chroms[name]
-        start = int(center) - length // 2; end = start + length
+        name = self.fasta_name(chrom)
+        n = self.chroms[name]
+        start = int(center) - length // 2
+        end = start + length
         lo, hi = max(start, 0), min(end, n)
         seq = self.fasta[name][lo:hi] if hi > lo else ''
         return 'N' * (lo - start) + seq + 'N' * (end - max(hi, lo))
 
-    def __repr__(self): return f'Genome({self.path.name}: {len(self.chroms)} chromosomes, {sum(self.chroms.values()):,} bp)'
+    def __repr__(self):
+        return f'Genome({self.path.name}: {len(self.chroms)} chromosomes, {sum(self.chroms.values()):,} bp)'

@@ -23,16 +23,20 @@ __all__ = ['SYMBOLS', 'HEADLINE', 'gene_symbols', 'plot_comparison', 'plot_heatm
            'nearest_similarity', 'plot_similarity', 'split_sizes', 'gene_table', 'report_figures', 'write_report']
 
 # %% ../nbs/13a_report.ipynb #c5a1b002
-SYMBOLS = ('gene_name', 'feature_name', 'gene_symbol')   # var columns that hold a gene's symbol, the first one set wins
+SYMBOLS = ('gene_name', 'feature_name', 'gene_symbol')  # var columns that hold a gene's symbol, the first one set wins
 
-def gene_symbols(adata:ad.AnnData, # genes in var, keyed by id
-                 genes=None, # gene ids to name (default: all of var)
-                ) -> pd.Series:
+
+def gene_symbols(
+    adata: ad.AnnData,  # genes in var, keyed by id
+    genes=None,  # gene ids to name (default: all of var)
+) -> pd.Series:
     "Each gene's symbol from var (`SYMBOLS`, the first one set), its id where it has none: a Series indexed by the ids."
-    var = adata.var; sym = pd.Series(None, index=var.index, dtype=object)
+    var = adata.var
+    sym = pd.Series(None, index=var.index, dtype=object)
     for c in SYMBOLS:
         if c in var:
-            s = var[c].astype(object); sym = sym.fillna(s.where(s.notna() & ~s.astype(str).str.strip().isin(['', 'nan', 'None'])))
+            s = var[c].astype(object)
+            sym = sym.fillna(s.where(s.notna() & ~s.astype(str).str.strip().isin(['', 'nan', 'None'])))
     ids = pd.Index(var.index if genes is None else genes, dtype=object)
     return sym.reindex(ids).fillna(pd.Series(ids.astype(str), index=ids)).astype(str)
 
@@ -43,72 +47,101 @@ def _quadrant(table, genes, cells, metric, across):
     return q.set_index(['model', 'embedding'])['value'].astype(float)
 
 
-def plot_comparison(table:pd.DataFrame, # compare's tidy table
-                    genes:str='test', # gene split of the quadrant
-                    cells:str='test', # cell split of the quadrant
-                    metric:str='pearson', # 'pearson' or 'spearman'
-                    axes=None, # two matplotlib axes, or None for a new figure
-                   ):
+def plot_comparison(
+    table: pd.DataFrame,  # compare's tidy table
+    genes: str = 'test',  # gene split of the quadrant
+    cells: str = 'test',  # cell split of the quadrant
+    metric: str = 'pearson',  # 'pearson' or 'spearman'
+    axes=None,  # two matplotlib axes, or None for a new figure
+):
     "Bars of the mean correlation across cells and across genes for one quadrant; returns the axes."
     rows = table[table.model != 'ceiling']
     n = len(dict.fromkeys(zip(rows.model, rows.embedding)))
-    if axes is None: _, axes = plt.subplots(1, 2, figsize=(9, 0.35 * n + 1.2), sharey=True)
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9, 0.35 * n + 1.2), sharey=True)
     for ax, across in zip(axes, ('cells', 'genes')):
         v = _quadrant(rows, genes, cells, metric, across)
-        ax.barh(np.arange(len(v)), v.fillna(0).to_numpy(), color=['0.6' if m == 'agnostic' else 'C0' for m, _ in v.index])
+        ax.barh(
+            np.arange(len(v)), v.fillna(0).to_numpy(), color=['0.6' if m == 'agnostic' else 'C0' for m, _ in v.index]
+        )
         for i, x in enumerate(v):
-            if np.isnan(x): ax.text(0.01, i, 'n/a', va='center', fontsize=8)
+            if np.isnan(x):
+                ax.text(0.01, i, 'n/a', va='center', fontsize=8)
         c = _quadrant(table[table.model == 'ceiling'], genes, cells, metric, across)
         if len(c) and not np.isnan(c.iloc[0]):
-            ax.axvline(c.iloc[0], ls='--', c='k', lw=1, label='noise ceiling'); ax.legend(fontsize=7, loc='lower right')
+            ax.axvline(c.iloc[0], ls='--', c='k', lw=1, label='noise ceiling')
+            ax.legend(fontsize=7, loc='lower right')
         ax.set_yticks(np.arange(len(v)), [model_label(*i) for i in v.index], fontsize=8)
-        ax.set_xlabel(f'{metric} across {across}'); ax.set_title(f'{genes} genes x {cells} cells', fontsize=9)
-    axes[0].invert_yaxis()   # the axes share y: once, the first row on top
+        ax.set_xlabel(f'{metric} across {across}')
+        ax.set_title(f'{genes} genes x {cells} cells', fontsize=9)
+    axes[0].invert_yaxis()  # the axes share y: once, the first row on top
     return axes
 
-def plot_heatmap(table:pd.DataFrame, # compare's tidy table
-                 genes:str='test', cells:str='test', # the quadrant
-                 metric:str='pearson', across:str='genes', # the metric and its direction
-                 ax=None, # matplotlib axes
-                ):
+
+def plot_heatmap(
+    table: pd.DataFrame,  # compare's tidy table
+    genes: str = 'test',
+    cells: str = 'test',  # the quadrant
+    metric: str = 'pearson',
+    across: str = 'genes',  # the metric and its direction
+    ax=None,  # matplotlib axes
+):
     "Heat map of one quadrant's metric as model x embedding; returns the axes."
     import seaborn as sns
-    v = _quadrant(table[(table.embedding != '') & (table.model != 'ceiling')], genes, cells, metric, across).reset_index()
+
+    v = _quadrant(
+        table[(table.embedding != '') & (table.model != 'ceiling')], genes, cells, metric, across
+    ).reset_index()
     m = v.pivot_table(index='model', columns='embedding', values='value', aggfunc='first', dropna=False)
     m = m.reindex(index=list(dict.fromkeys(v.model)), columns=list(dict.fromkeys(v.embedding)))
-    if ax is None: _, ax = plt.subplots(figsize=(1.2 * m.shape[1] + 2, 0.5 * m.shape[0] + 1.2))
-    sns.heatmap(m.astype(float), annot=True, fmt='.2f', cmap='viridis', ax=ax, cbar_kws=dict(label=f'{metric} across {across}'))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.2 * m.shape[1] + 2, 0.5 * m.shape[0] + 1.2))
+    sns.heatmap(
+        m.astype(float), annot=True, fmt='.2f', cmap='viridis', ax=ax, cbar_kws=dict(label=f'{metric} across {across}')
+    )
     ax.set_title(f'{genes} genes x {cells} cells', fontsize=9)
     return ax
 
 # %% ../nbs/13a_report.ipynb #ec2bc1c5
-def most_variable(adata:ad.AnnData, # cells x genes
-                  n:int=4, # how many genes
-                  gene_split:str='test', # where to pick them
-                  cell_split:str='test', # the cells whose observed values vary
-                  truth='X', # observed expression
-                 ) -> pd.Index:
+def most_variable(
+    adata: ad.AnnData,  # cells x genes
+    n: int = 4,  # how many genes
+    gene_split: str = 'test',  # where to pick them
+    cell_split: str = 'test',  # the cells whose observed values vary
+    truth='X',  # observed expression
+) -> pd.Index:
     "The ids of the `n` genes of `gene_split` whose observed expression varies most over the cells of `cell_split`."
-    rows, cols = np.flatnonzero(split_mask(adata, 'cells', cell_split)), np.flatnonzero(split_mask(adata, 'genes', gene_split))
-    return adata.var_names[cols[np.argsort(-read_block(as_matrix(adata, truth, 'truth'), rows, cols).var(0), kind='stable')[:n]]]
+    rows, cols = (
+        np.flatnonzero(split_mask(adata, 'cells', cell_split)),
+        np.flatnonzero(split_mask(adata, 'genes', gene_split)),
+    )
+    return adata.var_names[
+        cols[np.argsort(-read_block(as_matrix(adata, truth, 'truth'), rows, cols).var(0), kind='stable')[:n]]
+    ]
 
-def plot_scatter(adata:ad.AnnData, # cells x genes
-                 pred, # prediction layer name or array
-                 genes=None, # gene ids to show (titled by symbol); None = the `n` most variable genes of `gene_split`
-                 n:int=4, # number of genes when `genes` is None
-                 gene_split:str='test', # where to pick genes
-                 cell_split:str='test', # cells to show
-                 truth='X', # observed expression
-                 axes=None, # matplotlib axes (one per gene)
-                ):
+
+def plot_scatter(
+    adata: ad.AnnData,  # cells x genes
+    pred,  # prediction layer name or array
+    genes=None,  # gene ids to show (titled by symbol); None = the `n` most variable genes of `gene_split`
+    n: int = 4,  # number of genes when `genes` is None
+    gene_split: str = 'test',  # where to pick genes
+    cell_split: str = 'test',  # cells to show
+    truth='X',  # observed expression
+    axes=None,  # matplotlib axes (one per gene)
+):
     "Scatter of predicted vs observed log1p expression per gene over the cells of `cell_split`; returns the axes."
     T, P = as_matrix(adata, truth, 'truth'), as_matrix(adata, pred, 'pred')
     rows = np.flatnonzero(split_mask(adata, 'cells', cell_split))
-    if genes is None: genes = most_variable(adata, n, gene_split, cell_split, truth)
+    if genes is None:
+        genes = most_variable(adata, n, gene_split, cell_split, truth)
     cols = adata.var_names.get_indexer(list(genes))
-    if (cols < 0).any(): raise KeyError(f"unknown genes: {list(np.asarray(genes)[cols < 0])}")
+    if (cols < 0).any():
+        raise KeyError(f"unknown genes: {list(np.asarray(genes)[cols < 0])}")
     t, p, names = read_block(T, rows, cols), read_block(P, rows, cols), gene_symbols(adata, adata.var_names[cols])
-    if axes is None: _, axes = plt.subplots(1, len(cols), figsize=(2.6 * len(cols), 2.6), squeeze=False); axes = axes[0]
+    if axes is None:
+        _, axes = plt.subplots(1, len(cols), figsize=(2.6 * len(cols), 2.6), squeeze=False)
+        axes = axes[0]
     for j, ax in enumerate(axes):
         ax.scatter(p[:, j], t[:, j], s=4, alpha=0.5)
         r = pearson(t[:, j][None], p[:, j][None])[0]
@@ -117,270 +150,460 @@ def plot_scatter(adata:ad.AnnData, # cells x genes
     axes[0].set_ylabel('observed log1p', fontsize=8)
     return axes
 
+
 def _per_gene(adata, p, genes, cells, method, truth) -> pd.Series:
     "Per-gene correlations across cells of a prediction, or `p` itself where the caller has them already (compare's `units`)."
-    if isinstance(p, pd.Series): return p
+    if isinstance(p, pd.Series):
+        return p
     return correlations(adata, p, genes, cells, 'cells', truth, (method,)).query('~const_truth')[method]
 
-def plot_gene_correlations(adata:ad.AnnData, # cells x genes
-                           layers:dict, # name -> prediction layer or array (or its per-gene correlations, a Series)
-                           genes:str='test', # gene split
-                           cells:str='test', # cell split
-                           method:str='pearson', # 'pearson' or 'spearman'
-                           truth='X', # observed expression
-                           axes=None, # matplotlib axes, one per prediction
-                           ncols:int=4, # panels per row
-                          ):
+
+def plot_gene_correlations(
+    adata: ad.AnnData,  # cells x genes
+    layers: dict,  # name -> prediction layer or array (or its per-gene correlations, a Series)
+    genes: str = 'test',  # gene split
+    cells: str = 'test',  # cell split
+    method: str = 'pearson',  # 'pearson' or 'spearman'
+    truth='X',  # observed expression
+    axes=None,  # matplotlib axes, one per prediction
+    ncols: int = 4,  # panels per row
+):
     "Histograms of per-gene correlations (across cells), a panel per prediction with its mean dashed; returns the axes."
-    n = len(layers); ncols = max(1, min(ncols, n))
-    if axes is None: _, axes = plt.subplots(-(-n // ncols), ncols, figsize=(2.5 * ncols, 1.9 * -(-n // ncols) + 0.5), sharex=True, squeeze=False)
+    n = len(layers)
+    ncols = max(1, min(ncols, n))
+    if axes is None:
+        _, axes = plt.subplots(
+            -(-n // ncols), ncols, figsize=(2.5 * ncols, 1.9 * -(-n // ncols) + 0.5), sharex=True, squeeze=False
+        )
     axes = np.ravel(axes)
     for ax, (name, p) in zip(axes, layers.items()):
         r = _per_gene(adata, p, genes, cells, method, truth).dropna()
         ax.hist(r, bins=np.linspace(-1, 1, 41), color='C0')
-        if len(r): ax.axvline(r.mean(), ls='--', c='k', lw=1)
-        ax.set_title(f"{name}\nmean {r.mean():.2f}" if len(r) else f'{name}\nn/a', fontsize=8); ax.tick_params(labelsize=7)
-    for ax in axes[n:]: ax.axis('off')
+        if len(r):
+            ax.axvline(r.mean(), ls='--', c='k', lw=1)
+        ax.set_title(f"{name}\nmean {r.mean():.2f}" if len(r) else f'{name}\nn/a', fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[n:]:
+        ax.axis('off')
     axes[0].figure.tight_layout()
-    for ax in axes[max(0, n - ncols):n]: ax.set_xlabel(f'{method} across cells, per gene ({genes} genes x {cells} cells)' if n == 1 else f'{method} across cells', fontsize=8)
+    for ax in axes[max(0, n - ncols) : n]:
+        ax.set_xlabel(
+            f'{method} across cells, per gene ({genes} genes x {cells} cells)' if n == 1 else f'{method} across cells',
+            fontsize=8,
+        )
     return axes[:n]
 
 # %% ../nbs/13a_report.ipynb #4efdfa2b
 def _cell_sample(adata, cells, max_cells, seed):
     rows = np.flatnonzero(split_mask(adata, 'cells', cells))
-    return np.sort(np.random.default_rng(seed).choice(rows, max_cells, replace=False)) if len(rows) > max_cells else rows
+    return (
+        np.sort(np.random.default_rng(seed).choice(rows, max_cells, replace=False)) if len(rows) > max_cells else rows
+    )
 
-def marker_means(adata:ad.AnnData, # cells x genes with obs['cell_type']
-                 pred, # predictions
-                 genes:str='test', cells:str='test', # the quadrant
-                 n_markers:int=3, # marker genes per cell type
-                 max_types:int=12, # the most frequent cell types shown
-                 max_cells:int=5000, # cells sampled (seeded) to find and show the markers
-                 truth='X', seed:int=0,
-                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+
+def marker_means(
+    adata: ad.AnnData,  # cells x genes with obs['cell_type']
+    pred,  # predictions
+    genes: str = 'test',
+    cells: str = 'test',  # the quadrant
+    n_markers: int = 3,  # marker genes per cell type
+    max_types: int = 12,  # the most frequent cell types shown
+    max_cells: int = 5000,  # cells sampled (seeded) to find and show the markers
+    truth='X',
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Observed and predicted mean expression per cell type of each type's marker genes (the held-out genes most specific to it, observed)."
-    rows = _cell_sample(adata, cells, max_cells, seed); cols = np.flatnonzero(split_mask(adata, 'genes', genes))
+    rows = _cell_sample(adata, cells, max_cells, seed)
+    cols = np.flatnonzero(split_mask(adata, 'genes', genes))
     t = adata.obs['cell_type'].astype(str).to_numpy()[rows]
     keep = pd.Series(t).value_counts().index[:max_types]
     rows, t = rows[np.isin(t, keep)], t[np.isin(t, keep)]
-    means = lambda M: pd.DataFrame(read_block(M, rows, cols), columns=adata.var_names[cols]).groupby(t).mean().reindex(keep)
+    means = lambda M: (
+        pd.DataFrame(read_block(M, rows, cols), columns=adata.var_names[cols]).groupby(t).mean().reindex(keep)
+    )
     obs, prd = means(as_matrix(adata, truth, 'truth')), means(as_matrix(adata, pred, 'pred'))
-    spec = obs - np.stack([np.delete(obs.to_numpy(), i, 0).max(0) for i in range(len(obs))])   # above the next type's mean
+    spec = obs - np.stack(
+        [np.delete(obs.to_numpy(), i, 0).max(0) for i in range(len(obs))]
+    )  # above the next type's mean
     chosen = []
     for ty in keep:
         chosen += [g for g in spec.loc[ty].sort_values(ascending=False).index if g not in chosen][:n_markers]
     return obs[chosen], prd[chosen]
 
-def plot_markers(adata:ad.AnnData, pred, # as for `marker_means`
-                 axes=None, # two matplotlib axes
-                 **kwargs, # marker_means' arguments
-                ):
+
+def plot_markers(
+    adata: ad.AnnData,
+    pred,  # as for `marker_means`
+    axes=None,  # two matplotlib axes
+    **kwargs,  # marker_means' arguments
+):
     "Observed vs predicted marker-gene heat maps by cell type (genes by symbol), each gene z-scored over the types; returns the axes."
     import seaborn as sns
+
     obs, prd = marker_means(adata, pred, **kwargs)
-    obs, prd = (m.set_axis(gene_symbols(adata, m.columns).to_numpy(), axis=1) for m in (obs, prd))   # genes by symbol
+    obs, prd = (m.set_axis(gene_symbols(adata, m.columns).to_numpy(), axis=1) for m in (obs, prd))  # genes by symbol
     z = lambda m: (m - m.mean(0)) / m.std(0).replace(0, 1)
-    if axes is None: _, axes = plt.subplots(1, 2, figsize=(0.22 * obs.shape[1] * 2 + 3.5, 0.3 * len(obs) + 1.6), sharey=True)
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(0.22 * obs.shape[1] * 2 + 3.5, 0.3 * len(obs) + 1.6), sharey=True)
     for ax, m, title in zip(axes, (obs, prd), ('observed', 'predicted')):
-        sns.heatmap(z(m), ax=ax, cmap='vlag', center=0, vmin=-2.5, vmax=2.5, cbar=ax is axes[-1], xticklabels=True, yticklabels=True)
-        ax.set_title(title, fontsize=9); ax.tick_params(labelsize=6); ax.set_xlabel('')
+        sns.heatmap(
+            z(m),
+            ax=ax,
+            cmap='vlag',
+            center=0,
+            vmin=-2.5,
+            vmax=2.5,
+            cbar=ax is axes[-1],
+            xticklabels=True,
+            yticklabels=True,
+        )
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=6)
+        ax.set_xlabel('')
     return axes
 
 # %% ../nbs/13a_report.ipynb #7c4a4f49
-def bin_confusion(adata:ad.AnnData, # cells x genes with layers['bins'] (rosa.data.bin_expression)
-                  pred, # predictions
-                  genes:str='test', cells:str='test', # the quadrant
-                  bins='bins', # the observed bins: a layer name or `Predictions`
-                  max_elements:int=20_000_000, # dense values at a time
-                 ) -> pd.DataFrame:
+def bin_confusion(
+    adata: ad.AnnData,  # cells x genes with layers['bins'] (rosa.data.bin_expression)
+    pred,  # predictions
+    genes: str = 'test',
+    cells: str = 'test',  # the quadrant
+    bins='bins',  # the observed bins: a layer name or `Predictions`
+    max_elements: int = 20_000_000,  # dense values at a time
+) -> pd.DataFrame:
     "Observed bin x predicted bin over a quadrant, rows summing to 1; a cell's predictions are binned by rank with its observed bins' counts."
     B, P = as_matrix(adata, bins, 'bins'), as_matrix(adata, pred, 'pred')
     rows, cols = np.flatnonzero(split_mask(adata, 'cells', cells)), np.flatnonzero(split_mask(adata, 'genes', genes))
-    k = int(adata.uns.get('rosa', {}).get('bins', {}).get('n_bins', 0)) or 128   # bins are int8: at most 127
+    k = int(adata.uns.get('rosa', {}).get('bins', {}).get('n_bins', 0)) or 128  # bins are int8: at most 127
     counts, step = np.zeros((k, k), np.int64), max(1, max_elements // max(1, len(cols)))
     for i in range(0, len(rows), step):
-        b = np.rint(B.block(rows[i:i+step], cols)).astype(np.int64); p = P.block(rows[i:i+step], cols)
-        pb = np.empty_like(b)   # the cell's observed bins, sorted, dealt out in the order of its predictions
+        b = np.rint(B.block(rows[i : i + step], cols)).astype(np.int64)
+        p = P.block(rows[i : i + step], cols)
+        pb = np.empty_like(b)  # the cell's observed bins, sorted, dealt out in the order of its predictions
         np.put_along_axis(pb, np.argsort(p, 1, kind='stable'), np.sort(b, 1), 1)
         counts += np.bincount((b * k + pb).ravel(), minlength=k * k).reshape(k, k)
-    if k == 128: k = int(np.flatnonzero(counts.sum(0) + counts.sum(1)).max(initial=0)) + 1; counts = counts[:k, :k]
-    with np.errstate(invalid='ignore'): cm = counts / counts.sum(1, keepdims=True)
-    return pd.DataFrame(cm, index=pd.RangeIndex(len(cm), name='observed bin'), columns=pd.RangeIndex(len(cm), name='predicted bin'))
+    if k == 128:
+        k = int(np.flatnonzero(counts.sum(0) + counts.sum(1)).max(initial=0)) + 1
+        counts = counts[:k, :k]
+    with np.errstate(invalid='ignore'):
+        cm = counts / counts.sum(1, keepdims=True)
+    return pd.DataFrame(
+        cm, index=pd.RangeIndex(len(cm), name='observed bin'), columns=pd.RangeIndex(len(cm), name='predicted bin')
+    )
 
-def plot_bin_confusion(cm:pd.DataFrame, # bin_confusion's output
-                       ax=None, title:str='', # matplotlib axes, a title
-                      ):
+
+def plot_bin_confusion(
+    cm: pd.DataFrame,  # bin_confusion's output
+    ax=None,
+    title: str = '',  # matplotlib axes, a title
+):
     "The bins' confusion matrix, rows normalised; returns the axes."
     import seaborn as sns
-    if ax is None: _, ax = plt.subplots(figsize=(4, 3.4))
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 3.4))
     sns.heatmap(cm, annot=cm.shape[0] <= 10, fmt='.2f', cmap='Blues', vmin=0, vmax=1, ax=ax, annot_kws=dict(fontsize=7))
     ax.set_title(title or 'observed bin → predicted bin (rows sum to 1)', fontsize=9)
     return ax
 
 # %% ../nbs/13a_report.ipynb #82e18aa8
-def nearest_similarity(sequences:pd.Series, # sequences indexed by gene (proteins, say); None/NaN where a gene has none
-                       train, # the genes to search (e.g. the training genes)
-                       k:int=3, # k-mer length
-                       chunk:int=1024, # query genes scored at a time
-                      ) -> pd.DataFrame:
+def nearest_similarity(
+    sequences: pd.Series,  # sequences indexed by gene (proteins, say); None/NaN where a gene has none
+    train,  # the genes to search (e.g. the training genes)
+    k: int = 3,  # k-mer length
+    chunk: int = 1024,  # query genes scored at a time
+) -> pd.DataFrame:
     "Each gene's most similar gene among `train` (itself excluded): cosine similarity of k-mer counts, and which gene."
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.preprocessing import normalize
+
     s = sequences[sequences.map(lambda x: isinstance(x, str) and len(x) >= k)]
     out = pd.DataFrame({'similarity': np.nan, 'nearest': None}, index=sequences.index)
     ref = s.index[s.index.isin(pd.Index(train))]
-    if not len(ref) or not len(s): return out
+    if not len(ref) or not len(s):
+        return out
     # sklearn's char n-grams: a sparse k-mer count matrix without a hand-written tokenizer
-    X = normalize(CountVectorizer(analyzer='char', ngram_range=(k, k), lowercase=False, dtype=np.float32).fit_transform(s.to_numpy()))
+    X = normalize(
+        CountVectorizer(analyzer='char', ngram_range=(k, k), lowercase=False, dtype=np.float32).fit_transform(
+            s.to_numpy()
+        )
+    )
     R = X[s.index.get_indexer(ref)].T.tocsc()
     ref_pos = pd.Index(s.index).get_indexer(ref)
     sim, best = np.empty(len(s)), np.empty(len(s), np.int64)
     for i in range(0, len(s), chunk):
-        S = (X[i:i+chunk] @ R).toarray()
+        S = (X[i : i + chunk] @ R).toarray()
         own = np.flatnonzero((ref_pos >= i) & (ref_pos < i + chunk))
-        S[ref_pos[own] - i, own] = -np.inf                      # a gene is not its own neighbour
-        best[i:i+chunk] = S.argmax(1); sim[i:i+chunk] = S[np.arange(len(S)), best[i:i+chunk]]
+        S[ref_pos[own] - i, own] = -np.inf  # a gene is not its own neighbour
+        best[i : i + chunk] = S.argmax(1)
+        sim[i : i + chunk] = S[np.arange(len(S)), best[i : i + chunk]]
     out.loc[s.index, 'similarity'] = np.where(np.isfinite(sim), sim, np.nan)
     out.loc[s.index, 'nearest'] = ref.to_numpy()[best]
     out['similarity'] = out.similarity.astype(float)
     return out
 
-def plot_similarity(adata:ad.AnnData, # cells x genes
-                    similarity:pd.Series, # per gene: similarity of the nearest training gene (`nearest_similarity`)
-                    layers:dict, # name -> prediction (or its per-gene correlations, a Series)
-                    genes:str='test', cells:str='test', # the quadrant
-                    method:str='pearson', # 'pearson' or 'spearman'
-                    truth='X', # observed expression
-                    n_bins:int=6, # similarity bins of the mean lines
-                    label:int=3, # the first prediction's worst-predicted genes named (by symbol) on the plot
-                    ax=None, # matplotlib axes
-                   ):
+
+def plot_similarity(
+    adata: ad.AnnData,  # cells x genes
+    similarity: pd.Series,  # per gene: similarity of the nearest training gene (`nearest_similarity`)
+    layers: dict,  # name -> prediction (or its per-gene correlations, a Series)
+    genes: str = 'test',
+    cells: str = 'test',  # the quadrant
+    method: str = 'pearson',  # 'pearson' or 'spearman'
+    truth='X',  # observed expression
+    n_bins: int = 6,  # similarity bins of the mean lines
+    label: int = 3,  # the first prediction's worst-predicted genes named (by symbol) on the plot
+    ax=None,  # matplotlib axes
+):
     "Held-out-gene accuracy (correlation across cells) against the similarity of the nearest training gene: how much of it is paralogy; returns the axes."
-    if ax is None: _, ax = plt.subplots(figsize=(5, 3.4))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.4))
     x = similarity.reindex(adata.var_names[split_mask(adata, 'genes', genes)])
-    edges = np.unique(np.nanquantile(x, np.linspace(0, 1, n_bins + 1))) if x.notna().any() else np.array([0., 1.])
+    edges = np.unique(np.nanquantile(x, np.linspace(0, 1, n_bins + 1))) if x.notna().any() else np.array([0.0, 1.0])
     for i, (name, p) in enumerate(layers.items()):
         r = _per_gene(adata, p, genes, cells, method, truth)
         d = pd.DataFrame({'x': x.reindex(r.index), 'r': r}).dropna()
         ax.scatter(d.x, d.r, s=5, alpha=0.25, color=f'C{i}')
         b = d.groupby(pd.cut(d.x, edges, include_lowest=True), observed=True)
         ax.plot(b.x.mean(), b.r.mean(), '-o', ms=3, color=f'C{i}', label=name)
-        if i == 0:   # the genes paralogy does not explain, by name
+        if i == 0:  # the genes paralogy does not explain, by name
             worst = d.r.nsmallest(label).index
-            for g, s in zip(worst, gene_symbols(adata, worst)): ax.annotate(s, (d.x[g], d.r[g]), fontsize=6, color=f'C{i}')
-    ax.set_xlabel('similarity of the nearest training gene (k-mer cosine)'); ax.set_ylabel(f'{method} across cells, per gene')
-    ax.set_title(f'{genes} genes x {cells} cells', fontsize=9); ax.legend(fontsize=7)
+            for g, s in zip(worst, gene_symbols(adata, worst)):
+                ax.annotate(s, (d.x[g], d.r[g]), fontsize=6, color=f'C{i}')
+    ax.set_xlabel('similarity of the nearest training gene (k-mer cosine)')
+    ax.set_ylabel(f'{method} across cells, per gene')
+    ax.set_title(f'{genes} genes x {cells} cells', fontsize=9)
+    ax.legend(fontsize=7)
     return ax
 
 # %% ../nbs/13a_report.ipynb #17db37e8
-HEADLINE = dict(genes='test', cells='test')   # the quadrant that matters: held-out genes in held-out cells
+HEADLINE = dict(genes='test', cells='test')  # the quadrant that matters: held-out genes in held-out cells
 
-def split_sizes(split:pd.Series) -> str: return ', '.join(f'{k} {v:,}' for k, v in split.value_counts().items())
 
-def _best(table:pd.DataFrame, metric:str) -> tuple[str, str]|None:
+def split_sizes(split: pd.Series) -> str:
+    return ', '.join(f'{k} {v:,}' for k, v in split.value_counts().items())
+
+
+def _best(table: pd.DataFrame, metric: str) -> tuple[str, str] | None:
     "The (model, embedding) with the best headline value across cells."
-    q = table[(table.genes == HEADLINE['genes']) & (table.cells == HEADLINE['cells']) & (table.metric == metric) & (table.across == 'cells')
-              & ~table.model.isin(['agnostic', 'ceiling'])].dropna(subset=['value'])
+    q = table[
+        (table.genes == HEADLINE['genes'])
+        & (table.cells == HEADLINE['cells'])
+        & (table.metric == metric)
+        & (table.across == 'cells')
+        & ~table.model.isin(['agnostic', 'ceiling'])
+    ].dropna(subset=['value'])
     return None if q.empty else tuple(q.loc[q.value.idxmax(), ['model', 'embedding']])
 
-def gene_table(adata:ad.AnnData, # the run's cells x genes (var: symbols, nearest_train_gene/similarity where computed)
-               values:pd.Series, # a value per gene id, e.g. the per-gene correlations across cells
-               n:int=5, # the best and the worst `n`
-              ) -> pd.DataFrame:
+
+def gene_table(
+    adata: ad.AnnData,  # the run's cells x genes (var: symbols, nearest_train_gene/similarity where computed)
+    values: pd.Series,  # a value per gene id, e.g. the per-gene correlations across cells
+    n: int = 5,  # the best and the worst `n`
+) -> pd.DataFrame:
     "The `n` genes with the highest and the `n` with the lowest `values`: symbol, id beside it, the value, and the nearest training gene by symbol with its similarity where the run has them."
-    v = values.dropna().sort_values(ascending=False); v = pd.concat([v[:n], v[n:][-n:]])
-    t = pd.DataFrame({'gene': gene_symbols(adata, v.index).to_numpy(), 'gene id': v.index.astype(str), values.name or 'value': v.to_numpy(float)})
+    v = values.dropna().sort_values(ascending=False)
+    v = pd.concat([v[:n], v[n:][-n:]])
+    t = pd.DataFrame(
+        {
+            'gene': gene_symbols(adata, v.index).to_numpy(),
+            'gene id': v.index.astype(str),
+            values.name or 'value': v.to_numpy(float),
+        }
+    )
     if 'nearest_train_gene' in adata.var:
         near = adata.var.nearest_train_gene.reindex(v.index).fillna('').astype(str)
         t['nearest training gene'] = [gene_symbols(adata, [g]).iat[0] if g else '' for g in near]
         t['similarity'] = adata.var.nearest_train_similarity.reindex(v.index).to_numpy(float)
     return t
 
-def _figure(run_dir:Path, name:str, caption:str, draw) -> list:
+
+def _figure(run_dir: Path, name: str, caption: str, draw) -> list:
     "Draw one figure into `<name>.png` (a failure warns and leaves it out); its Markdown lines."
     import matplotlib.pyplot as plt
+
     try:
         fig = np.ravel(draw())[0].figure
-        fig.savefig(run_dir/f'{name}.png', dpi=110, bbox_inches='tight'); plt.close(fig)
+        fig.savefig(run_dir / f'{name}.png', dpi=110, bbox_inches='tight')
+        plt.close(fig)
         return [f'![{name}]({name}.png)', '', caption, '']
     except Exception as e:
-        warnings.warn(f'{name} plot failed: {e}'); return []
+        warnings.warn(f'{name} plot failed: {e}')
+        return []
 
-def report_figures(run_dir:Path, adata, table:pd.DataFrame, preds:dict, metric:str='pearson',
-                   units:dict|None=None, # compare's per-item values: the per-gene correlations are not computed again
-                  ) -> list:
+
+def report_figures(
+    run_dir: Path,
+    adata,
+    table: pd.DataFrame,
+    preds: dict,
+    metric: str = 'pearson',
+    units: dict | None = None,  # compare's per-item values: the per-gene correlations are not computed again
+) -> list:
     "The report's figures, written as PNGs beside `report.md`; returns their Markdown."
     q, md = dict(genes=HEADLINE['genes'], cells=HEADLINE['cells']), []
-    md += _figure(run_dir, 'comparison', 'Held-out genes x held-out cells, every row; the dashed line is the ceiling.',
-                  lambda: plot_comparison(table, metric=metric, **q))
+    md += _figure(
+        run_dir,
+        'comparison',
+        'Held-out genes x held-out cells, every row; the dashed line is the ceiling.',
+        lambda: plot_comparison(table, metric=metric, **q),
+    )
     best = _best(table, metric)
-    if best is None or best not in preds: return md
-    m, e = best; label = model_label(m, e); p = preds[best]
-    ranked = (table[(table.model == m) & (table.embedding != '') & (table.metric == metric) & (table.across == 'cells')
-                    & (table.genes == q['genes']) & (table.cells == q['cells'])].sort_values('value', ascending=False).embedding.tolist())
+    if best is None or best not in preds:
+        return md
+    m, e = best
+    label = model_label(m, e)
+    p = preds[best]
+    ranked = (
+        table[
+            (table.model == m)
+            & (table.embedding != '')
+            & (table.metric == metric)
+            & (table.across == 'cells')
+            & (table.genes == q['genes'])
+            & (table.cells == q['cells'])
+        ]
+        .sort_values('value', ascending=False)
+        .embedding.tolist()
+    )
     embs = ranked[:3] + ranked[-1:] if len(ranked) > 4 else ranked
     per_gene = lambda x: (units or {}).get((m, x), {}).get((q['genes'], q['cells'], metric, 'cells'), preds[(m, x)])
     shown = most_variable(adata, 4, q['genes'], q['cells'])
-    md += _figure(run_dir, 'scatter', f"{label} (the best row across cells): predicted against observed for the most variable held-out genes "
-                  f"({', '.join(gene_symbols(adata, shown))}), in held-out cells.", lambda: plot_scatter(adata, p, genes=shown, cell_split=q['cells']))
-    md += _figure(run_dir, 'correlations', f'{m} on each embedding: per-gene {metric} across held-out cells, held-out genes.',
-                  lambda: plot_gene_correlations(adata, {x: per_gene(x) for x in ranked if (m, x) in preds}, method=metric, **q))
+    md += _figure(
+        run_dir,
+        'scatter',
+        f"{label} (the best row across cells): predicted against observed for the most variable held-out genes "
+        f"({', '.join(gene_symbols(adata, shown))}), in held-out cells.",
+        lambda: plot_scatter(adata, p, genes=shown, cell_split=q['cells']),
+    )
+    md += _figure(
+        run_dir,
+        'correlations',
+        f'{m} on each embedding: per-gene {metric} across held-out cells, held-out genes.',
+        lambda: plot_gene_correlations(adata, {x: per_gene(x) for x in ranked if (m, x) in preds}, method=metric, **q),
+    )
     try:
         r = _per_gene(adata, per_gene(e), q['genes'], q['cells'], metric, 'X').rename(metric)
-        md += [f'{label}: the held-out genes it predicts best and worst ({metric} across held-out cells)'
-               + (', with the nearest training gene by protein' if 'nearest_train_gene' in adata.var else '') + ':', '',
-               to_markdown(gene_table(adata, r), digits=2), '']
-    except Exception as err: warnings.warn(f'gene table failed: {err}')
+        md += [
+            f'{label}: the held-out genes it predicts best and worst ({metric} across held-out cells)'
+            + (', with the nearest training gene by protein' if 'nearest_train_gene' in adata.var else '')
+            + ':',
+            '',
+            to_markdown(gene_table(adata, r), digits=2),
+            '',
+        ]
+    except Exception as err:
+        warnings.warn(f'gene table failed: {err}')
     if 'cell_type' in adata.obs:
-        md += _figure(run_dir, 'markers', f"{label}: each cell type's held-out marker genes, observed and predicted (z-scored over the types).",
-                      lambda: plot_markers(adata, p, **q))
+        md += _figure(
+            run_dir,
+            'markers',
+            f"{label}: each cell type's held-out marker genes, observed and predicted (z-scored over the types).",
+            lambda: plot_markers(adata, p, **q),
+        )
     if 'bins' in adata.layers:
-        md += _figure(run_dir, 'bins', f"{label}: the bins' confusion matrix over the held-out quadrant (a cell's predictions binned by rank with its observed bins' counts).",
-                      lambda: plot_bin_confusion(bin_confusion(adata, p, **q), title=f'{label}: observed → predicted bin'))
+        md += _figure(
+            run_dir,
+            'bins',
+            f"{label}: the bins' confusion matrix over the held-out quadrant (a cell's predictions binned by rank with its observed bins' counts).",
+            lambda: plot_bin_confusion(bin_confusion(adata, p, **q), title=f'{label}: observed → predicted bin'),
+        )
     if adata.var.get('nearest_train_similarity') is not None and adata.var.nearest_train_similarity.notna().any():
-        md += _figure(run_dir, 'similarity', f'{m}: held-out-gene accuracy against the protein similarity of the nearest training gene (k-mer cosine): how much of it is paralogy.',
-                      lambda: plot_similarity(adata, adata.var.nearest_train_similarity, {x: per_gene(x) for x in embs if (m, x) in preds}, method=metric, **q))
+        md += _figure(
+            run_dir,
+            'similarity',
+            f'{m}: held-out-gene accuracy against the protein similarity of the nearest training gene (k-mer cosine): how much of it is paralogy.',
+            lambda: plot_similarity(
+                adata,
+                adata.var.nearest_train_similarity,
+                {x: per_gene(x) for x in embs if (m, x) in preds},
+                method=metric,
+                **q,
+            ),
+        )
     return md
 
-def write_report(run_dir:Path, adata, table:pd.DataFrame, cfg, # the run's `rosa.pipeline.RunConfig` (its seed and metrics)
-                 paired:pd.DataFrame|None=None, # `paired_differences` of the headline quadrant
-                 preds:dict|None=None, # (model, embedding) -> `Predictions`, for the figures
-                 units:dict|None=None, # compare's per-item values, reused by the figures
-                ):
+
+def write_report(
+    run_dir: Path,
+    adata,
+    table: pd.DataFrame,
+    cfg,  # the run's `rosa.pipeline.RunConfig` (its seed and metrics)
+    paired: pd.DataFrame | None = None,  # `paired_differences` of the headline quadrant
+    preds: dict | None = None,  # (model, embedding) -> `Predictions`, for the figures
+    units: dict | None = None,  # compare's per-item values, reused by the figures
+):
     "Write `table.csv` (tidy), `paired.csv`, `report.md` and the plots of a run."
-    with atomic_path(run_dir/'table.csv') as tmp: table.to_csv(tmp, index=False)
+    with atomic_path(run_dir / 'table.csv') as tmp:
+        table.to_csv(tmp, index=False)
     if paired is not None:
-        with atomic_path(run_dir/'paired.csv') as tmp: paired.to_csv(tmp, index=False)
-    md = [f'# rosa run: {run_dir}', '',
-          f'{adata.n_obs} cells x {adata.n_vars} genes; genes split {split_sizes(adata.var.split)}, cells split {split_sizes(adata.obs.split)}. Seed {cfg.seed}.', '',
-          f"{', '.join(cfg.metrics)} across cells per gene and across genes per cell (means), on log1p-normalised expression, per quadrant "
-          '(gene split x cell split; `test` = held out). `agnostic` cannot know a gene (each cell\'s mean over its train genes); '
-          '`ceiling` is, where the world knows its truth, the Bayes predictor under its noise model (each cell\'s expected '
-          'log-normalised value given its type\'s rates, its depth and the dispersion): the attainable; on real data '
-          '(`ceiling · split-half`) each type\'s pseudobulk from one half of its cells predicting the other half, '
-          'Spearman-Brown corrected to the whole: what the type\'s mean scores.', '',
-          f"## Held-out genes x held-out cells ({cfg.metrics[0]})", '',
-          '95% bootstrap intervals over genes (across cells) and over cells (across genes); `share` is the gene-specific share of '
-          'what is attainable, (value - agnostic) / (ceiling - agnostic), the agnostic baseline counting 0 across genes; '
-          '`of ceiling` is value / ceiling.', '',
-          to_markdown(headline(table, metric=cfg.metrics[0], fraction=True, **HEADLINE)), '']
+        with atomic_path(run_dir / 'paired.csv') as tmp:
+            paired.to_csv(tmp, index=False)
+    md = [
+        f'# rosa run: {run_dir}',
+        '',
+        f'{adata.n_obs} cells x {adata.n_vars} genes; genes split {split_sizes(adata.var.split)}, cells split {split_sizes(adata.obs.split)}. Seed {cfg.seed}.',
+        '',
+        f"{', '.join(cfg.metrics)} across cells per gene and across genes per cell (means), on log1p-normalised expression, per quadrant "
+        '(gene split x cell split; `test` = held out). `agnostic` cannot know a gene (each cell\'s mean over its train genes); '
+        '`ceiling` is, where the world knows its truth, the Bayes predictor under its noise model (each cell\'s expected '
+        'log-normalised value given its type\'s rates, its depth and the dispersion): the attainable; on real data '
+        '(`ceiling · split-half`) each type\'s pseudobulk from one half of its cells predicting the other half, '
+        'Spearman-Brown corrected to the whole: what the type\'s mean scores.',
+        '',
+        f"## Held-out genes x held-out cells ({cfg.metrics[0]})",
+        '',
+        '95% bootstrap intervals over genes (across cells) and over cells (across genes); `share` is the gene-specific share of '
+        'what is attainable, (value - agnostic) / (ceiling - agnostic), the agnostic baseline counting 0 across genes; '
+        '`of ceiling` is value / ceiling.',
+        '',
+        to_markdown(headline(table, metric=cfg.metrics[0], fraction=True, **HEADLINE)),
+        '',
+    ]
     if paired is not None and len(paired):
-        d = paired[(paired.metric == cfg.metrics[0]) & (paired.a == paired.groupby('model').a.transform('first'))]   # each model's first embedding against the others
+        d = paired[
+            (paired.metric == cfg.metrics[0]) & (paired.a == paired.groupby('model').a.transform('first'))
+        ]  # each model's first embedding against the others
         ci = lambda v, l, h: 'n/a' if np.isnan(v) else f'{v:+.3f} [{l:+.3f}, {h:+.3f}]'
-        d = d.assign(difference=d.a + ' - ' + d.b, value=[ci(*r) for r in d[['difference', 'ci_low', 'ci_high']].to_numpy(float)])
-        w = d.pivot(index=['model', 'difference'], columns='across', values='value').reindex(list(dict.fromkeys(zip(d.model, d.difference))))
-        md += ['Paired differences between embeddings for the same model (the same genes or cells resampled together; '
-               'every pair in `paired.csv`):', '', to_markdown(w.rename(columns=lambda c: f'across {c}').rename_axis(columns=None)), '']
+        d = d.assign(
+            difference=d.a + ' - ' + d.b, value=[ci(*r) for r in d[['difference', 'ci_low', 'ci_high']].to_numpy(float)]
+        )
+        w = d.pivot(index=['model', 'difference'], columns='across', values='value').reindex(
+            list(dict.fromkeys(zip(d.model, d.difference)))
+        )
+        md += [
+            'Paired differences between embeddings for the same model (the same genes or cells resampled together; '
+            'every pair in `paired.csv`):',
+            '',
+            to_markdown(w.rename(columns=lambda c: f'across {c}').rename_axis(columns=None)),
+            '',
+        ]
     md += ['## Figures', ''] + report_figures(run_dir, adata, table, preds or {}, cfg.metrics[0], units)
-    md += ['## Every quadrant', '', to_markdown(wide_table(table)), '',
-          '## Splits', '', to_markdown(split_summary(adata).set_index(['axis', 'split']), digits=2), '']
+    md += [
+        '## Every quadrant',
+        '',
+        to_markdown(wide_table(table)),
+        '',
+        '## Splits',
+        '',
+        to_markdown(split_summary(adata).set_index(['axis', 'split']), digits=2),
+        '',
+    ]
     if 'tss_accuracy' in adata.uns:
         a = adata.uns['tss_accuracy']
-        md += [f"TSS choice: the candidate with the strongest predicted CAGE is the true active TSS for {a['enformer']:.1%} of genes "
-               f"(the annotation's canonical TSS: {a['canonical']:.1%}).", '']
+        md += [
+            f"TSS choice: the candidate with the strongest predicted CAGE is the true active TSS for {a['enformer']:.1%} of genes "
+            f"(the annotation's canonical TSS: {a['canonical']:.1%}).",
+            '',
+        ]
     if 'grammar_probe' in adata.uns:
         p = pd.DataFrame.from_dict(dict(adata.uns['grammar_probe']), orient='index')
-        md += ['What each gene embedding encodes of the world\'s planted grammar (`rosa.evaluation.grammar_probe`: Pearson r of '
-               'ridge probes cross-validated over genes; a held-out gene\'s cell-type pattern needs the TF motifs):', '',
-               to_markdown(p.rename_axis('embedding'), digits=2), '']
-    with atomic_path(run_dir/'report.md') as tmp: Path(tmp).write_text('\n'.join(md))
+        md += [
+            'What each gene embedding encodes of the world\'s planted grammar (`rosa.evaluation.grammar_probe`: Pearson r of '
+            'ridge probes cross-validated over genes; a held-out gene\'s cell-type pattern needs the TF motifs):',
+            '',
+            to_markdown(p.rename_axis('embedding'), digits=2),
+            '',
+        ]
+    with atomic_path(run_dir / 'report.md') as tmp:
+        Path(tmp).write_text('\n'.join(md))

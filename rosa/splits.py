@@ -4,7 +4,10 @@
 
 # %% ../nbs/03a_splits.ipynb #0003
 from __future__ import annotations
-import gzip, hashlib, re, warnings
+import gzip
+import hashlib
+import re
+import warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -20,107 +23,166 @@ __all__ = ['SPLITS', 'split_genes', 'read_regions', 'split_cells', 'split_mask',
 # %% ../nbs/03a_splits.ipynb #0006
 SPLITS = ('train', 'val', 'test')
 
+
 def _check_fractions(fractions):
     f = np.asarray(fractions, dtype=float)
     if f.shape != (3,) or (f < 0).any() or not np.isclose(f.sum(), 1):
         raise ValueError(f"fractions must be 3 non-negative numbers (train, val, test) summing to 1, got {fractions}")
     return f
 
-def _assign(n:int, f, rng) -> np.ndarray:
+
+def _assign(n: int, f, rng) -> np.ndarray:
     "Exactly round(f*n) val and test labels in random order, train takes the rest."
-    n_val, n_test = int(round(f[1]*n)), int(round(f[2]*n))
-    lab = np.array(['train']*(n - n_val - n_test) + ['val']*n_val + ['test']*n_test, dtype=object)
+    n_val, n_test = int(round(f[1] * n)), int(round(f[2] * n))
+    lab = np.array(['train'] * (n - n_val - n_test) + ['val'] * n_val + ['test'] * n_test, dtype=object)
     return lab[rng.permutation(n)]
 
-def _check_nonempty(labels, axis:str, detail:str=''):
+
+def _check_nonempty(labels, axis: str, detail: str = ''):
     counts = {s: int((labels == s).sum()) for s in SPLITS}
     for s in SPLITS:
-        if counts[s] == 0: raise ValueError(f"the {axis} split {s!r} is empty ({detail}; sizes {counts})")
+        if counts[s] == 0:
+            raise ValueError(f"the {axis} split {s!r} is empty ({detail}; sizes {counts})")
     return counts
+
 
 def _record(adata, axis, **params):
     "Store split parameters in uns['rosa']['splits'][axis] (None dropped: h5ad cannot store it)."
     r = adata.uns.setdefault('rosa', {}).setdefault('splits', {})
-    r[axis] = {k: (list(v) if isinstance(v, (tuple, list, np.ndarray)) else v) for k, v in params.items() if v is not None}
+    r[axis] = {
+        k: (list(v) if isinstance(v, (tuple, list, np.ndarray)) else v) for k, v in params.items() if v is not None
+    }
+
 
 def _val_at_random(lab, f, rng):
     "Draw val among the train labels, in proportion val / (train + val) (in place)."
     rest = np.flatnonzero(lab == 'train')
     fv = f[1] / max(f[0] + f[1], 1e-12)
-    lab[rest] = _assign(len(rest), np.array([1 - fv, fv, 0.]), rng)
+    lab[rest] = _assign(len(rest), np.array([1 - fv, fv, 0.0]), rng)
 
-def _natural(s:str):
+
+def _natural(s: str):
     "Sort key putting chr2 before chr10 and fold2 before fold10."
     return [int(t) if t.isdigit() else t for t in re.split(r'(\d+)', str(s))]
 
-def _short(items, k:int=4) -> str:
+
+def _short(items, k: int = 4) -> str:
     "'a, b, c, d, … (+n)': a list shortened for a report line."
     items = [str(i) for i in items]
     return ', '.join(items[:k]) + (f', … (+{len(items) - k})' if len(items) > k else '')
 
 # %% ../nbs/03a_splits.ipynb #0007
-def split_genes(adata:ad.AnnData,
-                fractions:tuple=(0.7, 0.1, 0.2), # train, val, test fractions of genes (random split, and val when only test_chroms / no val_regions)
-                seed:int=0, # seed of the random assignment
-                by:str|None=None, # None/'random', 'chrom' (whole chromosomes) or 'regions' (a BED's folds); implied by val/test_chroms or regions
-                val_chroms:list|None=None, # chromosomes whose genes are val
-                test_chroms:list|None=None, # chromosomes whose genes are test
-                key:str='chrom', # var column holding each gene's chromosome
-                regions:str|Path|pd.DataFrame|None=None, # BED of `chrom start end name`, the name a fold (Basenji: train/valid/test; Borzoi: fold0..fold7)
-                val_regions:tuple|str|None=('valid',), # region names whose genes are val (None or (): val at random off the test regions)
-                test_regions:tuple|str=('test',), # region names whose genes are test
-                tss_key:str='tss', # var column holding each gene's 0-based TSS (regions, guard)
-                guard:int|None=None, # bp: drop train genes with a TSS within guard/2 of a held-out TSS (196_608 Enformer, 524_288 Borzoi)
-               ) -> ad.AnnData:
+def split_genes(
+    adata: ad.AnnData,
+    fractions: tuple = (
+        0.7,
+        0.1,
+        0.2,
+    ),  # train, val, test fractions of genes (random split, and val when only test_chroms / no val_regions)
+    seed: int = 0,  # seed of the random assignment
+    by: str
+    | None = None,  # None/'random', 'chrom' (whole chromosomes) or 'regions' (a BED's folds); implied by val/test_chroms or regions
+    val_chroms: list | None = None,  # chromosomes whose genes are val
+    test_chroms: list | None = None,  # chromosomes whose genes are test
+    key: str = 'chrom',  # var column holding each gene's chromosome
+    regions: str
+    | Path
+    | pd.DataFrame
+    | None = None,  # BED of `chrom start end name`, the name a fold (Basenji: train/valid/test; Borzoi: fold0..fold7)
+    val_regions: tuple | str | None = (
+        'valid',
+    ),  # region names whose genes are val (None or (): val at random off the test regions)
+    test_regions: tuple | str = ('test',),  # region names whose genes are test
+    tss_key: str = 'tss',  # var column holding each gene's 0-based TSS (regions, guard)
+    guard: int
+    | None = None,  # bp: drop train genes with a TSS within guard/2 of a held-out TSS (196_608 Enformer, 524_288 Borzoi)
+) -> ad.AnnData:
     "Write var['split'] in {'train','val','test'}: random (seeded), by chromosome or by BED regions; `guard` drops train genes next to held-out ones."
     f = _check_fractions(fractions)
-    if (val_chroms or test_chroms) and regions is not None: raise ValueError("val_chroms/test_chroms and regions are two ways to split genes: give one")
-    if val_chroms is not None or test_chroms is not None: by = by or 'chrom'
-    if regions is not None: by = by or 'regions'
-    if by not in (None, 'random', 'chrom', 'regions'): raise ValueError(f"by must be None, 'random', 'chrom' or 'regions', got {by!r}")
-    if by == 'random' and (val_chroms or test_chroms): raise ValueError("val_chroms/test_chroms need by='chrom' (or by=None)")
-    if by == 'regions' and (val_chroms or test_chroms): raise ValueError("val_chroms/test_chroms go with by='chrom'; by='regions' takes val_regions/test_regions")
-    if regions is not None and by != 'regions': raise ValueError(f"regions need by='regions' (or by=None), got by={by!r}")
-    if guard is not None and not guard > 0: raise ValueError(f"guard is a window in bp (e.g. 196_608), got {guard!r}")
+    if (val_chroms or test_chroms) and regions is not None:
+        raise ValueError("val_chroms/test_chroms and regions are two ways to split genes: give one")
+    if val_chroms is not None or test_chroms is not None:
+        by = by or 'chrom'
+    if regions is not None:
+        by = by or 'regions'
+    if by not in (None, 'random', 'chrom', 'regions'):
+        raise ValueError(f"by must be None, 'random', 'chrom' or 'regions', got {by!r}")
+    if by == 'random' and (val_chroms or test_chroms):
+        raise ValueError("val_chroms/test_chroms need by='chrom' (or by=None)")
+    if by == 'regions' and (val_chroms or test_chroms):
+        raise ValueError("val_chroms/test_chroms go with by='chrom'; by='regions' takes val_regions/test_regions")
+    if regions is not None and by != 'regions':
+        raise ValueError(f"regions need by='regions' (or by=None), got by={by!r}")
+    if guard is not None and not guard > 0:
+        raise ValueError(f"guard is a window in bp (e.g. 196_608), got {guard!r}")
     rng = np.random.default_rng(seed)
     region_rec = {}
     if by == 'chrom':
         if key not in adata.var:
-            raise ValueError(f"split_genes(by='chrom') needs var[{key!r}] (fill it from the GTF), but var has only {list(adata.var.columns)}")
-        if not test_chroms: raise ValueError("split_genes(by='chrom') needs test_chroms")
+            raise ValueError(
+                f"split_genes(by='chrom') needs var[{key!r}] (fill it from the GTF), but var has only {list(adata.var.columns)}"
+            )
+        if not test_chroms:
+            raise ValueError("split_genes(by='chrom') needs test_chroms")
         ch = adata.var[key].astype(object)
-        if ch.isna().any(): raise ValueError(f"{int(ch.isna().sum())} genes have no var[{key!r}], e.g. {list(ch.index[ch.isna()][:5])}")
-        ch = ch.astype(str).values; known = set(ch)
+        if ch.isna().any():
+            raise ValueError(f"{int(ch.isna().sum())} genes have no var[{key!r}], e.g. {list(ch.index[ch.isna()][:5])}")
+        ch = ch.astype(str).values
+        known = set(ch)
         val_chroms, test_chroms = [str(c) for c in (val_chroms or [])], [str(c) for c in test_chroms]
         unknown = [c for c in val_chroms + test_chroms if c not in known]
-        if unknown: raise ValueError(f"chromosomes {unknown} have no genes in var[{key!r}] (known: {sorted(known)})")
+        if unknown:
+            raise ValueError(f"chromosomes {unknown} have no genes in var[{key!r}] (known: {sorted(known)})")
         both = set(val_chroms) & set(test_chroms)
-        if both: raise ValueError(f"chromosomes {sorted(both)} are in both val_chroms and test_chroms")
+        if both:
+            raise ValueError(f"chromosomes {sorted(both)} are in both val_chroms and test_chroms")
         lab = np.full(adata.n_vars, 'train', dtype=object)
         lab[np.isin(ch, test_chroms)] = 'test'
-        if val_chroms: lab[np.isin(ch, val_chroms)] = 'val'
-        else: _val_at_random(lab, f, rng)   # val genes at random among the non-test genes
+        if val_chroms:
+            lab[np.isin(ch, val_chroms)] = 'val'
+        else:
+            _val_at_random(lab, f, rng)  # val genes at random among the non-test genes
         detail = f"by chromosome: val_chroms={val_chroms}, test_chroms={test_chroms}"
     elif by == 'regions':
-        if regions is None: raise ValueError("split_genes(by='regions') needs regions: a BED path or a DataFrame of chrom, start, end, name")
+        if regions is None:
+            raise ValueError(
+                "split_genes(by='regions') needs regions: a BED path or a DataFrame of chrom, start, end, name"
+            )
         ch, tss = _positions(adata, key, tss_key, "by='regions'")
         bed = read_regions(regions)
-        val_regions, test_regions = ([str(r) for r in ([n] if isinstance(n, str) else (n or []))] for n in (val_regions, test_regions))
+        val_regions, test_regions = (
+            [str(r) for r in ([n] if isinstance(n, str) else (n or []))] for n in (val_regions, test_regions)
+        )
         names = sorted(bed['name'].unique(), key=_natural)
-        if not test_regions: raise ValueError(f"split_genes(by='regions') needs test_regions (the BED's names: {names})")
+        if not test_regions:
+            raise ValueError(f"split_genes(by='regions') needs test_regions (the BED's names: {names})")
         unknown = [r for r in val_regions + test_regions if r not in names]
-        if unknown: raise ValueError(f"regions {unknown} are not names in the BED's 4th column (it has {names})")
+        if unknown:
+            raise ValueError(f"regions {unknown} are not names in the BED's 4th column (it has {names})")
         both = set(val_regions) & set(test_regions)
-        if both: raise ValueError(f"regions {sorted(both)} are in both val_regions and test_regions")
+        if both:
+            raise ValueError(f"regions {sorted(both)} are in both val_regions and test_regions")
         lab, inside = _region_labels(ch, tss, bed, val_regions, test_regions)
-        if not val_regions: _val_at_random(lab, f, rng)
-        src, digest = ((f'DataFrame ({len(bed)} regions)', hashlib.sha256(bed.to_csv(sep='\t', header=False, index=False).encode()).hexdigest())
-                       if isinstance(regions, pd.DataFrame) else (str(regions), file_digest(regions)))
-        region_rec = dict(regions=src, regions_sha256=digest, region_names=names, val_regions=val_regions, test_regions=test_regions)
-        detail = (f"by regions: val_regions={val_regions}, test_regions={test_regions}, {int((~inside).sum())} of {adata.n_vars} genes in no region "
-                  f"(gene chromosomes e.g. {_short(sorted(set(ch), key=_natural), 3)}; BED's {_short(sorted(set(chrom_key(bed['chrom'])), key=_natural), 3)}, 'chr' dropped)")
+        if not val_regions:
+            _val_at_random(lab, f, rng)
+        src, digest = (
+            (
+                f'DataFrame ({len(bed)} regions)',
+                hashlib.sha256(bed.to_csv(sep='\t', header=False, index=False).encode()).hexdigest(),
+            )
+            if isinstance(regions, pd.DataFrame)
+            else (str(regions), file_digest(regions))
+        )
+        region_rec = dict(
+            regions=src, regions_sha256=digest, region_names=names, val_regions=val_regions, test_regions=test_regions
+        )
+        detail = (
+            f"by regions: val_regions={val_regions}, test_regions={test_regions}, {int((~inside).sum())} of {adata.n_vars} genes in no region "
+            f"(gene chromosomes e.g. {_short(sorted(set(ch), key=_natural), 3)}; BED's {_short(sorted(set(chrom_key(bed['chrom'])), key=_natural), 3)}, 'chr' dropped)"
+        )
     else:
-        lab = _assign(adata.n_vars, f, rng); detail = f"random, fractions={tuple(f)}, {adata.n_vars} genes"
+        lab = _assign(adata.n_vars, f, rng)
+        detail = f"random, fractions={tuple(f)}, {adata.n_vars} genes"
     drop = np.zeros(adata.n_vars, bool)
     if guard is not None:
         ch, tss = _positions(adata, key, tss_key, f"guard={guard}")
@@ -128,103 +190,168 @@ def split_genes(adata:ad.AnnData,
         detail += f"; guard={guard} removed {int(drop.sum())} train genes"
     counts = _check_nonempty(lab[~drop], 'gene', detail)
     if drop.sum() > 0.5 * (lab == 'train').sum():
-        warnings.warn(f"guard={guard} removed {int(drop.sum())} of {int((lab == 'train').sum())} train genes: most lie near a held-out gene; "
-                      "hold out whole chromosomes or regions (by='chrom' / 'regions') rather than genes at random")
+        warnings.warn(
+            f"guard={guard} removed {int(drop.sum())} of {int((lab == 'train').sum())} train genes: most lie near a held-out gene; "
+            "hold out whole chromosomes or regions (by='chrom' / 'regions') rather than genes at random"
+        )
     adata.var['split'] = pd.Categorical(lab, categories=SPLITS)
-    if by == 'regions': region_rec['outside'] = int((~inside[~drop]).sum())
-    guard_rec = {} if guard is None else dict(guard=int(guard), guard_removed=int(drop.sum()), guard_removed_genes=list(adata.var_names[drop].astype(str)))
-    if drop.any(): adata._inplace_subset_var(~drop)
-    _record(adata, 'genes', fractions=f, seed=seed, by=by or 'random', val_chroms=val_chroms, test_chroms=test_chroms,
-            key=key if by in ('chrom', 'regions') or guard is not None else None,
-            tss_key=tss_key if by == 'regions' or guard is not None else None, sizes=counts, **region_rec, **guard_rec)
+    if by == 'regions':
+        region_rec['outside'] = int((~inside[~drop]).sum())
+    guard_rec = (
+        {}
+        if guard is None
+        else dict(
+            guard=int(guard), guard_removed=int(drop.sum()), guard_removed_genes=list(adata.var_names[drop].astype(str))
+        )
+    )
+    if drop.any():
+        adata._inplace_subset_var(~drop)
+    _record(
+        adata,
+        'genes',
+        fractions=f,
+        seed=seed,
+        by=by or 'random',
+        val_chroms=val_chroms,
+        test_chroms=test_chroms,
+        key=key if by in ('chrom', 'regions') or guard is not None else None,
+        tss_key=tss_key if by == 'regions' or guard is not None else None,
+        sizes=counts,
+        **region_rec,
+        **guard_rec,
+    )
     return adata
 
 # %% ../nbs/03a_splits.ipynb #0013
 _BED = ['chrom', 'start', 'end', 'name']
 
-def read_regions(regions:str|Path|pd.DataFrame, # BED path (.gz too), or a frame with chrom/start/end/name columns (or those as its first four)
-                ) -> pd.DataFrame:
+
+def read_regions(
+    regions: str
+    | Path
+    | pd.DataFrame,  # BED path (.gz too), or a frame with chrom/start/end/name columns (or those as its first four)
+) -> pd.DataFrame:
     "A BED's chrom, start, end and name (4th column: the region's fold), skipping a header, `track`/`browser` lines and `#` comments."
     if isinstance(regions, pd.DataFrame):
         df = regions[_BED] if set(_BED) <= set(regions.columns) else regions.iloc[:, :4]
         src = 'the regions frame'
     else:
-        with (gzip.open if str(regions).endswith('.gz') else open)(regions, 'rt') as fh:   # pandas cannot skip track lines and a header by itself
+        with (gzip.open if str(regions).endswith('.gz') else open)(
+            regions, 'rt'
+        ) as fh:  # pandas cannot skip track lines and a header by itself
             rows = [l.split()[:4] for l in fh if l.strip() and not l.startswith(('#', 'track', 'browser'))]
-        if rows and not (len(rows[0]) > 1 and rows[0][1].isdigit()): rows = rows[1:]   # a header line
+        if rows and not (len(rows[0]) > 1 and rows[0][1].isdigit()):
+            rows = rows[1:]  # a header line
         short = [r for r in rows if len(r) < 4]
-        if short: raise ValueError(f"{regions}: BED lines need 4 columns (chrom start end name, the name a fold), e.g. {short[0]}")
+        if short:
+            raise ValueError(
+                f"{regions}: BED lines need 4 columns (chrom start end name, the name a fold), e.g. {short[0]}"
+            )
         df, src = pd.DataFrame(rows, columns=_BED), str(regions)
-    if df.shape[1] < 4 or not len(df): raise ValueError(f"{src}: no regions of 4 columns (chrom, start, end, name)")
-    df = pd.DataFrame(dict(chrom=df.iloc[:, 0].astype(str).values, start=pd.to_numeric(df.iloc[:, 1], errors='coerce').values,
-                           end=pd.to_numeric(df.iloc[:, 2], errors='coerce').values, name=df.iloc[:, 3].astype(str).values))
+    if df.shape[1] < 4 or not len(df):
+        raise ValueError(f"{src}: no regions of 4 columns (chrom, start, end, name)")
+    df = pd.DataFrame(
+        dict(
+            chrom=df.iloc[:, 0].astype(str).values,
+            start=pd.to_numeric(df.iloc[:, 1], errors='coerce').values,
+            end=pd.to_numeric(df.iloc[:, 2], errors='coerce').values,
+            name=df.iloc[:, 3].astype(str).values,
+        )
+    )
     bad = df.start.isna() | df.end.isna() | (df.end < df.start)
-    if bad.any(): raise ValueError(f"{src}: {int(bad.sum())} regions lack integer start <= end, e.g. {df[bad].iloc[0].tolist()}")
+    if bad.any():
+        raise ValueError(f"{src}: {int(bad.sum())} regions lack integer start <= end, e.g. {df[bad].iloc[0].tolist()}")
     return df.astype(dict(start=np.int64, end=np.int64))
+
 
 def _positions(adata, key, tss_key, why):
     "Each gene's chromosome ('chr' dropped) and 0-based TSS from var, or an error naming the missing column."
     miss = [c for c in (key, tss_key) if c not in adata.var]
-    if miss: raise ValueError(f"split_genes({why}) needs {', '.join(f'var[{c!r}]' for c in miss)} (chromosome, 0-based TSS), but var has only {list(adata.var.columns)}")
+    if miss:
+        raise ValueError(
+            f"split_genes({why}) needs {', '.join(f'var[{c!r}]' for c in miss)} (chromosome, 0-based TSS), but var has only {list(adata.var.columns)}"
+        )
     bad = (adata.var[key].isna() | adata.var[tss_key].isna()).to_numpy()
-    if bad.any(): raise ValueError(f"{int(bad.sum())} genes have no var[{key!r}] or var[{tss_key!r}], e.g. {list(adata.var_names[bad][:5])}")
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} genes have no var[{key!r}] or var[{tss_key!r}], e.g. {list(adata.var_names[bad][:5])}"
+        )
     return chrom_key(adata.var[key]), adata.var[tss_key].to_numpy(np.int64)
+
 
 def _in_any(start, end, pos) -> np.ndarray:
     "Whether each position lies in one of the half-open intervals [start, end), which may overlap."
-    o = np.argsort(start, kind='stable'); s, e = start[o], np.maximum.accumulate(end[o])   # e: furthest end among intervals starting at or before
+    o = np.argsort(start, kind='stable')
+    s, e = start[o], np.maximum.accumulate(end[o])  # e: furthest end among intervals starting at or before
     i = np.searchsorted(s, pos, side='right') - 1
     return (i >= 0) & (e[np.maximum(i, 0)] > pos)
+
 
 def _region_labels(chrom, tss, bed, val_regions, test_regions):
     "Each gene's split from the regions holding its TSS (test beats val beats train; in no region: train), and whether it is in any."
     split = np.where(bed['name'].isin(test_regions), 'test', np.where(bed['name'].isin(val_regions), 'val', 'train'))
     hit = {s: np.zeros(len(tss), bool) for s in SPLITS}
-    for (c, s), b in bed.groupby([chrom_key(bed['chrom']), split]):   # a loop over chromosomes, not genes
+    for (c, s), b in bed.groupby([chrom_key(bed['chrom']), split]):  # a loop over chromosomes, not genes
         on = np.flatnonzero(chrom == c)
         hit[s][on] = _in_any(b['start'].to_numpy(), b['end'].to_numpy(), tss[on])
     lab = np.full(len(tss), 'train', dtype=object)
-    lab[hit['val']] = 'val'; lab[hit['test']] = 'test'
+    lab[hit['val']] = 'val'
+    lab[hit['test']] = 'test'
     return lab, hit['train'] | hit['val'] | hit['test']
 
 # %% ../nbs/03a_splits.ipynb #0019
-def _near_held_out(chrom, tss, held, guard:int) -> np.ndarray:
+def _near_held_out(chrom, tss, held, guard: int) -> np.ndarray:
     "Train genes whose TSS is within guard/2 bp of a held-out TSS on the same chromosome (sort + searchsorted per chromosome)."
     near = np.zeros(len(tss), bool)
     for c in np.unique(chrom[held]):
         on = chrom == c
         h, t = np.sort(tss[on & held]), np.flatnonzero(on & ~held)
-        i = np.searchsorted(h, tss[t])   # the nearest held-out TSS is h[i-1] or h[i]
+        i = np.searchsorted(h, tss[t])  # the nearest held-out TSS is h[i-1] or h[i]
         gap = np.minimum(np.abs(tss[t] - h[np.maximum(i - 1, 0)]), np.abs(h[np.minimum(i, len(h) - 1)] - tss[t]))
         near[t] = gap <= guard / 2
     return near
 
 # %% ../nbs/03a_splits.ipynb #0025
-def split_cells(adata:ad.AnnData,
-                fractions:tuple=(0.7, 0.1, 0.2), # train, val, test fractions of cells
-                seed:int=0, # seed of the random assignment
-                stratify:str|None='cell_type', # obs column to stratify by (None: plain random split); with `by`: the cell types looked for in train
-                by:str|None=None, # obs column whose groups go whole to one split, e.g. 'donor_id', 'tissue' (None: cells at random)
-                val_groups:list|None=None, # groups of `by` that are val (None: drawn from the seed)
-                test_groups:list|None=None, # groups of `by` that are test (None: drawn from the seed)
-               ) -> ad.AnnData:
+def split_cells(
+    adata: ad.AnnData,
+    fractions: tuple = (0.7, 0.1, 0.2),  # train, val, test fractions of cells
+    seed: int = 0,  # seed of the random assignment
+    stratify: str
+    | None = 'cell_type',  # obs column to stratify by (None: plain random split); with `by`: the cell types looked for in train
+    by: str
+    | None = None,  # obs column whose groups go whole to one split, e.g. 'donor_id', 'tissue' (None: cells at random)
+    val_groups: list | None = None,  # groups of `by` that are val (None: drawn from the seed)
+    test_groups: list | None = None,  # groups of `by` that are test (None: drawn from the seed)
+) -> ad.AnnData:
     "Write obs['split'] in {'train','val','test'}: at random within `stratify` groups, or whole `by` groups (donors, tissues) held out."
     f = _check_fractions(fractions)
     rng = np.random.default_rng(seed)
-    if by is not None: return _split_cell_groups(adata, f, seed, rng, by, val_groups, test_groups, stratify)
-    if val_groups is not None or test_groups is not None: raise ValueError("val_groups/test_groups need by=<obs column>, e.g. by='donor_id'")
-    if stratify is None: groups = np.zeros(adata.n_obs, dtype=int)
-    elif stratify not in adata.obs: raise ValueError(f"split_cells: obs[{stratify!r}] missing (obs has {list(adata.obs.columns)}); pass stratify=None for a random split")
-    else: groups = pd.factorize(adata.obs[stratify].astype(str))[0]
+    if by is not None:
+        return _split_cell_groups(adata, f, seed, rng, by, val_groups, test_groups, stratify)
+    if val_groups is not None or test_groups is not None:
+        raise ValueError("val_groups/test_groups need by=<obs column>, e.g. by='donor_id'")
+    if stratify is None:
+        groups = np.zeros(adata.n_obs, dtype=int)
+    elif stratify not in adata.obs:
+        raise ValueError(
+            f"split_cells: obs[{stratify!r}] missing (obs has {list(adata.obs.columns)}); pass stratify=None for a random split"
+        )
+    else:
+        groups = pd.factorize(adata.obs[stratify].astype(str))[0]
     lab = np.empty(adata.n_obs, dtype=object)
     for g in np.unique(groups):  # a loop over groups, not cells
-        idx = np.flatnonzero(groups == g); n = len(idx)
-        n_val, n_test = (int(np.floor(f[i]*n + rng.random())) for i in (1, 2))   # randomised rounding
-        if n >= 3: n_val, n_test = (max(1, k) if f[i] > 0 else k for i, k in ((1, n_val), (2, n_test)))
-        elif n == 2 and f[2] > 0: n_val, n_test = 0, 1
-        else: n_val, n_test = 0, 0
-        n_test = min(n_test, n - 1); n_val = min(n_val, n - 1 - n_test)   # train keeps at least one cell
-        l = np.array(['train']*(n - n_val - n_test) + ['val']*n_val + ['test']*n_test, dtype=object)
+        idx = np.flatnonzero(groups == g)
+        n = len(idx)
+        n_val, n_test = (int(np.floor(f[i] * n + rng.random())) for i in (1, 2))  # randomised rounding
+        if n >= 3:
+            n_val, n_test = (max(1, k) if f[i] > 0 else k for i, k in ((1, n_val), (2, n_test)))
+        elif n == 2 and f[2] > 0:
+            n_val, n_test = 0, 1
+        else:
+            n_val, n_test = 0, 0
+        n_test = min(n_test, n - 1)
+        n_val = min(n_val, n - 1 - n_test)  # train keeps at least one cell
+        l = np.array(['train'] * (n - n_val - n_test) + ['val'] * n_val + ['test'] * n_test, dtype=object)
         lab[idx] = l[rng.permutation(n)]
     counts = _check_nonempty(lab, 'cell', f"fractions={tuple(f)}, {adata.n_obs} cells")
     adata.obs['split'] = pd.Categorical(lab, categories=SPLITS)
@@ -232,105 +359,168 @@ def split_cells(adata:ad.AnnData,
     return adata
 
 # %% ../nbs/03a_splits.ipynb #0028
-def _groups_to_splits(size, f, rng, fixed, free, by:str, tries:int=200) -> np.ndarray:
+def _groups_to_splits(size, f, rng, fixed, free, by: str, tries: int = 200) -> np.ndarray:
     "Each group's split (0 train, 1 val, 2 test; `fixed` >= 0 kept): the best of `tries` seeded greedy fills, closest to `f` in cells."
     # balanced partition is NP-hard; greedy fills from random orders are close and take milliseconds for hundreds of donors
     empty = [s for s in free if not (fixed == s).any()]
     loose = np.flatnonzero(fixed < 0)
     if len(loose) < len(empty):
         named = len(size) - len(loose)
-        raise ValueError(f"the cell split {SPLITS[empty[len(loose)]]!r} is empty: by={by!r} puts each group whole in one split and obs[{by!r}] has "
-                         f"{len(size)} groups" + (f", {named} of them named in val_groups/test_groups" if named else '') + "; each split needs one")
+        raise ValueError(
+            f"the cell split {SPLITS[empty[len(loose)]]!r} is empty: by={by!r} puts each group whole in one split and obs[{by!r}] has "
+            f"{len(size)} groups"
+            + (f", {named} of them named in val_groups/test_groups" if named else '')
+            + "; each split needs one"
+        )
     N, free = size.sum(), np.asarray(free)
     best, best_err = fixed, np.inf
     for _ in range(tries if len(loose) > 1 else 1):
-        lab = fixed.copy(); n = np.bincount(lab[lab >= 0], weights=size[lab >= 0], minlength=3)
+        lab = fixed.copy()
+        n = np.bincount(lab[lab >= 0], weights=size[lab >= 0], minlength=3)
         for k, g in enumerate(loose[rng.permutation(len(loose))]):
-            s = empty[k] if k < len(empty) else free[np.argmax(f[free] * N - n[free])]   # an empty split first, then the one furthest below its share
-            lab[g] = s; n[s] += size[g]
+            s = (
+                empty[k] if k < len(empty) else free[np.argmax(f[free] * N - n[free])]
+            )  # an empty split first, then the one furthest below its share
+            lab[g] = s
+            n[s] += size[g]
         err = np.abs(n / N - f).sum()
-        if err < best_err: best, best_err = lab, err
+        if err < best_err:
+            best, best_err = lab, err
     return best
+
 
 def _split_cell_groups(adata, f, seed, rng, by, val_groups, test_groups, stratify):
     "split_cells(by=...): whole groups of obs[by] to one split each."
-    if by not in adata.obs: raise ValueError(f"split_cells(by={by!r}): obs[{by!r}] missing (obs has {list(adata.obs.columns)})")
+    if by not in adata.obs:
+        raise ValueError(f"split_cells(by={by!r}): obs[{by!r}] missing (obs has {list(adata.obs.columns)})")
     g = adata.obs[by]
-    if g.isna().any(): raise ValueError(f"{int(g.isna().sum())} cells have no obs[{by!r}], e.g. {list(g.index[g.isna()][:5])}")
+    if g.isna().any():
+        raise ValueError(f"{int(g.isna().sum())} cells have no obs[{by!r}], e.g. {list(g.index[g.isna()][:5])}")
     codes, names = pd.factorize(g.astype(str), sort=True)
-    names = list(names); where = {n: i for i, n in enumerate(names)}
+    names = list(names)
+    where = {n: i for i, n in enumerate(names)}
     fixed = np.full(len(names), -1)
     for s, given in ((1, val_groups), (2, test_groups)):
-        if given is None: continue
+        if given is None:
+            continue
         given = [str(x) for x in ([given] if isinstance(given, str) else given)]
-        if not given: raise ValueError(f"the cell split {SPLITS[s]!r} is empty: {SPLITS[s]}_groups names no group")
+        if not given:
+            raise ValueError(f"the cell split {SPLITS[s]!r} is empty: {SPLITS[s]}_groups names no group")
         unknown = [x for x in given if x not in where]
-        if unknown: raise ValueError(f"{SPLITS[s]}_groups {unknown} are not in obs[{by!r}] (its {len(names)} groups: {_short(names, 10)})")
+        if unknown:
+            raise ValueError(
+                f"{SPLITS[s]}_groups {unknown} are not in obs[{by!r}] (its {len(names)} groups: {_short(names, 10)})"
+            )
         idx = [where[x] for x in given]
-        if (fixed[idx] >= 0).any(): raise ValueError(f"groups {[names[i] for i in idx if fixed[i] >= 0]} are in both val_groups and test_groups")
+        if (fixed[idx] >= 0).any():
+            raise ValueError(
+                f"groups {[names[i] for i in idx if fixed[i] >= 0]} are in both val_groups and test_groups"
+            )
         fixed[idx] = s
     free = [0] + [s for s, given in ((1, val_groups), (2, test_groups)) if given is None]
     glab = _groups_to_splits(np.bincount(codes, minlength=len(names)), f, rng, fixed, free, by)
     lab = np.asarray(SPLITS, dtype=object)[glab[codes]]
     counts = _check_nonempty(lab, 'cell', f"by={by!r}, {len(names)} groups")
     if stratify is not None and stratify in adata.obs:
-        ct = adata.obs[stratify].astype(str).to_numpy(); seen = set(ct[lab == 'train'])
+        ct = adata.obs[stratify].astype(str).to_numpy()
+        seen = set(ct[lab == 'train'])
         gone = {s: sorted(set(ct[lab == s]) - seen) for s in ('val', 'test')}
         if any(gone.values()):
-            warnings.warn(f"split_cells(by={by!r}): held-out cells of {stratify} absent from train: " +
-                          '; '.join(f"{s}: {_short(v)}" for s, v in gone.items() if v))
+            warnings.warn(
+                f"split_cells(by={by!r}): held-out cells of {stratify} absent from train: "
+                + '; '.join(f"{s}: {_short(v)}" for s, v in gone.items() if v)
+            )
     adata.obs['split'] = pd.Categorical(lab, categories=SPLITS)
-    _record(adata, 'cells', fractions=f, seed=seed, by=by, n_groups=len(names),
-            val_groups=[names[i] for i in np.flatnonzero(glab == 1)], test_groups=[names[i] for i in np.flatnonzero(glab == 2)],
-            named=[SPLITS[s] for s in (1, 2) if s not in free] or None, sizes=counts)
+    _record(
+        adata,
+        'cells',
+        fractions=f,
+        seed=seed,
+        by=by,
+        n_groups=len(names),
+        val_groups=[names[i] for i in np.flatnonzero(glab == 1)],
+        test_groups=[names[i] for i in np.flatnonzero(glab == 2)],
+        named=[SPLITS[s] for s in (1, 2) if s not in free] or None,
+        sizes=counts,
+    )
     return adata
 
 # %% ../nbs/03a_splits.ipynb #0036
-def split_mask(adata:ad.AnnData, # cells x genes
-               axis:str, # 'genes' (var['split']) or 'cells' (obs['split'])
-               splits:str|tuple='train', # split name(s) to select
-               required:bool=True, # raise if nothing is selected
-              ) -> np.ndarray:
+def split_mask(
+    adata: ad.AnnData,  # cells x genes
+    axis: str,  # 'genes' (var['split']) or 'cells' (obs['split'])
+    splits: str | tuple = 'train',  # split name(s) to select
+    required: bool = True,  # raise if nothing is selected
+) -> np.ndarray:
     "Boolean mask of the genes or cells in `splits`."
     df = {'genes': adata.var, 'cells': adata.obs}[axis]
     col = 'var' if axis == 'genes' else 'obs'
-    if 'split' not in df: raise KeyError(f"adata.{col}['split'] is missing: run the data step (rosa.data) first")
+    if 'split' not in df:
+        raise KeyError(f"adata.{col}['split'] is missing: run the data step (rosa.data) first")
     splits = (splits,) if isinstance(splits, str) else tuple(splits)
     m = df['split'].isin(splits).to_numpy()
-    if required and not m.any(): raise ValueError(f"no {axis} with {col}['split'] in {splits} (empty split)")
+    if required and not m.any():
+        raise ValueError(f"no {axis} with {col}['split'] in {splits} (empty split)")
     return m
 
 # %% ../nbs/03a_splits.ipynb #0039
-def _defined_by(axis:str, s:str, r:dict, df:pd.DataFrame, lab) -> str:
+def _defined_by(axis: str, s: str, r: dict, df: pd.DataFrame, lab) -> str:
     "What puts genes or cells in split `s`, in a few words."
     by, seed = r.get('by', 'random'), r.get('seed', 0)
     if axis == 'genes':
         if by == 'chrom':
             named = r.get('test_chroms' if s == 'test' else 'val_chroms', []) if s != 'train' else []
-            if s != 'train' and len(named): return f"chromosomes {_short(named)}"
-            if s == 'val': return f"random among the other chromosomes (seed {seed})"
+            if s != 'train' and len(named):
+                return f"chromosomes {_short(named)}"
+            if s == 'val':
+                return f"random among the other chromosomes (seed {seed})"
             k = r.get('key', 'chrom')
-            what = f"chromosomes {_short(sorted(set(df[k].astype(str)[lab == s]), key=_natural))}" if k in df else 'the other chromosomes'
+            what = (
+                f"chromosomes {_short(sorted(set(df[k].astype(str)[lab == s]), key=_natural))}"
+                if k in df
+                else 'the other chromosomes'
+            )
         elif by == 'regions':
             held = list(r.get('val_regions', [])) + list(r.get('test_regions', []))
-            named = list(r.get(f'{s}_regions', [])) if s != 'train' else [n for n in r.get('region_names', []) if n not in held]
-            if s == 'val' and not named: return f"random off the test regions (seed {seed})"
+            named = (
+                list(r.get(f'{s}_regions', []))
+                if s != 'train'
+                else [n for n in r.get('region_names', []) if n not in held]
+            )
+            if s == 'val' and not named:
+                return f"random off the test regions (seed {seed})"
             what = f"regions {_short(named)}" if named else 'no region'
-            if s == 'train': what += f" and {r.get('outside', 0)} genes in no region"
-        else: what = f"random (seed {seed})"
-        if s == 'train' and 'guard' in r: what += f"; {r['guard_removed']} genes within {r['guard'] // 2:,} bp of a held-out TSS removed"
+            if s == 'train':
+                what += f" and {r.get('outside', 0)} genes in no region"
+        else:
+            what = f"random (seed {seed})"
+        if s == 'train' and 'guard' in r:
+            what += f"; {r['guard_removed']} genes within {r['guard'] // 2:,} bp of a held-out TSS removed"
         return what
-    if by == 'random': return f"random within {r['stratify']} (seed {seed})" if r.get('stratify') else f"random (seed {seed})"
+    if by == 'random':
+        return f"random within {r['stratify']} (seed {seed})" if r.get('stratify') else f"random (seed {seed})"
     return f"{by} {_short(sorted(set(df[by].astype(str)[lab == s]), key=_natural))}" if by in df else by
 
-def split_summary(adata:ad.AnnData, # with var['split'] and/or obs['split'] (split_genes, split_cells)
-                 ) -> pd.DataFrame:
+
+def split_summary(
+    adata: ad.AnnData,  # with var['split'] and/or obs['split'] (split_genes, split_cells)
+) -> pd.DataFrame:
     "One row per (axis, split): its size n, fraction, and what defines it (chromosomes, regions, donors, tissues), for the run report."
     rec, rows = adata.uns.get('rosa', {}).get('splits', {}), []
     for axis, df in (('genes', adata.var), ('cells', adata.obs)):
-        if 'split' not in df: continue
+        if 'split' not in df:
+            continue
         r, lab = rec.get(axis, {}), df['split'].astype(str).to_numpy()
         for s in SPLITS:
             n = int((lab == s).sum())
-            rows.append(dict(axis=axis, split=s, n=n, fraction=n / max(len(lab), 1), by=r.get('by', 'random'), defined_by=_defined_by(axis, s, r, df, lab)))
+            rows.append(
+                dict(
+                    axis=axis,
+                    split=s,
+                    n=n,
+                    fraction=n / max(len(lab), 1),
+                    by=r.get('by', 'random'),
+                    defined_by=_defined_by(axis, s, r, df, lab),
+                )
+            )
     return pd.DataFrame(rows, columns=['axis', 'split', 'n', 'fraction', 'by', 'defined_by'])

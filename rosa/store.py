@@ -4,8 +4,14 @@
 
 # %% ../nbs/01_store.ipynb #0003
 from __future__ import annotations
-import functools, hashlib, os, shutil, tempfile, time, warnings
-from dataclasses import dataclass, field
+import functools
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,21 +29,29 @@ __all__ = ['FORMATS', 'CURRENT', 'Format', 'write_output', 'StepResult', 'RunFol
 @dataclass
 class Format:
     "How a step's output is written and read back."
-    suffix:str                     # appended to the step's name: 'data' -> 'data.h5ad'
-    write:Callable[[Any, Path], Any]   # writes the object at a (temporary) path
-    read:Callable[[Path], Any]     # reads it back
-    directory:bool = False         # the output is a folder (zarr, a set of tables)
 
-def _write_zarr(a, path:Path):
+    suffix: str  # appended to the step's name: 'data' -> 'data.h5ad'
+    write: Callable[[Any, Path], Any]  # writes the object at a (temporary) path
+    read: Callable[[Path], Any]  # reads it back
+    directory: bool = False  # the output is a folder (zarr, a set of tables)
+
+
+def _write_zarr(a, path: Path):
     import zarr
+
     a = np.asarray(a)
-    rows = max(1, (1 << 22) // max(1, int(np.prod(a.shape[1:]))))     # chunks of about 4M values, whole rows
-    z = zarr.open_array(store=str(path), mode='w', shape=a.shape, chunks=(min(rows, max(1, len(a))),) + a.shape[1:], dtype=a.dtype)
+    rows = max(1, (1 << 22) // max(1, int(np.prod(a.shape[1:]))))  # chunks of about 4M values, whole rows
+    z = zarr.open_array(
+        store=str(path), mode='w', shape=a.shape, chunks=(min(rows, max(1, len(a))),) + a.shape[1:], dtype=a.dtype
+    )
     z[...] = a
 
-def _read_zarr(path:Path) -> np.ndarray:
+
+def _read_zarr(path: Path) -> np.ndarray:
     import zarr
+
     return zarr.open_array(str(path), mode='r')[...]
+
 
 FORMATS = {
     'h5ad': Format('.h5ad', lambda a, p: a.write_h5ad(p), lambda p: ad.read_h5ad(p)),
@@ -47,212 +61,330 @@ FORMATS = {
 }
 
 # %% ../nbs/01_store.ipynb #x
-def _size(path:Path) -> int:
+def _size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob('*') if f.is_file())
 
 # %% ../nbs/01_store.ipynb #0010
-def write_output(obj, path:Path, fmt:Format):
+def write_output(obj, path: Path, fmt: Format):
     "Write `obj` at `path` in `fmt`, atomically: a crash leaves the previous output or none, never half of one."
     path = Path(path)
     if not fmt.directory:
-        with atomic_path(path) as tmp: fmt.write(obj, tmp)
+        with atomic_path(path) as tmp:
+            fmt.write(obj, tmp)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent))
     try:
         fmt.write(obj, tmp)
         old = None
-        if path.exists(): old = path.with_name(f'.{path.name}.old'); shutil.rmtree(old, ignore_errors=True); os.replace(path, old)
+        if path.exists():
+            old = path.with_name(f'.{path.name}.old')
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
         os.replace(tmp, path)
-        if old is not None: shutil.rmtree(old, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
-        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 # %% ../nbs/01_store.ipynb #0013
 @dataclass
 class StepResult:
     "What a step gives downstream: its value, its key (an input of the steps after it) and where it lies."
-    value:Any
-    key:str
-    path:Path
-    computed:bool    # False when read back from an earlier run
+
+    value: Any
+    key: str
+    path: Path
+    computed: bool  # False when read back from an earlier run
+
 
 def _readable(v):
     "Inputs as the record shows them: a file by its path and digest, a key as it is."
-    if isinstance(v, Path): return dict(file=str(v), sha256=file_digest(v)) if v.exists() else dict(path=str(v))
-    if isinstance(v, dict): return {k: _readable(x) for k, x in v.items()}
+    if isinstance(v, Path):
+        return dict(file=str(v), sha256=file_digest(v)) if v.exists() else dict(path=str(v))
+    if isinstance(v, dict):
+        return {k: _readable(x) for k, x in v.items()}
     return v
 
 # %% ../nbs/01_store.ipynb #0014
-CURRENT = dict(step=None, root=None)   # the step being computed now: what an interrupted run names
+CURRENT = dict(step=None, root=None)  # the step being computed now: what an interrupted run names
+
 
 class RunFolder:
     "A run's folder: each step's output beside a record of the key, parameters, inputs and code that made it."
-    def __init__(self, root:str|Path, # the run folder (created)
-                 log:Callable|None=print, # where progress lines go (None: nowhere)
-                ):
-        self.root = Path(root); self.root.mkdir(parents=True, exist_ok=True); self.log = log or (lambda *a, **k: None)
 
-    def output(self, name:str, fmt:str) -> Path: return self.root/(name + FORMATS[fmt].suffix)
-    def record_path(self, name:str) -> Path: return self.root/f'{name}.done.json'
-    def workdir(self, name:str, **params) -> Path:
+    def __init__(
+        self,
+        root: str | Path,  # the run folder (created)
+        log: Callable | None = print,  # where progress lines go (None: nowhere)
+    ):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.log = log or (lambda *a, **k: None)
+
+    def output(self, name: str, fmt: str) -> Path:
+        return self.root / (name + FORMATS[fmt].suffix)
+
+    def record_path(self, name: str) -> Path:
+        return self.root / f'{name}.done.json'
+
+    def workdir(self, name: str, **params) -> Path:
         "A folder for a step's own checkpoints and caches (resumable work), keyed by what makes them."
-        return self.root/'work'/name/fingerprint(**params)
+        return self.root / 'work' / name / fingerprint(**params)
 
-    def record(self, name:str) -> dict|None:
+    def record(self, name: str) -> dict | None:
         "The step's record, or None when it has none (a damaged record is named and ignored)."
         p = self.record_path(name)
-        if not p.exists(): return None
-        try: return read_json(p)
-        except ValueError as e: warnings.warn(f"{p} is damaged ({e}); recomputing step {name!r}"); return None
+        if not p.exists():
+            return None
+        try:
+            return read_json(p)
+        except ValueError as e:
+            warnings.warn(f"{p} is damaged ({e}); recomputing step {name!r}")
+            return None
 
-    def key(self, name:str, params:dict|None=None, inputs:dict|None=None, code:dict|None=None) -> str:
+    def key(self, name: str, params: dict | None = None, inputs: dict | None = None, code: dict | None = None) -> str:
         "The key of a step: its name, parameters, inputs (upstream keys, files by content) and code."
         return fingerprint(step=name, params=params or {}, inputs=inputs or {}, code=code or {})
 
     def _read(self, name, fmt, rec, check):
         "The recorded output, read back and checked; raises ValueError saying what is wrong."
         path, f = self.output(name, fmt), FORMATS[fmt]
-        if not path.exists(): raise ValueError('it is missing')
+        if not path.exists():
+            raise ValueError('it is missing')
         want = rec.get('output', {}).get('sha256')
-        if want is not None and file_digest(path) != want: raise ValueError("its content is not what was written (sha256 differs)")
-        try: value = f.read(path)
-        except Exception as e: raise ValueError(f'it cannot be read: {type(e).__name__}: {e}') from e
+        if want is not None and file_digest(path) != want:
+            raise ValueError("its content is not what was written (sha256 differs)")
+        try:
+            value = f.read(path)
+        except Exception as e:
+            raise ValueError(f'it cannot be read: {type(e).__name__}: {e}') from e
         if check is not None:
-            try: check(value)
-            except (ValueError, KeyError) as e: raise ValueError(f'it does not match this run: {e}') from e
+            try:
+                check(value)
+            except (ValueError, KeyError) as e:
+                raise ValueError(f'it does not match this run: {e}') from e
         return value
 
-    def step(self, name:str, # the step's name: its output is <root>/<name><suffix>
-             compute:Callable[[], Any], # computes the output
-             fmt:str='h5ad', # a key of FORMATS
-             params:dict|None=None, # what the user set (recorded in readable form)
-             inputs:dict|None=None, # upstream keys and input files (Path values count by content)
-             code:dict|None=None, # `code_version` of the step's function
-             check:Callable[[Any], Any]|None=None, # raises ValueError when an output read back does not fit this run
-            ) -> StepResult:
+    def step(
+        self,
+        name: str,  # the step's name: its output is <root>/<name><suffix>
+        compute: Callable[[], Any],  # computes the output
+        fmt: str = 'h5ad',  # a key of FORMATS
+        params: dict | None = None,  # what the user set (recorded in readable form)
+        inputs: dict | None = None,  # upstream keys and input files (Path values count by content)
+        code: dict | None = None,  # `code_version` of the step's function
+        check: Callable[[Any], Any] | None = None,  # raises ValueError when an output read back does not fit this run
+    ) -> StepResult:
         "The step's output: reused when its record has the same key and the output checks out, else computed."
         key, path = self.key(name, params, inputs, code), self.output(name, fmt)
         rec = self.record(name)
         if rec is not None and rec.get('key') == key:
-            try: return StepResult(self._read(name, fmt, rec, check), key, path, False)
-            except ValueError as e: warnings.warn(f"{path} is damaged or stale ({e}); recomputing step {name!r}")
-        t0 = time.time(); CURRENT['step'], CURRENT['root'] = name, self.root
+            try:
+                return StepResult(self._read(name, fmt, rec, check), key, path, False)
+            except ValueError as e:
+                warnings.warn(f"{path} is damaged or stale ({e}); recomputing step {name!r}")
+        t0 = time.time()
+        CURRENT['step'], CURRENT['root'] = name, self.root
         value = compute()
-        CURRENT['step'] = None          # an exception leaves it set: the message of an interrupted run names the step
-        self.record_path(name).unlink(missing_ok=True)        # no record may vouch for an output being replaced
+        CURRENT['step'] = None  # an exception leaves it set: the message of an interrupted run names the step
+        self.record_path(name).unlink(missing_ok=True)  # no record may vouch for an output being replaced
         write_output(value, path, FORMATS[fmt])
-        write_json(dict(step=name, key=key, params=params or {}, inputs=_readable(inputs or {}), code=code or {},
-                        output=dict(file=str(path.relative_to(self.root)), format=fmt, sha256=file_digest(path), bytes=_size(path)),
-                        seconds=round(time.time() - t0, 2), finished=time.strftime('%Y-%m-%d %H:%M:%S')), self.record_path(name))
+        write_json(
+            dict(
+                step=name,
+                key=key,
+                params=params or {},
+                inputs=_readable(inputs or {}),
+                code=code or {},
+                output=dict(
+                    file=str(path.relative_to(self.root)), format=fmt, sha256=file_digest(path), bytes=_size(path)
+                ),
+                seconds=round(time.time() - t0, 2),
+                finished=time.strftime('%Y-%m-%d %H:%M:%S'),
+            ),
+            self.record_path(name),
+        )
         rec = self.record(name)
         return StepResult(self._read(name, fmt, rec, check), key, path, True)
-    def __repr__(self): return f"RunFolder({self.root})"
+
+    def __repr__(self):
+        return f"RunFolder({self.root})"
 
 # %% ../nbs/01_store.ipynb #c469d874
-def job_shard(rank:int|None=None, world:int|None=None) -> tuple[int, int]:
+def job_shard(rank: int | None = None, world: int | None = None) -> tuple[int, int]:
     "This process's share of a job: the given `rank` of `world`, else torch.distributed's when it is initialised, else 0 of 1."
-    if rank is not None and world is not None: return int(rank), int(world)
+    if rank is not None and world is not None:
+        return int(rank), int(world)
     import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
 
 @functools.cache
 def cpu_bf16() -> bool:
     "Whether this CPU computes in bf16 natively (x86: AVX512-BF16 or AMX; arm64 Linux: the BF16 extension), as torch reports it."
-    import platform, torch
+    import platform
+    import torch
+
     cpu = getattr(torch, 'cpu', None)
-    for f in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'):   # torch's own CPU probes (x86)
+    for f in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'):  # torch's own CPU probes (x86)
         try:
-            if getattr(cpu, f)(): return True
-        except Exception: pass
+            if getattr(cpu, f)():
+                return True
+        except Exception:
+            pass
     if platform.machine() in ('aarch64', 'arm64') and Path('/proc/cpuinfo').exists():
-        return any(l.startswith('Features') and 'bf16' in l.split() for l in Path('/proc/cpuinfo').read_text().splitlines())
+        return any(
+            l.startswith('Features') and 'bf16' in l.split() for l in Path('/proc/cpuinfo').read_text().splitlines()
+        )
     return False
 
-def forced_precision() -> str|None:
+
+def forced_precision() -> str | None:
     "The precision `ROSA_PRECISION` forces on every 'auto' ('fp32' or 'bf16'), or None when it is unset or 'auto'."
     v = os.environ.get('ROSA_PRECISION', '').strip().lower()
-    if v in ('', 'auto'): return None
-    if v not in ('bf16', 'fp32'): raise ValueError(f"ROSA_PRECISION must be 'auto', 'bf16' or 'fp32', got {v!r}")
+    if v in ('', 'auto'):
+        return None
+    if v not in ('bf16', 'fp32'):
+        raise ValueError(f"ROSA_PRECISION must be 'auto', 'bf16' or 'fp32', got {v!r}")
     return v
 
-def job_precision(precision:str, device) -> str:
+
+def job_precision(precision: str, device) -> str:
     "'bf16' or 'fp32' for a model's inference on `device` ('auto': `ROSA_PRECISION` when set, else bf16 autocast on CUDA and on CPUs with native bf16 (`cpu_bf16`), fp32 elsewhere)."
     if precision == 'auto':
         forced = forced_precision()
-        if forced: return forced
+        if forced:
+            return forced
         return 'bf16' if str(device).startswith('cuda') or (str(device).startswith('cpu') and cpu_bf16()) else 'fp32'
-    if precision not in ('bf16', 'fp32'): raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    if precision not in ('bf16', 'fp32'):
+        raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
     return precision
 
-def _digest(a:np.ndarray) -> str: return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:32]
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:32]
+
 
 class ChunkStore:
     "Zarr arrays filled chunk by chunk by a resumable (and shardable) job, each chunk vouched for by its own completion record."
-    def __init__(self, path:str|Path, # the store (a folder); created when missing
-                 n_chunks:int, # chunks of the job
-                 rows:int, # rows per chunk (the zarr chunk along the first axis)
-                 arrays:dict, # name -> (trailing shape, dtype) of each array; its first axis has n_chunks x rows rows
-                 key:dict, # what makes the results (weights, inputs, rules): a store made by other work is not reused
-                 fill:float=np.nan, # the value of rows no chunk writes (padding)
-                ):
+
+    def __init__(
+        self,
+        path: str | Path,  # the store (a folder); created when missing
+        n_chunks: int,  # chunks of the job
+        rows: int,  # rows per chunk (the zarr chunk along the first axis)
+        arrays: dict,  # name -> (trailing shape, dtype) of each array; its first axis has n_chunks x rows rows
+        key: dict,  # what makes the results (weights, inputs, rules): a store made by other work is not reused
+        fill: float = np.nan,  # the value of rows no chunk writes (padding)
+    ):
         import zarr
+
         self.path, self.n_chunks, self.rows = Path(path), int(n_chunks), int(rows)
         fields = {k: fingerprint(v=v) for k, v in key.items()}
-        meta = dict(format='rosa-chunks-1', key=fingerprint(**key), fields=fields, n_chunks=self.n_chunks, rows=self.rows,
-                    arrays={k: [list(map(int, s)), np.dtype(d).str] for k, (s, d) in arrays.items()})
-        if not self.path.exists():   # built beside, then renamed: a store is whole or absent, whoever wins a race
+        meta = dict(
+            format='rosa-chunks-1',
+            key=fingerprint(**key),
+            fields=fields,
+            n_chunks=self.n_chunks,
+            rows=self.rows,
+            arrays={k: [list(map(int, s)), np.dtype(d).str] for k, (s, d) in arrays.items()},
+        )
+        if not self.path.exists():  # built beside, then renamed: a store is whole or absent, whoever wins a race
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f'.{self.path.name}.', suffix='.tmp', dir=self.path.parent))
             g = zarr.open_group(str(tmp), mode='w')
             for k, (shape, dtype) in arrays.items():
-                g.create_array(k, shape=(self.n_chunks * self.rows, *shape), chunks=(self.rows, *shape), dtype=dtype,
-                               fill_value=fill if np.dtype(dtype).kind == 'f' else 0)
-            g.attrs['rosa'] = meta; (tmp/'done').mkdir()
-            try: os.rename(tmp, self.path)
-            except OSError: shutil.rmtree(tmp, ignore_errors=True)   # another process made it first
-        try: old = zarr.open_group(str(self.path), mode='r').attrs['rosa']
-        except Exception as e: raise ValueError(f"{self.path} exists but is not a rosa chunk store ({type(e).__name__}: {e}); move it away") from e
-        if old['key'] != meta['key'] or old['arrays'] != meta['arrays'] or (old['n_chunks'], old['rows']) != (self.n_chunks, self.rows):
-            diff = [k for k in set(fields) | set(old.get('fields', {})) if fields.get(k) != old.get('fields', {}).get(k)]
-            raise ValueError(f"{self.path} was made by other work (different {', '.join(sorted(diff)) or 'layout'}): "
-                             "it is not reused; give another path or delete it")
+                g.create_array(
+                    k,
+                    shape=(self.n_chunks * self.rows, *shape),
+                    chunks=(self.rows, *shape),
+                    dtype=dtype,
+                    fill_value=fill if np.dtype(dtype).kind == 'f' else 0,
+                )
+            g.attrs['rosa'] = meta
+            (tmp / 'done').mkdir()
+            try:
+                os.rename(tmp, self.path)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)  # another process made it first
+        try:
+            old = zarr.open_group(str(self.path), mode='r').attrs['rosa']
+        except Exception as e:
+            raise ValueError(
+                f"{self.path} exists but is not a rosa chunk store ({type(e).__name__}: {e}); move it away"
+            ) from e
+        if (
+            old['key'] != meta['key']
+            or old['arrays'] != meta['arrays']
+            or (old['n_chunks'], old['rows']) != (self.n_chunks, self.rows)
+        ):
+            diff = [
+                k for k in set(fields) | set(old.get('fields', {})) if fields.get(k) != old.get('fields', {}).get(k)
+            ]
+            raise ValueError(
+                f"{self.path} was made by other work (different {', '.join(sorted(diff)) or 'layout'}): "
+                "it is not reused; give another path or delete it"
+            )
         self.group, self.meta = zarr.open_group(str(self.path), mode='r+'), old
 
     @classmethod
-    def open(cls, path:str|Path):
+    def open(cls, path: str | Path):
         "An existing store, to read (its layout and key as it was made)."
         import zarr
-        self = cls.__new__(cls); self.path = Path(path)
-        if not self.path.exists(): raise FileNotFoundError(f"no chunk store at {self.path}")
-        try: self.group = zarr.open_group(str(self.path), mode='r'); self.meta = self.group.attrs['rosa']
-        except Exception as e: raise ValueError(f"{self.path} is not a rosa chunk store ({type(e).__name__}: {e})") from e
+
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"no chunk store at {self.path}")
+        try:
+            self.group = zarr.open_group(str(self.path), mode='r')
+            self.meta = self.group.attrs['rosa']
+        except Exception as e:
+            raise ValueError(f"{self.path} is not a rosa chunk store ({type(e).__name__}: {e})") from e
         self.n_chunks, self.rows = self.meta['n_chunks'], self.meta['rows']
         return self
 
-    def record_path(self, i:int) -> Path: return self.path/'done'/f'{i:06d}.json'
+    def record_path(self, i: int) -> Path:
+        return self.path / 'done' / f'{i:06d}.json'
+
     def done(self) -> list:
         "The chunks that have a completion record."
-        return sorted(int(p.stem) for p in (self.path/'done').glob('*.json'))
-    def todo(self, rank:int=0, world:int=1) -> list:
-        "The chunks of process `rank` of `world` (`rank`, `rank` + `world`, ...) that have no completion record."
-        have = set(self.done()); return [i for i in range(rank, self.n_chunks, world) if i not in have]
-    @property
-    def complete(self) -> bool: return len(self.done()) == self.n_chunks
+        return sorted(int(p.stem) for p in (self.path / 'done').glob('*.json'))
 
-    def write(self, i:int, **values):
+    def todo(self, rank: int = 0, world: int = 1) -> list:
+        "The chunks of process `rank` of `world` (`rank`, `rank` + `world`, ...) that have no completion record."
+        have = set(self.done())
+        return [i for i in range(rank, self.n_chunks, world) if i not in have]
+
+    @property
+    def complete(self) -> bool:
+        return len(self.done()) == self.n_chunks
+
+    def write(self, i: int, **values):
         "Write chunk `i`'s values (at most `rows` rows each, every array), then its completion record."
-        if not 0 <= i < self.n_chunks: raise IndexError(f"chunk {i} is not in 0..{self.n_chunks - 1}")
-        if set(values) != set(self.meta['arrays']): raise KeyError(f"chunk {i}: give every array {sorted(self.meta['arrays'])}, got {sorted(values)}")
+        if not 0 <= i < self.n_chunks:
+            raise IndexError(f"chunk {i} is not in 0..{self.n_chunks - 1}")
+        if set(values) != set(self.meta['arrays']):
+            raise KeyError(f"chunk {i}: give every array {sorted(self.meta['arrays'])}, got {sorted(values)}")
         n = {len(v) for v in values.values()}
-        if len(n) != 1 or n.pop() > self.rows: raise ValueError(f"chunk {i}: arrays must have the same number of rows, at most {self.rows}")
+        if len(n) != 1 or n.pop() > self.rows:
+            raise ValueError(f"chunk {i}: arrays must have the same number of rows, at most {self.rows}")
         digests = {}
         for k, v in values.items():
-            a = self.group[k]; full = np.full((self.rows, *a.shape[1:]), a.fill_value, a.dtype); full[:len(v)] = v
-            a[i * self.rows:(i + 1) * self.rows] = full; digests[k] = _digest(full)
-        write_json(dict(chunk=i, rows=len(v), sha256=digests, finished=time.strftime('%Y-%m-%d %H:%M:%S')), self.record_path(i))
+            a = self.group[k]
+            full = np.full((self.rows, *a.shape[1:]), a.fill_value, a.dtype)
+            full[: len(v)] = v
+            a[i * self.rows : (i + 1) * self.rows] = full
+            digests[k] = _digest(full)
+        write_json(
+            dict(chunk=i, rows=len(v), sha256=digests, finished=time.strftime('%Y-%m-%d %H:%M:%S')), self.record_path(i)
+        )
 
     def verify(self) -> list:
         "Reread every recorded chunk; drop the record of each whose values differ from its digest. Returns those chunks."
@@ -260,11 +392,22 @@ class ChunkStore:
         for i in self.done():
             try:
                 rec = read_json(self.record_path(i))
-                ok = all(_digest(self.group[k][i * self.rows:(i + 1) * self.rows]) == d for k, d in rec['sha256'].items())
-            except Exception: ok = False
-            if not ok: bad.append(i); self.record_path(i).unlink(missing_ok=True)
-        if bad: warnings.warn(f"{self.path}: chunks {bad[:10]} do not hold what their records say; they will be computed again")
+                ok = all(
+                    _digest(self.group[k][i * self.rows : (i + 1) * self.rows]) == d for k, d in rec['sha256'].items()
+                )
+            except Exception:
+                ok = False
+            if not ok:
+                bad.append(i)
+                self.record_path(i).unlink(missing_ok=True)
+        if bad:
+            warnings.warn(
+                f"{self.path}: chunks {bad[:10]} do not hold what their records say; they will be computed again"
+            )
         return bad
 
-    def __getitem__(self, name:str): return self.group[name]
-    def __repr__(self): return f"ChunkStore({self.path}, {len(self.done())}/{self.n_chunks} chunks of {self.rows} rows)"
+    def __getitem__(self, name: str):
+        return self.group[name]
+
+    def __repr__(self):
+        return f"ChunkStore({self.path}, {len(self.done())}/{self.n_chunks} chunks of {self.rows} rows)"

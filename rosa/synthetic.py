@@ -4,7 +4,8 @@
 
 # %% ../nbs/02_synthetic.ipynb #0003
 from __future__ import annotations
-import gzip, json
+import gzip
+import json
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
@@ -24,60 +25,78 @@ __all__ = ['BASES', 'TATA', 'GC_BOX', 'WORLD_FORMAT', 'SITE_WEIGHT', 'WorldConfi
 @dataclass
 class WorldConfig:
     "Parameters of a synthetic world; the defaults make rosa's embedded default."
-    seed:int = 0              # everything is drawn from this seed
-    n_genes:int = 500         # genes (about 10% lncRNA)
-    n_cells:int = 3000        # cells in `cells.h5ad`
-    n_chroms:int = 5          # chromosomes chr1..chrN
-    n_cell_types:int = 8      # cell types (each with its TF activity profile)
-    n_tissues:int = 3         # tissues the cell types belong to
-    n_donors:int = 4          # donors (a small library-size effect each)
-    n_tfs:int = 6             # transcription factors / motifs
-    motif_consensus:float = 1.0  # probability of the consensus base at each motif position of a planted site (1: exact sites)
-    n_bulk:int = 8            # bulk CAGE-like tracks for sequence-model pretraining
-    bulk_sd:float = 0.7       # spread of the bulk tracks' TF activities
-    bulk_boost:float = 0.8    # activity of each bulk track's master TF (every TF is the master of some track)
-    window:int = 16_384       # window around each TSS that holds its enhancers; a sequence model reading it sees them all (Enformer: 196_608)
-    bin_size:int = 128        # output bin of the sequence model and of the bulk tracks
-    chrom_length:int|None = None  # fix every chromosome's length (None: as long as its genes need)
-    mean_library:float = 3000.  # mean UMIs per cell
-    library_sd:float = 0.35   # log-sd of the cells' library sizes (depth varies across cells)
-    dispersion:float = 0.2    # negative-binomial over-dispersion phi (var = mu + phi mu^2)
-    frac_lncrna:float = 0.1   # fraction of genes without a protein
-    frac_family:float = 0.8   # fraction of coding genes in paralog families
-    domain_composition:float|None = 1.0  # Dirichlet concentration of each family domain's amino-acid composition (None: uniform residues)
-    gene_noise:float = 0.25   # sd of the sequence-independent part of each gene's level
-    orphans_per_gene:int = 8  # extra promoters without a gene between genes (bulk CAGE only), as genomes have
-    promoter_reach:int = 200  # promoter motifs lie between 40 bp and this far upstream of the TSS
+
+    seed: int = 0  # everything is drawn from this seed
+    n_genes: int = 500  # genes (about 10% lncRNA)
+    n_cells: int = 3000  # cells in `cells.h5ad`
+    n_chroms: int = 5  # chromosomes chr1..chrN
+    n_cell_types: int = 8  # cell types (each with its TF activity profile)
+    n_tissues: int = 3  # tissues the cell types belong to
+    n_donors: int = 4  # donors (a small library-size effect each)
+    n_tfs: int = 6  # transcription factors / motifs
+    motif_consensus: float = (
+        1.0  # probability of the consensus base at each motif position of a planted site (1: exact sites)
+    )
+    n_bulk: int = 8  # bulk CAGE-like tracks for sequence-model pretraining
+    bulk_sd: float = 0.7  # spread of the bulk tracks' TF activities
+    bulk_boost: float = 0.8  # activity of each bulk track's master TF (every TF is the master of some track)
+    window: int = 16_384  # window around each TSS that holds its enhancers; a sequence model reading it sees them all (Enformer: 196_608)
+    bin_size: int = 128  # output bin of the sequence model and of the bulk tracks
+    chrom_length: int | None = None  # fix every chromosome's length (None: as long as its genes need)
+    mean_library: float = 3000.0  # mean UMIs per cell
+    library_sd: float = 0.35  # log-sd of the cells' library sizes (depth varies across cells)
+    dispersion: float = 0.2  # negative-binomial over-dispersion phi (var = mu + phi mu^2)
+    frac_lncrna: float = 0.1  # fraction of genes without a protein
+    frac_family: float = 0.8  # fraction of coding genes in paralog families
+    domain_composition: float | None = (
+        1.0  # Dirichlet concentration of each family domain's amino-acid composition (None: uniform residues)
+    )
+    gene_noise: float = 0.25  # sd of the sequence-independent part of each gene's level
+    orphans_per_gene: int = 8  # extra promoters without a gene between genes (bulk CAGE only), as genomes have
+    promoter_reach: int = 200  # promoter motifs lie between 40 bp and this far upstream of the TSS
 
     def check(self):
         "Raise a clear error for impossible parameters."
         for k in 'n_genes n_cells n_chroms n_cell_types n_tissues n_donors n_tfs n_bulk window bin_size'.split():
             v = getattr(self, k)
-            if not isinstance(v, (int, np.integer)) or v <= 0: raise ValueError(f"{k} must be a positive integer, got {v!r}")
-        if self.n_genes < self.n_chroms: raise ValueError(f"n_genes={self.n_genes} must be at least n_chroms={self.n_chroms}")
-        if self.window % self.bin_size: raise ValueError(f"window={self.window} must be a multiple of bin_size={self.bin_size}")
-        if self.window < 2048: raise ValueError(f"window={self.window} is too short to hold a promoter and enhancers (>= 2048)")
-        if self.n_tissues > self.n_cell_types: raise ValueError(f"n_tissues={self.n_tissues} exceeds n_cell_types={self.n_cell_types}")
-        if self.library_sd < 0: raise ValueError(f"library_sd must be non-negative, got {self.library_sd!r}")
+            if not isinstance(v, (int, np.integer)) or v <= 0:
+                raise ValueError(f"{k} must be a positive integer, got {v!r}")
+        if self.n_genes < self.n_chroms:
+            raise ValueError(f"n_genes={self.n_genes} must be at least n_chroms={self.n_chroms}")
+        if self.window % self.bin_size:
+            raise ValueError(f"window={self.window} must be a multiple of bin_size={self.bin_size}")
+        if self.window < 2048:
+            raise ValueError(f"window={self.window} is too short to hold a promoter and enhancers (>= 2048)")
+        if self.n_tissues > self.n_cell_types:
+            raise ValueError(f"n_tissues={self.n_tissues} exceeds n_cell_types={self.n_cell_types}")
+        if self.library_sd < 0:
+            raise ValueError(f"library_sd must be non-negative, got {self.library_sd!r}")
         for k in 'mean_library dispersion'.split():
-            if getattr(self, k) <= 0: raise ValueError(f"{k} must be positive, got {getattr(self, k)!r}")
-        if self.orphans_per_gene < 0: raise ValueError(f"orphans_per_gene must be >= 0, got {self.orphans_per_gene}")
+            if getattr(self, k) <= 0:
+                raise ValueError(f"{k} must be positive, got {getattr(self, k)!r}")
+        if self.orphans_per_gene < 0:
+            raise ValueError(f"orphans_per_gene must be >= 0, got {self.orphans_per_gene}")
         if not 60 <= self.promoter_reach <= self.window // 4:
-            raise ValueError(f"promoter_reach must be between 60 and window/4 = {self.window // 4} bp, got {self.promoter_reach}")
+            raise ValueError(
+                f"promoter_reach must be between 60 and window/4 = {self.window // 4} bp, got {self.promoter_reach}"
+            )
         if self.domain_composition is not None and not self.domain_composition > 0:
             raise ValueError(f"domain_composition must be positive or None, got {self.domain_composition!r}")
         for k in 'frac_lncrna frac_family'.split():
-            if not 0 <= getattr(self, k) < 1: raise ValueError(f"{k} must be in [0, 1), got {getattr(self, k)!r}")
+            if not 0 <= getattr(self, k) < 1:
+                raise ValueError(f"{k} must be in [0, 1), got {getattr(self, k)!r}")
         if self.chrom_length is not None:
-            if self.chrom_length <= 0: raise ValueError(f"chrom_length must be positive, got {self.chrom_length}")
+            if self.chrom_length <= 0:
+                raise ValueError(f"chrom_length must be positive, got {self.chrom_length}")
             if self.window > self.chrom_length:
                 raise ValueError(f"window={self.window} is longer than a chromosome (chrom_length={self.chrom_length})")
         return self
 
 # %% ../nbs/02_synthetic.ipynb #0008
 BASES = np.array(list('ACGT'))
-TATA = 'TATAAAAG'      # core element at -31 of every TSS
+TATA = 'TATAAAAG'  # core element at -31 of every TSS
 GC_BOX = 'GGGGCGGGGC'  # basal-strength element near the active TSS (1-3 copies)
+
 
 def _pwms(rng, n_tfs, length=10, consensus_p=0.9):
     "Random motifs: a consensus per TF, with `consensus_p` of the mass on it at each position."
@@ -86,11 +105,15 @@ def _pwms(rng, n_tfs, length=10, consensus_p=0.9):
         c = rng.integers(0, 4, length)
         s = ''.join(BASES[c])
         # distinct motifs that are not the core elements and not too GC-rich
-        if s in cons or 'TATA' in s or 'GGGGC' in s or np.isin(c, [1, 2]).mean() > 0.7: continue
-        p = np.full((length, 4), (1 - consensus_p) / 3); p[np.arange(length), c] = consensus_p
+        if s in cons or 'TATA' in s or 'GGGGC' in s or np.isin(c, [1, 2]).mean() > 0.7:
+            continue
+        p = np.full((length, 4), (1 - consensus_p) / 3)
+        p[np.arange(length), c] = consensus_p
         p /= p.sum(1, keepdims=True)
-        pwms.append(p); cons.append(s)
+        pwms.append(p)
+        cons.append(s)
     return np.stack(pwms), cons
+
 
 def _sample_site(rng, pwm):
     "One binding site drawn from a PWM, on a random strand."
@@ -103,18 +126,25 @@ def _activities(rng, n, n_tfs, n_master=2, sd=0.5, boost=1.2, cover=False):
     a = rng.normal(0, sd, (n, n_tfs))
     order = rng.permutation(n_tfs)
     for i in range(n):
-        m = order[[(i * n_master + j) % n_tfs for j in range(n_master)]] if cover else rng.choice(n_tfs, min(n_master, n_tfs), replace=False)
+        m = (
+            order[[(i * n_master + j) % n_tfs for j in range(n_master)]]
+            if cover
+            else rng.choice(n_tfs, min(n_master, n_tfs), replace=False)
+        )
         a[i, m] += boost
     return a
 
 # %% ../nbs/02_synthetic.ipynb #0011
 _CODONS = {}
-for _c, _a in GENETIC_CODE.items(): _CODONS.setdefault(_a, []).append(_c)
+for _c, _a in GENETIC_CODE.items():
+    _CODONS.setdefault(_a, []).append(_c)
 _AA = np.array(list('ACDEFGHIKLMNPQRSTVWY'))
 
-def _domain(rng, composition:np.ndarray|None) -> str:
+
+def _domain(rng, composition: np.ndarray | None) -> str:
     "A family's domain: 80-140 residues drawn from the family's amino-acid composition (None: uniform)."
     return ''.join(rng.choice(_AA, int(rng.integers(80, 140)), p=composition))
+
 
 def _protein(rng, family_domains, fam):
     "A protein: M + random N-term + (family domain, mutated 10%) + random C-term."
@@ -124,9 +154,11 @@ def _protein(rng, family_domains, fam):
         mut = rng.random(len(dom)) < 0.10
         dom[mut] = rng.choice(_AA, mut.sum())
         mid = ''.join(dom)
-    else: mid = ''.join(rng.choice(_AA, rng.integers(80, 140)))
+    else:
+        mid = ''.join(rng.choice(_AA, rng.integers(80, 140)))
     c_term = ''.join(rng.choice(_AA, rng.integers(10, 60)))
     return 'M' + n_term + mid + c_term
+
 
 def _cds(rng, protein):
     "Back-translate with random synonymous codons and append a stop codon."
@@ -135,28 +167,43 @@ def _cds(rng, protein):
 # %% ../nbs/02_synthetic.ipynb #0012
 @dataclass
 class _Gene:
-    gene_key:str; gene_id:str; name:str; gene_type:str; family:int; strand:str
-    seq:np.ndarray                      # local sequence (uint8 codes 0-3) in transcription orientation
-    tss:list                            # local TSS positions, one per transcript
-    exons:list                          # per transcript: list of (start, end) local, half-open
-    cds:list|None                       # list of (start, end) local CDS pieces (incl. stop codon) or None
-    active:int; canonical:int           # transcript indices
-    n_core:int; scores:np.ndarray       # GC boxes at the active TSS; motif score per TF
-    sites:list = field(default_factory=list)  # (tf, local start, where) planted sites: TF motifs, and GC boxes (tf -1, 'core')
-    chrom:str = ''; offset:int = 0      # placement
-    def genome_pos(self, p:int, n:int=1) -> int:
+    gene_key: str
+    gene_id: str
+    name: str
+    gene_type: str
+    family: int
+    strand: str
+    seq: np.ndarray  # local sequence (uint8 codes 0-3) in transcription orientation
+    tss: list  # local TSS positions, one per transcript
+    exons: list  # per transcript: list of (start, end) local, half-open
+    cds: list | None  # list of (start, end) local CDS pieces (incl. stop codon) or None
+    active: int
+    canonical: int  # transcript indices
+    n_core: int
+    scores: np.ndarray  # GC boxes at the active TSS; motif score per TF
+    sites: list = field(
+        default_factory=list
+    )  # (tf, local start, where) planted sites: TF motifs, and GC boxes (tf -1, 'core')
+    chrom: str = ''
+    offset: int = 0  # placement
+
+    def genome_pos(self, p: int, n: int = 1) -> int:
         "Genome start (0-based) of the `n` bases at local position `p` once placed (local positions run in transcription orientation)."
         return self.offset + (p if self.strand == '+' else len(self.seq) - p - n)
 
-def _log_rates(beta:np.ndarray, A:np.ndarray, S:np.ndarray) -> np.ndarray:
+
+def _log_rates(beta: np.ndarray, A: np.ndarray, S: np.ndarray) -> np.ndarray:
     "The world's law: each cell type's log rate of each gene, basal strength plus TF activities times motif scores (types, genes)."
     return beta[None] + A @ S.T
+
 
 def _put(seq, occ, pos, site):
     "Write `site` at `pos` if the place is free; True on success."
     n = len(site)
-    if pos < 0 or pos + n > len(seq) or occ[pos:pos+n].any(): return False
-    seq[pos:pos+n] = np.searchsorted(BASES, list(site)); occ[pos:pos+n] = True
+    if pos < 0 or pos + n > len(seq) or occ[pos : pos + n].any():
+        return False
+    seq[pos : pos + n] = np.searchsorted(BASES, list(site))
+    occ[pos : pos + n] = True
     return True
 
 # %% ../nbs/02_synthetic.ipynb #0013
@@ -165,302 +212,482 @@ def _make_gene(rng, i, cfg, pwms, fam, template, family_domains, coding, prng):
     n_tx = int(rng.integers(2, 5))
     up = int(rng.integers(3500, 5000))
     tss = [up]
-    for _ in range(n_tx - 1): tss.append(tss[-1] + int(rng.integers(300, 1200)))
+    for _ in range(n_tx - 1):
+        tss.append(tss[-1] + int(rng.integers(300, 1200)))
     first = [(t, t + int(rng.integers(80, 200))) for t in tss]
     pos = tss[-1] + int(rng.integers(400, 800))
     body, cds = [], None
     if coding:
         prot = _protein(prng, family_domains, fam)
         c = _cds(prng, prot)
-        k = int(rng.integers(2, 4)); cuts = np.sort(rng.choice(np.arange(60, len(c) - 60), k - 1, replace=False))
+        k = int(rng.integers(2, 4))
+        cuts = np.sort(rng.choice(np.arange(60, len(c) - 60), k - 1, replace=False))
         pieces = np.split(np.arange(len(c)), cuts)
         cds = []
         for j, pc in enumerate(pieces):
             utr5 = int(rng.integers(30, 60)) if j == 0 else 0
             utr3 = int(rng.integers(100, 300)) if j == len(pieces) - 1 else 0
-            ex = (pos, pos + utr5 + len(pc) + utr3); body.append(ex)
+            ex = (pos, pos + utr5 + len(pc) + utr3)
+            body.append(ex)
             cds.append((pos + utr5, pos + utr5 + len(pc)))
             pos = ex[1] + int(rng.integers(150, 600))
     else:
         for _ in range(int(rng.integers(2, 4))):
-            ex = (pos, pos + int(rng.integers(150, 400))); body.append(ex); pos = ex[1] + int(rng.integers(150, 600))
+            ex = (pos, pos + int(rng.integers(150, 400)))
+            body.append(ex)
+            pos = ex[1] + int(rng.integers(150, 600))
     length = pos + int(rng.integers(1500, 3000))
-    seq = rng.integers(0, 4, length).astype(np.uint8); occ = np.zeros(length, bool)
+    seq = rng.integers(0, 4, length).astype(np.uint8)
+    occ = np.zeros(length, bool)
     if cds:  # write the coding sequence into the exons
-        c_codes = np.searchsorted(BASES, list(c)); k0 = 0
-        for s, e in cds: seq[s:e] = c_codes[k0:k0 + e - s]; occ[s:e] = True; k0 += e - s
-    for s, e in body: occ[s:e] = True
+        c_codes = np.searchsorted(BASES, list(c))
+        k0 = 0
+        for s, e in cds:
+            seq[s:e] = c_codes[k0 : k0 + e - s]
+            occ[s:e] = True
+            k0 += e - s
+    for s, e in body:
+        occ[s:e] = True
     active, canonical = int(rng.integers(n_tx)), int(rng.integers(n_tx))
-    for t in tss: _put(seq, occ, t - 31, TATA)
+    for t in tss:
+        _put(seq, occ, t - 31, TATA)
     # paralogs inherit most of their family's promoter: its basal strength and its motifs (each kept with p=0.75)
-    if template is not None and rng.random() < 0.75: n_core = template['n_core']
-    else: n_core = int(rng.integers(1, 4))
+    if template is not None and rng.random() < 0.75:
+        n_core = template['n_core']
+    else:
+        n_core = int(rng.integers(1, 4))
     if template is not None:
-        prom = [k for k in template['tfs'] if rng.random() < 0.75] + list(rng.integers(0, len(pwms), int(rng.integers(0, 3))))
-    else: prom = list(rng.integers(0, len(pwms), int(rng.integers(1, 6))))
-    if not prom: prom = [int(rng.integers(len(pwms)))]
-    a = tss[active]; scores = np.zeros(len(pwms)); sites = []
+        prom = [k for k in template['tfs'] if rng.random() < 0.75] + list(
+            rng.integers(0, len(pwms), int(rng.integers(0, 3)))
+        )
+    else:
+        prom = list(rng.integers(0, len(pwms), int(rng.integers(1, 6))))
+    if not prom:
+        prom = [int(rng.integers(len(pwms)))]
+    a = tss[active]
+    scores = np.zeros(len(pwms))
+    sites = []
     for _ in range(n_core):
         for _try in range(50):
             p = a - int(rng.integers(45, 130))
-            if _put(seq, occ, p, GC_BOX): sites.append((-1, p, 'core')); break
-    def pick_tf(): return int(rng.choice(template['tfs'])) if template is not None and rng.random() < 0.5 else int(rng.integers(len(pwms)))
-    for k in prom:                                    # promoter motifs
+            if _put(seq, occ, p, GC_BOX):
+                sites.append((-1, p, 'core'))
+                break
+
+    def pick_tf():
+        return (
+            int(rng.choice(template['tfs']))
+            if template is not None and rng.random() < 0.5
+            else int(rng.integers(len(pwms)))
+        )
+
+    for k in prom:  # promoter motifs
         k = int(k)
         for _try in range(50):
             p = a - int(rng.integers(40, cfg.promoter_reach)) - 10
-            if _put(seq, occ, p, _sample_site(rng, pwms[k])): scores[k] += 1; sites.append((k, p, 'promoter')); break
+            if _put(seq, occ, p, _sample_site(rng, pwms[k])):
+                scores[k] += 1
+                sites.append((k, p, 'promoter'))
+                break
     reach = min(6000, cfg.window // 2 - 400)
-    for _ in range(int(rng.integers(0, 4))):          # distal enhancers, inside the window
+    for _ in range(int(rng.integers(0, 4))):  # distal enhancers, inside the window
         for _try in range(50):
             d = int(rng.integers(1500, max(reach, 1501))) * (1 if rng.random() < 0.5 else -1)
             e0 = a + d
-            if e0 < 0 or e0 + 300 > length or occ[e0:e0+300].any(): continue
+            if e0 < 0 or e0 + 300 > length or occ[e0 : e0 + 300].any():
+                continue
             for _m in range(int(rng.integers(2, 5))):
                 k = pick_tf()
                 for _t2 in range(20):
                     p = e0 + int(rng.integers(0, 290))
-                    if _put(seq, occ, p, _sample_site(rng, pwms[k])): scores[k] += .5; sites.append((k, p, 'enhancer')); break
+                    if _put(seq, occ, p, _sample_site(rng, pwms[k])):
+                        scores[k] += 0.5
+                        sites.append((k, p, 'enhancer'))
+                        break
             break
     exons = [[f] + body for f in first]
     key = f'ENSG9{i:010d}'
     name = (f'RSF{fam}{chr(65 + i % 26)}{i}' if fam >= 0 else f'RSG{i}') if coding else f'LINC{i:05d}'
-    return _Gene(key, f'{key}.{1 + i % 3}', name, 'protein_coding' if coding else 'lncRNA', fam,
-                 '+' if rng.random() < 0.5 else '-', seq, tss, exons, cds, active, canonical, n_core, scores, sites)
+    return _Gene(
+        key,
+        f'{key}.{1 + i % 3}',
+        name,
+        'protein_coding' if coding else 'lncRNA',
+        fam,
+        '+' if rng.random() < 0.5 else '-',
+        seq,
+        tss,
+        exons,
+        cds,
+        active,
+        canonical,
+        n_core,
+        scores,
+        sites,
+    )
 
 # %% ../nbs/02_synthetic.ipynb #0015
-def _orphan(rng, pwms, reach:int):
+def _orphan(rng, pwms, reach: int):
     "An orphan promoter in a short stretch of DNA: (codes on + strand, TSS offset, strand, n_core, motif scores)."
-    L = int(rng.integers(900, 1600)); seq = rng.integers(0, 4, L).astype(np.uint8); occ = np.zeros(L, bool)
+    L = int(rng.integers(900, 1600))
+    seq = rng.integers(0, 4, L).astype(np.uint8)
+    occ = np.zeros(L, bool)
     t = L // 2 + int(rng.integers(-100, 100))
     _put(seq, occ, t - 31, TATA)
-    n_core = int(rng.integers(1, 4)); scores = np.zeros(len(pwms))
+    n_core = int(rng.integers(1, 4))
+    scores = np.zeros(len(pwms))
     for _ in range(n_core):
         for _try in range(50):
-            if _put(seq, occ, t - int(rng.integers(45, 130)), GC_BOX): break
+            if _put(seq, occ, t - int(rng.integers(45, 130)), GC_BOX):
+                break
     for _ in range(int(rng.integers(1, 6))):
         k = int(rng.integers(len(pwms)))
         for _try in range(50):
-            if _put(seq, occ, t - int(rng.integers(40, reach)) - 10, _sample_site(rng, pwms[k])): scores[k] += 1; break
-    if rng.random() < 0.5: return seq, t, '+', n_core, scores
+            if _put(seq, occ, t - int(rng.integers(40, reach)) - 10, _sample_site(rng, pwms[k])):
+                scores[k] += 1
+                break
+    if rng.random() < 0.5:
+        return seq, t, '+', n_core, scores
     return 3 - seq[::-1], L - 1 - t, '-', n_core, scores
 
 # %% ../nbs/02_synthetic.ipynb #0017
-WORLD_FORMAT = 3   # raised whenever `make_world` writes another world from the same parameters (2: the proteome's own stream; 3: the truth lists every planted site)
+WORLD_FORMAT = 3  # raised whenever `make_world` writes another world from the same parameters (2: the proteome's own stream; 3: the truth lists every planted site)
+
 
 @dataclass
 class World:
     "Paths of a synthetic world's files, its parameters, and the `WORLD_FORMAT` of the rosa that wrote it."
-    dir:Path
-    cfg:dict
-    format:int = WORLD_FORMAT
+
+    dir: Path
+    cfg: dict
+    format: int = WORLD_FORMAT
+
     @property
-    def fasta(self): return self.dir/'genome.fa'
+    def fasta(self):
+        return self.dir / 'genome.fa'
+
     @property
-    def gtf(self): return self.dir/'genes.gtf'
+    def gtf(self):
+        return self.dir / 'genes.gtf'
+
     @property
-    def counts(self): return self.dir/'cells.h5ad'
+    def counts(self):
+        return self.dir / 'cells.h5ad'
+
     @property
-    def tracks(self): return self.dir/'bulk_cage.tsv.gz'
+    def tracks(self):
+        return self.dir / 'bulk_cage.tsv.gz'
+
     @property
-    def truth(self): return self.dir/'truth.h5ad'
+    def truth(self):
+        return self.dir / 'truth.h5ad'
+
     @property
-    def files(self): return [self.fasta, self.gtf, self.counts, self.tracks, self.truth, self.dir/'world.json']
-    def __repr__(self): return f"World({self.dir}, n_genes={self.cfg['n_genes']}, n_cells={self.cfg['n_cells']}, seed={self.cfg['seed']})"
+    def files(self):
+        return [self.fasta, self.gtf, self.counts, self.tracks, self.truth, self.dir / 'world.json']
+
+    def __repr__(self):
+        return (
+            f"World({self.dir}, n_genes={self.cfg['n_genes']}, n_cells={self.cfg['n_cells']}, seed={self.cfg['seed']})"
+        )
 
 # %% ../nbs/02_synthetic.ipynb #0018
-def _gtf_attrs(**kw): return ' '.join(f'{k} "{v}";' for k, v in kw.items() if v is not None)
+def _gtf_attrs(**kw):
+    return ' '.join(f'{k} "{v}";' for k, v in kw.items() if v is not None)
 
-def _gtf_rows(g:_Gene):
+
+def _gtf_rows(g: _Gene):
     "GENCODE-style GTF rows (1-based, inclusive) of one placed gene."
     L = len(g.seq)
+
     def gpos(s, e):  # local half-open [s, e) -> genome 1-based inclusive
         return (g.offset + s + 1, g.offset + e) if g.strand == '+' else (g.offset + L - e + 1, g.offset + L - s)
+
     rows = []
-    gs = min(min(x[0] for x in ex) for ex in g.exons); ge = max(max(x[1] for x in ex) for ex in g.exons)
+    gs = min(min(x[0] for x in ex) for ex in g.exons)
+    ge = max(max(x[1] for x in ex) for ex in g.exons)
     base = dict(gene_id=g.gene_id, gene_type=g.gene_type, gene_name=g.name)
     rows.append(('gene', *gpos(gs, ge), '.', _gtf_attrs(**base, level=2)))
     for j, ex in enumerate(g.exons):
         tid = f'ENST9{g.gene_key[5:]}{j}.1'
         tt = g.gene_type
-        ta = dict(**base, transcript_id=tid, transcript_type=tt, transcript_name=f'{g.name}-{201+j}', level=2)
+        ta = dict(**base, transcript_id=tid, transcript_type=tt, transcript_name=f'{g.name}-{201 + j}', level=2)
         tag = ' tag "Ensembl_canonical";' if j == g.canonical else ''
         rows.append(('transcript', *gpos(ex[0][0], ex[-1][1]), '.', _gtf_attrs(**ta) + tag))
-        for n, (s, e) in enumerate(ex): rows.append(('exon', *gpos(s, e), '.', _gtf_attrs(**ta, exon_number=n+1) + tag))
+        for n, (s, e) in enumerate(ex):
+            rows.append(('exon', *gpos(s, e), '.', _gtf_attrs(**ta, exon_number=n + 1) + tag))
         if g.cds:
-            done = 0; pieces = list(g.cds); last = pieces[-1]
-            pieces[-1] = (last[0], last[1] - 3)    # GENCODE: the CDS excludes the stop codon
+            done = 0
+            pieces = list(g.cds)
+            last = pieces[-1]
+            pieces[-1] = (last[0], last[1] - 3)  # GENCODE: the CDS excludes the stop codon
             for n, (s, e) in enumerate(pieces):
-                rows.append(('CDS', *gpos(s, e), str((3 - done % 3) % 3), _gtf_attrs(**ta, exon_number=n+2) + tag))
+                rows.append(('CDS', *gpos(s, e), str((3 - done % 3) % 3), _gtf_attrs(**ta, exon_number=n + 2) + tag))
                 done += e - s
             rows.append(('start_codon', *gpos(g.cds[0][0], g.cds[0][0] + 3), '0', _gtf_attrs(**ta) + tag))
             rows.append(('stop_codon', *gpos(last[1] - 3, last[1]), '0', _gtf_attrs(**ta) + tag))
     return [(g.chrom, 'rosa', f, s, e, '.', g.strand, fr, a) for f, s, e, fr, a in rows]
 
 # %% ../nbs/02_synthetic.ipynb #0019
-def _write_text(path, text:str, gz=False):
+def _write_text(path, text: str, gz=False):
     "Write text atomically; gzip without timestamp or name so the bytes depend on the content only."
     with atomic_path(path) as tmp:
         if gz:
-            with open(tmp, 'wb') as f, gzip.GzipFile(filename='', mode='wb', fileobj=f, mtime=0) as z: z.write(text.encode())
-        else: Path(tmp).write_text(text)
+            with open(tmp, 'wb') as f, gzip.GzipFile(filename='', mode='wb', fileobj=f, mtime=0) as z:
+                z.write(text.encode())
+        else:
+            Path(tmp).write_text(text)
+
 
 def _fasta_text(records) -> str:
     "FASTA of (name, sequence) pairs, 60 bases a line."
-    return ''.join(f'>{h}\n' + ''.join(s[k:k+60] + '\n' for k in range(0, len(s), 60)) for h, s in records)
+    return ''.join(f'>{h}\n' + ''.join(s[k : k + 60] + '\n' for k in range(0, len(s), 60)) for h, s in records)
 
-SITE_WEIGHT = {'promoter': 1., 'enhancer': .5, 'core': .7}   # a site's share of its TF's score (GC boxes: of the basal strength)
 
-def planted_sites(genes:list) -> pd.DataFrame:
+SITE_WEIGHT = {
+    'promoter': 1.0,
+    'enhancer': 0.5,
+    'core': 0.7,
+}  # a site's share of its TF's score (GC boxes: of the basal strength)
+
+
+def planted_sites(genes: list) -> pd.DataFrame:
     "Every planted site of placed genes on the genome (0-based, half-open): gene, TF (-1: a GC box), where, weight."
     rows = []
     for g in genes:
         for k, p, where in g.sites:
-            n = len(GC_BOX) if k < 0 else 10; s = g.genome_pos(p, n)
+            n = len(GC_BOX) if k < 0 else 10
+            s = g.genome_pos(p, n)
             rows.append((g.gene_key, int(k), g.chrom, s, s + n, where, SITE_WEIGHT[where]))
     return pd.DataFrame(rows, columns=['gene', 'tf', 'chrom', 'start', 'end', 'where', 'weight'])
 
 # %% ../nbs/02_synthetic.ipynb #0020
-def _grammar(cfg:WorldConfig) -> dict:
+def _grammar(cfg: WorldConfig) -> dict:
     "What a world draws before its genes (motifs, TF activities, coding genes and families, domains, family templates), and the generator as it is then."
     rng = np.random.default_rng(cfg.seed)
     pwms, consensus = _pwms(rng, cfg.n_tfs, consensus_p=cfg.motif_consensus)
-    A = _activities(rng, cfg.n_cell_types, cfg.n_tfs)             # cell types x TFs
-    B = _activities(rng, cfg.n_bulk, cfg.n_tfs, n_master=1, sd=cfg.bulk_sd, boost=cfg.bulk_boost, cover=True)  # bulk tissues x TFs
+    A = _activities(rng, cfg.n_cell_types, cfg.n_tfs)  # cell types x TFs
+    B = _activities(
+        rng, cfg.n_bulk, cfg.n_tfs, n_master=1, sd=cfg.bulk_sd, boost=cfg.bulk_boost, cover=True
+    )  # bulk tissues x TFs
     # families: sizes 2-8 over a fraction of coding genes, each with a domain and a TF vocabulary
     n_coding = cfg.n_genes - int(round(cfg.frac_lncrna * cfg.n_genes))
-    coding = np.zeros(cfg.n_genes, bool); coding[rng.choice(cfg.n_genes, n_coding, replace=False)] = True
-    fam = np.full(cfg.n_genes, -1); idx = rng.permutation(np.flatnonzero(coding))[:int(cfg.frac_family * n_coding)]
+    coding = np.zeros(cfg.n_genes, bool)
+    coding[rng.choice(cfg.n_genes, n_coding, replace=False)] = True
+    fam = np.full(cfg.n_genes, -1)
+    idx = rng.permutation(np.flatnonzero(coding))[: int(cfg.frac_family * n_coding)]
     f, j = 0, 0
     while j < len(idx):
-        s = int(rng.integers(2, 9)); fam[idx[j:j+s]] = f; f += 1; j += s
-    prng = np.random.default_rng([cfg.seed, 1])                 # the proteome's own stream
-    comps = [None] * f if cfg.domain_composition is None else prng.dirichlet(np.full(len(_AA), cfg.domain_composition), f)
+        s = int(rng.integers(2, 9))
+        fam[idx[j : j + s]] = f
+        f += 1
+        j += s
+    prng = np.random.default_rng([cfg.seed, 1])  # the proteome's own stream
+    comps = (
+        [None] * f if cfg.domain_composition is None else prng.dirichlet(np.full(len(_AA), cfg.domain_composition), f)
+    )
     domains = [_domain(prng, c) for c in comps]
-    templates = [dict(n_core=int(rng.integers(1, 4)), tfs=list(rng.integers(0, cfg.n_tfs, int(rng.integers(2, 6))))) for _ in range(f)]
-    return dict(rng=rng, pwms=pwms, consensus=consensus, A=A, B=B, coding=coding, fam=fam, prng=prng, domains=domains, templates=templates)
+    templates = [
+        dict(n_core=int(rng.integers(1, 4)), tfs=list(rng.integers(0, cfg.n_tfs, int(rng.integers(2, 6)))))
+        for _ in range(f)
+    ]
+    return dict(
+        rng=rng,
+        pwms=pwms,
+        consensus=consensus,
+        A=A,
+        B=B,
+        coding=coding,
+        fam=fam,
+        prng=prng,
+        domains=domains,
+        templates=templates,
+    )
 
-def make_world(out_dir:str|Path,  # folder to write the world into (created)
-               cfg:WorldConfig|None=None, # parameters; keyword arguments override its fields
-               **kwargs) -> World:
+
+def make_world(
+    out_dir: str | Path,  # folder to write the world into (created)
+    cfg: WorldConfig | None = None,  # parameters; keyword arguments override its fields
+    **kwargs,
+) -> World:
     "Write a seeded synthetic world (FASTA, GTF, bulk CAGE tracks, counts h5ad, truth) and return its paths."
     cfg = WorldConfig(**{**asdict(cfg or WorldConfig()), **kwargs}).check()
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     gr = _grammar(cfg)
-    rng, pwms, consensus, A, B, coding, fam, prng, domains, templates = (gr[k] for k in
-        ('rng', 'pwms', 'consensus', 'A', 'B', 'coding', 'fam', 'prng', 'domains', 'templates'))
-    genes = [_make_gene(rng, i, cfg, pwms, fam[i], templates[fam[i]] if fam[i] >= 0 else None, domains, coding[i], prng)
-             for i in range(cfg.n_genes)]
+    rng, pwms, consensus, A, B, coding, fam, prng, domains, templates = (
+        gr[k] for k in ('rng', 'pwms', 'consensus', 'A', 'B', 'coding', 'fam', 'prng', 'domains', 'templates')
+    )
+    genes = [
+        _make_gene(rng, i, cfg, pwms, fam[i], templates[fam[i]] if fam[i] >= 0 else None, domains, coding[i], prng)
+        for i in range(cfg.n_genes)
+    ]
     # chromosomes: genes in order, chr1 the largest
-    w = 1 / np.sqrt(np.arange(1, cfg.n_chroms + 1)); w /= w.sum()
-    chrom_of = np.sort(rng.choice(cfg.n_chroms, cfg.n_genes, p=w)); chrom_of[:cfg.n_chroms] = np.arange(cfg.n_chroms)
+    w = 1 / np.sqrt(np.arange(1, cfg.n_chroms + 1))
+    w /= w.sum()
+    chrom_of = np.sort(rng.choice(cfg.n_chroms, cfg.n_genes, p=w))
+    chrom_of[: cfg.n_chroms] = np.arange(cfg.n_chroms)
     chrom_of = np.sort(chrom_of)
     chroms, orphans = {}, []
     for c in range(cfg.n_chroms):
-        name = f'chr{c+1}'; parts = [rng.integers(0, 4, 2000).astype(np.uint8)]; off = 2000
+        name = f'chr{c + 1}'
+        parts = [rng.integers(0, 4, 2000).astype(np.uint8)]
+        off = 2000
         for i in np.flatnonzero(chrom_of == c):
-            g = genes[i]; g.chrom, g.offset = name, off
-            parts.append(g.seq if g.strand == '+' else (3 - g.seq[::-1]))   # A<->T, C<->G under codes 0..3
+            g = genes[i]
+            g.chrom, g.offset = name, off
+            parts.append(g.seq if g.strand == '+' else (3 - g.seq[::-1]))  # A<->T, C<->G under codes 0..3
             off += len(g.seq)
             for _ in range(cfg.orphans_per_gene):
                 oseq, t, ostrand, oc, osc = _orphan(rng, pwms, cfg.promoter_reach)
                 orphans.append((name, off + t, 0.7 * oc + rng.normal(0, cfg.gene_noise), osc))
-                parts.append(oseq); off += len(oseq)
+                parts.append(oseq)
+                off += len(oseq)
         parts.append(rng.integers(0, 4, 2000).astype(np.uint8))
         s = np.concatenate(parts)
         if cfg.chrom_length is not None:
-            if len(s) > cfg.chrom_length: raise ValueError(f"chrom_length={cfg.chrom_length} cannot hold {name}'s genes ({len(s)} bp needed)")
+            if len(s) > cfg.chrom_length:
+                raise ValueError(f"chrom_length={cfg.chrom_length} cannot hold {name}'s genes ({len(s)} bp needed)")
             s = np.concatenate([s, rng.integers(0, 4, cfg.chrom_length - len(s)).astype(np.uint8)])
-        if cfg.window > len(s): raise ValueError(f"window={cfg.window} is longer than chromosome {name} ({len(s)} bp)")
+        if cfg.window > len(s):
+            raise ValueError(f"window={cfg.window} is longer than chromosome {name} ({len(s)} bp)")
         chroms[name] = s
     # genome.fa
-    _write_text(out/'genome.fa', _fasta_text((name, ''.join(BASES[s])) for name, s in chroms.items()))
-    fai = out/'genome.fa.fai'
-    if fai.exists(): fai.unlink()   # a stale index would not match the new genome
+    _write_text(out / 'genome.fa', _fasta_text((name, ''.join(BASES[s])) for name, s in chroms.items()))
+    fai = out / 'genome.fa.fai'
+    if fai.exists():
+        fai.unlink()  # a stale index would not match the new genome
     # genes.gtf
-    rows = sorted((r for g in genes for r in _gtf_rows(g)), key=lambda r: (int(r[0][3:]), r[3], -r[4], r[2] != 'gene', r[2] != 'transcript'))
+    rows = sorted(
+        (r for g in genes for r in _gtf_rows(g)),
+        key=lambda r: (int(r[0][3:]), r[3], -r[4], r[2] != 'gene', r[2] != 'transcript'),
+    )
     header = f'##description: rosa synthetic world (seed {cfg.seed})\n##provider: rosa\n##format: gtf\n'
-    _write_text(out/'genes.gtf', header + ''.join('\t'.join(map(str, r)) + '\n' for r in rows))
+    _write_text(out / 'genes.gtf', header + ''.join('\t'.join(map(str, r)) + '\n' for r in rows))
     # expression rates: active TSS only
-    S = np.stack([g.scores for g in genes])                          # genes x TFs
+    S = np.stack([g.scores for g in genes])  # genes x TFs
     n_core = np.array([g.n_core for g in genes])
     beta = 0.7 * n_core + rng.normal(0, cfg.gene_noise, cfg.n_genes)
-    log_r = _log_rates(beta, A, S)                                   # cell types x genes
-    rate = np.exp(log_r - log_r.max(1, keepdims=True)); rate /= rate.sum(1, keepdims=True)
+    log_r = _log_rates(beta, A, S)  # cell types x genes
+    rate = np.exp(log_r - log_r.max(1, keepdims=True))
+    rate /= rate.sum(1, keepdims=True)
     # bulk CAGE-like tracks at every TSS (alternative TSSs: core element only)
     n_bins = {c: -(-len(s) // cfg.bin_size) for c, s in chroms.items()}
     tracks = {c: np.zeros((n, cfg.n_bulk)) for c, n in n_bins.items()}
     for gi, g in enumerate(genes):
         for j, t in enumerate(g.tss):
             pos = g.genome_pos(t)
-            lam = 20 * np.exp(beta[gi] + B @ g.scores) if j == g.active else 20 * np.exp(-1.0 + rng.normal(0, .3)) * np.ones(cfg.n_bulk)
+            lam = (
+                20 * np.exp(beta[gi] + B @ g.scores)
+                if j == g.active
+                else 20 * np.exp(-1.0 + rng.normal(0, 0.3)) * np.ones(cfg.n_bulk)
+            )
             b = pos // cfg.bin_size
             tracks[g.chrom][b] += lam
-            for nb, frac in ((b - 1, .1), (b + 1, .1)):                  # a little spill into neighbouring bins
-                if 0 <= nb < n_bins[g.chrom]: tracks[g.chrom][nb] += frac * lam
+            for nb, frac in ((b - 1, 0.1), (b + 1, 0.1)):  # a little spill into neighbouring bins
+                if 0 <= nb < n_bins[g.chrom]:
+                    tracks[g.chrom][nb] += frac * lam
     for c, pos, ob, osc in orphans:
-        lam = 20 * np.exp(ob + B @ osc); b = pos // cfg.bin_size
+        lam = 20 * np.exp(ob + B @ osc)
+        b = pos // cfg.bin_size
         tracks[c][b] += lam
-        for nb, frac in ((b - 1, .1), (b + 1, .1)):
-            if 0 <= nb < n_bins[c]: tracks[c][nb] += frac * lam
+        for nb, frac in ((b - 1, 0.1), (b + 1, 0.1)):
+            if 0 <= nb < n_bins[c]:
+                tracks[c][nb] += frac * lam
     lines = ['chrom\tstart\tend\t' + '\t'.join(f'CAGE:bulk_{u}' for u in range(cfg.n_bulk))]
     for c, tr in tracks.items():
         obs = rng.poisson(tr + 0.05)
         for b in range(len(tr)):
-            lines.append(f'{c}\t{b*cfg.bin_size}\t{min((b+1)*cfg.bin_size, len(chroms[c]))}\t' + '\t'.join(map(str, obs[b])))
-    _write_text(out/'bulk_cage.tsv.gz', '\n'.join(lines) + '\n', gz=True)
+            lines.append(
+                f'{c}\t{b * cfg.bin_size}\t{min((b + 1) * cfg.bin_size, len(chroms[c]))}\t'
+                + '\t'.join(map(str, obs[b]))
+            )
+    _write_text(out / 'bulk_cage.tsv.gz', '\n'.join(lines) + '\n', gz=True)
     # cells.h5ad: NB counts around the cell type's rates with per-cell size factors
     ct_names = [f'celltype_{t}' for t in range(cfg.n_cell_types)]
-    tissue_of = np.sort(np.r_[np.arange(cfg.n_tissues), rng.integers(0, cfg.n_tissues, cfg.n_cell_types - cfg.n_tissues)])
+    tissue_of = np.sort(
+        np.r_[np.arange(cfg.n_tissues), rng.integers(0, cfg.n_tissues, cfg.n_cell_types - cfg.n_tissues)]
+    )
     props = rng.dirichlet(np.full(cfg.n_cell_types, 3.0))
     ct = np.sort(rng.choice(cfg.n_cell_types, cfg.n_cells, p=props))
     donor = rng.integers(0, cfg.n_donors, cfg.n_cells)
     donor_eff = rng.normal(0, 0.1, cfg.n_donors)
-    lib = np.exp(rng.normal(np.log(cfg.mean_library) - cfg.library_sd**2 / 2, cfg.library_sd, cfg.n_cells) + donor_eff[donor])
+    lib = np.exp(
+        rng.normal(np.log(cfg.mean_library) - cfg.library_sd**2 / 2, cfg.library_sd, cfg.n_cells) + donor_eff[donor]
+    )
     mu = lib[:, None] * rate[ct]
     lam = rng.gamma(1 / cfg.dispersion, mu * cfg.dispersion)
     X = sp.csr_matrix(rng.poisson(lam).astype(np.int32))
-    obs = pd.DataFrame(dict(cell_type=pd.Categorical([ct_names[t] for t in ct], categories=ct_names),
-                            donor_id=pd.Categorical([f'donor_{d}' for d in donor]),
-                            tissue=pd.Categorical([f'tissue_{tissue_of[t]}' for t in ct])),
-                       index=[f'cell_{i:05d}' for i in range(cfg.n_cells)])
-    var = pd.DataFrame(dict(feature_name=[g.name for g in genes], feature_biotype='gene',
-                            feature_reference='NCBITaxon:9606'), index=pd.Index([g.gene_key for g in genes]))
+    obs = pd.DataFrame(
+        dict(
+            cell_type=pd.Categorical([ct_names[t] for t in ct], categories=ct_names),
+            donor_id=pd.Categorical([f'donor_{d}' for d in donor]),
+            tissue=pd.Categorical([f'tissue_{tissue_of[t]}' for t in ct]),
+        ),
+        index=[f'cell_{i:05d}' for i in range(cfg.n_cells)],
+    )
+    var = pd.DataFrame(
+        dict(feature_name=[g.name for g in genes], feature_biotype='gene', feature_reference='NCBITaxon:9606'),
+        index=pd.Index([g.gene_key for g in genes]),
+    )
     cells = ad.AnnData(X, obs=obs, var=var)
     cells.uns['title'] = f'rosa synthetic world (seed {cfg.seed})'
-    write_h5ad(cells, out/'cells.h5ad')
+    write_h5ad(cells, out / 'cells.h5ad')
     # truth.h5ad: what evaluation may read and training never does
-    tvar = pd.DataFrame(dict(
-        active_transcript_id=[f'ENST9{g.gene_key[5:]}{g.active}.1' for g in genes],
-        canonical_transcript_id=[f'ENST9{g.gene_key[5:]}{g.canonical}.1' for g in genes],
-        active_tss=[g.genome_pos(g.tss[g.active]) for g in genes],
-        chrom=[g.chrom for g in genes], strand=[g.strand for g in genes], family=fam, gene_type=[g.gene_type for g in genes],
-        n_core=n_core, beta=beta), index=var.index)
-    truth = ad.AnnData(np.log1p(1e4 * rate).astype(np.float32), obs=pd.DataFrame(dict(tissue=[f'tissue_{t}' for t in tissue_of]), index=ct_names), var=tvar)
+    tvar = pd.DataFrame(
+        dict(
+            active_transcript_id=[f'ENST9{g.gene_key[5:]}{g.active}.1' for g in genes],
+            canonical_transcript_id=[f'ENST9{g.gene_key[5:]}{g.canonical}.1' for g in genes],
+            active_tss=[g.genome_pos(g.tss[g.active]) for g in genes],
+            chrom=[g.chrom for g in genes],
+            strand=[g.strand for g in genes],
+            family=fam,
+            gene_type=[g.gene_type for g in genes],
+            n_core=n_core,
+            beta=beta,
+        ),
+        index=var.index,
+    )
+    truth = ad.AnnData(
+        np.log1p(1e4 * rate).astype(np.float32),
+        obs=pd.DataFrame(dict(tissue=[f'tissue_{t}' for t in tissue_of]), index=ct_names),
+        var=tvar,
+    )
     truth.layers['rate'] = rate.astype(np.float32)
     truth.varm['motif_scores'] = S.astype(np.float32)
     # each cell's type and true depth: with the dispersion (config), what the Bayes-optimal ceiling needs
     truth.uns['cells'] = pd.DataFrame(dict(cell_type=obs.cell_type.astype(str).values, library=lib), index=obs.index)
-    truth.uns['sites'] = planted_sites(genes)   # where each gene's grammar lies: what variants' true effects are computed from
-    truth.uns.update(tf_activity=A.astype(np.float32), bulk_activity=B.astype(np.float32), motifs=np.array(consensus),
-                     pwms=pwms.astype(np.float32), tata=TATA, gc_box=GC_BOX, config=json.dumps(asdict(cfg)))
-    write_h5ad(truth, out/'truth.h5ad')
-    write_json({**asdict(cfg), 'format': WORLD_FORMAT}, out/'world.json')
+    truth.uns['sites'] = planted_sites(
+        genes
+    )  # where each gene's grammar lies: what variants' true effects are computed from
+    truth.uns.update(
+        tf_activity=A.astype(np.float32),
+        bulk_activity=B.astype(np.float32),
+        motifs=np.array(consensus),
+        pwms=pwms.astype(np.float32),
+        tata=TATA,
+        gc_box=GC_BOX,
+        config=json.dumps(asdict(cfg)),
+    )
+    write_h5ad(truth, out / 'truth.h5ad')
+    write_json({**asdict(cfg), 'format': WORLD_FORMAT}, out / 'world.json')
     return World(out, asdict(cfg))
 
 # %% ../nbs/02_synthetic.ipynb #0021
-def load_world(path:str|Path) -> World:
+def load_world(path: str | Path) -> World:
     "The `World` written earlier in `path` (checks its files are there)."
     path = Path(path)
-    if not (path/'world.json').exists(): raise FileNotFoundError(f"{path} holds no synthetic world (no world.json)")
-    cfg = read_json(path/'world.json')
-    w = World(path, cfg, cfg.pop('format', 1))     # worlds written before the format was recorded are format 1
+    if not (path / 'world.json').exists():
+        raise FileNotFoundError(f"{path} holds no synthetic world (no world.json)")
+    cfg = read_json(path / 'world.json')
+    w = World(path, cfg, cfg.pop('format', 1))  # worlds written before the format was recorded are format 1
     missing = [p.name for p in w.files if not p.exists()]
-    if missing: raise FileNotFoundError(f"synthetic world in {path} is incomplete, missing: {missing}")
+    if missing:
+        raise FileNotFoundError(f"synthetic world in {path} is incomplete, missing: {missing}")
     return w
 
 # %% ../nbs/02_synthetic.ipynb #0033
-def count_sites(seq:str, motifs) -> int:
+def count_sites(seq: str, motifs) -> int:
     "Number of exact matches of any motif (either strand) in `seq`."
     return sum(seq.count(m) + seq.count(reverse_complement(m)) for m in motifs)
 
@@ -468,150 +695,254 @@ def count_sites(seq:str, motifs) -> int:
 @dataclass
 class NewGenes:
     "New genes of a world, written as sequences (`genes.fa`), as a small assembly (`assembly.fa`, `assembly.gtf`) and with their known answer (`truth.h5ad`)."
-    dir:Path
-    n_genes:int
-    @property
-    def fasta(self): return self.dir/'genes.fa'
-    @property
-    def assembly(self): return self.dir/'assembly.fa'
-    @property
-    def gtf(self): return self.dir/'assembly.gtf'
-    @property
-    def truth(self): return self.dir/'truth.h5ad'
-    def __repr__(self): return f"NewGenes({self.dir}, {self.n_genes} genes)"
 
-def world_normaliser(truth:ad.AnnData) -> np.ndarray:
+    dir: Path
+    n_genes: int
+
+    @property
+    def fasta(self):
+        return self.dir / 'genes.fa'
+
+    @property
+    def assembly(self):
+        return self.dir / 'assembly.fa'
+
+    @property
+    def gtf(self):
+        return self.dir / 'assembly.gtf'
+
+    @property
+    def truth(self):
+        return self.dir / 'truth.h5ad'
+
+    def __repr__(self):
+        return f"NewGenes({self.dir}, {self.n_genes} genes)"
+
+
+def world_normaliser(truth: ad.AnnData) -> np.ndarray:
     "Each cell type's log normaliser of the world's rates, logsumexp over its genes of beta + A·scores: what puts a new gene on the world's scale."
     log_r = _log_rates(truth.var['beta'].to_numpy(), truth.uns['tf_activity'], np.asarray(truth.varm['motif_scores']))
     m = log_r.max(1, keepdims=True)
     return (m + np.log(np.exp(log_r - m).sum(1, keepdims=True))).ravel()
 
-def new_genes(world:World|str|Path, # a world written by `make_world` (or its folder)
-              out_dir:str|Path, # where to write them (created)
-              n_genes:int=200, # how many
-              seed:int=1, # their seed (the world's own seed is kept apart)
-              length:int|None=None, # bp of each `genes.fa` record around the active TSS (None: the world's window)
-             ) -> NewGenes:
+
+def new_genes(
+    world: World | str | Path,  # a world written by `make_world` (or its folder)
+    out_dir: str | Path,  # where to write them (created)
+    n_genes: int = 200,  # how many
+    seed: int = 1,  # their seed (the world's own seed is kept apart)
+    length: int | None = None,  # bp of each `genes.fa` record around the active TSS (None: the world's window)
+) -> NewGenes:
     "Genes the world never had, drawn from its own grammar (its motifs, TF activities and families) with its own law: their sequences, a small assembly holding them, and each cell type's true mean."
     w = world if isinstance(world, World) else load_world(world)
-    cfg = WorldConfig(**w.cfg); g = _grammar(cfg); L = int(length or cfg.window)
-    truth = ad.read_h5ad(w.truth); logZ = world_normaliser(truth)
+    cfg = WorldConfig(**w.cfg)
+    g = _grammar(cfg)
+    L = int(length or cfg.window)
+    truth = ad.read_h5ad(w.truth)
+    logZ = world_normaliser(truth)
     rng, prng = np.random.default_rng([cfg.seed, 7, seed]), np.random.default_rng([cfg.seed, 8, seed])
-    n_fam = len(g['templates']); genes, beta = [], []
+    n_fam = len(g['templates'])
+    genes, beta = [], []
     for j in range(n_genes):
         coding = bool(rng.random() >= cfg.frac_lncrna)
         fam = int(rng.integers(n_fam)) if coding and n_fam and rng.random() < cfg.frac_family else -1
-        gene = _make_gene(rng, 10_000_000 + j, cfg, g['pwms'], fam, g['templates'][fam] if fam >= 0 else None, g['domains'], coding, prng)
-        genes.append(gene); beta.append(0.7 * gene.n_core + rng.normal(0, cfg.gene_noise))
-    S = np.stack([x.scores for x in genes]); beta = np.array(beta)
-    rate = np.exp(_log_rates(beta, g['A'], S) - logZ[:, None])                       # cell types x new genes, on the world's scale
+        gene = _make_gene(
+            rng,
+            10_000_000 + j,
+            cfg,
+            g['pwms'],
+            fam,
+            g['templates'][fam] if fam >= 0 else None,
+            g['domains'],
+            coding,
+            prng,
+        )
+        genes.append(gene)
+        beta.append(0.7 * gene.n_core + rng.normal(0, cfg.gene_noise))
+    S = np.stack([x.scores for x in genes])
+    beta = np.array(beta)
+    rate = np.exp(_log_rates(beta, g['A'], S) - logZ[:, None])  # cell types x new genes, on the world's scale
     records, contigs, rows, var = [], [], [], []
     for j, x in enumerate(genes):
-        a = x.tss[x.active]; start = a - L // 2
+        a = x.tss[x.active]
+        start = a - L // 2
         lo, hi = max(start, 0), min(start + L, len(x.seq))
         rec = 'N' * (lo - start) + ''.join(BASES[x.seq[lo:hi]]) + 'N' * (start + L - hi)
         records.append((f'{x.gene_key} tss={L // 2} name={x.name}', rec))
         x.chrom, x.offset = f'new{j + 1}', 2000
         body = x.seq if x.strand == '+' else 3 - x.seq[::-1]
-        contigs.append((x.chrom, ''.join(BASES[np.concatenate([rng.integers(0, 4, 2000), body, rng.integers(0, 4, 2000)])])))
+        contigs.append(
+            (x.chrom, ''.join(BASES[np.concatenate([rng.integers(0, 4, 2000), body, rng.integers(0, 4, 2000)])]))
+        )
         rows += _gtf_rows(x)
         sites = [(int(k), int(p - start) if 0 <= p - start <= L - 10 else None, where) for k, p, where in x.sites]
-        var.append(dict(gene_name=x.name, gene_type=x.gene_type, family=x.family, strand=x.strand, n_core=x.n_core, beta=beta[j],
-                        contig=x.chrom, active_transcript_id=f'ENST9{x.gene_key[5:]}{x.active}.1',
-                        active_tss=x.genome_pos(a), record_tss=L // 2,
-                        sites=json.dumps(sites)))
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    _write_text(out/'genes.fa', _fasta_text(records)); _write_text(out/'assembly.fa', _fasta_text(contigs))
-    for f in ('genes.fa.fai', 'assembly.fa.fai'): (out/f).unlink(missing_ok=True)   # a stale index would not match
+        var.append(
+            dict(
+                gene_name=x.name,
+                gene_type=x.gene_type,
+                family=x.family,
+                strand=x.strand,
+                n_core=x.n_core,
+                beta=beta[j],
+                contig=x.chrom,
+                active_transcript_id=f'ENST9{x.gene_key[5:]}{x.active}.1',
+                active_tss=x.genome_pos(a),
+                record_tss=L // 2,
+                sites=json.dumps(sites),
+            )
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_text(out / 'genes.fa', _fasta_text(records))
+    _write_text(out / 'assembly.fa', _fasta_text(contigs))
+    for f in ('genes.fa.fai', 'assembly.fa.fai'):
+        (out / f).unlink(missing_ok=True)  # a stale index would not match
     header = f'##description: new genes of a rosa synthetic world (world seed {cfg.seed}, seed {seed})\n##provider: rosa\n##format: gtf\n'
-    _write_text(out/'assembly.gtf', header + ''.join('\t'.join(map(str, r)) + '\n' for r in rows))
-    t = ad.AnnData(np.log1p(1e4 * rate).astype(np.float32), obs=truth.obs.copy(),
-                   var=pd.DataFrame(var, index=pd.Index([x.gene_key for x in genes])))
-    t.layers['rate'] = rate.astype(np.float32); t.varm['motif_scores'] = S.astype(np.float32)
+    _write_text(out / 'assembly.gtf', header + ''.join('\t'.join(map(str, r)) + '\n' for r in rows))
+    t = ad.AnnData(
+        np.log1p(1e4 * rate).astype(np.float32),
+        obs=truth.obs.copy(),
+        var=pd.DataFrame(var, index=pd.Index([x.gene_key for x in genes])),
+    )
+    t.layers['rate'] = rate.astype(np.float32)
+    t.varm['motif_scores'] = S.astype(np.float32)
     t.uns.update(config=truth.uns['config'], seed=seed, length=L)
-    write_h5ad(t, out/'truth.h5ad')
+    write_h5ad(t, out / 'truth.h5ad')
     return NewGenes(out, n_genes)
 
 # %% ../nbs/02_synthetic.ipynb #4124753e
-def true_variant_effects(truth:ad.AnnData, # the world's truth.h5ad (uns['sites'], uns['tf_activity'])
-                         variants:pd.DataFrame, # chrom, pos (0-based), ref, alt; index = the variants' ids
-                        ) -> pd.DataFrame:
+def true_variant_effects(
+    truth: ad.AnnData,  # the world's truth.h5ad (uns['sites'], uns['tf_activity'])
+    variants: pd.DataFrame,  # chrom, pos (0-based), ref, alt; index = the variants' ids
+) -> pd.DataFrame:
     "Each variant's true change of every cell type's log mean, per gene whose planted site it touches (a changed base destroys the site): rows (variant, gene), a column per cell type."
     sites, A = truth.uns['sites'], np.asarray(truth.uns['tf_activity'])
     missing = [c for c in ('chrom', 'pos', 'ref', 'alt') if c not in variants]
-    if missing: raise KeyError(f"variants need columns chrom, pos, ref, alt (missing {missing})")
-    sites = sites.sort_values(['chrom', 'start'], kind='stable'); longest = int((sites.end - sites.start).max()) if len(sites) else 0
+    if missing:
+        raise KeyError(f"variants need columns chrom, pos, ref, alt (missing {missing})")
+    sites = sites.sort_values(['chrom', 'start'], kind='stable')
+    longest = int((sites.end - sites.start).max()) if len(sites) else 0
     by_chrom = {c: (d.start.to_numpy(np.int64), d) for c, d in sites.groupby('chrom', sort=False)}
     rows, keys = [], []
-    for vid, chrom, pos, ref, alt in zip(variants.index, variants.chrom.astype(str), variants.pos.astype(np.int64), variants.ref.astype(str), variants.alt.astype(str)):
-        if ref.upper() == alt.upper() or chrom not in by_chrom: continue
-        starts, d = by_chrom[chrom]; end = int(pos) + max(len(ref), 1)
-        hit = d.iloc[np.searchsorted(starts, pos - longest, 'right'):np.searchsorted(starts, end)]   # interval search: a site starts within reach
+    for vid, chrom, pos, ref, alt in zip(
+        variants.index,
+        variants.chrom.astype(str),
+        variants.pos.astype(np.int64),
+        variants.ref.astype(str),
+        variants.alt.astype(str),
+    ):
+        if ref.upper() == alt.upper() or chrom not in by_chrom:
+            continue
+        starts, d = by_chrom[chrom]
+        end = int(pos) + max(len(ref), 1)
+        hit = d.iloc[
+            np.searchsorted(starts, pos - longest, 'right') : np.searchsorted(starts, end)
+        ]  # interval search: a site starts within reach
         hit = hit[(hit.start < end) & (hit.end > pos)]
         for gene, h in hit.groupby('gene', sort=False):
             e = np.zeros(A.shape[0])
-            for k, w in zip(h.tf, h.weight): e -= w if k < 0 else w * A[:, k]   # a GC box: basal strength; a motif: its TF's activity
-            rows.append(e); keys.append((vid, gene, len(h), ','.join(sorted(set(h['where'])))))
-    idx = pd.MultiIndex.from_tuples(keys, names=['variant', 'gene', 'n_sites', 'where']) if keys else \
-          pd.MultiIndex.from_tuples([], names=['variant', 'gene', 'n_sites', 'where'])
+            for k, w in zip(h.tf, h.weight):
+                e -= w if k < 0 else w * A[:, k]  # a GC box: basal strength; a motif: its TF's activity
+            rows.append(e)
+            keys.append((vid, gene, len(h), ','.join(sorted(set(h['where'])))))
+    idx = (
+        pd.MultiIndex.from_tuples(keys, names=['variant', 'gene', 'n_sites', 'where'])
+        if keys
+        else pd.MultiIndex.from_tuples([], names=['variant', 'gene', 'n_sites', 'where'])
+    )
     return pd.DataFrame(np.array(rows).reshape(len(rows), A.shape[0]), index=idx, columns=list(truth.obs_names))
 
-def variant_panel(world:World|str|Path, # a world written by `make_world` (or its folder)
-                  genes:list|None=None, # gene keys (default: every gene)
-                  n_neutral:int=4, # neutral SNVs per gene
-                  reach:int=450, # neutral SNVs lie within this many bp of the gene's active TSS
-                  gap:int=10, # and at least this far from every planted site and TATA box
-                  seed:int=0) -> pd.DataFrame:
+
+def variant_panel(
+    world: World | str | Path,  # a world written by `make_world` (or its folder)
+    genes: list | None = None,  # gene keys (default: every gene)
+    n_neutral: int = 4,  # neutral SNVs per gene
+    reach: int = 450,  # neutral SNVs lie within this many bp of the gene's active TSS
+    gap: int = 10,  # and at least this far from every planted site and TATA box
+    seed: int = 0,
+) -> pd.DataFrame:
     "SNVs with a known answer: one at the middle base of every planted site of `genes` (the site is destroyed) and `n_neutral` per gene near its active TSS that touch nothing planted; chrom, pos (0-based), ref, alt, kind ('site' or 'neutral'), gene, where, tf, and the variant's id as index."
     from pyfaidx import Fasta
+
     w = world if isinstance(world, World) else load_world(world)
-    truth = ad.read_h5ad(w.truth); st = truth.uns['sites']; rng = np.random.default_rng([seed, 7])
+    truth = ad.read_h5ad(w.truth)
+    st = truth.uns['sites']
+    rng = np.random.default_rng([seed, 7])
     genes = list(truth.var_names) if genes is None else list(genes)
     bad = [g for g in genes if g not in truth.var_names]
-    if bad: raise KeyError(f"genes not in the world: {bad[:5]}")
+    if bad:
+        raise KeyError(f"genes not in the world: {bad[:5]}")
     G = Fasta(str(w.fasta), as_raw=True, sequence_always_upper=True)
     tss = pd.read_csv(w.gtf, sep='\t', comment='#', header=None, usecols=[0, 2, 3, 4, 6])
-    tss = tss[tss[2] == 'transcript']; t0 = np.where(tss[6] == '+', tss[3] - 1, tss[4] - 1)   # every annotated TSS, 0-based
+    tss = tss[tss[2] == 'transcript']
+    t0 = np.where(tss[6] == '+', tss[3] - 1, tss[4] - 1)  # every annotated TSS, 0-based
     tata = pd.DataFrame(dict(chrom=tss[0].to_numpy(), start=np.where(tss[6] == '+', t0 - 31, t0 + 31 - len(TATA) + 1)))
     tata['end'] = tata.start + len(TATA)
     blocked = pd.concat([st[['chrom', 'start', 'end']], tata])
     other = lambda b: str(rng.choice([x for x in 'ACGT' if x != b]))
     rows = []
     for s in st[st.gene.isin(set(genes))].itertuples():
-        p = (s.start + s.end) // 2; b = G[s.chrom][p]
+        p = (s.start + s.end) // 2
+        b = G[s.chrom][p]
         rows.append((s.chrom, p, b, other(b), 'site', s.gene, s.where, int(s.tf)))
     v = truth.var.loc[genes]
     for g, chrom, a in zip(genes, v.chrom.astype(str), v.active_tss.astype(np.int64)):
-        bl = blocked[blocked.chrom == chrom]; L = len(G[chrom]); k = 0
+        bl = blocked[blocked.chrom == chrom]
+        L = len(G[chrom])
+        k = 0
         for p in rng.permutation(np.arange(max(a - reach, 0), min(a + reach, L))):
-            if ((bl.start - gap <= p) & (bl.end + gap > p)).any(): continue
+            if ((bl.start - gap <= p) & (bl.end + gap > p)).any():
+                continue
             b = G[chrom][int(p)]
-            if b == 'N': continue
-            rows.append((chrom, int(p), b, other(b), 'neutral', g, '', -2)); k += 1
-            if k == n_neutral: break
+            if b == 'N':
+                continue
+            rows.append((chrom, int(p), b, other(b), 'neutral', g, '', -2))
+            k += 1
+            if k == n_neutral:
+                break
     out = pd.DataFrame(rows, columns=['chrom', 'pos', 'ref', 'alt', 'kind', 'gene', 'where', 'tf'])
-    out.index = pd.Index([f'{c}:{p + 1}:{r}>{a}' for c, p, r, a in zip(out.chrom, out.pos, out.ref, out.alt)], dtype=str)
+    out.index = pd.Index(
+        [f'{c}:{p + 1}:{r}>{a}' for c, p, r, a in zip(out.chrom, out.pos, out.ref, out.alt)], dtype=str
+    )
     return out[~out.index.duplicated()]
 
 # %% ../nbs/02_synthetic.ipynb #0038
 def plot_grammar(truth, ax=None):
     "Heatmaps of TF (motif) activity per cell type and per bulk track; returns the axes."
-    import matplotlib.pyplot as plt, seaborn as sns
-    if ax is None: _, ax = plt.subplots(1, 2, figsize=(9, 3.2), gridspec_kw=dict(width_ratios=[1, 1]))
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(1, 2, figsize=(9, 3.2), gridspec_kw=dict(width_ratios=[1, 1]))
     m = [f'TF{k}' for k in range(truth.uns['tf_activity'].shape[1])]
-    sns.heatmap(pd.DataFrame(truth.uns['tf_activity'], index=truth.obs_names, columns=m), cmap='RdBu_r', center=0, ax=ax[0])
+    sns.heatmap(
+        pd.DataFrame(truth.uns['tf_activity'], index=truth.obs_names, columns=m), cmap='RdBu_r', center=0, ax=ax[0]
+    )
     ax[0].set_title('single-cell TF activity $A$')
-    sns.heatmap(pd.DataFrame(truth.uns['bulk_activity'], index=[f'bulk_{u}' for u in range(truth.uns['bulk_activity'].shape[0])], columns=m),
-                cmap='RdBu_r', center=0, ax=ax[1])
+    sns.heatmap(
+        pd.DataFrame(
+            truth.uns['bulk_activity'],
+            index=[f'bulk_{u}' for u in range(truth.uns['bulk_activity'].shape[0])],
+            columns=m,
+        ),
+        cmap='RdBu_r',
+        center=0,
+        ax=ax[1],
+    )
     ax[1].set_title('bulk CAGE TF activity $B$')
     return ax
 
-def plot_expression(truth, n_genes:int=40, ax=None):
+
+def plot_expression(truth, n_genes: int = 40, ax=None):
     "The oracle log-normalised expression of the most variable genes per cell type; returns the axis."
-    import matplotlib.pyplot as plt, seaborn as sns
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
     X = pd.DataFrame(truth.X, index=truth.obs_names, columns=truth.var_names)
     top = X.var().sort_values(ascending=False).index[:n_genes]
-    if ax is None: _, ax = plt.subplots(figsize=(9, 3))
-    sns.heatmap(X[top], cmap='viridis', ax=ax, xticklabels=False); ax.set_xlabel(f'{n_genes} most variable genes')
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 3))
+    sns.heatmap(X[top], cmap='viridis', ax=ax, xticklabels=False)
+    ax.set_xlabel(f'{n_genes} most variable genes')
     ax.set_title('true mean log1p(1e4 rate) per cell type')
     return ax

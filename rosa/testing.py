@@ -16,52 +16,80 @@ from .splits import split_genes, split_cells, split_mask
 __all__ = ['TOY_FRACTIONS', 'toy_adata', 'heldout_r', 'poison']
 
 # %% ../nbs/05_testing.ipynb #0005
-TOY_FRACTIONS = (0.6, 0.2, 0.2)   # more val genes than a run's (0.7, 0.1, 0.2): a 120-gene toy needs some to select on
+TOY_FRACTIONS = (0.6, 0.2, 0.2)  # more val genes than a run's (0.7, 0.1, 0.2): a 120-gene toy needs some to select on
 
-def toy_adata(n_cells:int=300, # cells
-              n_genes:int=120, # genes
-              d:int=16, # embedding dimension
-              n_types:int=3, # cell types
-              cell_noise:float=0.5, # strength of each cell's private program relative to its type's
-              depth:float=3000., # mean counts per cell
-              seed:int=0, # random seed (of the simulation and of the splits)
-              return_truth:bool=False, # also return the truth AnnData (cell types x genes, X = log1p(1e4*rate))
-             ):
+
+def toy_adata(
+    n_cells: int = 300,  # cells
+    n_genes: int = 120,  # genes
+    d: int = 16,  # embedding dimension
+    n_types: int = 3,  # cell types
+    cell_noise: float = 0.5,  # strength of each cell's private program relative to its type's
+    depth: float = 3000.0,  # mean counts per cell
+    seed: int = 0,  # random seed (of the simulation and of the splits)
+    return_truth: bool = False,  # also return the truth AnnData (cell types x genes, X = log1p(1e4*rate))
+):
     "A tiny simulated AnnData, split, normalised and binned by `rosa.data`, for tests and examples."
     rng = np.random.default_rng(seed)
     E = rng.normal(size=(n_genes, d)).astype(np.float32)
     W = rng.normal(size=(n_types, d)) / np.sqrt(d)
-    types = rng.integers(n_types, size=n_cells); types[:n_types] = np.arange(n_types)
+    types = rng.integers(n_types, size=n_cells)
+    types[:n_types] = np.arange(n_types)
     U = W[types] + cell_noise * rng.normal(size=(n_cells, d)) / np.sqrt(d)
+
     def rate(prog):
-        lg = 2.0 * prog @ E.T; lg -= lg.max(1, keepdims=True); r = np.exp(lg); return r / r.sum(1, keepdims=True)
+        lg = 2.0 * prog @ E.T
+        lg -= lg.max(1, keepdims=True)
+        r = np.exp(lg)
+        return r / r.sum(1, keepdims=True)
+
     size = depth * rng.lognormal(0, 0.3, n_cells)
     counts = rng.poisson(size[:, None] * rate(U))
-    obs = pd.DataFrame({'cell_type': pd.Categorical([f'type{t}' for t in types])}, index=[f'cell{i}' for i in range(n_cells)])
-    a = ad.AnnData(sp.csr_matrix(counts, dtype=np.int32), obs=obs, var=pd.DataFrame(index=[f'ENSG{i:011d}' for i in range(n_genes)]))
+    obs = pd.DataFrame(
+        {'cell_type': pd.Categorical([f'type{t}' for t in types])}, index=[f'cell{i}' for i in range(n_cells)]
+    )
+    a = ad.AnnData(
+        sp.csr_matrix(counts, dtype=np.int32),
+        obs=obs,
+        var=pd.DataFrame(index=[f'ENSG{i:011d}' for i in range(n_genes)]),
+    )
     # prepare_counts' steps without its filters, so that the toy has the shape asked for
-    split_genes(a, fractions=TOY_FRACTIONS, seed=seed); split_cells(a, fractions=TOY_FRACTIONS, seed=seed)
+    split_genes(a, fractions=TOY_FRACTIONS, seed=seed)
+    split_cells(a, fractions=TOY_FRACTIONS, seed=seed)
     bin_expression(normalize(a))
-    a.varm['good'] = E; a.varm['random'] = rng.normal(size=(n_genes, d)).astype(np.float32)
-    if not return_truth: return a
-    truth = ad.AnnData(np.log1p(1e4 * rate(W)).astype(np.float32), var=pd.DataFrame(index=a.var_names),
-                       obs=pd.DataFrame(index=[f'type{t}' for t in range(n_types)]))
+    a.varm['good'] = E
+    a.varm['random'] = rng.normal(size=(n_genes, d)).astype(np.float32)
+    if not return_truth:
+        return a
+    truth = ad.AnnData(
+        np.log1p(1e4 * rate(W)).astype(np.float32),
+        var=pd.DataFrame(index=a.var_names),
+        obs=pd.DataFrame(index=[f'type{t}' for t in range(n_types)]),
+    )
     return a, truth
 
 # %% ../nbs/05_testing.ipynb #0010
-def heldout_r(p:np.ndarray, # predictions (n_cells, n_genes)
-              adata:ad.AnnData, # the AnnData they predict (X = the truth)
-             ) -> float:
+def heldout_r(
+    p: np.ndarray,  # predictions (n_cells, n_genes)
+    adata: ad.AnnData,  # the AnnData they predict (X = the truth)
+) -> float:
     "Mean Pearson across held-out genes, per held-out cell."
     g, c = split_mask(adata, 'genes', 'test'), split_mask(adata, 'cells', 'test')
     t, q = adata.X.toarray()[c][:, g], p[c][:, g]
     return float(np.mean([np.corrcoef(x, y)[0, 1] for x, y in zip(t, q)]))
 
-def poison(adata:ad.AnnData, # cells x genes with X and layers['bins']
-           splits:str|tuple=('val', 'test'), # the gene splits to poison
-          ) -> ad.AnnData:
+
+def poison(
+    adata: ad.AnnData,  # cells x genes with X and layers['bins']
+    splits: str | tuple = ('val', 'test'),  # the gene splits to poison
+) -> ad.AnnData:
     "A copy whose expression (X and bins) of held-out genes is garbage: NaN values, out-of-range bins."
-    b = adata.copy(); X = b.X.toarray(); ho = split_mask(b, 'genes', splits)
-    X[:, ho] = np.nan; b.X = sp.csr_matrix(X)
-    B = b.layers['bins'].toarray(); B[:, ho] = 99; b.layers['bins'] = sp.csr_matrix(B)
+    b = adata.copy()
+    X = b.X.toarray()
+    ho = split_mask(b, 'genes', splits)
+    X[:, ho] = np.nan
+    b.X = sp.csr_matrix(X)
+    B = b.layers['bins'].toarray()
+    B[:, ho] = 99
+    b.layers['bins'] = sp.csr_matrix(B)
     return b

@@ -4,7 +4,12 @@
 
 # %% ../nbs/12_training.ipynb #0003
 from __future__ import annotations
-import hashlib, itertools, logging, math, time, warnings
+import hashlib
+import itertools
+import logging
+import math
+import time
+import warnings
 from dataclasses import asdict, dataclass, fields, make_dataclass
 from pathlib import Path
 
@@ -35,39 +40,61 @@ __all__ = ['MAX_DENSE', 'HISTORY', 'TransformerParams', 'gene_inputs', 'BinsTran
            'predict_transformer', 'TransformerFit', 'transformer']
 
 # %% ../nbs/12_training.ipynb #0007
-MAX_DENSE = int(5e7)   # train cells x genes held dense on the device up to this many values
+MAX_DENSE = int(5e7)  # train cells x genes held dense on the device up to this many values
+
 
 class _Cells:
     "Rows of (train-gene values, bins) for sampling: dense on the device when small; else CSR in memory, or read from a backed store per batch."
+
     def __init__(self, X, B, rows, cols, device):
         self.device, self.rows, self.cols = device, np.asarray(rows), np.asarray(cols)
         self.dense = len(rows) * len(cols) <= MAX_DENSE
         self.backed = not self.dense and not (sp.issparse(X) or isinstance(X, np.ndarray))
-        if self.backed: self.X, self.B = X, B; return    # a store: read each batch's cells from it, memory stays one batch
-        X, B = read_rows(X, rows)[:, cols], read_rows(B, rows)[:, cols]
-        if self.dense: X, B = torch.from_numpy(dense_block(X)).to(device), torch.from_numpy(dense_block(B, dtype=np.int8)).to(device)
-        self.X, self.B = X, B    # bins stay int8: 8x less memory than int64
-    def __call__(self, idx):
-        if self.dense: return self.X[torch.from_numpy(idx).to(self.device)], self.B[torch.from_numpy(idx).to(self.device)].long()
         if self.backed:
-            o = np.argsort(self.rows[idx], kind='stable'); r = self.rows[idx][o]; back = np.argsort(o, kind='stable')
-            x, b = dense_block(read_rows(self.X, r), None, self.cols)[back], dense_block(read_rows(self.B, r), None, self.cols, np.int64)[back]
-        else: x, b = dense_block(self.X, idx), dense_block(self.B, idx, dtype=np.int64)
+            self.X, self.B = X, B
+            return  # a store: read each batch's cells from it, memory stays one batch
+        X, B = read_rows(X, rows)[:, cols], read_rows(B, rows)[:, cols]
+        if self.dense:
+            X, B = (
+                torch.from_numpy(dense_block(X)).to(device),
+                torch.from_numpy(dense_block(B, dtype=np.int8)).to(device),
+            )
+        self.X, self.B = X, B  # bins stay int8: 8x less memory than int64
+
+    def __call__(self, idx):
+        if self.dense:
+            return self.X[torch.from_numpy(idx).to(self.device)], self.B[torch.from_numpy(idx).to(self.device)].long()
+        if self.backed:
+            o = np.argsort(self.rows[idx], kind='stable')
+            r = self.rows[idx][o]
+            back = np.argsort(o, kind='stable')
+            x, b = (
+                dense_block(read_rows(self.X, r), None, self.cols)[back],
+                dense_block(read_rows(self.B, r), None, self.cols, np.int64)[back],
+            )
+        else:
+            x, b = dense_block(self.X, idx), dense_block(self.B, idx, dtype=np.int64)
         return torch.from_numpy(x).to(self.device), torch.from_numpy(b).to(self.device)
+
 
 def _split_genes(rng, n_cells, n_genes, n_context, n_targets):
     "Per cell, a random context set and a disjoint target set of gene positions: (cells, n_context), (cells, n_targets)."
-    perm = rng.permuted(np.tile(np.arange(n_genes), (n_cells, 1)), axis=1)[:, :n_context+n_targets]
+    perm = rng.permuted(np.tile(np.arange(n_genes), (n_cells, 1)), axis=1)[:, : n_context + n_targets]
     return perm[:, :n_context], perm[:, n_context:]
 
-def gene_inputs(adata:ad.AnnData, # genes with varm[key]
-                key:str, # gene embedding
-               ) -> tuple[np.ndarray, bool]:
+
+def gene_inputs(
+    adata: ad.AnnData,  # genes with varm[key]
+    key: str,  # gene embedding
+) -> tuple[np.ndarray, bool]:
     "What the transformer reads of each gene: its raw embedding row (float32), or for a one-hot index its position (int64)."
-    if key not in adata.varm: raise KeyError(f"no gene embedding {key!r} in adata.varm (have {list(adata.varm.keys())})")
+    if key not in adata.varm:
+        raise KeyError(f"no gene embedding {key!r} in adata.varm (have {list(adata.varm.keys())})")
     E = adata.varm[key]
-    if is_index(E): return E.tocsr().indices.astype(np.int64), True     # one 1 per row: the row's column is the gene's index
+    if is_index(E):
+        return E.tocsr().indices.astype(np.int64), True  # one 1 per row: the row's column is the gene's index
     return (E.toarray() if sp.issparse(E) else np.asarray(E)).astype(np.float32), False
+
 
 def _batch(cells, idx, ctx, tgt, E, device, target='values'):
     "Model inputs for cells `idx` (positions in `cells`) with context/target gene positions (within train genes), and the targets' values or bins."
@@ -77,17 +104,50 @@ def _batch(cells, idx, ctx, tgt, E, device, target='values'):
     te = E[tgt[0]] if len(tgt) > 1 and bool((tgt == tgt[:1]).all()) else E[tgt]
     return (E[ctx], x.gather(1, ctx), b.gather(1, ctx), te), (x if target == 'values' else b).gather(1, tgt)
 
+
 def _digest(*arrays) -> str:
     h = hashlib.sha256()
-    for x in arrays: h.update('\x1f'.join(map(str, x)).encode()); h.update(b'\x1e')
+    for x in arrays:
+        h.update('\x1f'.join(map(str, x)).encode())
+        h.update(b'\x1e')
     return h.hexdigest()[:16]
 
 # %% ../nbs/12_training.ipynb #b002
 class _Batches(IterableDataset):
     "Endless micro-batches: step `s`'s cells and genes are drawn from a generator seeded by (seed, s); this process's shares of them."
-    def __init__(self, cells, E, n_cells, batch_cells, n_context, n_targets, seed, start=0, rank=0, world=1, accumulate=1, target='values'):
-        self.cells, self.E, self.n_cells, self.batch_cells, self.n_context, self.n_targets = cells, E, n_cells, batch_cells, n_context, n_targets
-        self.seed, self.start, self.rank, self.world, self.accumulate, self.target = seed, start, rank, world, accumulate, target
+
+    def __init__(
+        self,
+        cells,
+        E,
+        n_cells,
+        batch_cells,
+        n_context,
+        n_targets,
+        seed,
+        start=0,
+        rank=0,
+        world=1,
+        accumulate=1,
+        target='values',
+    ):
+        self.cells, self.E, self.n_cells, self.batch_cells, self.n_context, self.n_targets = (
+            cells,
+            E,
+            n_cells,
+            batch_cells,
+            n_context,
+            n_targets,
+        )
+        self.seed, self.start, self.rank, self.world, self.accumulate, self.target = (
+            seed,
+            start,
+            rank,
+            world,
+            accumulate,
+            target,
+        )
+
     def __iter__(self):
         parts = self.world * self.accumulate
         for s in itertools.count(self.start):
@@ -95,348 +155,567 @@ class _Batches(IterableDataset):
             idx = rng.choice(self.n_cells, self.batch_cells, replace=False)
             ctx, tgt = _split_genes(rng, self.batch_cells, len(self.E), self.n_context, self.n_targets)
             for j in range(self.accumulate):
-                q = slice(self.rank * self.accumulate + j, None, parts)   # this process's j-th share of the step's cells
+                q = slice(self.rank * self.accumulate + j, None, parts)  # this process's j-th share of the step's cells
                 yield _batch(self.cells, idx[q], ctx[q], tgt[q], self.E, self.E.device, self.target)
 
 # %% ../nbs/12_training.ipynb #b005
 class BinsTransformer(ExpressionTransformer):
     "`ExpressionTransformer` whose head gives each query gene's bin logits; `decode` returns their expected log1p value."
-    def __init__(self, cfg:TransformerConfig):
+
+    def __init__(self, cfg: TransformerConfig):
         super().__init__(cfg)
         self.head = nn.Sequential(nn.LayerNorm(cfg.d_model), nn.Linear(cfg.d_model, cfg.n_bins))
-        self.register_buffer('bin_values', torch.zeros(cfg.n_bins))   # mean log1p of the train values in each bin
+        self.register_buffer('bin_values', torch.zeros(cfg.n_bins))  # mean log1p of the train values in each bin
 
     def logits(self, memory, tgt_emb):
         "Memory (b m d), query embeddings (b t e) or shared (t e) -> bin logits (b t n_bins)."
         q = self.query(self.standardise(tgt_emb))
-        if q.ndim == 2: q = repeat(q, 't d -> b t d', b=memory.shape[0])
-        for blk in self.decoder: q = blk(q, memory)
+        if q.ndim == 2:
+            q = repeat(q, 't d -> b t d', b=memory.shape[0])
+        for blk in self.decoder:
+            q = blk(q, memory)
         return self.head(q)
 
     def decode(self, memory, tgt_emb, offset=None):
         "Expected log1p value (b t) under the bin logits; `offset` is unused (bins are already relative to the cell)."
         return self.logits(memory, tgt_emb).float().softmax(-1) @ self.bin_values.float()
 
-def bin_stats(X, # log1p values (cells x genes; in memory or backed)
-              B, # their bins, same shape
-              rows:np.ndarray, # the cells counted (train cells)
-              cols:np.ndarray, # the genes counted (train genes)
-              n_bins:int, # number of bins
-              block:int=4096, # cells read at once
-             ) -> tuple[np.ndarray, np.ndarray]:
+
+def bin_stats(
+    X,  # log1p values (cells x genes; in memory or backed)
+    B,  # their bins, same shape
+    rows: np.ndarray,  # the cells counted (train cells)
+    cols: np.ndarray,  # the genes counted (train genes)
+    n_bins: int,  # number of bins
+    block: int = 4096,  # cells read at once
+) -> tuple[np.ndarray, np.ndarray]:
     "Class weights (inverse frequency, averaging 1 over the values counted; 0 for an empty bin) and the mean value of each bin, over rows x cols only."
     n, s = np.zeros(n_bins), np.zeros(n_bins)
     for _, r in row_blocks(np.asarray(rows), block):
         b = dense_block(read_rows(B, r), None, cols, np.int64).ravel()
-        if len(b) and (b.min() < 0 or b.max() >= n_bins): raise ValueError(f"bins outside [0, {n_bins}) in the train cells x train genes")
-        n += np.bincount(b, minlength=n_bins); s += np.bincount(b, dense_block(read_rows(X, r), None, cols).ravel().astype(np.float64), minlength=n_bins)
+        if len(b) and (b.min() < 0 or b.max() >= n_bins):
+            raise ValueError(f"bins outside [0, {n_bins}) in the train cells x train genes")
+        n += np.bincount(b, minlength=n_bins)
+        s += np.bincount(b, dense_block(read_rows(X, r), None, cols).ravel().astype(np.float64), minlength=n_bins)
     seen = n > 0
-    w = np.where(seen, n.sum() / (seen.sum() * np.maximum(n, 1)), 0.)      # sum over bins of frequency x weight = 1
-    return w.astype(np.float32), np.where(seen, s / np.maximum(n, 1), 0.).astype(np.float32)
+    w = np.where(seen, n.sum() / (seen.sum() * np.maximum(n, 1)), 0.0)  # sum over bins of frequency x weight = 1
+    return w.astype(np.float32), np.where(seen, s / np.maximum(n, 1), 0.0).astype(np.float32)
 
 # %% ../nbs/12_training.ipynb #b008
-def lr_factor(step:int, # optimiser step (0-based)
-              warmup:int, # linear warm-up steps
-              steps:int, # total steps: the end of the cosine
-              schedule:str='cosine', # 'cosine' or 'constant' after the warm-up
-              floor:float=0., # the cosine's end, as a fraction of the peak (min_lr / lr)
-             ) -> float:
+def lr_factor(
+    step: int,  # optimiser step (0-based)
+    warmup: int,  # linear warm-up steps
+    steps: int,  # total steps: the end of the cosine
+    schedule: str = 'cosine',  # 'cosine' or 'constant' after the warm-up
+    floor: float = 0.0,  # the cosine's end, as a fraction of the peak (min_lr / lr)
+) -> float:
     "The learning rate at `step` as a fraction of the peak `lr`."
-    if step < warmup: return (step + 1) / warmup
-    if schedule == 'constant': return 1.
-    t = min(1., (step - warmup) / max(1, steps - warmup))
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == 'constant':
+        return 1.0
+    t = min(1.0, (step - warmup) / max(1, steps - warmup))
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
 
 # %% ../nbs/12_training.ipynb #b011
-for _name in ('lightning.pytorch', 'lightning.fabric'): logging.getLogger(_name).setLevel(logging.WARNING)   # no banners in rosa run's output
-warnings.filterwarnings('ignore', message=r'.*isinstance\(treespec, LeafSpec\)')   # Lightning 2.6 on torch 2.13, in every process
+for _name in ('lightning.pytorch', 'lightning.fabric'):
+    logging.getLogger(_name).setLevel(logging.WARNING)  # no banners in rosa run's output
+warnings.filterwarnings(
+    'ignore', message=r'.*isinstance\(treespec, LeafSpec\)'
+)  # Lightning 2.6 on torch 2.13, in every process
 
-def _network(cfg:TransformerConfig, loss:str='mse') -> ExpressionTransformer:
+
+def _network(cfg: TransformerConfig, loss: str = 'mse') -> ExpressionTransformer:
     "The network a loss trains: one value per query gene (mse) or bin logits (bins)."
     return (BinsTransformer if loss == 'bins' else ExpressionTransformer)(cfg)
 
+
 HISTORY = ['step', 'train_loss', 'val_loss', 'seconds']
+
 
 class TrainingPlan(L.LightningModule):
     "A training run for Lightning: the loss, AdamW and its schedule, step-seeded batches, selection on val with early stopping, rosa's checkpoint."
-    def __init__(self, net, data:dict, hp:dict, fp:str, steps:int, schedule:str, min_lr:float, accumulate:int,
-                 resume:dict|None, ckpt, ckpt_every:int, verbose:bool):
+
+    def __init__(
+        self,
+        net,
+        data: dict,
+        hp: dict,
+        fp: str,
+        steps: int,
+        schedule: str,
+        min_lr: float,
+        accumulate: int,
+        resume: dict | None,
+        ckpt,
+        ckpt_every: int,
+        verbose: bool,
+    ):
         super().__init__()
-        self.net, self.data, self.hp, self.fp, self.steps, self.schedule, self.min_lr = net, data, hp, fp, steps, schedule, min_lr
+        self.net, self.data, self.hp, self.fp, self.steps, self.schedule, self.min_lr = (
+            net,
+            data,
+            hp,
+            fp,
+            steps,
+            schedule,
+            min_lr,
+        )
         self.accumulate, self.ckpt, self.ckpt_every, self.verbose = accumulate, ckpt, ckpt_every, verbose
-        self.state = resume['state'] if resume else dict(step=0, best=None, best_loss=float('inf'), bad=0, history=[], stopped=False)
-        self.opt_state, self.k0 = resume['opt'] if resume else None, self.state['step']   # the step this call starts at
+        self.state = (
+            resume['state']
+            if resume
+            else dict(step=0, best=None, best_loss=float('inf'), bad=0, history=[], stopped=False)
+        )
+        self.opt_state, self.k0 = resume['opt'] if resume else None, self.state['step']  # the step this call starts at
 
     def on_fit_start(self):
         # the data go to this process's device here, after Lightning has placed the model (and spawned its processes)
         d, dev = self.data, self.device
         self.target = 'bins' if self.hp['loss'] == 'bins' else 'values'
         self.cells = _Cells(d['X'], d['B'], d['c_tr'], d['g_tr'], dev)
-        self.Et = torch.from_numpy(d['raw'][d['g_tr']]).to(dev)    # training gathers train genes' embeddings only
+        self.Et = torch.from_numpy(d['raw'][d['g_tr']]).to(dev)  # training gathers train genes' embeddings only
         self.val = _Cells(d['X'], d['B'], d['c_val'], d['v_cols'], dev) if len(d['c_val']) else None
-        self.Ev = self.Et if d['select'] == 'cells' else torch.cat([self.Et, torch.from_numpy(d['raw'][d['g_va']]).to(dev)])
+        self.Ev = (
+            self.Et if d['select'] == 'cells' else torch.cat([self.Et, torch.from_numpy(d['raw'][d['g_va']]).to(dev)])
+        )
         self.w = torch.from_numpy(d['w']).to(dev) if d['w'] is not None else None
         self.t0, self.run_loss, self.seen = time.time(), [], self.trainer.global_step
 
     def train_dataloader(self):
         d, hp = self.data, self.hp
-        return DataLoader(_Batches(self.cells, self.Et, len(d['c_tr']), hp['batch_cells'], hp['n_context'], hp['n_targets'], hp['seed'],
-                                   start=self.k0, rank=self.global_rank, world=self.trainer.world_size,
-                                   accumulate=self.accumulate, target=self.target), batch_size=None)
+        return DataLoader(
+            _Batches(
+                self.cells,
+                self.Et,
+                len(d['c_tr']),
+                hp['batch_cells'],
+                hp['n_context'],
+                hp['n_targets'],
+                hp['seed'],
+                start=self.k0,
+                rank=self.global_rank,
+                world=self.trainer.world_size,
+                accumulate=self.accumulate,
+                target=self.target,
+            ),
+            batch_size=None,
+        )
 
     def configure_optimizers(self):
         hp = self.hp
         opt = torch.optim.AdamW(self.net.parameters(), lr=hp['lr'], weight_decay=hp['weight_decay'])
-        if self.opt_state is not None: opt.load_state_dict(self.opt_state)
-        for g in opt.param_groups: g['lr'] = g['initial_lr'] = hp['lr']   # the schedule sets each step's rate from the step alone
+        if self.opt_state is not None:
+            opt.load_state_dict(self.opt_state)
+        for g in opt.param_groups:
+            g['lr'] = g['initial_lr'] = hp['lr']  # the schedule sets each step's rate from the step alone
         f = lambda s: lr_factor(s + self.k0, hp['warmup'], self.steps, self.schedule, self.min_lr / hp['lr'])
-        return dict(optimizer=opt, lr_scheduler=dict(scheduler=torch.optim.lr_scheduler.LambdaLR(opt, f), interval='step'))
+        return dict(
+            optimizer=opt, lr_scheduler=dict(scheduler=torch.optim.lr_scheduler.LambdaLR(opt, f), interval='step')
+        )
 
     def _out(self, inp):
-        if self.target == 'values': return self.net(*inp)
+        if self.target == 'values':
+            return self.net(*inp)
         return self.net.logits(self.net.encode(*inp[:3]), inp[3])
 
     def _loss(self, out, y, reduction='mean'):
-        if self.target == 'values': return F.mse_loss(out.float(), y, reduction=reduction)
+        if self.target == 'values':
+            return F.mse_loss(out.float(), y, reduction=reduction)
         l = F.cross_entropy(out.flatten(0, 1).float(), y.flatten(), reduction='none') * self.w[y.flatten()]
-        return l.mean() if reduction == 'mean' else l.sum()   # a mean over targets, not over weights: shares of a batch average to the whole
+        return (
+            l.mean() if reduction == 'mean' else l.sum()
+        )  # a mean over targets, not over weights: shares of a batch average to the whole
 
     def training_step(self, batch, batch_idx):
         inp, y = batch
         loss = self._loss(self._out(inp), y)
-        if not torch.isfinite(loss): raise FloatingPointError(f"non-finite training loss at step {self.k0 + self.trainer.global_step}")
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss at step {self.k0 + self.trainer.global_step}")
         self.run_loss.append(loss.detach())
         return loss
 
     @torch.no_grad()
     def val_loss(self) -> float:
         "Mean loss on the fixed val batch (val cells; val genes, or train genes with select='cells')."
-        d, tot = self.data, 0.
+        d, tot = self.data, 0.0
         (ctx, tgt), n = d['vsplit'], len(d['c_val'])
         self.net.eval()
         for i in range(0, n, 64):
-            inp, y = _batch(self.val, np.arange(i, min(i+64, n)), ctx[i:i+64], tgt[i:i+64], self.Ev, self.device, self.target)
-            with self.trainer.precision_plugin.forward_context(): tot += self._loss(self._out(inp), y, 'sum').item()
+            inp, y = _batch(
+                self.val,
+                np.arange(i, min(i + 64, n)),
+                ctx[i : i + 64],
+                tgt[i : i + 64],
+                self.Ev,
+                self.device,
+                self.target,
+            )
+            with self.trainer.precision_plugin.forward_context():
+                tot += self._loss(self._out(inp), y, 'sum').item()
         self.net.train()
         return tot / (n * tgt.shape[1])
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        if self.trainer.global_step == self.seen: return       # within an accumulation: no optimiser step yet
+        if self.trainer.global_step == self.seen:
+            return  # within an accumulation: no optimiser step yet
         self.seen, s = self.trainer.global_step, self.state
         s['step'] = self.k0 + self.seen
         if s['step'] % self.hp['eval_every'] == 0 or s['step'] == self.steps:
-            tl = self.trainer.strategy.reduce(torch.stack(self.run_loss).mean(), reduce_op='mean').item(); self.run_loss = []   # over all processes
+            tl = self.trainer.strategy.reduce(torch.stack(self.run_loss).mean(), reduce_op='mean').item()
+            self.run_loss = []  # over all processes
             vl = self.val_loss() if self.val is not None else tl
-            s['history'].append(dict(step=s['step'], train_loss=tl, val_loss=vl, seconds=round(time.time() - self.t0, 2)))
-            if self.logger: self.logger.log_metrics(dict(train_loss=tl, val_loss=vl), step=s['step'])
-            if self.verbose and self.trainer.is_global_zero: print(s['history'][-1])
+            s['history'].append(
+                dict(step=s['step'], train_loss=tl, val_loss=vl, seconds=round(time.time() - self.t0, 2))
+            )
+            if self.logger:
+                self.logger.log_metrics(dict(train_loss=tl, val_loss=vl), step=s['step'])
+            if self.verbose and self.trainer.is_global_zero:
+                print(s['history'][-1])
             if vl < s['best_loss']:
                 s['best_loss'], s['bad'] = vl, 0
                 s['best'] = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
             else:
                 s['bad'] += 1
-                if s['bad'] >= self.hp['patience']: s['stopped'] = self.trainer.should_stop = True   # a resumed run stays stopped
-        if s['step'] % self.ckpt_every == 0: self.save()
+                if s['bad'] >= self.hp['patience']:
+                    s['stopped'] = self.trainer.should_stop = True  # a resumed run stays stopped
+        if s['step'] % self.ckpt_every == 0:
+            self.save()
 
     def save(self):
         "rosa's checkpoint, atomically, from the first process."
-        if self.ckpt is None or not self.trainer.is_global_zero: return
-        torch_save(dict(fingerprint=self.fp, hparams=self.hp, model=self.net.state_dict(), opt=self.trainer.optimizers[0].state_dict(),
-                        state=self.state), self.ckpt)
+        if self.ckpt is None or not self.trainer.is_global_zero:
+            return
+        torch_save(
+            dict(
+                fingerprint=self.fp,
+                hparams=self.hp,
+                model=self.net.state_dict(),
+                opt=self.trainer.optimizers[0].state_dict(),
+                state=self.state,
+            ),
+            self.ckpt,
+        )
 
     def on_fit_end(self):
         self.save()
-        if self.state['best'] is not None: self.net.load_state_dict(self.state['best'])
+        if self.state['best'] is not None:
+            self.net.load_state_dict(self.state['best'])
         # what a spawned process hands back besides the weights (Lightning returns rank 0's callback_metrics)
-        self.trainer.callback_metrics['rosa_history'] = torch.tensor([[h[k] for k in HISTORY] for h in self.state['history']], dtype=torch.float64)
+        self.trainer.callback_metrics['rosa_history'] = torch.tensor(
+            [[h[k] for k in HISTORY] for h in self.state['history']], dtype=torch.float64
+        )
 
-def resume_checkpoint(ckpt, fp:str) -> dict|None:
+
+def resume_checkpoint(ckpt, fp: str) -> dict | None:
     "rosa's checkpoint at `ckpt` when it was made with these settings and data (fingerprint `fp`); None when there is none, or (with a warning) another run's."
     c = read_checkpoint(ckpt, map_location='cpu', weights_only=False) if ckpt is not None else None
     if c is not None and c.get('fingerprint') != fp:
-        warnings.warn(f"checkpoint {ckpt} was made with other settings or data: starting afresh"); c = None
+        warnings.warn(f"checkpoint {ckpt} was made with other settings or data: starting afresh")
+        c = None
     return c
 
-def fit_plan(plan:TrainingPlan, dev, steps:int, accumulate:int, devices, num_nodes:int, strategy, precision, ckpt, eval_every:int,
-         check=None, # called with processes x accumulate before training: the batch's own constraint
-         sync_batchnorm:bool=False) -> dict:
+
+def fit_plan(
+    plan: TrainingPlan,
+    dev,
+    steps: int,
+    accumulate: int,
+    devices,
+    num_nodes: int,
+    strategy,
+    precision,
+    ckpt,
+    eval_every: int,
+    check=None,  # called with processes x accumulate before training: the batch's own constraint
+    sync_batchnorm: bool = False,
+) -> dict:
     "Run `plan` with Lightning from its state's step to `steps` (nothing when it is done or stopped), leaving the selected weights in `plan.net`; the plan's state (spawned processes: the history rank 0 kept)."
     state = plan.state
     if state['stopped'] or state['step'] >= steps:
-        if state['best'] is not None: plan.net.load_state_dict(state['best'])
+        if state['best'] is not None:
+            plan.net.load_state_dict(state['best'])
         return state
-    trainer = L.Trainer(accelerator='gpu' if dev.type == 'cuda' else 'cpu',
-                        devices=[dev.index] if dev.index is not None and devices == 1 else devices, num_nodes=num_nodes,
-                        strategy=strategy or 'auto', precision=precision or ('bf16-mixed' if dev.type == 'cuda' and job_precision('auto', dev) == 'bf16' else '32-true'),
-                        max_steps=steps - state['step'], accumulate_grad_batches=accumulate, gradient_clip_val=1.0, sync_batchnorm=sync_batchnorm,
-                        logger=CSVLogger(Path(ckpt).parent, name=f'{Path(ckpt).stem}_logs') if ckpt is not None else False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False, log_every_n_steps=eval_every)
-    if check is not None: check(trainer.world_size * accumulate)
-    if trainer.logger: trainer.logger.log_hyperparams(plan.hp)
-    with warnings.catch_warnings():   # batches are cut from data already in memory: loader workers would only copy them
+    trainer = L.Trainer(
+        accelerator='gpu' if dev.type == 'cuda' else 'cpu',
+        devices=[dev.index] if dev.index is not None and devices == 1 else devices,
+        num_nodes=num_nodes,
+        strategy=strategy or 'auto',
+        precision=precision
+        or ('bf16-mixed' if dev.type == 'cuda' and job_precision('auto', dev) == 'bf16' else '32-true'),
+        max_steps=steps - state['step'],
+        accumulate_grad_batches=accumulate,
+        gradient_clip_val=1.0,
+        sync_batchnorm=sync_batchnorm,
+        logger=CSVLogger(Path(ckpt).parent, name=f'{Path(ckpt).stem}_logs') if ckpt is not None else False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+        log_every_n_steps=eval_every,
+    )
+    if check is not None:
+        check(trainer.world_size * accumulate)
+    if trainer.logger:
+        trainer.logger.log_hyperparams(plan.hp)
+    with warnings.catch_warnings():  # batches are cut from data already in memory: loader workers would only copy them
         warnings.filterwarnings('ignore', message='.*does not have many workers')
         trainer.fit(plan)
-    if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):   # spawned: the main process only has rank 0's results
+    if isinstance(
+        trainer.strategy.launcher, _MultiProcessingLauncher
+    ):  # spawned: the main process only has rank 0's results
         h = trainer.callback_metrics['rosa_history'].reshape(-1, len(HISTORY)).tolist()
         state = dict(state, history=[dict(zip(HISTORY, r), step=int(r[0])) for r in h])
     return state
 
 # %% ../nbs/12_training.ipynb #0008
-def train_transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins'], var/obs['split']
-                      key:str, # gene embedding in adata.varm
-                      steps:int=500, # optimiser steps (total, including resumed ones)
-                      batch_cells:int=32, # cells per step (over all processes and micro-batches)
-                      n_context:int=64, # context genes per cell (sampled from its train genes)
-                      n_targets:int=64, # masked target genes per cell (other train genes)
-                      d_model:int=64, # token width
-                      n_layers:int=2, # encoder blocks
-                      n_heads:int=4, # attention heads
-                      encoder:str='standard', # encoder variant (key in ENCODERS)
-                      n_latents:int=32, # latent tokens of the 'perceiver' encoder
-                      n_features:int=64, # random features per head of the 'performer' encoder
-                      lr:float=1e-3, # AdamW learning rate (the peak, after warm-up)
-                      weight_decay:float=0.01, # AdamW weight decay
-                      warmup:int=50, # linear warm-up steps
-                      eval_every:int=50, # steps between val evaluations
-                      patience:int=6, # evaluations without improvement before stopping
-                      n_val_cells:int=256, # val cells used for selection
-                      select:str|None=None, # 'genes': select on val genes (unseen in training) in val cells; 'cells': on train genes in val cells; None: 'genes' when there are val genes
-                      seed:int=0, # seed for weights and sampling
-                      device:str|None=None, # 'cuda', 'cpu' or None (CUDA when available)
-                      ckpt:str|Path|None=None, # checkpoint file to write and resume from
-                      ckpt_every:int=200, # steps between checkpoints
-                      layer:str='X', # expression layer
-                      verbose:bool=False, # print the val loss at each evaluation
-                      schedule:str='cosine', # after the warm-up: 'cosine' decay to min_lr at `steps`, or 'constant'
-                      min_lr:float=1e-5, # the cosine's final learning rate
-                      accumulate:int=1, # micro-batches per step (gradient accumulation): each holds batch_cells / (processes x accumulate) cells
-                      loss:str='mse', # 'mse' on log1p values, or 'bins': class-weighted cross-entropy over layers['bins']
-                      devices:int|str=1, # devices (processes) per node: an int, or 'auto'
-                      num_nodes:int=1, # machines
-                      strategy:str|None=None, # Lightning strategy for several devices: 'ddp' (a launched script), 'ddp_spawn', ...; None: Lightning's choice
-                      precision:str|None=None, # Lightning precision; None: 'bf16-mixed' on CUDA (unless ROSA_PRECISION=fp32), '32-true' on the CPU
-                     ) -> ExpressionTransformer:
+def train_transformer(
+    adata: ad.AnnData,  # cells x genes: X = log1p, layers['bins'], var/obs['split']
+    key: str,  # gene embedding in adata.varm
+    steps: int = 500,  # optimiser steps (total, including resumed ones)
+    batch_cells: int = 32,  # cells per step (over all processes and micro-batches)
+    n_context: int = 64,  # context genes per cell (sampled from its train genes)
+    n_targets: int = 64,  # masked target genes per cell (other train genes)
+    d_model: int = 64,  # token width
+    n_layers: int = 2,  # encoder blocks
+    n_heads: int = 4,  # attention heads
+    encoder: str = 'standard',  # encoder variant (key in ENCODERS)
+    n_latents: int = 32,  # latent tokens of the 'perceiver' encoder
+    n_features: int = 64,  # random features per head of the 'performer' encoder
+    lr: float = 1e-3,  # AdamW learning rate (the peak, after warm-up)
+    weight_decay: float = 0.01,  # AdamW weight decay
+    warmup: int = 50,  # linear warm-up steps
+    eval_every: int = 50,  # steps between val evaluations
+    patience: int = 6,  # evaluations without improvement before stopping
+    n_val_cells: int = 256,  # val cells used for selection
+    select: str
+    | None = None,  # 'genes': select on val genes (unseen in training) in val cells; 'cells': on train genes in val cells; None: 'genes' when there are val genes
+    seed: int = 0,  # seed for weights and sampling
+    device: str | None = None,  # 'cuda', 'cpu' or None (CUDA when available)
+    ckpt: str | Path | None = None,  # checkpoint file to write and resume from
+    ckpt_every: int = 200,  # steps between checkpoints
+    layer: str = 'X',  # expression layer
+    verbose: bool = False,  # print the val loss at each evaluation
+    schedule: str = 'cosine',  # after the warm-up: 'cosine' decay to min_lr at `steps`, or 'constant'
+    min_lr: float = 1e-5,  # the cosine's final learning rate
+    accumulate: int = 1,  # micro-batches per step (gradient accumulation): each holds batch_cells / (processes x accumulate) cells
+    loss: str = 'mse',  # 'mse' on log1p values, or 'bins': class-weighted cross-entropy over layers['bins']
+    devices: int | str = 1,  # devices (processes) per node: an int, or 'auto'
+    num_nodes: int = 1,  # machines
+    strategy: str
+    | None = None,  # Lightning strategy for several devices: 'ddp' (a launched script), 'ddp_spawn', ...; None: Lightning's choice
+    precision: str
+    | None = None,  # Lightning precision; None: 'bf16-mixed' on CUDA (unless ROSA_PRECISION=fp32), '32-true' on the CPU
+) -> ExpressionTransformer:
     "Train an `ExpressionTransformer` on train cells x train genes, selecting weights on val cells; returns it in eval mode."
     dev = default_device(device)
-    if 'bins' not in adata.layers: raise KeyError("adata.layers['bins'] is missing: run the data step (rosa.data) first")
-    if loss not in ('mse', 'bins'): raise ValueError(f"loss must be 'mse' or 'bins', got {loss!r}")
-    if schedule not in ('cosine', 'constant'): raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
-    if accumulate < 1: raise ValueError(f"accumulate must be at least 1, got {accumulate}")
+    if 'bins' not in adata.layers:
+        raise KeyError("adata.layers['bins'] is missing: run the data step (rosa.data) first")
+    if loss not in ('mse', 'bins'):
+        raise ValueError(f"loss must be 'mse' or 'bins', got {loss!r}")
+    if schedule not in ('cosine', 'constant'):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    if accumulate < 1:
+        raise ValueError(f"accumulate must be at least 1, got {accumulate}")
     E, mean, sd = gene_embeddings(adata, key)
     g_tr = np.flatnonzero(split_mask(adata, 'genes', 'train'))
     c_tr = np.flatnonzero(split_mask(adata, 'cells', 'train'))
     c_va = np.flatnonzero(split_mask(adata, 'cells', 'val', required=False))
     g_va = np.flatnonzero(split_mask(adata, 'genes', 'val', required=False))
     n_tr = len(g_tr)
-    if select is None: select = 'genes' if len(g_va) else 'cells'
-    if select not in ('genes', 'cells'): raise ValueError(f"select must be 'genes' or 'cells', got {select!r}")
-    if select == 'genes' and not len(g_va): raise ValueError("select='genes' needs val genes (var['split'] == 'val')")
-    if n_tr < 2: raise ValueError(f"need at least 2 train genes, have {n_tr}")
+    if select is None:
+        select = 'genes' if len(g_va) else 'cells'
+    if select not in ('genes', 'cells'):
+        raise ValueError(f"select must be 'genes' or 'cells', got {select!r}")
+    if select == 'genes' and not len(g_va):
+        raise ValueError("select='genes' needs val genes (var['split'] == 'val')")
+    if n_tr < 2:
+        raise ValueError(f"need at least 2 train genes, have {n_tr}")
     if n_context + n_targets > n_tr:
-        n_targets = max(1, min(n_targets, n_tr // 4)); n_context = min(n_context, n_tr - n_targets)
+        n_targets = max(1, min(n_targets, n_tr // 4))
+        n_context = min(n_context, n_tr - n_targets)
         warnings.warn(f"only {n_tr} train genes: using n_context={n_context}, n_targets={n_targets}")
     batch_cells = min(batch_cells, len(c_tr))
-    raw, index = gene_inputs(adata, key)   # the model standardises a raw embedding itself, in training as at prediction
+    raw, index = gene_inputs(adata, key)  # the model standardises a raw embedding itself, in training as at prediction
     n_bins = adata.uns.get('rosa', {}).get('bins', {}).get('n_bins', TransformerConfig.n_bins)
-    cfg = TransformerConfig(d_emb=E.shape[1], d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=2*d_model, n_bins=n_bins,
-                            encoder=encoder, n_latents=n_latents, n_features=n_features, gene_index=index)
-    hp = dict(key=key, cfg=asdict(cfg), batch_cells=batch_cells, n_context=n_context, n_targets=n_targets, lr=lr,
-              weight_decay=weight_decay, warmup=warmup, eval_every=eval_every, patience=patience, seed=seed,
-              n_val_cells=n_val_cells, data=_digest(adata.var_names[g_tr], adata.obs_names[c_tr], adata.obs_names[c_va]),
-              schedule=schedule, min_lr=min_lr, loss=loss,
-              **({} if select == 'cells' else dict(select=select, val_genes=_digest(adata.var_names[g_va]))))
+    cfg = TransformerConfig(
+        d_emb=E.shape[1],
+        d_model=d_model,
+        n_heads=n_heads,
+        n_layers=n_layers,
+        d_ff=2 * d_model,
+        n_bins=n_bins,
+        encoder=encoder,
+        n_latents=n_latents,
+        n_features=n_features,
+        gene_index=index,
+    )
+    hp = dict(
+        key=key,
+        cfg=asdict(cfg),
+        batch_cells=batch_cells,
+        n_context=n_context,
+        n_targets=n_targets,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup=warmup,
+        eval_every=eval_every,
+        patience=patience,
+        seed=seed,
+        n_val_cells=n_val_cells,
+        data=_digest(adata.var_names[g_tr], adata.obs_names[c_tr], adata.obs_names[c_va]),
+        schedule=schedule,
+        min_lr=min_lr,
+        loss=loss,
+        **({} if select == 'cells' else dict(select=select, val_genes=_digest(adata.var_names[g_va]))),
+    )
     fp = hashlib.sha256(repr(sorted(hp.items())).encode()).hexdigest()[:16]
 
     seed_everything(seed)
     model = _network(cfg, loss)
-    if not index: model.emb_mean.copy_(torch.from_numpy(mean)); model.emb_sd.copy_(torch.from_numpy(sd))
+    if not index:
+        model.emb_mean.copy_(torch.from_numpy(mean))
+        model.emb_sd.copy_(torch.from_numpy(sd))
     X, B = layer_matrix(adata, layer), layer_matrix(adata, 'bins')
     w = None
-    if loss == 'bins':   # class weights and bin values from train cells x train genes only
-        w, v = bin_stats(X, B, c_tr, g_tr, n_bins); model.bin_values.copy_(torch.from_numpy(v))
+    if loss == 'bins':  # class weights and bin values from train cells x train genes only
+        w, v = bin_stats(X, B, c_tr, g_tr, n_bins)
+        model.bin_values.copy_(torch.from_numpy(v))
     # fixed val batch, val cells only. select='genes': context from train genes, targets the val genes, which no training
     # batch ever holds (the model that best predicts genes it never saw); 'cells': train genes, a context/target split
     vrng = np.random.default_rng(seed + 1)
-    c_sel = np.sort(vrng.choice(len(c_va), min(n_val_cells, len(c_va)), replace=False)) if len(c_va) else np.array([], int)
+    c_sel = (
+        np.sort(vrng.choice(len(c_va), min(n_val_cells, len(c_va)), replace=False)) if len(c_va) else np.array([], int)
+    )
     v_cols = np.r_[g_tr, g_va] if select == 'genes' else g_tr
-    if not len(c_sel): vsplit = None
+    if not len(c_sel):
+        vsplit = None
     elif select == 'genes':
-        vsplit = (_split_genes(vrng, len(c_sel), n_tr, n_context, 0)[0], np.tile(np.arange(n_tr, len(v_cols)), (len(c_sel), 1)))
-    else: vsplit = _split_genes(vrng, len(c_sel), n_tr, n_context, n_targets)
-    data = dict(X=X, B=B, raw=raw, c_tr=c_tr, g_tr=g_tr, g_va=g_va, c_val=c_va[c_sel], v_cols=v_cols, vsplit=vsplit, select=select, w=w)
+        vsplit = (
+            _split_genes(vrng, len(c_sel), n_tr, n_context, 0)[0],
+            np.tile(np.arange(n_tr, len(v_cols)), (len(c_sel), 1)),
+        )
+    else:
+        vsplit = _split_genes(vrng, len(c_sel), n_tr, n_context, n_targets)
+    data = dict(
+        X=X,
+        B=B,
+        raw=raw,
+        c_tr=c_tr,
+        g_tr=g_tr,
+        g_va=g_va,
+        c_val=c_va[c_sel],
+        v_cols=v_cols,
+        vsplit=vsplit,
+        select=select,
+        w=w,
+    )
 
     c = resume_checkpoint(ckpt, fp)
-    if c is not None: model.load_state_dict(c['model'])
+    if c is not None:
+        model.load_state_dict(c['model'])
     plan = TrainingPlan(model, data, hp, fp, steps, schedule, min_lr, accumulate, c, ckpt, ckpt_every, verbose)
+
     def check(parts):
-        if batch_cells % parts: raise ValueError(f"batch_cells={batch_cells} must be a multiple of processes x accumulate = {parts}")
+        if batch_cells % parts:
+            raise ValueError(f"batch_cells={batch_cells} must be a multiple of processes x accumulate = {parts}")
+
     state = fit_plan(plan, dev, steps, accumulate, devices, num_nodes, strategy, precision, ckpt, eval_every, check)
-    model.to(dev).eval()   # Lightning's teardown leaves it on the CPU
+    model.to(dev).eval()  # Lightning's teardown leaves it on the CPU
     model.history, model.hparams, model.n_context = pd.DataFrame(state['history'], columns=HISTORY), hp, n_context
     return model
 
-def load_transformer(ckpt:str|Path, # checkpoint written by train_transformer
-                     device:str|None=None, # None = CUDA when available
-                    ) -> ExpressionTransformer:
+
+def load_transformer(
+    ckpt: str | Path,  # checkpoint written by train_transformer
+    device: str | None = None,  # None = CUDA when available
+) -> ExpressionTransformer:
     "The selected (best-on-val) model from a `train_transformer` checkpoint, in eval mode."
     c = torch.load(ckpt, map_location=default_device(device), weights_only=False)
-    model = _network(TransformerConfig(**c['hparams']['cfg']), c['hparams'].get('loss', 'mse')).to(default_device(device))
+    model = _network(TransformerConfig(**c['hparams']['cfg']), c['hparams'].get('loss', 'mse')).to(
+        default_device(device)
+    )
     model.load_state_dict(c['state']['best'] if c['state']['best'] is not None else c['model'])
-    model.history, model.hparams, model.n_context = pd.DataFrame(c['state']['history'], columns=HISTORY), c['hparams'], c['hparams']['n_context']
+    model.history, model.hparams, model.n_context = (
+        pd.DataFrame(c['state']['history'], columns=HISTORY),
+        c['hparams'],
+        c['hparams']['n_context'],
+    )
     return model.eval()
 
 # %% ../nbs/12_training.ipynb #0010
 @torch.no_grad()
-def predict_transformer(model:ExpressionTransformer, # trained by `train_transformer`
-                        adata:ad.AnnData, # cells x genes with X, layers['bins'], varm[key] (in memory or backed)
-                        key:str, # gene embedding in adata.varm (the one the model was trained on)
-                        cells=None, # cells to predict (names, positions or mask); None = all
-                        genes=None, # genes to predict (names, positions or mask); None = all
-                        context:str='train', # context genes: the cell's train genes
-                        n_context:int|None=None, # context size; None = as in training; >= n train genes = all of them
-                        n_draws:int=1, # context subsamples to average over
-                        batch_cells:int=128, # cells per forward pass
-                        query_chunk:int=1024, # query genes per forward pass
-                        seed:int=0, # seed for the context subsample
-                        layer:str='X', # expression layer
-                        device:str|None=None, # None = the model's device
-                        cross_fit:int=5, # folds over train genes: a queried train gene's context leaves its fold out (0: may hold it)
-                        out=None, # folder of the chunked store to write (None: in memory)
-                        queries:np.ndarray|None=None, # raw embeddings (n, d) of genes to predict instead of `genes` (genes the data may not hold)
-                       ) -> CellValues|np.ndarray:
+def predict_transformer(
+    model: ExpressionTransformer,  # trained by `train_transformer`
+    adata: ad.AnnData,  # cells x genes with X, layers['bins'], varm[key] (in memory or backed)
+    key: str,  # gene embedding in adata.varm (the one the model was trained on)
+    cells=None,  # cells to predict (names, positions or mask); None = all
+    genes=None,  # genes to predict (names, positions or mask); None = all
+    context: str = 'train',  # context genes: the cell's train genes
+    n_context: int | None = None,  # context size; None = as in training; >= n train genes = all of them
+    n_draws: int = 1,  # context subsamples to average over
+    batch_cells: int = 128,  # cells per forward pass
+    query_chunk: int = 1024,  # query genes per forward pass
+    seed: int = 0,  # seed for the context subsample
+    layer: str = 'X',  # expression layer
+    device: str | None = None,  # None = the model's device
+    cross_fit: int = 5,  # folds over train genes: a queried train gene's context leaves its fold out (0: may hold it)
+    out=None,  # folder of the chunked store to write (None: in memory)
+    queries: np.ndarray
+    | None = None,  # raw embeddings (n, d) of genes to predict instead of `genes` (genes the data may not hold)
+) -> CellValues | np.ndarray:
     "Predicted log1p expression of the requested cells x genes, written block of cells by block of cells."
-    if context != 'train': raise ValueError(f"context={context!r}: only 'train' (the cell's train genes) is supported")
+    if context != 'train':
+        raise ValueError(f"context={context!r}: only 'train' (the cell's train genes) is supported")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).eval()
     E, index = gene_inputs(adata, key)
     if index != model.cfg.gene_index or (not index and E.shape[1] != model.cfg.d_emb):
         have = 'a one-hot index' if index else f'{E.shape[1]} dimensions'
-        raise ValueError(f"varm[{key!r}] has {have}; the model was trained on " + ('a one-hot index' if model.cfg.gene_index else f'{model.cfg.d_emb} dimensions'))
+        raise ValueError(
+            f"varm[{key!r}] has {have}; the model was trained on "
+            + ('a one-hot index' if model.cfg.gene_index else f'{model.cfg.d_emb} dimensions')
+        )
     g_tr = np.flatnonzero(split_mask(adata, 'genes', 'train'))
-    fold = np.full(adata.n_vars, -1)                              # -1: not a train gene (or no cross-fitting)
+    fold = np.full(adata.n_vars, -1)  # -1: not a train gene (or no cross-fitting)
     fold[g_tr] = gene_folds(len(g_tr), cross_fit, seed)
     if queries is None:
-        res = CellValues.create(out, adata.shape, index_positions(cells, adata.obs_names, 'cells'), index_positions(genes, adata.var_names, 'genes'))
+        res = CellValues.create(
+            out,
+            adata.shape,
+            index_positions(cells, adata.obs_names, 'cells'),
+            index_positions(genes, adata.var_names, 'genes'),
+        )
         ci, Eg, qfold = res.cells, E[res.genes], fold[res.genes]
-    else:                                                         # genes by their embeddings alone: no fold, every train gene is context
-        if index: raise ValueError(f"the transformer on the one-hot {key!r} knows only its run's genes: it cannot predict a gene by its embedding")
+    else:  # genes by their embeddings alone: no fold, every train gene is context
+        if index:
+            raise ValueError(
+                f"the transformer on the one-hot {key!r} knows only its run's genes: it cannot predict a gene by its embedding"
+            )
         Eg = np.asarray(queries, np.float32)
-        if Eg.ndim != 2 or Eg.shape[1] != E.shape[1]: raise ValueError(f"queries have shape {Eg.shape}; the model reads {E.shape[1]} dimensions")
-        ci = np.unique(index_positions(cells, adata.obs_names, 'cells')); qfold = np.full(len(Eg), -1)
+        if Eg.ndim != 2 or Eg.shape[1] != E.shape[1]:
+            raise ValueError(f"queries have shape {Eg.shape}; the model reads {E.shape[1]} dimensions")
+        ci = np.unique(index_positions(cells, adata.obs_names, 'cells'))
+        qfold = np.full(len(Eg), -1)
         res = np.zeros((len(ci), len(Eg)), np.float32)
     n = n_context or getattr(model, 'n_context', len(g_tr))
     X, B = layer_matrix(adata, layer), layer_matrix(adata, 'bins')
-    groups = []                                                   # query groups, each with its own context pool and draws
+    groups = []  # query groups, each with its own context pool and draws
     for k in np.unique(qfold):
-        q = np.flatnonzero(qfold == k); pool = g_tr[fold[g_tr] != k] if k >= 0 else g_tr
-        rng = np.random.default_rng([seed, int(k) + 1])           # the same draws whichever block is asked for
+        q = np.flatnonzero(qfold == k)
+        pool = g_tr[fold[g_tr] != k] if k >= 0 else g_tr
+        rng = np.random.default_rng([seed, int(k) + 1])  # the same draws whichever block is asked for
         ctxs = [np.sort(rng.choice(pool, min(n, len(pool)), replace=False)) for _ in range(n_draws)]
-        groups.append((q, torch.from_numpy(Eg[q]).to(device), ctxs))   # raw: the model standardises with its train stats
+        groups.append((q, torch.from_numpy(Eg[q]).to(device), ctxs))  # raw: the model standardises with its train stats
     cols = np.unique(np.concatenate([c for *_, ctxs in groups for c in ctxs]))
-    at = np.searchsorted(cols, np.arange(adata.n_vars))           # a context gene's column among `cols`
+    at = np.searchsorted(cols, np.arange(adata.n_vars))  # a context gene's column among `cols`
     for i, rows in row_blocks(ci, batch_cells):
-        Xr, Br = dense_block(read_rows(X, rows), None, cols), dense_block(read_rows(B, rows), None, cols, np.int64)  # each cell read once
+        Xr, Br = (
+            dense_block(read_rows(X, rows), None, cols),
+            dense_block(read_rows(B, rows), None, cols, np.int64),
+        )  # each cell read once
         block = np.zeros((len(rows), len(Eg)), np.float32)
         for q, Eq, ctxs in groups:
             for ctx in ctxs:
@@ -444,77 +723,137 @@ def predict_transformer(model:ExpressionTransformer, # trained by `train_transfo
                 Ec = torch.from_numpy(E[ctx]).to(device)
                 mem = model.encode(repeat(Ec, 'n ... -> b n ...', b=len(rows)), x, b)
                 for j in range(0, len(q), query_chunk):
-                    block[:, q[j:j+query_chunk]] += model.decode(mem, Eq[j:j+query_chunk], x.mean(1)).float().cpu().numpy()
-        res[i:i+len(rows)] = block / n_draws
+                    block[:, q[j : j + query_chunk]] += (
+                        model.decode(mem, Eq[j : j + query_chunk], x.mean(1)).float().cpu().numpy()
+                    )
+        res[i : i + len(rows)] = block / n_draws
     return res
 
 # %% ../nbs/12_training.ipynb #0025
 def _check_transformer(p):
     "An unknown encoder or selection, or shapes that cannot be built, named before any data is read."
-    if p.encoder not in ENCODERS: raise ValueError(f"unknown transformer encoder {p.encoder!r}; have {list(ENCODERS)}")
-    if p.select not in (None, 'genes', 'cells'): raise ValueError(f"transformer select must be None, 'genes' or 'cells', got {p.select!r}")
-    if p.encoder == 'perceiver' and p.n_latents < 1: raise ValueError(f"n_latents must be at least 1, got {p.n_latents}")
-    if p.encoder == 'performer' and p.n_features < 1: raise ValueError(f"n_features must be at least 1, got {p.n_features}")
-    if p.d_model % p.n_heads: raise ValueError(f"d_model ({p.d_model}) must be a multiple of n_heads ({p.n_heads})")
-    if p.loss not in ('mse', 'bins'): raise ValueError(f"transformer loss must be 'mse' or 'bins', got {p.loss!r}")
-    if p.schedule not in ('cosine', 'constant'): raise ValueError(f"transformer schedule must be 'cosine' or 'constant', got {p.schedule!r}")
-    if p.accumulate < 1: raise ValueError(f"accumulate must be at least 1, got {p.accumulate}")
-    if p.n_draws < 1: raise ValueError(f"n_draws must be at least 1, got {p.n_draws}")
+    if p.encoder not in ENCODERS:
+        raise ValueError(f"unknown transformer encoder {p.encoder!r}; have {list(ENCODERS)}")
+    if p.select not in (None, 'genes', 'cells'):
+        raise ValueError(f"transformer select must be None, 'genes' or 'cells', got {p.select!r}")
+    if p.encoder == 'perceiver' and p.n_latents < 1:
+        raise ValueError(f"n_latents must be at least 1, got {p.n_latents}")
+    if p.encoder == 'performer' and p.n_features < 1:
+        raise ValueError(f"n_features must be at least 1, got {p.n_features}")
+    if p.d_model % p.n_heads:
+        raise ValueError(f"d_model ({p.d_model}) must be a multiple of n_heads ({p.n_heads})")
+    if p.loss not in ('mse', 'bins'):
+        raise ValueError(f"transformer loss must be 'mse' or 'bins', got {p.loss!r}")
+    if p.schedule not in ('cosine', 'constant'):
+        raise ValueError(f"transformer schedule must be 'cosine' or 'constant', got {p.schedule!r}")
+    if p.accumulate < 1:
+        raise ValueError(f"accumulate must be at least 1, got {p.accumulate}")
+    if p.n_draws < 1:
+        raise ValueError(f"n_draws must be at least 1, got {p.n_draws}")
+
 
 @dataclass
 class _PredictParams:
-    n_draws:int = 1                 # context subsamples to average over at prediction
-    batch_cells_predict:int = 128   # cells per forward pass at prediction
+    n_draws: int = 1  # context subsamples to average over at prediction
+    batch_cells_predict: int = 128  # cells per forward pass at prediction
+
 
 # train_transformer's tunables (its signature holds their defaults) and the prediction's
-TransformerParams = make_dataclass('TransformerParams', [(f.name, f.type, f) for c in (params_from_signature(train_transformer, MODELS.runtime), _PredictParams)
-                                                         for f in fields(c)])
+TransformerParams = make_dataclass(
+    'TransformerParams',
+    [
+        (f.name, f.type, f)
+        for c in (params_from_signature(train_transformer, MODELS.runtime), _PredictParams)
+        for f in fields(c)
+    ],
+)
+
 
 class TransformerFit(FittedModel):
     "The trained network (its weights as arrays, its configuration as JSON); a cell type's profile is the mean of its held-out cells' predictions (`profile_cells`), each from the cell's own train genes."
+
     per_cell = True
+
     @classmethod
-    def from_network(cls, net:ExpressionTransformer, key:str, types:list, **params) -> 'TransformerFit':
+    def from_network(cls, net: ExpressionTransformer, key: str, types: list, **params) -> 'TransformerFit':
         "A fitted model holding `net`'s weights, its configuration and loss, and the prediction settings `params`."
         arrays = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
-        return cls('transformer', key, types, dict(cfg=asdict(net.cfg), loss=net.hparams.get('loss', 'mse'), n_context=int(net.n_context),
-                                                   **params), arrays)
+        return cls(
+            'transformer',
+            key,
+            types,
+            dict(cfg=asdict(net.cfg), loss=net.hparams.get('loss', 'mse'), n_context=int(net.n_context), **params),
+            arrays,
+        )
+
     def network(self, device=None) -> ExpressionTransformer:
         "The network, rebuilt from the saved configuration and weights, in eval mode."
         net = _network(TransformerConfig(**self.params['cfg']), self.params['loss'])
         net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.arrays.items()})
         net.n_context = self.params['n_context']
         return net.to(default_device(device)).eval()
-    def standardise(self, E): return np.asarray(E.toarray() if sp.issparse(E) else E, np.float32)   # the network standardises with its own train statistics
-    def _kw(self): p = self.params; return dict(n_draws=p['n_draws'], batch_cells=p['batch_cells'], layer=p['layer'], seed=p['seed'])
+
+    def standardise(self, E):
+        return np.asarray(
+            E.toarray() if sp.issparse(E) else E, np.float32
+        )  # the network standardises with its own train statistics
+
+    def _kw(self):
+        p = self.params
+        return dict(n_draws=p['n_draws'], batch_cells=p['batch_cells'], layer=p['layer'], seed=p['seed'])
+
     def predict(self, adata, cells=None, genes=None, out=None, device=None, **kw):
-        return predict_transformer(self.network(device), adata, self.key, cells=cells, genes=genes, out=out, **self._kw())
-    def cells(self, E, data:ad.AnnData, cells=None, device=None) -> np.ndarray:
+        return predict_transformer(
+            self.network(device), adata, self.key, cells=cells, genes=genes, out=out, **self._kw()
+        )
+
+    def cells(self, E, data: ad.AnnData, cells=None, device=None) -> np.ndarray:
         "Per-cell predictions (cells, genes) of genes given by their raw embeddings, from each cell's own train genes."
-        return predict_transformer(self.network(device), data, self.key, cells=cells, queries=self.standardise(E), **self._kw())
+        return predict_transformer(
+            self.network(device), data, self.key, cells=cells, queries=self.standardise(E), **self._kw()
+        )
+
     def _profiles(self, Z, data=None, device=None):
-        if data is None: raise ValueError("the transformer predicts from cells' observed genes: give the run's data (data=...)")
-        codes, _ = cell_type_codes(data, self.types); groups = profile_cells(data, codes, len(self.types))
-        rows = np.concatenate(groups); V = self.cells(Z, data, rows, device)       # rows come back sorted
+        if data is None:
+            raise ValueError("the transformer predicts from cells' observed genes: give the run's data (data=...)")
+        codes, _ = cell_type_codes(data, self.types)
+        groups = profile_cells(data, codes, len(self.types))
+        rows = np.concatenate(groups)
+        V = self.cells(Z, data, rows, device)  # rows come back sorted
         at = np.searchsorted(np.unique(rows), rows)
         P, i = np.full((len(groups), len(Z)), np.nan, np.float32), 0
         for t, g in enumerate(groups):
-            if len(g): P[t] = V[at[i:i+len(g)]].mean(0)
+            if len(g):
+                P[t] = V[at[i : i + len(g)]].mean(0)
             i += len(g)
         return P
 
-@MODELS.register('transformer', params=TransformerParams, check=_check_transformer, docs=(train_transformer,), distributed=True)
-def transformer(adata:ad.AnnData, # cells x genes: X = log1p, layers['bins'], var/obs['split']
-                key:str, # gene embedding in adata.varm
-                n_draws:int=1, # context subsamples to average over at prediction
-                batch_cells_predict:int=128, # cells per forward pass at prediction
-                seed:int=0, device:str|None=None, ckpt:str|Path|None=None, layer:str='X', verbose:bool=False,
-                cells=None, genes=None, out=None, # what to predict, and the store's folder (`predict_transformer`)
-                **train, # `train_transformer` arguments
-               ) -> CellValues:
+
+@MODELS.register(
+    'transformer', params=TransformerParams, check=_check_transformer, docs=(train_transformer,), distributed=True
+)
+def transformer(
+    adata: ad.AnnData,  # cells x genes: X = log1p, layers['bins'], var/obs['split']
+    key: str,  # gene embedding in adata.varm
+    n_draws: int = 1,  # context subsamples to average over at prediction
+    batch_cells_predict: int = 128,  # cells per forward pass at prediction
+    seed: int = 0,
+    device: str | None = None,
+    ckpt: str | Path | None = None,
+    layer: str = 'X',
+    verbose: bool = False,
+    cells=None,
+    genes=None,
+    out=None,  # what to predict, and the store's folder (`predict_transformer`)
+    **train,  # `train_transformer` arguments
+) -> CellValues:
     "Train an `ExpressionTransformer` and predict the cells x genes asked for from their train genes; the network kept as a `TransformerFit`."
     m = train_transformer(adata, key, seed=seed, device=device, ckpt=ckpt, layer=layer, verbose=verbose, **train)
-    fit = TransformerFit.from_network(m, key, cell_type_codes(adata)[1], n_draws=n_draws, batch_cells=batch_cells_predict, layer=layer, seed=0)
-    res = predict_transformer(m, adata, key, cells=cells, genes=genes, n_draws=n_draws, batch_cells=batch_cells_predict, layer=layer, out=out)
+    fit = TransformerFit.from_network(
+        m, key, cell_type_codes(adata)[1], n_draws=n_draws, batch_cells=batch_cells_predict, layer=layer, seed=0
+    )
+    res = predict_transformer(
+        m, adata, key, cells=cells, genes=genes, n_draws=n_draws, batch_cells=batch_cells_predict, layer=layer, out=out
+    )
     res.fitted = fit
     return res

@@ -20,34 +20,44 @@ __all__ = ['ENCODERS', 'TransformerConfig', 'Attention', 'Block', 'StandardEncod
 @dataclass
 class TransformerConfig:
     "Hyper-parameters of `ExpressionTransformer`."
-    d_emb:int            # gene embedding dimension (input)
-    d_model:int = 64     # token width
-    n_heads:int = 4      # attention heads (d_model / n_heads is the head width)
-    n_layers:int = 2     # encoder blocks
-    n_dec_layers:int = 1 # cross-attention decoder blocks
-    d_ff:int = 128       # feed-forward width
-    dropout:float = 0.   # dropout (0 keeps CPU training deterministic and fast)
-    n_bins:int = 8       # expression bins (layers['bins'])
-    encoder:str = 'standard' # key in ENCODERS
-    n_latents:int = 32   # latent tokens of the 'perceiver' encoder
-    n_features:int = 64  # random features per head of the 'performer' encoder
-    gene_index:bool = False # genes are given as positions in a one-hot index of `d_emb` genes (an embedding table), not as vectors
 
-def _exists(v): return v is not None
-def _default(v, d): return v if _exists(v) else d
+    d_emb: int  # gene embedding dimension (input)
+    d_model: int = 64  # token width
+    n_heads: int = 4  # attention heads (d_model / n_heads is the head width)
+    n_layers: int = 2  # encoder blocks
+    n_dec_layers: int = 1  # cross-attention decoder blocks
+    d_ff: int = 128  # feed-forward width
+    dropout: float = 0.0  # dropout (0 keeps CPU training deterministic and fast)
+    n_bins: int = 8  # expression bins (layers['bins'])
+    encoder: str = 'standard'  # key in ENCODERS
+    n_latents: int = 32  # latent tokens of the 'perceiver' encoder
+    n_features: int = 64  # random features per head of the 'performer' encoder
+    gene_index: bool = (
+        False  # genes are given as positions in a one-hot index of `d_emb` genes (an embedding table), not as vectors
+    )
+
+
+def _exists(v):
+    return v is not None
+
+
+def _default(v, d):
+    return v if _exists(v) else d
 
 # %% ../nbs/11_transformer.ipynb #0007
 class Attention(nn.Module):
     "Multi-head attention of tokens `x` (b n d) to `context` (b m d), itself by default; exact softmax attention."
-    def __init__(self, cfg:TransformerConfig):
+
+    def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        if cfg.d_model % cfg.n_heads: raise ValueError(f"d_model {cfg.d_model} is not a multiple of n_heads {cfg.n_heads}")
+        if cfg.d_model % cfg.n_heads:
+            raise ValueError(f"d_model {cfg.d_model} is not a multiple of n_heads {cfg.n_heads}")
         d, self.heads, self.dropout = cfg.d_model, cfg.n_heads, cfg.dropout
         self.to_q, self.to_kv, self.to_out = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(d, d)
 
     def attend(self, q, k, v):
         "Queries (b h n e), keys and values (b h m e) -> (b h n e)."
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
 
     def forward(self, x, context=None):
         q, k, v = self.to_q(x), *self.to_kv(_default(context, x)).chunk(2, dim=-1)
@@ -57,81 +67,112 @@ class Attention(nn.Module):
 # %% ../nbs/11_transformer.ipynb #0011
 class Block(nn.Module):
     "Pre-norm block: attention (to itself, or to a `context` when `cross`), then a GELU feed-forward, each added to the residual."
-    def __init__(self, cfg:TransformerConfig, attn:nn.Module|None=None, # attention module; exact `Attention` by default
-                 cross:bool=False): # attend to a context passed to `forward` (normalised here) instead of to itself
+
+    def __init__(
+        self,
+        cfg: TransformerConfig,
+        attn: nn.Module | None = None,  # attention module; exact `Attention` by default
+        cross: bool = False,
+    ):  # attend to a context passed to `forward` (normalised here) instead of to itself
         super().__init__()
         d = cfg.d_model
         self.norm, self.norm_ff = nn.LayerNorm(d), nn.LayerNorm(d)
         self.norm_ctx = nn.LayerNorm(d) if cross else None
         self.attn = _default(attn, Attention(cfg))
         self.ff = nn.Sequential(nn.Linear(d, cfg.d_ff), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.d_ff, d))
+
     def forward(self, x, context=None):
         h = self.norm(x)
         x = x + self.attn(h, self.norm_ctx(context) if _exists(self.norm_ctx) else h)
         return x + self.ff(self.norm_ff(x))
 
+
 class StandardEncoder(nn.Module):
     "Pre-norm transformer encoder: `n_layers` blocks of full self-attention over the context tokens."
-    def __init__(self, cfg:TransformerConfig):
+
+    def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.layers = nn.ModuleList([Block(cfg, self.attention(cfg, i)) for i in range(cfg.n_layers)])
-    def attention(self, cfg, i): return Attention(cfg)   # the one part an encoder variant replaces
-    def forward(self, x):                                # (b n d) -> (b n d)
-        for blk in self.layers: x = blk(x)
+
+    def attention(self, cfg, i):
+        return Attention(cfg)  # the one part an encoder variant replaces
+
+    def forward(self, x):  # (b n d) -> (b n d)
+        for blk in self.layers:
+            x = blk(x)
         return x
+
 
 class CrossAttentionBlock(Block):
     "Pre-norm block: queries attend to the encoded context, then a feed-forward."
-    def __init__(self, cfg:TransformerConfig): super().__init__(cfg, cross=True)
-    def forward(self, q, memory): return super().forward(q, memory)   # (b t d), (b m d) -> (b t d)
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__(cfg, cross=True)
+
+    def forward(self, q, memory):
+        return super().forward(q, memory)  # (b t d), (b m d) -> (b t d)
 
 # %% ../nbs/11_transformer.ipynb #0014
 class PerceiverEncoder(nn.Module):
     "Learnt latents read the context tokens by cross-attention, then `n_layers` self-attention blocks over the latents."
-    def __init__(self, cfg:TransformerConfig):
+
+    def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        if cfg.n_latents < 1: raise ValueError(f"n_latents must be at least 1, got {cfg.n_latents}")
+        if cfg.n_latents < 1:
+            raise ValueError(f"n_latents must be at least 1, got {cfg.n_latents}")
         self.latents = nn.Parameter(0.02 * torch.randn(cfg.n_latents, cfg.d_model))
         self.read = CrossAttentionBlock(cfg)
         self.process = StandardEncoder(cfg)
-    def forward(self, x):                                              # (b n d) -> (b n_latents d)
+
+    def forward(self, x):  # (b n d) -> (b n_latents d)
         return self.process(self.read(repeat(self.latents, 'm d -> b m d', b=x.shape[0]), x))
 
 # %% ../nbs/11_transformer.ipynb #0016
-def orthogonal_features(n_features:int, # random directions (rows)
-                        dim:int, # head width (columns)
-                        generator:torch.Generator|None=None):
+def orthogonal_features(
+    n_features: int,  # random directions (rows)
+    dim: int,  # head width (columns)
+    generator: torch.Generator | None = None,
+):
     "Gaussian directions (n_features, dim), orthogonal within each block of `dim` rows, each row's norm a Gaussian vector's."
     blocks = []
     for _ in range(-(-n_features // dim)):
         q, r = torch.linalg.qr(torch.randn(dim, dim, generator=generator))
-        blocks.append((q * torch.sign(torch.diagonal(r))).T)   # the sign fix makes the rotation uniform (Haar)
+        blocks.append((q * torch.sign(torch.diagonal(r))).T)  # the sign fix makes the rotation uniform (Haar)
     w = torch.cat(blocks)[:n_features]
     return w * torch.randn(n_features, dim, generator=generator).norm(dim=1, keepdim=True)
 
-def softmax_features(x, # queries or keys (b h n e), already scaled by e**-0.25
-                     w, # random directions (m e)
-                     is_query:bool): # queries are shifted per token, keys per (cell, head)
+
+def softmax_features(
+    x,  # queries or keys (b h n e), already scaled by e**-0.25
+    w,  # random directions (m e)
+    is_query: bool,
+):  # queries are shifted per token, keys per (cell, head)
     "Positive random features (b h n m): φ(q)·φ(k) estimates exp(q·k), up to a factor that cancels in attention."
-    logits = torch.einsum('bhne,me->bhnm', x, w) - (x ** 2).sum(-1, keepdim=True) / 2
+    logits = torch.einsum('bhne,me->bhnm', x, w) - (x**2).sum(-1, keepdim=True) / 2
     shift = logits.amax(-1, keepdim=True) if is_query else logits.amax((-2, -1), keepdim=True)
     return torch.exp(logits - shift.detach())
+
 
 def linear_attention(q, k, v):
     "Attention with weights φ(q)·φ(k): features (b h n m), (b h n' m), values (b h n' e) -> (b h n e), never forming n x n'."
     kv, k_sum = torch.einsum('bhnm,bhne->bhme', k, v), k.sum(-2)
-    return torch.einsum('bhnm,bhme->bhne', q, kv) / rearrange(torch.einsum('bhnm,bhm->bhn', q, k_sum), 'b h n -> b h n 1')
+    return torch.einsum('bhnm,bhme->bhne', q, kv) / rearrange(
+        torch.einsum('bhnm,bhm->bhn', q, k_sum), 'b h n -> b h n 1'
+    )
+
 
 class FavorAttention(Attention):
     "`Attention` whose softmax is approximated by FAVOR+ positive orthogonal random features: cost linear in tokens."
-    def __init__(self, cfg:TransformerConfig, seed:int=0): # seed of the random directions
+
+    def __init__(self, cfg: TransformerConfig, seed: int = 0):  # seed of the random directions
         super().__init__(cfg)
-        if cfg.n_features < 1: raise ValueError(f"n_features must be at least 1, got {cfg.n_features}")
+        if cfg.n_features < 1:
+            raise ValueError(f"n_features must be at least 1, got {cfg.n_features}")
         g = torch.Generator().manual_seed(seed)
         self.register_buffer('features', orthogonal_features(cfg.n_features, cfg.d_model // cfg.n_heads, g))
 
     @torch.no_grad()
-    def redraw_features(self, generator:torch.Generator|None=None):
+    def redraw_features(self, generator: torch.Generator | None = None):
         "Draw new random directions, kept until the next call."
         self.features.copy_(orthogonal_features(*self.features.shape, generator))
 
@@ -139,28 +180,40 @@ class FavorAttention(Attention):
         # no attention matrix exists to drop out, so `dropout` acts in the feed-forward only
         with torch.autocast(q.device.type, enabled=False):
             scale = q.shape[-1] ** -0.25
-            q, k = softmax_features(q.float() * scale, self.features, True), softmax_features(k.float() * scale, self.features, False)
+            q, k = (
+                softmax_features(q.float() * scale, self.features, True),
+                softmax_features(k.float() * scale, self.features, False),
+            )
             return linear_attention(q, k, v.float()).to(v.dtype)
+
 
 class PerformerEncoder(StandardEncoder):
     "`StandardEncoder` with FAVOR+ attention (Performer): `n_features` random directions per head, each layer its own seeded draw."
-    def attention(self, cfg, i): return FavorAttention(cfg, seed=i)
-    def redraw_features(self, seed:int|None=None): # None draws from torch's global generator
+
+    def attention(self, cfg, i):
+        return FavorAttention(cfg, seed=i)
+
+    def redraw_features(self, seed: int | None = None):  # None draws from torch's global generator
         "New random directions in every layer."
         g = torch.Generator().manual_seed(seed) if _exists(seed) else None
-        for blk in self.layers: blk.attn.redraw_features(g)
+        for blk in self.layers:
+            blk.attn.redraw_features(g)
 
 # %% ../nbs/11_transformer.ipynb #0022
 ENCODERS = {'standard': StandardEncoder, 'perceiver': PerceiverEncoder, 'performer': PerformerEncoder}
 
+
 class ExpressionTransformer(nn.Module):
     "Context genes (embedding + expression) -> encoder -> cross-attention from query genes -> log1p expression."
-    def __init__(self, cfg:TransformerConfig):
+
+    def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        if cfg.encoder not in ENCODERS: raise ValueError(f"unknown encoder {cfg.encoder!r}; have {list(ENCODERS)}")
+        if cfg.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {cfg.encoder!r}; have {list(ENCODERS)}")
         self.cfg, d = cfg, cfg.d_model
         # train-gene standardisation of the embedding, set by train_transformer and saved with the weights
-        self.register_buffer('emb_mean', torch.zeros(cfg.d_emb)); self.register_buffer('emb_sd', torch.ones(cfg.d_emb))
+        self.register_buffer('emb_mean', torch.zeros(cfg.d_emb))
+        self.register_buffer('emb_sd', torch.ones(cfg.d_emb))
         # a one-hot index is a table: nn.Embedding is nn.Linear on one-hot rows without building them (or a bias)
         lin = (lambda: nn.Embedding(cfg.d_emb, d)) if cfg.gene_index else (lambda: nn.Linear(cfg.d_emb, d))
         self.gene, self.query = lin(), lin()
@@ -170,19 +223,26 @@ class ExpressionTransformer(nn.Module):
         self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 1))
 
     def standardise(self, e):
-        if self.cfg.gene_index: return e.long()
-        return torch.nan_to_num((e - self.emb_mean) / self.emb_sd, nan=0., posinf=0., neginf=0.)
+        if self.cfg.gene_index:
+            return e.long()
+        return torch.nan_to_num((e - self.emb_mean) / self.emb_sd, nan=0.0, posinf=0.0, neginf=0.0)
 
     def encode(self, ctx_emb, ctx_val, ctx_bin):
         "Context (b n e), (b n), (b n) -> memory (b m d)."
-        x = self.gene(self.standardise(ctx_emb)) + self.bin(ctx_bin.long()) + self.value(rearrange(ctx_val, 'b n -> b n 1'))
+        x = (
+            self.gene(self.standardise(ctx_emb))
+            + self.bin(ctx_bin.long())
+            + self.value(rearrange(ctx_val, 'b n -> b n 1'))
+        )
         return self.encoder(x)
 
     def decode(self, memory, tgt_emb, offset):
         "Memory (b m d), query embeddings (b t e) or shared (t e), offset (b) -> predictions (b t)."
         q = self.query(self.standardise(tgt_emb))
-        if q.ndim == 2: q = repeat(q, 't d -> b t d', b=memory.shape[0])
-        for blk in self.decoder: q = blk(q, memory)
+        if q.ndim == 2:
+            q = repeat(q, 't d -> b t d', b=memory.shape[0])
+        for blk in self.decoder:
+            q = blk(q, memory)
         return rearrange(self.head(q), 'b t 1 -> b t') + rearrange(offset, 'b -> b 1')
 
     def forward(self, ctx_emb, ctx_val, ctx_bin, tgt_emb):

@@ -17,88 +17,130 @@ from .reference import Genome
 __all__ = ['gene_tss', 'one_hot', 'TSSWindows', 'tss_bin', 'bin_interval']
 
 # %% ../nbs/06_tss.ipynb #0008
-def _unknown(missing:list, what:str='gene ids', where:str='the GTF') -> KeyError:
+def _unknown(missing: list, what: str = 'gene ids', where: str = 'the GTF') -> KeyError:
     ex = ', '.join(map(str, missing[:5]))
     return KeyError(f"{len(missing)} {what} not found in {where}, e.g. {ex}")
 
-def gene_tss(transcripts:pd.DataFrame, # `read_annotation(gtf).transcripts`
-             genes:list|None=None, # gene ids (unversioned keys or versioned ids); None for every gene
-            ) -> pd.DataFrame:
+
+def gene_tss(
+    transcripts: pd.DataFrame,  # `read_annotation(gtf).transcripts`
+    genes: list | None = None,  # gene ids (unversioned keys or versioned ids); None for every gene
+) -> pd.DataFrame:
     "Candidate TSSs: one row per (gene, distinct TSS) with the transcripts starting there and the canonical flag."
     t = transcripts
     if genes is not None:
         genes = [str(g) for g in genes]
         key = {**dict(zip(t.gene_id, t.gene_key)), **dict(zip(t.gene_key, t.gene_key))}
         missing = [g for g in genes if g not in key]
-        if missing: raise _unknown(missing)
+        if missing:
+            raise _unknown(missing)
         order = {k: i for i, k in enumerate(dict.fromkeys(key[g] for g in genes))}
         t = t[t.gene_key.isin(order)]
     grp = t.groupby(['gene_key', 'tss'], sort=False)
-    c = grp.agg(gene_id=('gene_id', 'first'), gene_name=('gene_name', 'first'), gene_type=('gene_type', 'first'),
-                chrom=('chrom', 'first'), strand=('strand', 'first'),
-                transcripts=('transcript_id', lambda s: ','.join(s)), n_transcripts=('transcript_id', 'size'),
-                has_canonical=('canonical', 'any')).reset_index()
+    c = grp.agg(
+        gene_id=('gene_id', 'first'),
+        gene_name=('gene_name', 'first'),
+        gene_type=('gene_type', 'first'),
+        chrom=('chrom', 'first'),
+        strand=('strand', 'first'),
+        transcripts=('transcript_id', lambda s: ','.join(s)),
+        n_transcripts=('transcript_id', 'size'),
+        has_canonical=('canonical', 'any'),
+    ).reset_index()
     # the 5'-most first on ties: smallest position on '+', largest on '-'
     c['_5p'] = np.where(c.strand == '+', c.tss, -c.tss)
-    c['_order'] = c.gene_key.map(order) if genes is not None else c.gene_key.map({k: i for i, k in enumerate(dict.fromkeys(c.gene_key))})
+    c['_order'] = (
+        c.gene_key.map(order)
+        if genes is not None
+        else c.gene_key.map({k: i for i, k in enumerate(dict.fromkeys(c.gene_key))})
+    )
     c = c.sort_values(['_order', '_5p'], kind='stable')
-    best = c.sort_values(['_order', 'has_canonical', 'n_transcripts', '_5p'], ascending=[True, False, False, True],
-                         kind='stable').groupby('gene_key', sort=False).head(1).index
+    best = (
+        c.sort_values(
+            ['_order', 'has_canonical', 'n_transcripts', '_5p'], ascending=[True, False, False, True], kind='stable'
+        )
+        .groupby('gene_key', sort=False)
+        .head(1)
+        .index
+    )
     c['canonical'] = c.index.isin(best)
     return c.drop(columns=['_5p', '_order', 'has_canonical']).reset_index(drop=True)
 
 # %% ../nbs/06_tss.ipynb #0012
 _LUT = np.zeros((256, 4), dtype=np.float32)
-for _i, _b in enumerate('ACGT'): _LUT[ord(_b), _i] = _LUT[ord(_b.lower()), _i] = 1.
+for _i, _b in enumerate('ACGT'):
+    _LUT[ord(_b), _i] = _LUT[ord(_b.lower()), _i] = 1.0
 
-def one_hot(seq:str|bytes|list # a sequence, or a list of equal-length sequences
-           ) -> np.ndarray:
+
+def one_hot(
+    seq: str | bytes | list,  # a sequence, or a list of equal-length sequences
+) -> np.ndarray:
     "float32 one-hot (L, 4) (or (B, L, 4) for a list) in channel order A, C, G, T; N -> zeros."
-    if isinstance(seq, (list, tuple)): return np.stack([one_hot(s) for s in seq])
+    if isinstance(seq, (list, tuple)):
+        return np.stack([one_hot(s) for s in seq])
     b = np.frombuffer(seq.encode('ascii') if isinstance(seq, str) else bytes(seq), dtype=np.uint8)
     return _LUT[b]
 
 # %% ../nbs/06_tss.ipynb #0015
 class TSSWindows(Dataset):
     "One-hot DNA windows (length, 4) centred on each candidate TSS (rows of `gene_tss`)."
-    def __init__(self, genome:Genome, # the FASTA
-                 candidates:pd.DataFrame, # needs chrom, tss (and strand when reverse_complement)
-                 length:int, # window length in bp (Enformer: 196_608)
-                 reverse_complement:bool=False # reverse-complement windows of minus-strand TSSs
-                ):
+
+    def __init__(
+        self,
+        genome: Genome,  # the FASTA
+        candidates: pd.DataFrame,  # needs chrom, tss (and strand when reverse_complement)
+        length: int,  # window length in bp (Enformer: 196_608)
+        reverse_complement: bool = False,  # reverse-complement windows of minus-strand TSSs
+    ):
         self.genome, self.length, self.rc = genome, int(length), reverse_complement
-        self.chrom = candidates.chrom.astype(str).to_numpy(); self.tss = candidates.tss.to_numpy(np.int64)
+        self.chrom = candidates.chrom.astype(str).to_numpy()
+        self.tss = candidates.tss.to_numpy(np.int64)
         self.minus = (candidates.strand == '-').to_numpy() if reverse_complement else np.zeros(len(candidates), bool)
-        for c in dict.fromkeys(self.chrom): genome.fasta_name(c)  # fail now, naming the chromosome, not mid-run
-    def __len__(self): return len(self.tss)
-    def __getitem__(self, i:int) -> torch.Tensor:
+        for c in dict.fromkeys(self.chrom):
+            genome.fasta_name(c)  # fail now, naming the chromosome, not mid-run
+
+    def __len__(self):
+        return len(self.tss)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
         x = one_hot(self.genome.window(self.chrom[i], self.tss[i], self.length))
-        if self.minus[i]: x = x[::-1, ::-1].copy()  # reverse the sequence and swap A<->T, C<->G (channels ACGT reversed)
+        if self.minus[i]:
+            x = x[::-1, ::-1].copy()  # reverse the sequence and swap A<->T, C<->G (channels ACGT reversed)
         return torch.from_numpy(x)
 
 # %% ../nbs/06_tss.ipynb #0018
-def _crop(length:int, bin_size:int, target_length:int|None) -> tuple[int, int]:
+def _crop(length: int, bin_size: int, target_length: int | None) -> tuple[int, int]:
     n = length // bin_size
-    if length % bin_size: raise ValueError(f"window length {length} is not a multiple of bin_size {bin_size}")
+    if length % bin_size:
+        raise ValueError(f"window length {length} is not a multiple of bin_size {bin_size}")
     t = n if target_length is None else int(target_length)
-    if t > n or (n - t) % 2: raise ValueError(f"target_length {t} must be <= {n} bins and crop the same number of bins on both sides")
+    if t > n or (n - t) % 2:
+        raise ValueError(f"target_length {t} must be <= {n} bins and crop the same number of bins on both sides")
     return (n - t) // 2, t
 
-def tss_bin(window_center:int, # the window's centre (0-based, as in `Genome.window`)
-            pos:int|np.ndarray, # 0-based genomic position(s)
-            length:int, # window length in bp
-            bin_size:int=128, # bp per output bin
-            target_length:int|None=None # output bins kept after cropping (None: no cropping)
-           ) -> int|np.ndarray:
+
+def tss_bin(
+    window_center: int,  # the window's centre (0-based, as in `Genome.window`)
+    pos: int | np.ndarray,  # 0-based genomic position(s)
+    length: int,  # window length in bp
+    bin_size: int = 128,  # bp per output bin
+    target_length: int | None = None,  # output bins kept after cropping (None: no cropping)
+) -> int | np.ndarray:
     "The output bin holding genomic position `pos` in a window centred on `window_center`."
     crop, t = _crop(length, bin_size, target_length)
     b = (np.asarray(pos) - (np.asarray(window_center) - length // 2)) // bin_size - crop
-    if np.any((b < 0) | (b >= t)): raise ValueError(f"position {pos} falls outside the {t} output bins of a window centred on {window_center}")
+    if np.any((b < 0) | (b >= t)):
+        raise ValueError(f"position {pos} falls outside the {t} output bins of a window centred on {window_center}")
     return int(b) if b.ndim == 0 else b
 
-def bin_interval(window_center:int, # the window's centre (0-based)
-                 b:int, # output bin index
-                 length:int, bin_size:int=128, target_length:int|None=None) -> tuple[int, int]:
+
+def bin_interval(
+    window_center: int,  # the window's centre (0-based)
+    b: int,  # output bin index
+    length: int,
+    bin_size: int = 128,
+    target_length: int | None = None,
+) -> tuple[int, int]:
     "Genomic span [start, end) (0-based) of output bin `b`."
     crop, t = _crop(length, bin_size, target_length)
     start = window_center - length // 2 + (b + crop) * bin_size

@@ -4,7 +4,8 @@
 
 # %% ../nbs/14b_variants.ipynb #a1953c40
 from __future__ import annotations
-import json, warnings
+import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,176 +27,274 @@ __all__ = ['MAX_INDEL', 'read_vcf', 'variant_table', 'write_vcf', 'RunOutputs', 
            'alt_outputs', 'rule_embedding', 'variant_known_answer', 'plot_variant_effects']
 
 # %% ../nbs/14b_variants.ipynb #7eb2d6d0
-MAX_INDEL = 50   # the longest REF or ALT rosa scores as a short variant; longer ones are counted as structural and skipped
+MAX_INDEL = (
+    50  # the longest REF or ALT rosa scores as a short variant; longer ones are counted as structural and skipped
+)
 
-def _symbolic(alt:str) -> bool:
+
+def _symbolic(alt: str) -> bool:
     "An ALT that is not a sequence: `<DEL>`, a breakend, `*` (an overlapping deletion), `.` (no ALT)."
     return alt in ('*', '.', '') or alt.startswith('<') or '[' in alt or ']' in alt
 
-def _kind(ref:str, alt:str) -> str:
-    if len(ref) == len(alt): return 'snv' if len(ref) == 1 else 'mnv'
+
+def _kind(ref: str, alt: str) -> str:
+    if len(ref) == len(alt):
+        return 'snv' if len(ref) == 1 else 'mnv'
     return 'ins' if len(alt) > len(ref) else 'del'
 
-def _screen(raw:list, genome:Genome, max_indel:int, source:str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+
+def _screen(raw: list, genome: Genome, max_indel: int, source: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     "Alleles (chrom, 0-based pos, ref, alt, id) as rows to score: contigs reconciled with the genome, symbolic and structural ones counted, REF checked."
     rows, bad, unknown, names = [], [], {}, {}
     n = dict(alleles=len(raw), symbolic=0, structural=0, unknown_contig=0, ref_mismatch=0)
     for chrom, pos, ref, alt, vid0 in raw:
         chrom, ref, alt, pos = str(chrom), str(ref).upper(), str(alt).upper(), int(pos)
         if chrom not in names:
-            try: names[chrom] = genome.fasta_name(chrom)
-            except KeyError: names[chrom] = None
+            try:
+                names[chrom] = genome.fasta_name(chrom)
+            except KeyError:
+                names[chrom] = None
         name = names[chrom]
-        if name is None: n['unknown_contig'] += 1; unknown[chrom] = unknown.get(chrom, 0) + 1; continue
-        if _symbolic(alt) or _symbolic(ref): n['symbolic'] += 1; continue
-        if max(len(ref), len(alt)) > max_indel: n['structural'] += 1; continue
-        try: have = genome.fetch(name, pos, pos + len(ref))
-        except IndexError: have = ''
+        if name is None:
+            n['unknown_contig'] += 1
+            unknown[chrom] = unknown.get(chrom, 0) + 1
+            continue
+        if _symbolic(alt) or _symbolic(ref):
+            n['symbolic'] += 1
+            continue
+        if max(len(ref), len(alt)) > max_indel:
+            n['structural'] += 1
+            continue
+        try:
+            have = genome.fetch(name, pos, pos + len(ref))
+        except IndexError:
+            have = ''
         vid = f'{chrom}:{pos + 1}:{ref}>{alt}'
-        if have != ref: n['ref_mismatch'] += 1; bad.append((vid, chrom, pos + 1, ref, alt, have[:max_indel])); continue
+        if have != ref:
+            n['ref_mismatch'] += 1
+            bad.append((vid, chrom, pos + 1, ref, alt, have[:max_indel]))
+            continue
         rows.append((vid, vid0, name, pos, ref, alt, _kind(ref, alt)))
     if raw and n['unknown_contig'] == len(raw):
-        raise ValueError(f"{source}: none of its contigs ({', '.join(list(unknown)[:5])}) is in the genome {genome.describe()}")
-    v = pd.DataFrame(rows, columns=['variant', 'vcf_id', 'chrom', 'pos', 'ref', 'alt', 'kind']).drop_duplicates('variant')
+        raise ValueError(
+            f"{source}: none of its contigs ({', '.join(list(unknown)[:5])}) is in the genome {genome.describe()}"
+        )
+    v = pd.DataFrame(rows, columns=['variant', 'vcf_id', 'chrom', 'pos', 'ref', 'alt', 'kind']).drop_duplicates(
+        'variant'
+    )
     v = v.sort_values(['chrom', 'pos', 'variant'], kind='stable').reset_index(drop=True)
-    n['scorable'] = len(v); n['unknown_contigs'] = unknown
+    n['scorable'] = len(v)
+    n['unknown_contigs'] = unknown
     return v, pd.DataFrame(bad, columns=['variant', 'chrom', 'pos', 'ref', 'alt', 'genome']), n
 
-def read_vcf(vcf:str|Path, # a VCF or BCF (plain or bgzipped), read through once in any order: no index needed
-             genome:Genome, # the run's genome: contig names reconciled with it (chr1/1), REF checked against it
-             max_indel:int=MAX_INDEL, # longer REF or ALT alleles are structural: counted and skipped
-            ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+
+def read_vcf(
+    vcf: str | Path,  # a VCF or BCF (plain or bgzipped), read through once in any order: no index needed
+    genome: Genome,  # the run's genome: contig names reconciled with it (chr1/1), REF checked against it
+    max_indel: int = MAX_INDEL,  # longer REF or ALT alleles are structural: counted and skipped
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     "Every ALT allele of a VCF as a row to score (multi-allelic records split): variant id, chrom (the genome's name), pos (0-based), ref, alt, kind; the REF mismatches; counts of what was skipped and why."
     from cyvcf2 import VCF
+
     vcf = Path(vcf)
-    if not vcf.exists(): raise FileNotFoundError(f"vcf: {vcf} does not exist")
-    try: reader = VCF(str(vcf), lazy=True, threads=1)
-    except Exception as e: raise ValueError(f"vcf: {vcf} is not a readable VCF or BCF ({e})") from None
+    if not vcf.exists():
+        raise FileNotFoundError(f"vcf: {vcf} does not exist")
+    try:
+        reader = VCF(str(vcf), lazy=True, threads=1)
+    except Exception as e:
+        raise ValueError(f"vcf: {vcf} is not a readable VCF or BCF ({e})") from None
     raw, records, sv = [], 0, 0
     try:
         for r in reader:
             records += 1
-            if r.INFO.get('SVTYPE') is not None: sv += len(r.ALT) or 1; continue
+            if r.INFO.get('SVTYPE') is not None:
+                sv += len(r.ALT) or 1
+                continue
             raw += [(r.CHROM, r.POS - 1, r.REF, a, r.ID or '.') for a in (r.ALT or ['.'])]
-    except Exception as e: raise ValueError(f"vcf: {vcf}: record {records + 1} cannot be read ({e})") from None
-    finally: reader.close()
+    except Exception as e:
+        raise ValueError(f"vcf: {vcf}: record {records + 1} cannot be read ({e})") from None
+    finally:
+        reader.close()
     v, mism, n = _screen(raw, genome, max_indel, f'vcf: {vcf}')
     n.update(records=records, alleles=n['alleles'] + sv, structural=n['structural'] + sv)
     return v, mism, n
 
-def variant_table(variants:pd.DataFrame, # chrom, pos (0-based), ref, alt (any extra columns are dropped)
-                  genome:Genome, max_indel:int=MAX_INDEL) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+
+def variant_table(
+    variants: pd.DataFrame,  # chrom, pos (0-based), ref, alt (any extra columns are dropped)
+    genome: Genome,
+    max_indel: int = MAX_INDEL,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     "A table of variants screened as `read_vcf` screens a file's."
     missing = [c for c in ('chrom', 'pos', 'ref', 'alt') if c not in variants]
-    if missing: raise KeyError(f"variants need columns chrom, pos (0-based), ref, alt; missing {missing}")
+    if missing:
+        raise KeyError(f"variants need columns chrom, pos (0-based), ref, alt; missing {missing}")
     ids = variants['vcf_id'] if 'vcf_id' in variants else ['.'] * len(variants)
-    return _screen(list(zip(variants.chrom, variants.pos, variants.ref, variants.alt, ids)), genome, max_indel, 'variants')
+    return _screen(
+        list(zip(variants.chrom, variants.pos, variants.ref, variants.alt, ids)), genome, max_indel, 'variants'
+    )
 
 # %% ../nbs/14b_variants.ipynb #225ec958
-def write_vcf(variants:pd.DataFrame, # chrom, pos (0-based), ref, alt; optional `variant` (the ID column)
-              path:str|Path, # the VCF to write (plain text)
-              contigs:dict|None=None, # contig -> length for the header (`Genome.chroms`)
-             ) -> Path:
+def write_vcf(
+    variants: pd.DataFrame,  # chrom, pos (0-based), ref, alt; optional `variant` (the ID column)
+    path: str | Path,  # the VCF to write (plain text)
+    contigs: dict | None = None,  # contig -> length for the header (`Genome.chroms`)
+) -> Path:
     "A minimal VCF 4.2 of `variants` (sorted by contig and position), atomically."
-    v = variants.copy(); v['POS'] = v.pos.astype(np.int64) + 1
+    v = variants.copy()
+    v['POS'] = v.pos.astype(np.int64) + 1
     v = v.sort_values(['chrom', 'POS'], kind='stable')
     ids = v['variant'] if 'variant' in v else pd.Series('.', index=v.index)
     head = ['##fileformat=VCFv4.2'] + [f'##contig=<ID={c},length={L}>' for c, L in (contigs or {}).items()]
     head.append('#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO')
     body = [f'{c}\t{p}\t{i}\t{r}\t{a}\t.\tPASS\t.' for c, p, i, r, a in zip(v.chrom, v.POS, ids, v.ref, v.alt)]
-    with atomic_path(path) as tmp: Path(tmp).write_text('\n'.join(head + body) + '\n')
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text('\n'.join(head + body) + '\n')
     return Path(path)
 
 # %% ../nbs/14b_variants.ipynb #6e0f7177
 class RunOutputs:
     "A run's Enformer as it embedded the run's genes: the model, its readout (tracks, neighbours, RC averaging, precision), every scored candidate TSS with its window, and the store of their outputs."
-    def __init__(self, run:Run, device:str|None=None):
-        p = run.out/'embeddings'/'enformer.h5ad'
+
+    def __init__(self, run: Run, device: str | None = None):
+        p = run.out / 'embeddings' / 'enformer.h5ad'
         if 'enformer' not in run.uns or not p.exists():
-            raise ValueError(f"{run.out}: the run has no Enformer embedding: variants and attributions are read through its sequence model")
-        u = run.uns['enformer']; self.run, self.u = run, u
+            raise ValueError(
+                f"{run.out}: the run has no Enformer embedding: variants and attributions are read through its sequence model"
+            )
+        u = run.uns['enformer']
+        self.run, self.u = run, u
         self.store = run.found(u['store'])
-        if self.store is None: raise FileNotFoundError(f"{run.out}: the Enformer outputs {u['store']} are gone: rerun the run's enformer step")
+        if self.store is None:
+            raise FileNotFoundError(
+                f"{run.out}: the Enformer outputs {u['store']} are gone: rerun the run's enformer step"
+            )
         self.cand = ad.read_h5ad(p).uns['enformer_candidates'].reset_index(drop=True)
         self.device = default_device(device)
         from rosa.enformer import model_window, cage_track_indices
+
         self.model = run.enformer(device).eval().to(self.device)
-        self.window, self.bin_size = model_window(self.model), 2 ** self.model.config.num_downsamples
+        self.window, self.bin_size = model_window(self.model), 2**self.model.config.num_downsamples
         self.n_out = self.model.config.target_length
         self.neighbours, self.rc = int(u['neighbours']), bool(u.get('rc_average', True))
         self.cage_idx = cage_track_indices(self.model, run.embedding_params('enformer').embed.get('cage_tracks'))
-        self.precision = str(u.get('precision', 'fp32'))        # as the reference was computed: an effect is not a change of precision
+        self.precision = str(
+            u.get('precision', 'fp32')
+        )  # as the reference was computed: an effect is not a change of precision
         w = self.cand.drop_duplicates('window').sort_values('window')
-        centre = (w.tss.to_numpy(np.int64) // self.bin_size - w.bin.to_numpy(np.int64) + self.n_out // 2) * self.bin_size
-        self.windows = pd.DataFrame(dict(gene_key=w.gene_key.to_numpy(), chrom=w.chrom.astype(str).to_numpy(), center=centre),
-                                    index=w.window.to_numpy())
+        centre = (
+            w.tss.to_numpy(np.int64) // self.bin_size - w.bin.to_numpy(np.int64) + self.n_out // 2
+        ) * self.bin_size
+        self.windows = pd.DataFrame(
+            dict(gene_key=w.gene_key.to_numpy(), chrom=w.chrom.astype(str).to_numpy(), center=centre),
+            index=w.window.to_numpy(),
+        )
         self.genome = Genome(run.file('fasta'))
         self._cs = ChunkStore.open(self.store)
-        self.by_gene = self.cand.groupby('gene_key', sort=False).indices      # candidate positions per gene, in store-row order
+        self.by_gene = self.cand.groupby(
+            'gene_key', sort=False
+        ).indices  # candidate positions per gene, in store-row order
 
-    def ref_rows(self, idx:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def ref_rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         "The run's own outputs of candidates `idx`: (cage per candidate, emb (n, 2k+1, d))."
         rows = self.cand.row.to_numpy()[idx]
         u, inv = np.unique(rows, return_inverse=True)
-        emb = self._cs['emb'].get_orthogonal_selection((u, slice(None), slice(None)))[inv] if len(u) else np.zeros((0, 2 * self.neighbours + 1, self.model.dim * 2), np.float32)
+        emb = (
+            self._cs['emb'].get_orthogonal_selection((u, slice(None), slice(None)))[inv]
+            if len(u)
+            else np.zeros((0, 2 * self.neighbours + 1, self.model.dim * 2), np.float32)
+        )
         return self.cand.cage.to_numpy()[idx], emb
-    def __repr__(self): return f"RunOutputs({self.store}: {len(self.cand):,} TSSs in {len(self.windows):,} windows of {self.window:,} bp)"
+
+    def __repr__(self):
+        return (
+            f"RunOutputs({self.store}: {len(self.cand):,} TSSs in {len(self.windows):,} windows of {self.window:,} bp)"
+        )
+
 
 @patch
-def outputs(self:Run, device:str|None=None) -> RunOutputs:
+def outputs(self: Run, device: str | None = None) -> RunOutputs:
     "The run's `RunOutputs`, read once per device: every call of `variants` (one per gene in ISM) shares them."
     cache = self.__dict__.setdefault('_outputs', {})
-    if str(device) not in cache: cache[str(device)] = RunOutputs(self, device)
+    if str(device) not in cache:
+        cache[str(device)] = RunOutputs(self, device)
     return cache[str(device)]
 
 # %% ../nbs/14b_variants.ipynb #80d59811
-def _padded(genome:Genome, chrom:str, a:int, b:int) -> str:
+def _padded(genome: Genome, chrom: str, a: int, b: int) -> str:
     "[a, b) of `chrom`, N past its ends."
-    n = genome.chroms[genome.fasta_name(chrom)]; lo, hi = max(a, 0), min(b, n)
+    n = genome.chroms[genome.fasta_name(chrom)]
+    lo, hi = max(a, 0), min(b, n)
     return 'N' * (lo - a) + (genome.fetch(chrom, lo, hi) if hi > lo else '') + 'N' * (b - max(hi, lo))
 
-def alt_window(genome:Genome, # the genome
-               chrom:str, center:int, length:int, # the window, as `Genome.window` reads it
-               pos:int, ref:str, alt:str, # the variant (0-based position of REF's first base)
-              ) -> str:
+
+def alt_window(
+    genome: Genome,  # the genome
+    chrom: str,
+    center: int,
+    length: int,  # the window, as `Genome.window` reads it
+    pos: int,
+    ref: str,
+    alt: str,  # the variant (0-based position of REF's first base)
+) -> str:
     "The window with the ALT allele in place of REF. An indel keeps the window's length and every base between it and the window's centre in place: the bases on its far side shift, and the window is cut or filled from the genome at that end."
-    start = int(center) - length // 2; end = start + length; pos = int(pos); stop = pos + len(ref); d = len(alt) - len(ref)
-    lo, hi = min(start, pos) - abs(d), max(end, stop) + abs(d)           # enough of the chromosome around both, with the allele in it
+    start = int(center) - length // 2
+    end = start + length
+    pos = int(pos)
+    stop = pos + len(ref)
+    d = len(alt) - len(ref)
+    lo, hi = (
+        min(start, pos) - abs(d),
+        max(end, stop) + abs(d),
+    )  # enough of the chromosome around both, with the allele in it
     s = _padded(genome, chrom, lo, pos) + alt + _padded(genome, chrom, stop, hi)
-    if d == 0 or pos >= int(center): return s[start - lo:start - lo + length]   # the left end stays (an SNV or MNV moves nothing)
-    return s[end + d - lo - length:end + d - lo]                          # left of the centre: the right end stays
+    if d == 0 or pos >= int(center):
+        return s[start - lo : start - lo + length]  # the left end stays (an SNV or MNV moves nothing)
+    return s[end + d - lo - length : end + d - lo]  # left of the centre: the right end stays
 
 # %% ../nbs/14b_variants.ipynb #f9363987
-def _in_reach(variants:pd.DataFrame, genome:Genome, chroms, starts:np.ndarray, W:int) -> tuple[np.ndarray, np.ndarray]:
+def _in_reach(
+    variants: pd.DataFrame, genome: Genome, chroms, starts: np.ndarray, W: int
+) -> tuple[np.ndarray, np.ndarray]:
     "Every (variant, window) pair where a window [start, start + W) holds some of the variant's REF, by interval search: positions in `variants`, in the windows."
     fchrom = np.array([genome.fasta_name(c) for c in chroms]) if len(starts) else np.array([], str)
     rvs, rws = [np.array([], np.int64)], [np.array([], np.int64)]
     for ch, vi in variants.groupby('chrom', sort=False).indices.items():
         sel = np.flatnonzero(fchrom == ch)
-        if not len(sel): continue
-        o = np.argsort(starts[sel], kind='stable'); s, wi = starts[sel][o], sel[o]
-        p = variants.pos.to_numpy(np.int64)[vi]; e = p + np.maximum(variants.ref.str.len().to_numpy()[vi], 1)
-        lo, hi = np.searchsorted(s, p - W, 'right'), np.searchsorted(s, e, 'left')      # start in (pos - W, end)
+        if not len(sel):
+            continue
+        o = np.argsort(starts[sel], kind='stable')
+        s, wi = starts[sel][o], sel[o]
+        p = variants.pos.to_numpy(np.int64)[vi]
+        e = p + np.maximum(variants.ref.str.len().to_numpy()[vi], 1)
+        lo, hi = np.searchsorted(s, p - W, 'right'), np.searchsorted(s, e, 'left')  # start in (pos - W, end)
         cnt = hi - lo
-        rvs.append(np.repeat(vi, cnt)); rws.append(wi[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])] if cnt.sum() else np.array([], np.int64))
+        rvs.append(np.repeat(vi, cnt))
+        rws.append(
+            wi[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])] if cnt.sum() else np.array([], np.int64)
+        )
     return np.concatenate(rvs).astype(np.int64), np.concatenate(rws).astype(np.int64)
 
-def sequence_pairs(variants:pd.DataFrame, # `read_vcf` rows
-                   genome:Genome, # the run's genome
-                   genes:pd.DataFrame, # the run's genes (chrom, tss, strand: each one's chosen TSS)
-                   window:int, # bp a sequence model reads around each TSS (`rosa.finetune.gene_window`)
-                   keys:list|None=None, # only these genes
-                  ) -> pd.DataFrame:
+
+def sequence_pairs(
+    variants: pd.DataFrame,  # `read_vcf` rows
+    genome: Genome,  # the run's genome
+    genes: pd.DataFrame,  # the run's genes (chrom, tss, strand: each one's chosen TSS)
+    window: int,  # bp a sequence model reads around each TSS (`rosa.finetune.gene_window`)
+    keys: list | None = None,  # only these genes
+) -> pd.DataFrame:
     "Every (variant, gene) where a model reading each gene's own window (the fine-tuned model) reads the variant."
     g = genes if keys is None else genes.loc[keys]
     starts = np.array([gene_center(t, s) for t, s in zip(g.tss, g.strand.astype(str))], np.int64) - window // 2
     rv, rg = _in_reach(variants, genome, g.chrom.astype(str), starts, window)
     return pd.DataFrame(dict(v=rv, gene_key=np.asarray(g.index)[rg]))
 
-def variant_windows(variants:pd.DataFrame, # `read_vcf` rows (chrom as the genome names it, pos 0-based, ref)
-                    ro:RunOutputs, # the run's windows
-                    genes:list|None=None, # only these genes' windows (keys)
-                   ) -> pd.DataFrame:
+
+def variant_windows(
+    variants: pd.DataFrame,  # `read_vcf` rows (chrom as the genome names it, pos 0-based, ref)
+    ro: RunOutputs,  # the run's windows
+    genes: list | None = None,  # only these genes' windows (keys)
+) -> pd.DataFrame:
     "Every (variant, window) where the run's sequence model reads the variant: variant row, window, gene, found by interval search."
     w = ro.windows if genes is None else ro.windows[ro.windows.gene_key.isin(set(genes))]
     rv, rw = _in_reach(variants, ro.genome, w.chrom, w.center.to_numpy(np.int64) - ro.window // 2, ro.window)
@@ -204,347 +303,604 @@ def variant_windows(variants:pd.DataFrame, # `read_vcf` rows (chrom as the genom
     return pairs.sort_values(['v', 'window'], kind='stable').reset_index(drop=True)
 
 # %% ../nbs/14b_variants.ipynb #d5fb5be9
-def alt_outputs(ro:RunOutputs, # the run's Enformer
-                variants:pd.DataFrame, # `read_vcf` rows
-                jobs:pd.DataFrame, # `variant_windows`: (variant, window) pairs, each a window to run with the ALT allele
-                store:str|Path, # the resumable `ChunkStore` the outputs stream into
-                batch_size:int=8, chunk:int=64, rank:int|None=None, world:int|None=None, progress:bool=True,
-               ) -> pd.DataFrame|None:
+def alt_outputs(
+    ro: RunOutputs,  # the run's Enformer
+    variants: pd.DataFrame,  # `read_vcf` rows
+    jobs: pd.DataFrame,  # `variant_windows`: (variant, window) pairs, each a window to run with the ALT allele
+    store: str | Path,  # the resumable `ChunkStore` the outputs stream into
+    batch_size: int = 8,
+    chunk: int = 64,
+    rank: int | None = None,
+    world: int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame | None:
     "The sequence model's outputs with each ALT allele in place, at every candidate TSS of every window that reads it (CAGE and embeddings, read out as the run's were), into a store; the slots (job, candidate, store row), or None while other processes' chunks are unfinished."
     import torch
     from tqdm.auto import tqdm
     from rosa.enformer import tss_outputs, model_digest, join_parts
     from rosa.tss import one_hot
-    cand = ro.cand; win_of = cand.window.to_numpy()
-    order = np.argsort(win_of, kind='stable'); first = np.searchsorted(win_of[order], jobs.window.to_numpy()); last = np.searchsorted(win_of[order], jobs.window.to_numpy(), 'right')
+
+    cand = ro.cand
+    win_of = cand.window.to_numpy()
+    order = np.argsort(win_of, kind='stable')
+    first = np.searchsorted(win_of[order], jobs.window.to_numpy())
+    last = np.searchsorted(win_of[order], jobs.window.to_numpy(), 'right')
     slot_job = np.repeat(np.arange(len(jobs)), last - first)
-    slot_cand = order[np.concatenate([np.arange(a, b) for a, b in zip(first, last)])] if len(jobs) else np.array([], np.int64)
+    slot_cand = (
+        order[np.concatenate([np.arange(a, b) for a, b in zip(first, last)])] if len(jobs) else np.array([], np.int64)
+    )
     n_chunks = max(1, -(-len(jobs) // chunk))
     bounds = np.searchsorted(slot_job, np.arange(0, n_chunks * chunk + 1, chunk))
     rows = max(1, int(np.diff(bounds).max()))
     slot_row = (slot_job // chunk) * rows + (np.arange(len(slot_job)) - bounds[slot_job // chunk])
     v = variants.iloc[jobs.v.to_numpy()]
-    key = dict(weights=model_digest(ro.model), genome=ro.genome.path.resolve(), chrom_map=ro.genome.chrom_map,
-               jobs=fingerprint(v=list(v.variant), w=jobs.window.tolist(), c=ro.windows.center.reindex(jobs.window).tolist(),
-                                b=cand.bin.to_numpy()[slot_cand].tolist()),
-               readout=dict(cage=ro.cage_idx, neighbours=ro.neighbours, rc=ro.rc, window=ro.window, n_out=ro.n_out), precision=ro.precision)
+    key = dict(
+        weights=model_digest(ro.model),
+        genome=ro.genome.path.resolve(),
+        chrom_map=ro.genome.chrom_map,
+        jobs=fingerprint(
+            v=list(v.variant),
+            w=jobs.window.tolist(),
+            c=ro.windows.center.reindex(jobs.window).tolist(),
+            b=cand.bin.to_numpy()[slot_cand].tolist(),
+        ),
+        readout=dict(cage=ro.cage_idx, neighbours=ro.neighbours, rc=ro.rc, window=ro.window, n_out=ro.n_out),
+        precision=ro.precision,
+    )
     d = ro.model.dim * 2
-    cs = ChunkStore(store, n_chunks, rows, dict(cage=((len(ro.cage_idx),), 'float32'), emb=((2 * ro.neighbours + 1, d), 'float32')), key)
+    cs = ChunkStore(
+        store,
+        n_chunks,
+        rows,
+        dict(cage=((len(ro.cage_idx),), 'float32'), emb=((2 * ro.neighbours + 1, d), 'float32')),
+        key,
+    )
     rank, world = job_shard(rank, world)
-    todo = cs.todo(rank, world); dev = ro.device
-    centre = ro.windows.center.reindex(jobs.window).to_numpy(); chrom = ro.windows.chrom.reindex(jobs.window).to_numpy()
+    todo = cs.todo(rank, world)
+    dev = ro.device
+    centre = ro.windows.center.reindex(jobs.window).to_numpy()
+    chrom = ro.windows.chrom.reindex(jobs.window).to_numpy()
     bins = cand.bin.to_numpy()
-    bar = tqdm(total=sum(min(chunk, len(jobs) - i * chunk) for i in todo), unit='window', desc='ALT windows', disable=not progress or not todo)
+    bar = tqdm(
+        total=sum(min(chunk, len(jobs) - i * chunk) for i in todo),
+        unit='window',
+        desc='ALT windows',
+        disable=not progress or not todo,
+    )
     with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=ro.precision == 'bf16'):
         for i in todo:
             parts = []
             for j0 in range(i * chunk, min((i + 1) * chunk, len(jobs)), batch_size):
                 js = np.arange(j0, min(j0 + batch_size, (i + 1) * chunk, len(jobs)))
-                x = np.stack([one_hot(alt_window(ro.genome, chrom[j], centre[j], ro.window, v.pos.iat[j], v.ref.iat[j], v.alt.iat[j])) for j in js])
+                x = np.stack(
+                    [
+                        one_hot(
+                            alt_window(
+                                ro.genome, chrom[j], centre[j], ro.window, v.pos.iat[j], v.ref.iat[j], v.alt.iat[j]
+                            )
+                        )
+                        for j in js
+                    ]
+                )
                 s0, s1 = np.searchsorted(slot_job, js[0]), np.searchsorted(slot_job, js[-1], 'right')
-                wi = torch.as_tensor(slot_job[s0:s1] - js[0], device=dev); b = torch.as_tensor(bins[slot_cand[s0:s1]], device=dev)
+                wi = torch.as_tensor(slot_job[s0:s1] - js[0], device=dev)
+                b = torch.as_tensor(bins[slot_cand[s0:s1]], device=dev)
                 c, e = tss_outputs(ro.model, torch.from_numpy(x).to(dev), wi, b, ro.cage_idx, ro.neighbours, ro.rc)
-                parts.append(dict(cage=c.float().cpu().numpy(), emb=e.float().cpu().numpy())); bar.update(len(js))
+                parts.append(dict(cage=c.float().cpu().numpy(), emb=e.float().cpu().numpy()))
+                bar.update(len(js))
             cs.write(i, **join_parts(parts))
     bar.close()
-    if world > 1: barrier('ALT windows')    # the other ranks' chunks
-    if not cs.complete: return None
+    if world > 1:
+        barrier('ALT windows')  # the other ranks' chunks
+    if not cs.complete:
+        return None
     slots = pd.DataFrame(dict(job=slot_job, cand=slot_cand, row=slot_row))
     slots.attrs['store'] = str(cs.path)
     return slots
 
 # %% ../nbs/14b_variants.ipynb #b1d48698
-def rule_embedding(cage:np.ndarray, # each candidate TSS's CAGE (n,), in the run store's row order
-                   canonical:np.ndarray, # whether each is the annotation's canonical TSS (n,)
-                   emb:np.ndarray, # their embeddings (n, 2k+1, d)
-                   chunks:np.ndarray, # each one's chunk of the run's store (sums are grouped as `tss_embedding` groups them)
-                   rule:str='cage', bins:int|None=None, top:int=5,
-                  ) -> np.ndarray:
+def rule_embedding(
+    cage: np.ndarray,  # each candidate TSS's CAGE (n,), in the run store's row order
+    canonical: np.ndarray,  # whether each is the annotation's canonical TSS (n,)
+    emb: np.ndarray,  # their embeddings (n, 2k+1, d)
+    chunks: np.ndarray,  # each one's chunk of the run's store (sums are grouped as `tss_embedding` groups them)
+    rule: str = 'cage',
+    bins: int | None = None,
+    top: int = 5,
+) -> np.ndarray:
     "One gene's embedding from its candidates' outputs by a TSS rule, as `rosa.enformer.tss_embedding` computes it from the store (the same sums in the same order)."
     n, K = len(cage), (emb.shape[1] - 1) // 2
     b = K if bins is None else int(bins)
-    o = np.lexsort((-canonical.astype(np.int8), -cage.astype(np.float64)))   # by CAGE, then canonical, both descending; ties keep row order
-    if rule == 'center': pick = np.flatnonzero(canonical)
-    elif rule == 'top': pick = o[:top]
-    elif rule == 'cage_mean': pick = np.arange(n)
-    else: pick = o[:1]
+    o = np.lexsort(
+        (-canonical.astype(np.int8), -cage.astype(np.float64))
+    )  # by CAGE, then canonical, both descending; ties keep row order
+    if rule == 'center':
+        pick = np.flatnonzero(canonical)
+    elif rule == 'top':
+        pick = o[:top]
+    elif rule == 'cage_mean':
+        pick = np.arange(n)
+    else:
+        pick = o[:1]
     w = cage[pick].astype(np.float64) + 1e-12 if rule == 'cage_mean' else np.ones(len(pick))
-    tot = np.bincount(np.zeros(len(pick), np.int64), weights=w)[0] if len(pick) else 1.
+    tot = np.bincount(np.zeros(len(pick), np.int64), weights=w)[0] if len(pick) else 1.0
     w = w / tot
-    bw = np.zeros(2 * K + 1); spread = b if rule in ('bins', 'top') else 0
-    bw[K - spread:K + spread + 1] = 1 / (2 * spread + 1)
-    srt = np.argsort(pick, kind='stable'); pick, w = pick[srt], w[srt]   # the sparse product sums in store-row order
+    bw = np.zeros(2 * K + 1)
+    spread = b if rule in ('bins', 'top') else 0
+    bw[K - spread : K + spread + 1] = 1 / (2 * spread + 1)
+    srt = np.argsort(pick, kind='stable')
+    pick, w = pick[srt], w[srt]  # the sparse product sums in store-row order
     out = np.zeros(emb.shape[2])
     for c in np.unique(chunks[pick]):
         s = np.zeros(emb.shape[2])
-        for i, wi in zip(pick[chunks[pick] == c], w[chunks[pick] == c]): s += wi * np.einsum('kd,k->d', np.nan_to_num(emb[i]), bw)
+        for i, wi in zip(pick[chunks[pick] == c], w[chunks[pick] == c]):
+            s += wi * np.einsum('kd,k->d', np.nan_to_num(emb[i]), bw)
         out += s
     return out.astype(np.float32)
 
 # %% ../nbs/14b_variants.ipynb #8f6b7617
 @patch
-def tss_rule(self:Run, name:str) -> dict:
+def tss_rule(self: Run, name: str) -> dict:
     "How the run's embedding `name` reads its TSSs: the rule, and its `bins` and `top` where it has them."
-    q = self.embedding_params(name); rule = ENFORMER_RULES[name] or self.uns['enformer'].get('rule', 'cage')
-    return dict(rule=rule, **({'bins': q.bins} if hasattr(q, 'bins') else {}), **({'top': q.top} if hasattr(q, 'top') else {}))
+    q = self.embedding_params(name)
+    rule = ENFORMER_RULES[name] or self.uns['enformer'].get('rule', 'cage')
+    return dict(
+        rule=rule, **({'bins': q.bins} if hasattr(q, 'bins') else {}), **({'top': q.top} if hasattr(q, 'top') else {})
+    )
 
-def _pair_embeddings(ro:RunOutputs, pairs:pd.DataFrame, slots:pd.DataFrame, names:list) -> tuple[dict, pd.DataFrame]:
+
+def _pair_embeddings(
+    ro: RunOutputs, pairs: pd.DataFrame, slots: pd.DataFrame, names: list
+) -> tuple[dict, pd.DataFrame]:
     "For each (variant, gene) pair, each Enformer embedding with the ALT allele (the run's outputs where the allele is out of a window's reach), and the CAGE at the gene's reference TSS."
     cand, run = ro.cand, ro.run
-    alt_cs = ChunkStore.open(slots.attrs['store']) if slots.attrs.get('store') else None   # None: no Enformer window reads a variant
-    rc = ro._cs.rows; chunk_of = cand.row.to_numpy() // rc
+    alt_cs = (
+        ChunkStore.open(slots.attrs['store']) if slots.attrs.get('store') else None
+    )  # None: no Enformer window reads a variant
+    rc = ro._cs.rows
+    chunk_of = cand.row.to_numpy() // rc
     canon = cand.canonical.to_numpy(bool)
     params = {n: run.tss_rule(n) for n in names}
     genes = pairs.gene_key.unique()
     gidx = {g: ro.by_gene[g] for g in genes}
     allc = np.concatenate([gidx[g] for g in genes])
-    rcage, remb = ro.ref_rows(allc); at = dict(zip(allc, range(len(allc))))
-    slots = slots[slots.job.isin(set(j for js in pairs.jobs for j in js))]                      # this block's: memory stays bounded
-    arows = slots.row.to_numpy(); u, inv = np.unique(arows, return_inverse=True)
-    acage = alt_cs['cage'].get_orthogonal_selection((u, slice(None)))[inv].mean(1) if len(u) else np.zeros(0, np.float32)
-    aemb = alt_cs['emb'].get_orthogonal_selection((u, slice(None), slice(None)))[inv] if len(u) else np.zeros((0,) + remb.shape[1:], np.float32)
-    slot_by_job = slots.groupby('job', sort=False).indices; scand = slots.cand.to_numpy()
+    rcage, remb = ro.ref_rows(allc)
+    at = dict(zip(allc, range(len(allc))))
+    slots = slots[slots.job.isin(set(j for js in pairs.jobs for j in js))]  # this block's: memory stays bounded
+    arows = slots.row.to_numpy()
+    u, inv = np.unique(arows, return_inverse=True)
+    acage = (
+        alt_cs['cage'].get_orthogonal_selection((u, slice(None)))[inv].mean(1) if len(u) else np.zeros(0, np.float32)
+    )
+    aemb = (
+        alt_cs['emb'].get_orthogonal_selection((u, slice(None), slice(None)))[inv]
+        if len(u)
+        else np.zeros((0,) + remb.shape[1:], np.float32)
+    )
+    slot_by_job = slots.groupby('job', sort=False).indices
+    scand = slots.cand.to_numpy()
     E = {n: np.zeros((len(pairs), remb.shape[2]), np.float32) for n in names}
     info = np.zeros((len(pairs), 4), np.float64)
     for p, (g, jobs) in enumerate(zip(pairs.gene_key, pairs.jobs)):
-        idx = gidx[g]; k = np.array([at[i] for i in idx])
+        idx = gidx[g]
+        k = np.array([at[i] for i in idx])
         cage, emb = rcage[k].copy(), remb[k].copy()
         ref_best = int(np.lexsort((-canon[idx].astype(np.int8), -cage.astype(np.float64)))[0])
         for j in jobs:
             for s in slot_by_job[j]:
-                q = int(np.flatnonzero(idx == scand[s])[0]); cage[q] = acage[s]; emb[q] = aemb[s]
+                q = int(np.flatnonzero(idx == scand[s])[0])
+                cage[q] = acage[s]
+                emb[q] = aemb[s]
         alt_best = int(np.lexsort((-canon[idx].astype(np.int8), -cage.astype(np.float64)))[0])
         info[p] = (rcage[k][ref_best], cage[ref_best], alt_best != ref_best, len(jobs))
-        for n in names: E[n][p] = rule_embedding(cage, canon[idx], emb, chunk_of[idx], **params[n])
+        for n in names:
+            E[n][p] = rule_embedding(cage, canon[idx], emb, chunk_of[idx], **params[n])
     o = pd.DataFrame(info, columns=['cage_ref', 'cage_alt', 'tss_changed', 'n_windows'], index=pairs.index)
-    o['cage_diff'] = o.cage_alt - o.cage_ref; o['tss_changed'] = o.tss_changed.astype(bool); o['n_windows'] = o.n_windows.astype(np.int64)
+    o['cage_diff'] = o.cage_alt - o.cage_ref
+    o['tss_changed'] = o.tss_changed.astype(bool)
+    o['n_windows'] = o.n_windows.astype(np.int64)
     return E, o
 
 # %% ../nbs/14b_variants.ipynb #1c5fe86e
 @patch
-def sequence_models(self:Run, models=None) -> list:
+def sequence_models(self: Run, models=None) -> list:
     "The fitted models that read a sequence-model embedding (what a variant can change)."
-    keys = [k for k in self.models if k[1] in ENFORMER_RULES and k[1] in self.varm] if models is None else [tuple(k) for k in models]
+    keys = (
+        [k for k in self.models if k[1] in ENFORMER_RULES and k[1] in self.varm]
+        if models is None
+        else [tuple(k) for k in models]
+    )
     bad = [k for k in keys if k not in self.fitted_paths]
-    if bad: raise KeyError(f"the run has no fitted model {bad[0]}: it has {self.models}")
+    if bad:
+        raise KeyError(f"the run has no fitted model {bad[0]}: it has {self.models}")
     other = [k for k in keys if k[1] not in ENFORMER_RULES]
-    if other: raise ValueError(f"{other[0][0]} on {other[0][1]!r} does not read the DNA through the sequence model: a variant cannot change it")
-    if not keys: raise ValueError(f"{self.out} keeps no fitted model on an Enformer embedding: nothing a variant can change")
+    if other:
+        raise ValueError(
+            f"{other[0][0]} on {other[0][1]!r} does not read the DNA through the sequence model: a variant cannot change it"
+        )
+    if not keys:
+        raise ValueError(f"{self.out} keeps no fitted model on an Enformer embedding: nothing a variant can change")
     return keys
 
+
 @patch
-def gene_keys(self:Run, genes) -> list|None:
+def gene_keys(self: Run, genes) -> list | None:
     "The run's gene ids of `genes` (ids or symbols; None stays None), every one checked."
-    if genes is None: return None
+    if genes is None:
+        return None
     sym = dict(zip(self.genes.get('gene_name', pd.Series(dtype=str)).astype(str), self.genes.index))
     keys = [g if g in self.genes.index else sym.get(g, g) for g in genes]
     bad = [g for g, k in zip(genes, keys) if k not in self.genes.index]
-    if bad: raise KeyError(f"genes not in the run: {bad[:5]}")
+    if bad:
+        raise KeyError(f"genes not in the run: {bad[:5]}")
     return keys
 
-def _window_effects(fit, genome:Genome, genes:pd.DataFrame, v:pd.DataFrame, pairs:pd.DataFrame, inside:set, device, progress) -> tuple[np.ndarray, np.ndarray]:
+
+def _window_effects(
+    fit, genome: Genome, genes: pd.DataFrame, v: pd.DataFrame, pairs: pd.DataFrame, inside: set, device, progress
+) -> tuple[np.ndarray, np.ndarray]:
     "A model reading each gene's own window (`SequenceFit`): its profiles (pairs, types) with each ALT allele written into the window, and with the reference; a pair outside its window keeps the reference (no effect)."
-    W = int(fit.params['window']); g = genes.loc[pairs.gene_key.to_numpy()]
+    W = int(fit.params['window'])
+    g = genes.loc[pairs.gene_key.to_numpy()]
     u = list(dict.fromkeys(pairs.gene_key))
     R = fit.window_profiles(genome, genes.loc[u], device=device).T
-    Pr = R[pd.Index(u).get_indexer(pairs.gene_key)]; Pa = Pr.copy()
+    Pr = R[pd.Index(u).get_indexer(pairs.gene_key)]
+    Pa = Pr.copy()
     m = np.array([(a, b) in inside for a, b in zip(pairs.v, pairs.gene_key)], bool)
     if m.any():
         gi, vi = g[m], v.iloc[pairs.v.to_numpy()[m]]
-        seqs = [alt_window(genome, c, gene_center(t, s), W, pos, ref, alt) for c, t, s, pos, ref, alt in
-                zip(gi.chrom.astype(str), gi.tss, gi.strand.astype(str), vi.pos, vi.ref, vi.alt)]
+        seqs = [
+            alt_window(genome, c, gene_center(t, s), W, pos, ref, alt)
+            for c, t, s, pos, ref, alt in zip(
+                gi.chrom.astype(str), gi.tss, gi.strand.astype(str), vi.pos, vi.ref, vi.alt
+            )
+        ]
         Pa[m] = fit.window_profiles(genome, gi, seqs=seqs, device=device, progress=progress).T
     return Pa, Pr
 
+
 @patch
-def variants(self:Run, vcf, # a VCF/BCF path, or a table (chrom, pos 0-based, ref, alt)
-             out:str|Path|None=None, # the h5ad to write (a parquet of tidy rows and `<out>.work/` to resume from beside it); None: returned in memory
-             genes:list|None=None, # score only these genes (ids or symbols; default: every gene whose window reads a variant)
-             models:list|None=None, # (model, embedding) pairs (default: every fitted model on an Enformer embedding)
-             max_indel:int=MAX_INDEL, # longer alleles are structural: counted, skipped
-             pseudocount:float=0.01, # of the log2 fold change of the expected normalised count
-             block:int=4096, # (variant, gene) pairs predicted at once (bounds memory)
-             batch_size:int=8, chunk:int=64, # ALT windows per forward pass / per chunk of the resumable store
-             rank:int|None=None, world:int|None=None, # this process's share of the ALT windows (None: torch.distributed's)
-             work:str|Path|None=None, # the resumable store's folder (default: `<out>.work`, or a temporary one)
-             device:str|None=None, progress:bool=True) -> ad.AnnData|None:
+def variants(
+    self: Run,
+    vcf,  # a VCF/BCF path, or a table (chrom, pos 0-based, ref, alt)
+    out: str
+    | Path
+    | None = None,  # the h5ad to write (a parquet of tidy rows and `<out>.work/` to resume from beside it); None: returned in memory
+    genes: list
+    | None = None,  # score only these genes (ids or symbols; default: every gene whose window reads a variant)
+    models: list | None = None,  # (model, embedding) pairs (default: every fitted model on an Enformer embedding)
+    max_indel: int = MAX_INDEL,  # longer alleles are structural: counted, skipped
+    pseudocount: float = 0.01,  # of the log2 fold change of the expected normalised count
+    block: int = 4096,  # (variant, gene) pairs predicted at once (bounds memory)
+    batch_size: int = 8,
+    chunk: int = 64,  # ALT windows per forward pass / per chunk of the resumable store
+    rank: int | None = None,
+    world: int | None = None,  # this process's share of the ALT windows (None: torch.distributed's)
+    work: str | Path | None = None,  # the resumable store's folder (default: `<out>.work`, or a temporary one)
+    device: str | None = None,
+    progress: bool = True,
+) -> ad.AnnData | None:
     "Each variant's effect on each cell type for every gene whose sequence-model window reads it: AnnData (variant, gene) x cell types, a layer per fitted model (ALT - REF in log1p-normalised expression, and `lfc_` the log2 fold change); obs the variant, the gene, its distance to the TSS and the sequence model's own CAGE at it."
-    import shutil, tempfile
-    keys = self.sequence_models(models); gkeys = self.gene_keys(genes)
-    ro = self.outputs(device); genome = ro.genome
-    if isinstance(vcf, pd.DataFrame): v, mism, n = variant_table(vcf, genome, max_indel)
-    else: v, mism, n = read_vcf(vcf, genome, max_indel)
+    import shutil
+    import tempfile
+
+    keys = self.sequence_models(models)
+    gkeys = self.gene_keys(genes)
+    ro = self.outputs(device)
+    genome = ro.genome
+    if isinstance(vcf, pd.DataFrame):
+        v, mism, n = variant_table(vcf, genome, max_indel)
+    else:
+        v, mism, n = read_vcf(vcf, genome, max_indel)
     rank_, world_ = job_shard(rank, world)
     if len(mism):
         where = ''
         if out is not None and rank_ == 0:
             p = Path(str(out)).with_suffix('.ref_mismatch.tsv')
-            with atomic_path(p) as tmp: mism.to_csv(tmp, sep='\t', index=False)
+            with atomic_path(p) as tmp:
+                mism.to_csv(tmp, sep='\t', index=False)
             where = f', listed in {p}'
-        warnings.warn(f"{len(mism)} variants' REF does not match the genome {genome.path.name} (e.g. {mism.variant.iat[0]}, genome {mism.genome.iat[0]!r}): skipped{where}")
-    fitted = {k: self.fitted(*k) for k in keys}; types = fitted[keys[0]].types
-    seq = [k for k, f in fitted.items() if getattr(f, 'reads_sequence', False)]      # models reading their own windows (finetune)
+        warnings.warn(
+            f"{len(mism)} variants' REF does not match the genome {genome.path.name} (e.g. {mism.variant.iat[0]}, genome {mism.genome.iat[0]!r}): skipped{where}"
+        )
+    fitted = {k: self.fitted(*k) for k in keys}
+    types = fitted[keys[0]].types
+    seq = [
+        k for k, f in fitted.items() if getattr(f, 'reads_sequence', False)
+    ]  # models reading their own windows (finetune)
     jobs = variant_windows(v if len(seq) < len(keys) else v.iloc[:0], ro, gkeys)
     spairs = {k: sequence_pairs(v, genome, self.genes, int(fitted[k].params['window']), gkeys) for k in seq}
     reach = pd.concat([jobs[['v', 'gene_key']]] + list(spairs.values()), ignore_index=True).drop_duplicates()
-    held = reach.v.nunique(); n.update(in_window=int(held), outside_windows=int(len(v) - held), pairs=0, windows=len(jobs))
-    wins = ', '.join(sorted({f'{ro.window:,}' for k in keys if k not in seq} | {f"{int(fitted[k].params['window']):,}" for k in seq}))
+    held = reach.v.nunique()
+    n.update(in_window=int(held), outside_windows=int(len(v) - held), pairs=0, windows=len(jobs))
+    wins = ', '.join(
+        sorted({f'{ro.window:,}' for k in keys if k not in seq} | {f"{int(fitted[k].params['window']):,}" for k in seq})
+    )
     if len(v) > held:
-        warnings.warn(f"{len(v) - held} of {len(v)} variants lie in no {'chosen ' if gkeys else ''}gene's window (the models read {wins} bp around each TSS): not scored")
-    if not len(reach): raise ValueError(f"no variant lies in a window of {'the genes asked for' if gkeys else 'any gene of the run'}: nothing to score")
-    work = Path(work) if work is not None else Path(str(out) + '.work') if out is not None else Path(tempfile.mkdtemp(prefix='rosa-variants-'))
-    if len(jobs): slots = alt_outputs(ro, v, jobs, work/'alt.zarr', batch_size=batch_size, chunk=chunk, rank=rank, world=world, progress=progress)
-    else: slots = pd.DataFrame(dict(job=np.array([], np.int64), cand=np.array([], np.int64), row=np.array([], np.int64)))
-    if slots is None or rank_ != 0: return None
+        warnings.warn(
+            f"{len(v) - held} of {len(v)} variants lie in no {'chosen ' if gkeys else ''}gene's window (the models read {wins} bp around each TSS): not scored"
+        )
+    if not len(reach):
+        raise ValueError(
+            f"no variant lies in a window of {'the genes asked for' if gkeys else 'any gene of the run'}: nothing to score"
+        )
+    work = (
+        Path(work)
+        if work is not None
+        else Path(str(out) + '.work')
+        if out is not None
+        else Path(tempfile.mkdtemp(prefix='rosa-variants-'))
+    )
+    if len(jobs):
+        slots = alt_outputs(
+            ro,
+            v,
+            jobs,
+            work / 'alt.zarr',
+            batch_size=batch_size,
+            chunk=chunk,
+            rank=rank,
+            world=world,
+            progress=progress,
+        )
+    else:
+        slots = pd.DataFrame(dict(job=np.array([], np.int64), cand=np.array([], np.int64), row=np.array([], np.int64)))
+    if slots is None or rank_ != 0:
+        return None
     names = list(dict.fromkeys(e for k in keys if k not in seq for e in k[1:]))
     data = self.data() if any(f.per_cell for f in fitted.values()) else None
     jl = jobs.reset_index().groupby(['v', 'gene_key'], sort=False)['index'].agg(list).rename('jobs').reset_index()
     pairs = jl.merge(reach, on=['v', 'gene_key'], how='outer', sort=False) if seq else jl
     pairs = pairs.sort_values('v', kind='stable').reset_index(drop=True)
-    pairs['jobs'] = [j if isinstance(j, list) else [] for j in pairs.jobs]                  # pairs only a fine-tuned model reads
+    pairs['jobs'] = [j if isinstance(j, list) else [] for j in pairs.jobs]  # pairs only a fine-tuned model reads
     n['pairs'] = len(pairs)
     gpos = self.genes.index.get_indexer(pairs.gene_key)
-    layers = [layer_name(*k) for k in keys]; files = []
-    sig = fingerprint(run=str(self.out.resolve()), variants=list(v.variant), pairs=[pairs.v.tolist(), pairs.gene_key.tolist()], keys=[list(k) for k in keys], block=block)
+    layers = [layer_name(*k) for k in keys]
+    files = []
+    sig = fingerprint(
+        run=str(self.out.resolve()),
+        variants=list(v.variant),
+        pairs=[pairs.v.tolist(), pairs.gene_key.tolist()],
+        keys=[list(k) for k in keys],
+        block=block,
+    )
     work.mkdir(parents=True, exist_ok=True)
-    if not (work/'effects.json').exists() or json.loads((work/'effects.json').read_text()).get('key') != sig:
-        for f in work.glob('effects_*'): f.unlink()                                          # another job's blocks
-        (work/'effects.json').write_text(json.dumps(dict(key=sig)))
+    if not (work / 'effects.json').exists() or json.loads((work / 'effects.json').read_text()).get('key') != sig:
+        for f in work.glob('effects_*'):
+            f.unlink()  # another job's blocks
+        (work / 'effects.json').write_text(json.dumps(dict(key=sig)))
     inside = {k: set(zip(s.v, s.gene_key)) for k, s in spairs.items()}
     for b in range(0, len(pairs), block):
-        p = pairs.iloc[b:b + block]; f = work/f'effects_{b // block:06d}.npz'; files.append(f)
-        if f.exists() and f.with_suffix('.parquet').exists(): continue                       # done by an earlier, interrupted call
+        p = pairs.iloc[b : b + block]
+        f = work / f'effects_{b // block:06d}.npz'
+        files.append(f)
+        if f.exists() and f.with_suffix('.parquet').exists():
+            continue  # done by an earlier, interrupted call
         E, o = _pair_embeddings(ro, p, slots, names)
         vals = {}
         for (m, e), fit in fitted.items():
-            if (m, e) in seq: Pa, Pr = _window_effects(fit, genome, self.genes, v, p, inside[(m, e)], device, progress)
+            if (m, e) in seq:
+                Pa, Pr = _window_effects(fit, genome, self.genes, v, p, inside[(m, e)], device, progress)
             else:
-                R = np.asarray(self.varm[e])[gpos[b:b + block]]
+                R = np.asarray(self.varm[e])[gpos[b : b + block]]
                 Pa, Pr = fit.profiles(E[e], data=data).T, fit.profiles(R, data=data).T
             lay = layer_name(m, e)
             vals[lay] = (Pa - Pr).astype(np.float32)
-            vals['lfc_' + lay] = (np.log2(np.expm1(np.maximum(Pa, 0)) + pseudocount) - np.log2(np.expm1(np.maximum(Pr, 0)) + pseudocount)).astype(np.float32)
+            vals['lfc_' + lay] = (
+                np.log2(np.expm1(np.maximum(Pa, 0)) + pseudocount) - np.log2(np.expm1(np.maximum(Pr, 0)) + pseudocount)
+            ).astype(np.float32)
         with atomic_path(f) as tmp:
-            with open(tmp, 'wb') as fh: np.savez(fh, **vals)
-        with atomic_path(f.with_suffix('.parquet')) as tmp: o.to_parquet(tmp)
+            with open(tmp, 'wb') as fh:
+                np.savez(fh, **vals)
+        with atomic_path(f.with_suffix('.parquet')) as tmp:
+            o.to_parquet(tmp)
     obs = _pair_obs(self, v, pairs, pd.concat([pd.read_parquet(f.with_suffix('.parquet')) for f in files]))
     best = self.best_layer(keys)
     all_layers = layers + ['lfc_' + l for l in layers]
     counts = {k: (json.dumps(x) if isinstance(x, dict) else int(x)) for k, x in n.items()}
-    uns = dict(run=str(self.out), models={layer_name(m, e): dict(model=m, embedding=e) for m, e in keys}, X=best, counts=counts,
-               sequence_model=dict(window=ro.window, rc_average=ro.rc, precision=ro.precision), pseudocount=pseudocount,
-               vcf=str(vcf) if not isinstance(vcf, pd.DataFrame) else '')
+    uns = dict(
+        run=str(self.out),
+        models={layer_name(m, e): dict(model=m, embedding=e) for m, e in keys},
+        X=best,
+        counts=counts,
+        sequence_model=dict(window=ro.window, rc_average=ro.rc, precision=ro.precision),
+        pseudocount=pseudocount,
+        vcf=str(vcf) if not isinstance(vcf, pd.DataFrame) else '',
+    )
     if out is None:
         X = {l: np.concatenate([np.load(f)[l] for f in files]) for l in all_layers}
         r = ad.AnnData(X[best], obs=obs, var=pd.DataFrame(index=pd.Index(types, dtype=str)), layers=X, uns=uns)
-        shutil.rmtree(work, ignore_errors=True); return r
-    out = Path(out); write_h5ad_blocks(out, obs, types, all_layers, files, best, uns)
+        shutil.rmtree(work, ignore_errors=True)
+        return r
+    out = Path(out)
+    write_h5ad_blocks(out, obs, types, all_layers, files, best, uns)
     _tidy(out.with_suffix('.parquet'), obs, types, layers, files)
     shutil.rmtree(work, ignore_errors=True)
     return ad.read_h5ad(out, backed='r')
 
-def _pair_obs(run:Run, v:pd.DataFrame, pairs:pd.DataFrame, o:pd.DataFrame) -> pd.DataFrame:
+
+def _pair_obs(run: Run, v: pd.DataFrame, pairs: pd.DataFrame, o: pd.DataFrame) -> pd.DataFrame:
     "What each (variant, gene) row is: the variant, the gene (symbol, split, strand, TSS), the distance (bp, + downstream of the TSS), the CAGE."
-    g = run.genes.reindex(pairs.gene_key); vv = v.iloc[pairs.v.to_numpy()]
-    strand = g['strand'].astype(str).to_numpy(); tss = g['tss'].to_numpy(np.int64); pos = vv.pos.to_numpy(np.int64)
-    obs = pd.DataFrame(dict(variant=vv.variant.to_numpy(), vcf_id=vv.vcf_id.astype(str).to_numpy(), chrom=vv.chrom.to_numpy(),
-                            pos=pos + 1, ref=vv.ref.to_numpy(), alt=vv.alt.to_numpy(), kind=vv.kind.to_numpy(),
-                            gene=pairs.gene_key.to_numpy(), gene_name=g.get('gene_name', g.index.to_series()).astype(str).to_numpy(),
-                            split=g['split'].astype(str).to_numpy() if 'split' in g else '', strand=strand, tss=tss,
-                            distance=np.where(strand == '-', tss - pos, pos - tss)))
+    g = run.genes.reindex(pairs.gene_key)
+    vv = v.iloc[pairs.v.to_numpy()]
+    strand = g['strand'].astype(str).to_numpy()
+    tss = g['tss'].to_numpy(np.int64)
+    pos = vv.pos.to_numpy(np.int64)
+    obs = pd.DataFrame(
+        dict(
+            variant=vv.variant.to_numpy(),
+            vcf_id=vv.vcf_id.astype(str).to_numpy(),
+            chrom=vv.chrom.to_numpy(),
+            pos=pos + 1,
+            ref=vv.ref.to_numpy(),
+            alt=vv.alt.to_numpy(),
+            kind=vv.kind.to_numpy(),
+            gene=pairs.gene_key.to_numpy(),
+            gene_name=g.get('gene_name', g.index.to_series()).astype(str).to_numpy(),
+            split=g['split'].astype(str).to_numpy() if 'split' in g else '',
+            strand=strand,
+            tss=tss,
+            distance=np.where(strand == '-', tss - pos, pos - tss),
+        )
+    )
     obs = pd.concat([obs, o.reset_index(drop=True)], axis=1)
     obs.index = pd.Index(obs.variant + '|' + obs.gene, dtype=str)
     return obs
 
-def _tidy(path:Path, obs:pd.DataFrame, types:list, layers:list, files:list):
+
+def _tidy(path: Path, obs: pd.DataFrame, types: list, layers: list, files: list):
     "A tidy parquet beside the h5ad: one row per (variant, gene, cell type), a column per model's effect, written block by block."
-    import pyarrow as pa, pyarrow.parquet as pq
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     with atomic_path(path) as tmp:
         writer, i = None, 0
         for f in files:
-            with np.load(f) as z: vals = {l: z[l] for l in layers}
-            o = obs.iloc[i:i + len(vals[layers[0]])]; i += len(o); t = len(types)
-            df = pd.DataFrame({'variant': np.repeat(o.variant.to_numpy(), t), 'gene': np.repeat(o.gene.to_numpy(), t),
-                               'gene_name': np.repeat(o.gene_name.to_numpy(), t), 'distance': np.repeat(o.distance.to_numpy(), t),
-                               'cell_type': np.tile(np.asarray(types, str), len(o)), **{l: vals[l].ravel() for l in layers}})
+            with np.load(f) as z:
+                vals = {l: z[l] for l in layers}
+            o = obs.iloc[i : i + len(vals[layers[0]])]
+            i += len(o)
+            t = len(types)
+            df = pd.DataFrame(
+                {
+                    'variant': np.repeat(o.variant.to_numpy(), t),
+                    'gene': np.repeat(o.gene.to_numpy(), t),
+                    'gene_name': np.repeat(o.gene_name.to_numpy(), t),
+                    'distance': np.repeat(o.distance.to_numpy(), t),
+                    'cell_type': np.tile(np.asarray(types, str), len(o)),
+                    **{l: vals[l].ravel() for l in layers},
+                }
+            )
             tab = pa.Table.from_pandas(df, preserve_index=False)
-            if writer is None: writer = pq.ParquetWriter(tmp, tab.schema)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, tab.schema)
             writer.write_table(tab)
-        if writer is not None: writer.close()
+        if writer is not None:
+            writer.close()
 
 # %% ../nbs/14b_variants.ipynb #6913e527
 def _variant_metrics(P, T, site, neutral, threshold) -> dict:
     "Spearman, sign, AUROC and median per-variant Pearson of effects P vs truth T (pairs, types) on the site and neutral pairs."
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
-    s = site | neutral; Ps, Ts = P[s], T[s]; big = np.abs(Ts) >= threshold
-    out = dict(spearman=float(spearmanr(Ps.ravel(), Ts.ravel())[0]),
-               sign=float((np.sign(Ps[big]) == np.sign(Ts[big])).mean()) if big.any() else np.nan,
-               auroc=float(roc_auc_score(site[s], np.abs(Ps).max(1))) if neutral.any() and site.any() else np.nan)
+
+    s = site | neutral
+    Ps, Ts = P[s], T[s]
+    big = np.abs(Ts) >= threshold
+    out = dict(
+        spearman=float(spearmanr(Ps.ravel(), Ts.ravel())[0]),
+        sign=float((np.sign(Ps[big]) == np.sign(Ts[big])).mean()) if big.any() else np.nan,
+        auroc=float(roc_auc_score(site[s], np.abs(Ps).max(1))) if neutral.any() and site.any() else np.nan,
+    )
     var = site & (T.std(1) > 1e-9)
     if var.sum() > 1:
         with warnings.catch_warnings():
-            warnings.simplefilter('ignore', RuntimeWarning)    # a constant prediction has no correlation
+            warnings.simplefilter('ignore', RuntimeWarning)  # a constant prediction has no correlation
             out['per-variant pearson'] = float(np.nanmedian(pearson(T[var], P[var])))
     n = {'spearman': int(Ps.size), 'sign': int(big.sum()), 'auroc': int(s.sum()), 'per-variant pearson': int(var.sum())}
     return out, n
 
-def variant_known_answer(effects:ad.AnnData, # `Run.variants` of a synthetic world's variants
-                         truth:ad.AnnData|str|Path, # the world's truth.h5ad
-                         panel:pd.DataFrame, # `rosa.synthetic.variant_panel`: which variant destroys which gene's site, which is neutral
-                         threshold:float=0.3, # |true effect| from which a sign is scored
-                         n_boot:int=200, # bootstrap resamples of the (variant, gene) pairs for the 95% intervals
-                         seed:int=0) -> pd.DataFrame:
+
+def variant_known_answer(
+    effects: ad.AnnData,  # `Run.variants` of a synthetic world's variants
+    truth: ad.AnnData | str | Path,  # the world's truth.h5ad
+    panel: pd.DataFrame,  # `rosa.synthetic.variant_panel`: which variant destroys which gene's site, which is neutral
+    threshold: float = 0.3,  # |true effect| from which a sign is scored
+    n_boot: int = 200,  # bootstrap resamples of the (variant, gene) pairs for the 95% intervals
+    seed: int = 0,
+) -> pd.DataFrame:
     "Predicted vs true effects on a world's site and neutral SNVs, per fitted model (its own gene's pair only): Spearman over (variant, cell type), sign agreement where |true| >= `threshold`, AUROC of the largest |effect| for site vs neutral SNVs, median per-variant Pearson across cell types (sites whose true effect differs across types), each with a bootstrap interval over pairs; and how many site SNVs fell outside the model's window, by where the site is."
     from rosa.synthetic import true_variant_effects
+
     t = truth if isinstance(truth, ad.AnnData) else ad.read_h5ad(truth)
     te = true_variant_effects(t, panel).droplevel(['n_sites', 'where'])
-    o = effects.obs; own = panel.gene.reindex(o.variant.to_numpy()).to_numpy() == o.gene.to_numpy()
+    o = effects.obs
+    own = panel.gene.reindex(o.variant.to_numpy()).to_numpy() == o.gene.to_numpy()
     kind = panel.kind.reindex(o.variant.to_numpy()).to_numpy()
-    rows = np.flatnonzero(own & pd.notna(kind)); o = o.iloc[rows]; kind = kind[rows]
+    rows = np.flatnonzero(own & pd.notna(kind))
+    o = o.iloc[rows]
+    kind = kind[rows]
     types = list(effects.var_names)
-    T = te.reindex(pd.MultiIndex.from_arrays([o.variant, o.gene]))[types].fillna(0.).to_numpy()
+    T = te.reindex(pd.MultiIndex.from_arrays([o.variant, o.gene]))[types].fillna(0.0).to_numpy()
     where = panel['where'].reindex(o.variant.to_numpy()).to_numpy()
     scored = set(o.variant[kind == 'site'])
     sites = panel[panel.kind == 'site']
-    out = [dict(model='', embedding='', sites=w, metric='site SNVs outside the window', value=float((~sites[sites['where'] == w].index.isin(scored)).sum()),
-                ci_low=np.nan, ci_high=np.nan, n=int((sites['where'] == w).sum())) for w in ('promoter', 'core', 'enhancer')]
+    out = [
+        dict(
+            model='',
+            embedding='',
+            sites=w,
+            metric='site SNVs outside the window',
+            value=float((~sites[sites['where'] == w].index.isin(scored)).sum()),
+            ci_low=np.nan,
+            ci_high=np.nan,
+            n=int((sites['where'] == w).sum()),
+        )
+        for w in ('promoter', 'core', 'enhancer')
+    ]
     neutral = kind == 'neutral'
-    boots = bootstrap(lambda idx: idx, len(o), n_boot, seed)   # the same resamples for every model: paired intervals
+    boots = bootstrap(lambda idx: idx, len(o), n_boot, seed)  # the same resamples for every model: paired intervals
     for lay, d in effects.uns['models'].items():
         P = np.asarray(effects.layers[lay])[rows]
         for w_name in ('all', 'promoter', 'core', 'enhancer'):
             site = (kind == 'site') & ((where == w_name) | (w_name == 'all'))
-            if not site.any(): continue
+            if not site.any():
+                continue
             val, n = _variant_metrics(P, T, site, neutral, threshold)
             bs = pd.DataFrame([_variant_metrics(P[i], T[i], site[i], neutral[i], threshold)[0] for i in boots])
             for m, v in val.items():
-                lo, hi = (np.nanquantile(bs[m], [.025, .975]) if m in bs and bs[m].notna().any() else (np.nan, np.nan))
-                out.append(dict(model=d['model'], embedding=d['embedding'], sites=w_name, metric=m, value=v, ci_low=float(lo), ci_high=float(hi), n=n[m]))
+                lo, hi = np.nanquantile(bs[m], [0.025, 0.975]) if m in bs and bs[m].notna().any() else (np.nan, np.nan)
+                out.append(
+                    dict(
+                        model=d['model'],
+                        embedding=d['embedding'],
+                        sites=w_name,
+                        metric=m,
+                        value=v,
+                        ci_low=float(lo),
+                        ci_high=float(hi),
+                        n=n[m],
+                    )
+                )
     return pd.DataFrame(out)[['model', 'embedding', 'sites', 'metric', 'value', 'ci_low', 'ci_high', 'n']]
 
 # %% ../nbs/14b_variants.ipynb #9c5600a0
-def plot_variant_effects(effects:ad.AnnData, # `Run.variants` of a synthetic world's variants
-                         truth:ad.AnnData|str|Path, # the world's truth.h5ad
-                         panel:pd.DataFrame, # `rosa.synthetic.variant_panel`
-                         layer:str|None=None, # the model's layer (default: X's)
-                         ax=None):
+def plot_variant_effects(
+    effects: ad.AnnData,  # `Run.variants` of a synthetic world's variants
+    truth: ad.AnnData | str | Path,  # the world's truth.h5ad
+    panel: pd.DataFrame,  # `rosa.synthetic.variant_panel`
+    layer: str | None = None,  # the model's layer (default: X's)
+    ax=None,
+):
     "Predicted against true effects, one point per (variant, cell type) of each variant's own gene, coloured by where the site is (grey: neutral SNVs); returns the axes."
     import matplotlib.pyplot as plt
     from rosa.synthetic import true_variant_effects
+
     t = truth if isinstance(truth, ad.AnnData) else ad.read_h5ad(truth)
     layer = layer or effects.uns['X']
     te = true_variant_effects(t, panel).droplevel(['n_sites', 'where'])
-    o = effects.obs; own = (panel.gene.reindex(o.variant.to_numpy()).to_numpy() == o.gene.to_numpy())
-    o = o[own]; P = np.asarray(effects.layers[layer])[own]
-    T = te.reindex(pd.MultiIndex.from_arrays([o.variant, o.gene]))[list(effects.var_names)].fillna(0.).to_numpy()
+    o = effects.obs
+    own = panel.gene.reindex(o.variant.to_numpy()).to_numpy() == o.gene.to_numpy()
+    o = o[own]
+    P = np.asarray(effects.layers[layer])[own]
+    T = te.reindex(pd.MultiIndex.from_arrays([o.variant, o.gene]))[list(effects.var_names)].fillna(0.0).to_numpy()
     where = panel['where'].reindex(o.variant.to_numpy()).replace('', 'neutral').to_numpy()
-    if ax is None: _, ax = plt.subplots(figsize=(4.6, 4))
-    for w, col in (('neutral', 'lightgrey'), ('enhancer', 'tab:green'), ('core', 'tab:grey'), ('promoter', 'tab:orange')):
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.6, 4))
+    for w, col in (
+        ('neutral', 'lightgrey'),
+        ('enhancer', 'tab:green'),
+        ('core', 'tab:grey'),
+        ('promoter', 'tab:orange'),
+    ):
         m = where == w
-        if m.any(): ax.scatter(T[m].ravel(), P[m].ravel(), s=4, alpha=.5, color=col, label=f'{w} ({m.sum()})', rasterized=True)
-    ax.axhline(0, lw=.5, color='k'); ax.axvline(0, lw=.5, color='k')
+        if m.any():
+            ax.scatter(T[m].ravel(), P[m].ravel(), s=4, alpha=0.5, color=col, label=f'{w} ({m.sum()})', rasterized=True)
+    ax.axhline(0, lw=0.5, color='k')
+    ax.axvline(0, lw=0.5, color='k')
     d = effects.uns['models'][layer]
-    ax.set_xlabel('true change of log mean'); ax.set_ylabel('predicted change (log1p)')
-    ax.set_title(f"{model_label(d['model'], d['embedding'])}: variant effects per cell type", fontsize=9); ax.legend(fontsize=7, frameon=False, markerscale=3)
+    ax.set_xlabel('true change of log mean')
+    ax.set_ylabel('predicted change (log1p)')
+    ax.set_title(f"{model_label(d['model'], d['embedding'])}: variant effects per cell type", fontsize=9)
+    ax.legend(fontsize=7, frameon=False, markerscale=3)
     return ax
