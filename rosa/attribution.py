@@ -21,10 +21,20 @@ from .finetune import gene_window, gene_center
 from .evaluation import pearson, to_markdown
 
 # %% auto #0
-__all__ = ['BASES', 'ism', 'grad_x_input', 'ism_agreement', 'plot_attribution', 'attribution_known_answer']
+__all__ = ['BASES', 'base_table', 'ism', 'grad_x_input', 'ism_agreement', 'plot_attribution', 'attribution_known_answer']
 
 # %% ../nbs/14c_attribution.ipynb #8b778f2d
 BASES = 'ACGT'
+
+
+def base_table(gene: str, name: str, chrom: str, pos: np.ndarray, tss: int, strand: str, ref) -> pd.DataFrame:
+    "One row per scored base of a gene (index `gene:pos`): where it lies, its offset from the TSS along the gene's strand (+ downstream), its reference base."
+    offset = (pos - tss) if strand == '+' else (tss - pos)
+    obs = pd.DataFrame(
+        dict(gene=gene, gene_name=name, chrom=chrom, pos=pos, offset=offset, ref=list(ref), strand=strand)
+    )
+    obs.index = pd.Index([f'{gene}:{p}' for p in pos], dtype=str)
+    return obs
 
 
 def _model_key(run: Run, model) -> tuple:
@@ -87,19 +97,7 @@ def ism(
         b = np.array([BASES.index(a) for a in e.obs.alt])
         M[i, b] = E
         X = -M.sum(1) / 3 * keep[:, None]  # the reference base's share: minus the mean of its 3 changes
-        off = (pos - tss) if strand == '+' else (tss - pos)
-        obs = pd.DataFrame(
-            dict(
-                gene=g,
-                gene_name=str(v.get('gene_name', g)),
-                chrom=chrom,
-                pos=pos,
-                offset=off,
-                ref=list(ref),
-                strand=strand,
-            )
-        )
-        obs.index = pd.Index([f'{g}:{p}' for p in pos], dtype=str)
+        obs = base_table(g, str(v.get('gene_name', g)), chrom, pos, tss, strand, ref)
         parts.append(
             ad.AnnData(
                 X.astype(np.float32),
@@ -165,18 +163,7 @@ def _window_gradients(run: Run, key: tuple, keys: list, device=None) -> ad.AnnDa
         c = gene_center(tss, strand)
         pos = c - W // 2 + np.arange(W)
         seq = genome.window(chrom, c, W)
-        obs = pd.DataFrame(
-            dict(
-                gene=g,
-                gene_name=str(v.get('gene_name', g)),
-                chrom=chrom,
-                pos=pos,
-                offset=(pos - tss) if strand == '+' else (tss - pos),
-                ref=list(seq),
-                strand=strand,
-            )
-        )
-        obs.index = pd.Index([f'{g}:{p}' for p in pos], dtype=str)
+        obs = base_table(g, str(v.get('gene_name', g)), chrom, pos, tss, strand, seq)
         parts.append(
             ad.AnnData(
                 np.ascontiguousarray(G, np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(fit.types, dtype=str))
@@ -246,18 +233,7 @@ def grad_x_input(
         )
         pos = centre - ro.window // 2 + np.arange(ro.window)
         tss = int(v.tss)
-        obs = pd.DataFrame(
-            dict(
-                gene=g,
-                gene_name=str(v.get('gene_name', g)),
-                chrom=chrom,
-                pos=pos,
-                offset=(pos - tss) if v.strand == '+' else (tss - pos),
-                ref=list(seq),
-                strand=str(v.strand),
-            )
-        )
-        obs.index = pd.Index([f'{g}:{p}' for p in pos], dtype=str)
+        obs = base_table(g, str(v.get('gene_name', g)), chrom, pos, tss, str(v.strand), seq)
         parts.append(ad.AnnData(G.astype(np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(fit.types, dtype=str))))
     out = ad.concat(parts, merge='first')
     out.uns.update(run=str(run.out), model=key[0], embedding=key[1], score='gradient x input (captum)')
